@@ -1,0 +1,91 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors. Compare with errors.Is: the errors returned by this
+// package and by stores wrap them.
+var (
+	// ErrInvalid reports an argument or option that breaks a documented
+	// rule; no I/O was done. The error is a *ValidationError naming the
+	// field and the rule.
+	ErrInvalid = errors.New("coordinator: invalid argument")
+	// ErrConflict reports a resource held by another owner. The error is a
+	// *ConflictError naming the holder.
+	ErrConflict = errors.New("coordinator: conflict")
+	// ErrNotHeld reports a lease that the caller does not hold: the
+	// resource is free (Release) or held by another owner (Renew, Release).
+	ErrNotHeld = errors.New("coordinator: lease not held")
+	// ErrExpired reports a Renew of a lease that no longer exists: it
+	// expired or was released.
+	ErrExpired = errors.New("coordinator: lease expired")
+	// ErrClosed reports a call on a Coordinator after Close.
+	ErrClosed = errors.New("coordinator: closed")
+)
+
+// ValidationError is returned for bad input before any I/O is done.
+// errors.Is(err, ErrInvalid) holds.
+type ValidationError struct {
+	Field string // the argument or option, e.g. "resource type"
+	Rule  string // the rule it breaks
+	Value string // the offending value, shortened for display
+}
+
+// Error implements error.
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("coordinator: invalid %s %q: %s", e.Field, e.Value, e.Rule)
+}
+
+// Unwrap returns ErrInvalid.
+func (e *ValidationError) Unwrap() error { return ErrInvalid }
+
+func invalid(field, value, rule string) error {
+	if len(value) > 40 {
+		value = value[:40] + "…"
+	}
+	return &ValidationError{Field: field, Rule: rule, Value: value}
+}
+
+// ConflictError reports that a resource is held by another owner, with the
+// holder's lease as Redis saw it in the same round trip.
+// errors.Is(err, ErrConflict) holds; errors.As gives the holder.
+type ConflictError struct {
+	Resource  Resource
+	Holder    string    // owner holding the lease
+	Token     uint64    // the holder's fencing token
+	Count     int       // the holder's hold count
+	ExpiresAt time.Time // Redis server time the holder's lease ends unless renewed
+}
+
+// Error implements error.
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("coordinator: conflict: %s is held by %q (token %d, count %d) until %s",
+		e.Resource, e.Holder, e.Token, e.Count, e.ExpiresAt.UTC().Format(time.RFC3339Nano))
+}
+
+// Unwrap returns ErrConflict.
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+// LeaseError reports an operation on a lease that the caller does not hold
+// (Err is ErrNotHeld) or that no longer exists (Err is ErrExpired).
+type LeaseError struct {
+	Op       string // "renew" or "release"
+	Resource Resource
+	Owner    string // the caller
+	Holder   string // the current holder, "" when the resource is free
+	Err      error  // ErrNotHeld or ErrExpired
+}
+
+// Error implements error.
+func (e *LeaseError) Error() string {
+	if e.Holder == "" {
+		return fmt.Sprintf("%v: %s %s by %q: resource is free", e.Err, e.Op, e.Resource, e.Owner)
+	}
+	return fmt.Sprintf("%v: %s %s by %q: held by %q", e.Err, e.Op, e.Resource, e.Owner, e.Holder)
+}
+
+// Unwrap returns the sentinel (ErrNotHeld or ErrExpired).
+func (e *LeaseError) Unwrap() error { return e.Err }

@@ -1,0 +1,41 @@
+package coordinator
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the backend a Coordinator drives; redisstore.Store is the one
+// this module ships. Every method must be atomic on the backend, take time
+// from the backend's clock, and return the package's errors: a
+// *ConflictError from Acquire, a *LeaseError (ErrNotHeld, ErrExpired) from
+// Renew and Release, ErrNotHeld from Inspect of a free resource.
+//
+// The storetest package holds the conformance suite every Store must pass.
+type Store interface {
+	// Acquire takes r for req.Owner with req.TTL, or re-enters the owner's
+	// lease (count + 1, same token, expiry not shortened).
+	Acquire(ctx context.Context, req Request) (Lease, error)
+	// Renew sets the expiry of the owner's lease to now + req.TTL.
+	Renew(ctx context.Context, req Request) (Lease, error)
+	// Release drops one hold (every hold when req.All) of the owner's
+	// lease; the returned Count is the holds left.
+	Release(ctx context.Context, req Request) (Lease, error)
+	// Inspect reports the lease on r, or ErrNotHeld when r is free.
+	Inspect(ctx context.Context, r Resource) (Lease, error)
+	// ReleaseAll releases every lease of owner, whatever its count, and
+	// returns how many it released.
+	ReleaseAll(ctx context.Context, owner, requestID string) (int, error)
+}
+
+// Request is one mutating call to a Store.
+type Request struct {
+	Resource Resource
+	Owner    string
+	TTL      time.Duration // Acquire, Renew: at least one millisecond
+	// RequestID identifies the call: a Store applies a request ID once and
+	// answers a repeat (a client retry after a lost reply) with the lease
+	// as it stands, without applying it again.
+	RequestID string
+	All       bool // Release: drop every hold, not one
+}

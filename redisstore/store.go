@@ -1,0 +1,297 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/scripts"
+)
+
+// ErrPartitionMismatch reports a store configured with a partition count
+// other than the one recorded in Redis for its prefix: two counts would map
+// one resource to two keys, and so to two holders.
+var ErrPartitionMismatch = errors.New("redisstore: partition count mismatch")
+
+// Store is a coordinator.Store on Redis: standalone, Sentinel or Cluster,
+// through go-redis's UniversalClient. It is safe for concurrent use.
+type Store struct {
+	client      redis.UniversalClient
+	prefix      string
+	partitions  int
+	outbox      bool
+	maxLen      int64
+	retryWindow time.Duration
+	notify      bool
+	cluster     bool
+	cfgErr      error
+
+	checkMu sync.Mutex
+	checked bool
+}
+
+var _ coordinator.Store = (*Store)(nil)
+
+// New returns a Store on client. See the options for the defaults.
+func New(client redis.UniversalClient, opts ...Option) *Store {
+	s := &Store{
+		client:      client,
+		prefix:      DefaultPrefix,
+		partitions:  DefaultPartitions,
+		outbox:      true,
+		maxLen:      DefaultStreamMaxLen,
+		retryWindow: DefaultRetryWindow,
+		notify:      true,
+	}
+	_, s.cluster = client.(*redis.ClusterClient)
+	if client == nil {
+		s.fail(&coordinator.ValidationError{Field: "client", Value: "nil", Rule: "must not be nil"})
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(s)
+		}
+	}
+	return s
+}
+
+// Client returns the Redis client of the store.
+func (s *Store) Client() redis.UniversalClient { return s.client }
+
+// Outbox reports whether lease changes are appended to the event streams.
+func (s *Store) Outbox() bool { return s.outbox }
+
+// Cluster reports whether the store runs on a Redis Cluster client.
+func (s *Store) Cluster() bool { return s.cluster }
+
+// ready returns the configuration error, or checks once (until it
+// succeeds) that the partition count agrees with the one recorded in Redis.
+func (s *Store) ready(ctx context.Context) error {
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
+	s.checkMu.Lock()
+	defer s.checkMu.Unlock()
+	if s.checked {
+		return nil
+	}
+	if err := s.CheckPartitions(ctx); err != nil {
+		return err
+	}
+	s.checked = true
+	return nil
+}
+
+// CheckPartitions records the store's partition count under ConfigKey if
+// none is recorded, and returns ErrPartitionMismatch if another is.
+func (s *Store) CheckPartitions(ctx context.Context) error {
+	key := s.ConfigKey()
+	if err := s.client.SetNX(ctx, key, s.partitions, 0).Err(); err != nil {
+		return fmt.Errorf("redisstore: record partition count: %w", err)
+	}
+	got, err := s.client.Get(ctx, key).Int()
+	if err != nil {
+		return fmt.Errorf("redisstore: read partition count from %s: %w", key, err)
+	}
+	if got != s.partitions {
+		return fmt.Errorf("%w: prefix %q is used with %d partitions (%s), this store has %d",
+			ErrPartitionMismatch, s.prefix, got, key, s.partitions)
+	}
+	return nil
+}
+
+func ms(d time.Duration) int64 {
+	n := d.Milliseconds()
+	if n < 1 {
+		n = 1
+	}
+	return n
+}
+
+func (s *Store) maxLenArg() int64 {
+	if !s.outbox {
+		return 0
+	}
+	return s.maxLen
+}
+
+// Acquire implements coordinator.Store.
+func (s *Store) Acquire(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
+	if err := s.ready(ctx); err != nil {
+		return coordinator.Lease{}, err
+	}
+	r := req.Resource
+	p := s.Partition(r)
+	keys := []string{s.Key(r), s.FenceKey(p), s.StreamKey(p), s.OwnerKey(p, req.Owner)}
+	v, err := scripts.Acquire.Run(ctx, s.client, keys,
+		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg()).Slice()
+	if err != nil {
+		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, err)
+	}
+	st, l, err := parseReply(r, v)
+	if err != nil {
+		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, err)
+	}
+	if st == statusConflict {
+		return coordinator.Lease{}, &coordinator.ConflictError{Resource: r, Holder: l.Owner,
+			Token: l.Token, Count: l.Count, ExpiresAt: l.ExpiresAt}
+	}
+	return l, nil
+}
+
+// Renew implements coordinator.Store.
+func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
+	if err := s.ready(ctx); err != nil {
+		return coordinator.Lease{}, err
+	}
+	r := req.Resource
+	p := s.Partition(r)
+	keys := []string{s.Key(r), s.StreamKey(p), s.OwnerKey(p, req.Owner)}
+	v, err := scripts.Renew.Run(ctx, s.client, keys,
+		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg()).Slice()
+	if err != nil {
+		return coordinator.Lease{}, fmt.Errorf("redisstore: renew %s: %w", r, err)
+	}
+	st, l, err := parseReply(r, v)
+	switch {
+	case err != nil:
+		return coordinator.Lease{}, fmt.Errorf("redisstore: renew %s: %w", r, err)
+	case st == statusFree:
+		return coordinator.Lease{}, &coordinator.LeaseError{Op: "renew", Resource: r, Owner: req.Owner, Err: coordinator.ErrExpired}
+	case st == statusConflict:
+		return coordinator.Lease{}, &coordinator.LeaseError{Op: "renew", Resource: r, Owner: req.Owner, Holder: l.Owner, Err: coordinator.ErrNotHeld}
+	}
+	return l, nil
+}
+
+// Release implements coordinator.Store.
+func (s *Store) Release(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
+	mode := "one"
+	if req.All {
+		mode = "all"
+	}
+	return s.release(ctx, req, mode)
+}
+
+// ForceRelease deletes the lease on r whoever holds it, whatever its count,
+// recording a "forced" event: the operator's way out of a stuck lease. It
+// returns the lease it removed, or ErrNotHeld when r is free.
+func (s *Store) ForceRelease(ctx context.Context, r coordinator.Resource, requestID string) (coordinator.Lease, error) {
+	if err := r.Validate(); err != nil {
+		return coordinator.Lease{}, err
+	}
+	for attempt := 0; ; attempt++ {
+		cur, err := s.Inspect(ctx, r)
+		if err != nil {
+			return coordinator.Lease{}, err
+		}
+		l, err := s.release(ctx, coordinator.Request{Resource: r, Owner: cur.Owner, RequestID: requestID}, "force")
+		var le *coordinator.LeaseError
+		// the lease changed hands between the read and the script: read again
+		if errors.As(err, &le) && le.Holder != "" && attempt < 3 {
+			continue
+		}
+		return l, err
+	}
+}
+
+func (s *Store) release(ctx context.Context, req coordinator.Request, mode string) (coordinator.Lease, error) {
+	if err := s.ready(ctx); err != nil {
+		return coordinator.Lease{}, err
+	}
+	r := req.Resource
+	p := s.Partition(r)
+	keys := []string{s.Key(r), s.StreamKey(p), s.OwnerKey(p, req.Owner), s.memoKey(p, req.RequestID)}
+	note := 0
+	if s.notify {
+		note = 1
+		if s.cluster {
+			note = 2
+		}
+	}
+	v, err := scripts.Release.Run(ctx, s.client, keys,
+		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg(), mode, ms(s.retryWindow), note, s.Channel(p)).Slice()
+	if err != nil {
+		return coordinator.Lease{}, fmt.Errorf("redisstore: release %s: %w", r, err)
+	}
+	st, l, err := parseReply(r, v)
+	switch {
+	case err != nil:
+		return coordinator.Lease{}, fmt.Errorf("redisstore: release %s: %w", r, err)
+	case st == statusFree:
+		return coordinator.Lease{}, &coordinator.LeaseError{Op: "release", Resource: r, Owner: req.Owner, Err: coordinator.ErrNotHeld}
+	case st == statusConflict:
+		return coordinator.Lease{}, &coordinator.LeaseError{Op: "release", Resource: r, Owner: req.Owner, Holder: l.Owner, Err: coordinator.ErrNotHeld}
+	}
+	return l, nil
+}
+
+// Inspect implements coordinator.Store.
+func (s *Store) Inspect(ctx context.Context, r coordinator.Resource) (coordinator.Lease, error) {
+	if err := s.ready(ctx); err != nil {
+		return coordinator.Lease{}, err
+	}
+	v, err := s.client.HMGet(ctx, s.Key(r), "owner", "count", "token", "acquired_at", "expires_at").Result()
+	if err != nil {
+		return coordinator.Lease{}, fmt.Errorf("redisstore: inspect %s: %w", r, err)
+	}
+	if v[0] == nil {
+		return coordinator.Lease{}, fmt.Errorf("%w: %s is free", coordinator.ErrNotHeld, r)
+	}
+	l, err := leaseFrom(r, v)
+	if err != nil {
+		return coordinator.Lease{}, fmt.Errorf("redisstore: inspect %s: %w", r, err)
+	}
+	return l, nil
+}
+
+// ReleaseAll implements coordinator.Store. It reads the owner's lease index
+// of every partition (one pipelined round trip; on Cluster go-redis sends
+// each read to the node owning the partition) and releases each lease
+// found, so it costs one script per lease of the owner, never a scan of
+// the keyspace.
+func (s *Store) ReleaseAll(ctx context.Context, owner, requestID string) (int, error) {
+	if err := coordinator.ValidateOwner(owner); err != nil {
+		return 0, err
+	}
+	if err := s.ready(ctx); err != nil {
+		return 0, err
+	}
+	cmds := make([]*redis.StringSliceCmd, s.partitions)
+	_, err := s.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for p := range cmds {
+			cmds[p] = pipe.SMembers(ctx, s.OwnerKey(p, owner))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: release all of %q: read lease index: %w", owner, err)
+	}
+	released := 0
+	var errs []error
+	for p, cmd := range cmds {
+		for i, member := range cmd.Val() {
+			r, err := coordinator.ParseResource(member)
+			if err != nil || s.Partition(r) != p {
+				// not written by this store version: drop it from the index
+				s.client.SRem(ctx, s.OwnerKey(p, owner), member)
+				continue
+			}
+			req := coordinator.Request{Resource: r, Owner: owner, RequestID: requestID + "." + strconv.Itoa(p) + "." + strconv.Itoa(i)}
+			_, err = s.release(ctx, req, "all")
+			switch {
+			case err == nil:
+				released++
+			case !errors.Is(err, coordinator.ErrNotHeld):
+				errs = append(errs, err)
+			}
+		}
+	}
+	return released, errors.Join(errs...)
+}
