@@ -32,7 +32,9 @@ type Server struct {
 
 // Required reports whether a missing redis-server must fail the test
 // rather than skip it: under CI=true it must.
-func Required() bool { return os.Getenv("CI") == "true" || os.Getenv("LOCKCOORD_REQUIRE_SERVICES") == "1" }
+func Required() bool {
+	return os.Getenv("CI") == "true" || os.Getenv("LOCKCOORD_REQUIRE_SERVICES") == "1"
+}
 
 // Start starts a redis-server on a free loopback port with the extra
 // config args ("--appendonly", "yes", ...) and stops it when t ends. It
