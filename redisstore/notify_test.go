@@ -1,0 +1,164 @@
+package redisstore_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/redisstore"
+)
+
+// subscribe subscribes to channel and waits for the confirmation, so that
+// nothing published afterwards is missed.
+func subscribe(t *testing.T, ctx context.Context, ps *redis.PubSub) *redis.PubSub {
+	t.Helper()
+	t.Cleanup(func() { _ = ps.Close() })
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	return ps
+}
+
+// expectMessages reads len(want) messages and compares their payloads in
+// order.
+func expectMessages(t *testing.T, ctx context.Context, ps *redis.PubSub, channel string, want ...string) {
+	t.Helper()
+	for i, w := range want {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		m, err := ps.ReceiveMessage(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("message %d (want %q): %v", i, w, err)
+		}
+		if m.Channel != channel || m.Payload != w {
+			t.Fatalf("message %d = %q on %q, want %q on %q", i, m.Payload, m.Channel, w, channel)
+		}
+	}
+}
+
+func TestReleaseNotification(t *testing.T) {
+	onBoth(t, func(t *testing.T, b *backend) {
+		ctx := testCtx(t)
+		// one partition: every release is announced on the same channel,
+		// so the order of the messages shows which releases published
+		s := b.newStore(t, redisstore.WithPartitions(1))
+		ch := s.Channel(0)
+		if want := s.Prefix() + ":{0}:released"; ch != want {
+			t.Fatalf("Channel(0) = %q, want %q", ch, want)
+		}
+		ps := subscribe(t, ctx, b.client.Subscribe(ctx, ch))
+		var ids reqIDs
+		a := coordinator.Resource{Type: "plan", ID: "a/1"}
+		bb := coordinator.Project("b ü")
+		c := coordinator.Resource{Type: "job", ID: "c"}
+		d := coordinator.Resource{Type: "job", ID: "d"}
+		for _, r := range []coordinator.Resource{a, a, bb, c, d} {
+			lease(t)(s.Acquire(ctx, request(r, "w1", ids.next(), time.Minute)))
+		}
+		// a decrement, a failed release and a repeated release announce
+		// nothing
+		lease(t)(s.Release(ctx, request(a, "w1", ids.next(), 0)))
+		if _, err := s.Release(ctx, request(bb, "w2", ids.next(), 0)); err == nil {
+			t.Fatal("release by another owner succeeded")
+		}
+		id := ids.next()
+		lease(t)(s.Release(ctx, request(bb, "w1", id, 0)))
+		lease(t)(s.Release(ctx, request(bb, "w1", id, 0)))
+		lease(t)(s.Release(ctx, request(a, "w1", ids.next(), 0)))
+		lease(t)(s.ForceRelease(ctx, c, ids.next()))
+		if n, err := s.ReleaseAll(ctx, "w1", ids.next()); err != nil || n != 1 {
+			t.Fatalf("ReleaseAll = %d, %v", n, err)
+		}
+		expectMessages(t, ctx, ps, ch, bb.String(), a.String(), c.String(), d.String())
+	})
+}
+
+func TestNotificationsOff(t *testing.T) {
+	onBoth(t, func(t *testing.T, b *backend) {
+		ctx := testCtx(t)
+		quiet := b.newStore(t, redisstore.WithPartitions(1), redisstore.WithNotifications(false))
+		loud := redisstore.New(b.client, redisstore.WithPrefix(quiet.Prefix()), redisstore.WithPartitions(1))
+		ch := quiet.Channel(0)
+		ps := subscribe(t, ctx, b.client.Subscribe(ctx, ch))
+		var ids reqIDs
+		x, y, z := coordinator.Plan("x"), coordinator.Plan("y"), coordinator.Plan("z")
+		for _, r := range []coordinator.Resource{x, y, z} {
+			lease(t)(quiet.Acquire(ctx, request(r, "w1", ids.next(), time.Minute)))
+		}
+		lease(t)(quiet.Release(ctx, request(x, "w1", ids.next(), 0)))
+		lease(t)(quiet.ForceRelease(ctx, z, ids.next()))
+		// the first message must come from the store that announces
+		lease(t)(loud.Release(ctx, request(y, "w1", ids.next(), 0)))
+		expectMessages(t, ctx, ps, ch, y.String())
+	})
+}
+
+// startCluster starts a one-node Redis Cluster owning every slot.
+func startCluster(t *testing.T) *testredis.Server {
+	t.Helper()
+	srv := testredis.Start(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "5000")
+	ctx := testCtx(t)
+	c := srv.Client(t)
+	args := []any{"CLUSTER", "ADDSLOTS"} // ADDSLOTSRANGE needs Redis 7
+	for slot := range 16384 {
+		args = append(args, slot)
+	}
+	if err := c.Do(ctx, args...).Err(); err != nil {
+		t.Fatalf("CLUSTER ADDSLOTS: %v", err)
+	}
+	for i := 0; ; i++ {
+		info, err := c.ClusterInfo(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(info, "cluster_state:ok") {
+			return srv
+		}
+		if i > 500 {
+			t.Fatalf("cluster did not come up: %s", info)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestClusterShardedNotification runs the store on a Cluster client: the
+// release is announced with SPUBLISH, and ReleaseAll's pipelined index
+// reads work across partitions.
+func TestClusterShardedNotification(t *testing.T) {
+	srv := startCluster(t)
+	ctx := testCtx(t)
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr}})
+	t.Cleanup(func() { _ = cc.Close() })
+	s := redisstore.New(cc, redisstore.WithPrefix(randomPrefix()))
+	t.Cleanup(func() {
+		_ = cc.ForEachMaster(context.Background(), func(ctx context.Context, c *redis.Client) error {
+			deletePrefix(t, c, s.Prefix())
+			return nil
+		})
+	})
+	if !s.Cluster() {
+		t.Fatal("Cluster() = false on a ClusterClient")
+	}
+	if plain := redisstore.New(srv.Client(t)); plain.Cluster() {
+		t.Fatal("Cluster() = true on a plain client")
+	}
+	r := coordinator.Plan("sharded/1")
+	ch := s.Channel(s.Partition(r))
+	ps := subscribe(t, ctx, cc.SSubscribe(ctx, ch))
+	var ids reqIDs
+	lease(t)(s.Acquire(ctx, request(r, "w1", ids.next(), time.Minute)))
+	lease(t)(s.Release(ctx, request(r, "w1", ids.next(), 0)))
+	expectMessages(t, ctx, ps, ch, r.String())
+
+	for i := range 20 {
+		lease(t)(s.Acquire(ctx, request(coordinator.Resource{Type: "job", ID: string(rune('a' + i))}, "w1", ids.next(), time.Minute)))
+	}
+	if n, err := s.ReleaseAll(ctx, "w1", ids.next()); err != nil || n != 20 {
+		t.Fatalf("ReleaseAll on Cluster = %d, %v; want 20", n, err)
+	}
+}
