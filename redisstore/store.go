@@ -91,6 +91,9 @@ func (s *Store) ready(ctx context.Context) error {
 // CheckPartitions records the store's partition count under ConfigKey if
 // none is recorded, and returns ErrPartitionMismatch if another is.
 func (s *Store) CheckPartitions(ctx context.Context) error {
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
 	key := s.ConfigKey()
 	if err := s.client.SetNX(ctx, key, s.partitions, 0).Err(); err != nil {
 		return fmt.Errorf("redisstore: record partition count: %w", err)
