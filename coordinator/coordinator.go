@@ -21,10 +21,17 @@ type Coordinator struct {
 	reqPrefix string
 	reqSeq    atomic.Uint64
 
+	m   *metrics
+	hub *hub
+
+	closing chan struct{} // closed when Close starts
+
 	mu       sync.Mutex
 	closed   bool
 	holds    map[holdKey]int
-	inflight sync.WaitGroup
+	keepers  map[holdKey]*keeper
+	inflight sync.WaitGroup // calls in flight
+	bg       sync.WaitGroup // keep-alive goroutines and their requests
 }
 
 type holdKey struct {
@@ -36,10 +43,14 @@ type holdKey struct {
 // each for its default.
 func New(store Store, opts ...Option) *Coordinator {
 	c := &Coordinator{
-		store: store,
-		cfg:   newConfig(opts),
-		holds: make(map[holdKey]int),
+		store:   store,
+		cfg:     newConfig(opts),
+		holds:   make(map[holdKey]int),
+		keepers: make(map[holdKey]*keeper),
+		closing: make(chan struct{}),
 	}
+	c.m = newMetrics(c.cfg.registerer)
+	c.hub = newHub(c)
 	if store == nil {
 		c.cfg.fail(invalid("store", "nil", "must not be nil"))
 	}
@@ -74,12 +85,12 @@ func (c *Coordinator) begin() (func(), error) {
 	return c.inflight.Done, nil
 }
 
-func (c *Coordinator) request(r Resource, owner string, opts []AcquireOption) (Request, error) {
+func (c *Coordinator) request(r Resource, owner string, opts []AcquireOption) (Request, callConfig, error) {
 	if err := r.Validate(); err != nil {
-		return Request{}, err
+		return Request{}, callConfig{}, err
 	}
 	if err := ValidateOwner(owner); err != nil {
-		return Request{}, err
+		return Request{}, callConfig{}, err
 	}
 	cc := callConfig{ttl: c.cfg.ttlFor(r.Type)}
 	for _, o := range opts {
@@ -88,17 +99,18 @@ func (c *Coordinator) request(r Resource, owner string, opts []AcquireOption) (R
 		}
 	}
 	if cc.err != nil {
-		return Request{}, cc.err
+		return Request{}, cc, cc.err
 	}
-	return Request{Resource: r, Owner: owner, TTL: cc.ttl, RequestID: c.requestID()}, nil
+	return Request{Resource: r, Owner: owner, TTL: cc.ttl, RequestID: c.requestID()}, cc, nil
 }
 
 // Acquire takes r for owner. A free resource is taken with hold count 1
 // and a new fencing token; the owner's own lease is re-entered (count + 1,
 // same token, TTL refreshed, never shortened). A lease of another owner
-// gives a *ConflictError (errors.Is(err, ErrConflict)) naming the holder.
+// gives a *ConflictError (errors.Is(err, ErrConflict)) naming the holder,
+// at once, or after waiting for its release with the Wait option.
 func (c *Coordinator) Acquire(ctx context.Context, r Resource, owner string, opts ...AcquireOption) (Lease, error) {
-	req, err := c.request(r, owner, opts)
+	req, cc, err := c.request(r, owner, opts)
 	if err != nil {
 		return Lease{}, err
 	}
@@ -107,11 +119,25 @@ func (c *Coordinator) Acquire(ctx context.Context, r Resource, owner string, opt
 		return Lease{}, err
 	}
 	defer done()
+	l, err := c.acquireOnce(ctx, req)
+	if cc.wait > 0 {
+		if ce, ok := errors.AsType[*ConflictError](err); ok {
+			l, err = c.wait(ctx, req, ce, cc.wait)
+		}
+	}
+	return l, err
+}
+
+// acquireOnce sends one acquisition and records its outcome.
+func (c *Coordinator) acquireOnce(ctx context.Context, req Request) (Lease, error) {
+	start := time.Now()
 	l, err := c.store.Acquire(ctx, req)
+	c.m.observe(opAcquire, start, err)
 	if err != nil {
 		return Lease{}, err
 	}
-	c.track(holdKey{r, owner}, 1)
+	l.ttl, l.sent = req.TTL, start
+	c.track(holdKey{req.Resource, req.Owner}, 1)
 	return l, nil
 }
 
@@ -119,7 +145,7 @@ func (c *Coordinator) Acquire(ctx context.Context, r Resource, owner string, opt
 // leaving the hold count alone. A free resource gives ErrExpired, another
 // owner's lease ErrNotHeld, both as a *LeaseError.
 func (c *Coordinator) Renew(ctx context.Context, r Resource, owner string, opts ...AcquireOption) (Lease, error) {
-	req, err := c.request(r, owner, opts)
+	req, _, err := c.request(r, owner, opts)
 	if err != nil {
 		return Lease{}, err
 	}
@@ -128,11 +154,17 @@ func (c *Coordinator) Renew(ctx context.Context, r Resource, owner string, opts 
 		return Lease{}, err
 	}
 	defer done()
+	start := time.Now()
 	l, err := c.store.Renew(ctx, req)
-	if err != nil && (errors.Is(err, ErrExpired) || errors.Is(err, ErrNotHeld)) {
-		c.forget(holdKey{r, owner})
+	c.m.observe(opRenew, start, err)
+	if err != nil {
+		if errors.Is(err, ErrExpired) || errors.Is(err, ErrNotHeld) {
+			c.forget(holdKey{r, owner}, err)
+		}
+		return Lease{}, err
 	}
-	return l, err
+	l.ttl, l.sent = req.TTL, start
+	return l, nil
 }
 
 // Release drops one hold of owner's lease on r; at zero the lease is
@@ -140,7 +172,7 @@ func (c *Coordinator) Renew(ctx context.Context, r Resource, owner string, opts 
 // resource or another owner's lease gives ErrNotHeld (a *LeaseError) and
 // changes nothing.
 func (c *Coordinator) Release(ctx context.Context, r Resource, owner string) (Lease, error) {
-	req, err := c.request(r, owner, nil)
+	req, _, err := c.request(r, owner, nil)
 	if err != nil {
 		return Lease{}, err
 	}
@@ -154,14 +186,16 @@ func (c *Coordinator) Release(ctx context.Context, r Resource, owner string) (Le
 
 func (c *Coordinator) release(ctx context.Context, req Request) (Lease, error) {
 	k := holdKey{req.Resource, req.Owner}
+	start := time.Now()
 	l, err := c.store.Release(ctx, req)
+	c.m.observe(opRelease, start, err)
 	switch {
 	case err == nil && l.Count == 0:
 		c.forget(k)
 	case err == nil:
 		c.track(k, -1)
 	case errors.Is(err, ErrNotHeld):
-		c.forget(k)
+		c.forget(k, err)
 	}
 	return l, err
 }
@@ -193,20 +227,25 @@ func (c *Coordinator) ReleaseAll(ctx context.Context, owner string) (int, error)
 	n, err := c.store.ReleaseAll(ctx, owner, c.requestID())
 	if err == nil {
 		c.mu.Lock()
+		var stopped []holdKey
 		for k := range c.holds {
 			if k.owner == owner {
-				delete(c.holds, k)
+				stopped = append(stopped, k)
 			}
 		}
 		c.mu.Unlock()
+		for _, k := range stopped {
+			c.forget(k)
+		}
 	}
 	return n, err
 }
 
-// Close waits for the calls in flight, then releases every lease taken
-// through c (all its holds). Later calls return ErrClosed; a second Close
-// returns nil. The error joins the releases that failed; a lease that had
-// already expired or been taken over is not an error.
+// Close shuts the coordinator down: it ends waits, waits for the calls in
+// flight, stops every keep-alive, then releases every lease taken through c
+// (all its holds). Later calls return ErrClosed; a second Close returns
+// nil. The error joins the releases that failed; a lease that had already
+// expired or been taken over is not an error. ctx bounds the releases.
 func (c *Coordinator) Close(ctx context.Context) error {
 	c.mu.Lock()
 	if c.closed {
@@ -214,8 +253,18 @@ func (c *Coordinator) Close(ctx context.Context) error {
 		return nil
 	}
 	c.closed = true
+	close(c.closing)
+	keepers := make([]*keeper, 0, len(c.keepers))
+	for _, k := range c.keepers {
+		keepers = append(keepers, k)
+	}
 	c.mu.Unlock()
+	c.hub.close()
 	c.inflight.Wait()
+	for _, k := range keepers {
+		c.endKeeper(k)
+	}
+	c.bg.Wait()
 
 	c.mu.Lock()
 	keys := make([]holdKey, 0, len(c.holds))
@@ -225,6 +274,7 @@ func (c *Coordinator) Close(ctx context.Context) error {
 	c.holds = make(map[holdKey]int)
 	c.mu.Unlock()
 
+	c.m.heldDelta(-float64(len(keys)))
 	var errs []error
 	for _, k := range keys {
 		req := Request{Resource: k.r, Owner: k.owner, RequestID: c.requestID(), All: true}
@@ -232,6 +282,7 @@ func (c *Coordinator) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	c.cfg.log.Info().Int("released", len(keys)-len(errs)).Int("failed", len(errs)).Msg("coordinator closed")
 	return errors.Join(errs...)
 }
 
@@ -243,18 +294,46 @@ func (c *Coordinator) Held(r Resource, owner string) int {
 	return c.holds[holdKey{r, owner}]
 }
 
+// track adds delta to the holds of k; when none are left it stops k's
+// keep-alive.
 func (c *Coordinator) track(k holdKey, delta int) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n := c.holds[k] + delta; n > 0 {
+	old := c.holds[k]
+	n := old + delta
+	if n > 0 {
 		c.holds[k] = n
 	} else {
 		delete(c.holds, k)
 	}
+	c.mu.Unlock()
+	switch {
+	case old == 0 && n > 0:
+		c.m.heldDelta(1)
+	case old > 0 && n <= 0:
+		c.m.heldDelta(-1)
+	}
+	if n <= 0 && delta < 0 {
+		c.stopKeeping(k)
+	}
 }
 
-func (c *Coordinator) forget(k holdKey) {
+// forget drops every hold of k and stops its keep-alive. A lost reason
+// (the store said the lease is gone) is reported to the keep-alive as a
+// loss; without one the lease was released on purpose.
+func (c *Coordinator) forget(k holdKey, lost ...error) {
 	c.mu.Lock()
+	_, had := c.holds[k]
 	delete(c.holds, k)
+	kp := c.keepers[k]
 	c.mu.Unlock()
+	if had {
+		c.m.heldDelta(-1)
+	}
+	switch {
+	case kp == nil:
+	case len(lost) > 0:
+		kp.lose(lost[0])
+	default:
+		c.endKeeper(kp)
+	}
 }

@@ -76,13 +76,19 @@ type LeaseError struct {
 	Resource Resource
 	Owner    string // the caller
 	Holder   string // the current holder, "" when the resource is free
-	Err      error  // ErrNotHeld or ErrExpired
+	// HolderToken is the token of the current lease when it is the
+	// caller's own but not the one the call named (a later acquisition).
+	HolderToken uint64
+	Err         error // ErrNotHeld or ErrExpired
 }
 
 // Error implements error.
 func (e *LeaseError) Error() string {
 	if e.Holder == "" {
 		return fmt.Sprintf("%v: %s %s by %q: resource is free", e.Err, e.Op, e.Resource, e.Owner)
+	}
+	if e.HolderToken != 0 {
+		return fmt.Sprintf("%v: %s %s by %q: the lease now held has token %d", e.Err, e.Op, e.Resource, e.Owner, e.HolderToken)
 	}
 	return fmt.Sprintf("%v: %s %s by %q: held by %q", e.Err, e.Op, e.Resource, e.Owner, e.Holder)
 }

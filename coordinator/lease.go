@@ -10,10 +10,13 @@ type Lease struct {
 	Count      int       // hold count (re-entrancy depth); 0 once fully released
 	AcquiredAt time.Time // Redis server time of the first acquisition
 	ExpiresAt  time.Time // Redis server time the lease ends unless renewed
+
+	// set by the Coordinator on leases it got from Acquire and Renew: the
+	// TTL asked for, and when the request was sent (worker's monotonic
+	// clock), from which a keep-alive measures its deadline.
+	ttl  time.Duration
+	sent time.Time
 }
 
 // Held reports whether the lease still had holds when it was reported.
 func (l Lease) Held() bool { return l.Count > 0 }
-
-// TTL returns how long the lease had left at now, by Redis time.
-func (l Lease) TTL(now time.Time) time.Duration { return l.ExpiresAt.Sub(now) }

@@ -3,6 +3,9 @@ package coordinator
 import (
 	"fmt"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 )
 
 // Default TTLs, from the specification.
@@ -24,14 +27,19 @@ type Option func(*config)
 type AcquireOption func(*callConfig)
 
 type config struct {
-	ttls       map[string]time.Duration
-	defaultTTL time.Duration
-	err        error
+	ttls          map[string]time.Duration
+	defaultTTL    time.Duration
+	renewInterval time.Duration // 0: TTL/3
+	safetyMargin  time.Duration // 0: TTL/10
+	registerer    prometheus.Registerer
+	log           zerolog.Logger
+	err           error
 }
 
 type callConfig struct {
-	ttl time.Duration
-	err error
+	ttl  time.Duration
+	wait time.Duration
+	err  error
 }
 
 func (c *config) fail(err error) {
@@ -81,6 +89,67 @@ func TTL(d time.Duration) AcquireOption {
 	}
 }
 
+// Wait makes Acquire (and Hold) wait up to d, and at most until the
+// context ends, for the holder of a conflicting lease to release it. The
+// wait listens for the store's release notifications (Redis pub/sub) and
+// falls back to retries with a backoff bounded by the holder's remaining
+// TTL, so a holder that died is noticed when its lease expires. Zero (the
+// default) does not wait; a negative d is invalid. When the wait ends
+// without the lease, the error matches ErrConflict and carries the last
+// *ConflictError, joined with the context's error when the context ended
+// it.
+func Wait(d time.Duration) AcquireOption {
+	return func(c *callConfig) {
+		if d < 0 {
+			c.err = invalid("Wait", d.String(), "must not be negative")
+			return
+		}
+		c.wait = d
+	}
+}
+
+// WithRenewInterval sets how often a keep-alive renews a lease (default
+// zero: a third of the lease's TTL). An interval that leaves no time to
+// retry before the safety margin (interval >= TTL - margin) is cut to a
+// third of the TTL for that lease. A negative d is invalid.
+func WithRenewInterval(d time.Duration) Option {
+	return func(c *config) {
+		if d < 0 {
+			c.fail(invalid("WithRenewInterval", d.String(), "must not be negative"))
+			return
+		}
+		c.renewInterval = d
+	}
+}
+
+// WithSafetyMargin sets how long before a lease's expiry a keep-alive that
+// could not renew declares it lost (default zero: a tenth of the TTL). The
+// margin covers the clock drift between the worker and Redis over one TTL
+// and the time the holder needs to stop. A margin of the TTL or more is cut
+// to a tenth of the TTL for that lease. A negative d is invalid.
+func WithSafetyMargin(d time.Duration) Option {
+	return func(c *config) {
+		if d < 0 {
+			c.fail(invalid("WithSafetyMargin", d.String(), "must not be negative"))
+			return
+		}
+		c.safetyMargin = d
+	}
+}
+
+// WithMetrics registers the coordinator's Prometheus collectors with reg
+// (default: none, nothing is registered). Coordinators sharing a registerer
+// share the collectors. A nil reg is ignored.
+func WithMetrics(reg prometheus.Registerer) Option {
+	return func(c *config) { c.registerer = reg }
+}
+
+// WithLogger sets the logger for lease loss, renewal retries and shutdown
+// (default: zerolog.Nop(), no logging).
+func WithLogger(l zerolog.Logger) Option {
+	return func(c *config) { c.log = l }
+}
+
 func checkTTL(field string, d time.Duration) error {
 	if d < MinTTL {
 		return invalid(field, d.String(), fmt.Sprintf("must be at least %s", MinTTL))
@@ -92,6 +161,7 @@ func newConfig(opts []Option) config {
 	c := config{
 		ttls:       map[string]time.Duration{"plan": DefaultPlanTTL, "project": DefaultProjectTTL},
 		defaultTTL: DefaultTTL,
+		log:        zerolog.Nop(),
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -99,6 +169,22 @@ func newConfig(opts []Option) config {
 		}
 	}
 	return c
+}
+
+// renewTiming returns the renewal interval and safety margin for a TTL.
+func (c *config) renewTiming(ttl time.Duration) (interval, margin time.Duration) {
+	margin = c.safetyMargin
+	if margin == 0 || margin >= ttl {
+		margin = ttl / 10
+	}
+	interval = c.renewInterval
+	if interval == 0 || interval >= ttl-margin {
+		interval = ttl / 3
+	}
+	if interval <= 0 {
+		interval = time.Millisecond
+	}
+	return interval, margin
 }
 
 // ttlFor returns the configured TTL of a resource type.

@@ -38,4 +38,27 @@ type Request struct {
 	// as it stands, without applying it again.
 	RequestID string
 	All       bool // Release: drop every hold, not one
+	// Token, when not zero, makes Renew apply only to the lease with this
+	// fencing token: a keep-alive must not extend a later lease of the
+	// same owner, or its holder would never learn that its own was lost.
+	Token uint64
+}
+
+// Notifier is implemented by stores that announce releases, so that
+// waiting acquirers need not poll. redisstore.Store implements it with
+// Redis pub/sub.
+type Notifier interface {
+	// Releases subscribes to the release notifications of every
+	// partition; the subscription is active when Releases returns.
+	Releases(ctx context.Context) (Subscription, error)
+}
+
+// Subscription delivers released resources until Close.
+type Subscription interface {
+	// Released delivers the resource of each release; it is closed after
+	// Close. A slow reader may miss notifications (waiters fall back to
+	// retries).
+	Released() <-chan Resource
+	// Close ends the subscription and waits for its goroutines.
+	Close() error
 }

@@ -10,8 +10,9 @@ import (
 
 // Script reply statuses (see the scripts' headers).
 const (
-	statusFree     = -1
-	statusConflict = 0
+	statusOtherToken = -2
+	statusFree       = -1
+	statusConflict   = 0
 )
 
 // parseReply reads {status, owner, count, token, acquired_at, expires_at}.

@@ -157,7 +157,7 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 	p := s.Partition(r)
 	keys := []string{s.Key(r), s.StreamKey(p), s.OwnerKey(p, req.Owner)}
 	v, err := scripts.Renew.Run(ctx, s.client, keys,
-		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg()).Slice()
+		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg(), strconv.FormatUint(req.Token, 10)).Slice()
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: renew %s: %w", r, err)
 	}
@@ -169,6 +169,9 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 		return coordinator.Lease{}, &coordinator.LeaseError{Op: "renew", Resource: r, Owner: req.Owner, Err: coordinator.ErrExpired}
 	case st == statusConflict:
 		return coordinator.Lease{}, &coordinator.LeaseError{Op: "renew", Resource: r, Owner: req.Owner, Holder: l.Owner, Err: coordinator.ErrNotHeld}
+	case st == statusOtherToken:
+		return coordinator.Lease{}, &coordinator.LeaseError{Op: "renew", Resource: r, Owner: req.Owner, Holder: l.Owner,
+			HolderToken: l.Token, Err: coordinator.ErrNotHeld}
 	}
 	return l, nil
 }

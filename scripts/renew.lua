@@ -9,9 +9,11 @@
 -- ARGV[4] resource type
 -- ARGV[5] resource id
 -- ARGV[6] stream MAXLEN ~ cap; 0 switches the outbox off
+-- ARGV[7] expected fencing token, decimal; "0" renews whatever lease the owner holds
 -- Reply: {status, owner, count, token, acquired_at_ms, expires_at_ms}
 --   status 1 renewed, 3 repeated request id (nothing applied),
---   0 held by another owner (the holder's lease), -1 free (no lease).
+--   0 held by another owner (the holder's lease), -1 free (no lease),
+--   -2 the owner holds a lease with another token (that lease).
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 
 local owner, ttl, req = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -23,6 +25,9 @@ if not h[1] then
 end
 if h[1] ~= owner then
   return {0, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
+end
+if ARGV[7] ~= '0' and h[3] ~= ARGV[7] then
+  return {-2, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
 end
 if h[6] and string.find(' ' .. h[6] .. ' ', ' ' .. req .. ' ', 1, true) then
   return {3, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}

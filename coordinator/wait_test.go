@@ -1,0 +1,229 @@
+package coordinator_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+)
+
+// countingStore counts acquisition attempts and hides the Notifier of the
+// store it wraps unless notify is set.
+type countingStore struct {
+	coordinator.Store
+	acquires atomic.Int32
+}
+
+func (s *countingStore) Acquire(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
+	s.acquires.Add(1)
+	return s.Store.Acquire(ctx, req)
+}
+
+type notifyingStore struct {
+	*countingStore
+	coordinator.Notifier
+}
+
+// waitUntil polls cond every millisecond for up to 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestWaitWakesOnRelease(t *testing.T) {
+	e := newMiniEnv(t)
+	ctx := testCtx(t)
+	cs := &countingStore{Store: e.store}
+	waiter := coordinator.New(notifyingStore{cs, e.store})
+	defer waiter.Close(ctx)
+	r := coordinator.Plan("handoff")
+	held, err := e.c.Acquire(ctx, r, "holder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan coordinator.Lease, 1)
+	errc := make(chan error, 1)
+	go func() {
+		l, err := waiter.Acquire(ctx, r, "waiter", coordinator.Wait(time.Minute))
+		errc <- err
+		got <- l
+	}()
+	// the first attempt, and the retry once subscribed
+	waitUntil(t, "the waiter to wait", func() bool { return cs.acquires.Load() >= 2 })
+	if _, err := e.c.Release(ctx, r, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+	l := <-got
+	if l.Owner != "waiter" || l.Token <= held.Token {
+		t.Fatalf("waiter got %+v", l)
+	}
+	// woken by the notification: one more attempt, not a polling series
+	if n := cs.acquires.Load(); n != 3 {
+		t.Errorf("%d acquisition attempts, want 3 (conflict, conflict after subscribing, success on notification)", n)
+	}
+}
+
+func TestWaitNoticesExpiredHolder(t *testing.T) {
+	e := newMiniEnv(t)
+	ctx := testCtx(t)
+	cs := &countingStore{Store: e.store}
+	waiter := coordinator.New(notifyingStore{cs, e.store})
+	defer waiter.Close(ctx)
+	r := coordinator.Plan("crashed")
+	if _, err := e.c.Acquire(ctx, r, "dead", coordinator.TTL(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := waiter.Acquire(ctx, r, "waiter", coordinator.Wait(time.Minute))
+		errc <- err
+	}()
+	waitUntil(t, "the waiter to wait", func() bool { return cs.acquires.Load() >= 2 })
+	e.mr.FastForward(3 * time.Second) // the holder's lease expires: no release, no notification
+	if err := <-errc; err != nil {
+		t.Fatalf("waiter did not notice the expiry: %v", err)
+	}
+}
+
+func TestWaitByPollingWithoutNotifications(t *testing.T) {
+	e := newMiniEnv(t)
+	ctx := testCtx(t)
+	cs := &countingStore{Store: e.store}
+	waiter := coordinator.New(cs) // no Notifier: polls
+	defer waiter.Close(ctx)
+	r := coordinator.Plan("poll")
+	if _, err := e.c.Acquire(ctx, r, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := waiter.Acquire(ctx, r, "waiter", coordinator.Wait(time.Minute))
+		errc <- err
+	}()
+	waitUntil(t, "the waiter to wait", func() bool { return cs.acquires.Load() >= 2 })
+	if _, err := e.c.Release(ctx, r, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("polling waiter: %v", err)
+	}
+}
+
+func TestWaitGivesUp(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newMiniEnv(t, coordinator.WithMetrics(reg))
+	ctx := testCtx(t)
+	r := coordinator.Plan("busy")
+	if _, err := e.c.Acquire(ctx, r, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.c.Acquire(ctx, r, "waiter", coordinator.Wait(30*time.Millisecond))
+	var ce *coordinator.ConflictError
+	if !errors.Is(err, coordinator.ErrConflict) || !errors.As(err, &ce) || ce.Holder != "holder" {
+		t.Fatalf("Wait ran out: %v, want the last *ConflictError", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait ran out, not the context: %v", err)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
+	_, err = e.c.Acquire(cctx, r, "waiter", coordinator.Wait(time.Minute))
+	if !errors.Is(err, coordinator.ErrConflict) || !errors.Is(err, context.Canceled) || !errors.As(err, &ce) {
+		t.Fatalf("cancelled wait: %v, want ErrConflict joined with context.Canceled", err)
+	}
+	if _, err := e.c.Acquire(ctx, r, "w", coordinator.Wait(-1)); !errors.Is(err, coordinator.ErrInvalid) {
+		t.Fatalf("negative wait: %v", err)
+	}
+	if n, _ := testutil.GatherAndCount(reg, "lockcoord_wait_duration_seconds"); n != 2 {
+		t.Errorf("wait histogram has %d series, want timeout and cancelled", n)
+	}
+}
+
+func TestCloseEndsWaits(t *testing.T) {
+	e := newMiniEnv(t)
+	ctx := testCtx(t)
+	r := coordinator.Plan("closing")
+	holder := coordinator.New(e.store)
+	defer holder.Close(ctx)
+	if _, err := holder.Acquire(ctx, r, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := e.c.Acquire(ctx, r, "waiter", coordinator.Wait(time.Hour))
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	if err := e.c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, coordinator.ErrClosed) || !errors.Is(err, coordinator.ErrConflict) {
+		t.Fatalf("wait during Close: %v", err)
+	}
+}
+
+// TestSixteenWaiters: every waiter holds the resource exactly once, never
+// two at a time.
+func TestSixteenWaiters(t *testing.T) {
+	e := newMiniEnv(t)
+	ctx := testCtx(t)
+	r := coordinator.Project("queue")
+	var inside, maxInside atomic.Int32
+	held := make(map[string]int)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		owner := "w" + strconv.Itoa(i)
+		wg.Go(func() {
+			errs <- e.c.Hold(ctx, r, owner, func(ctx context.Context, l coordinator.Lease) error {
+				n := inside.Add(1)
+				if n > maxInside.Load() {
+					maxInside.Store(n)
+				}
+				mu.Lock()
+				held[owner]++
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+				inside.Add(-1)
+				return nil
+			}, coordinator.Wait(time.Minute))
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("waiter: %v", err)
+		}
+	}
+	if maxInside.Load() != 1 {
+		t.Fatalf("%d holders at once", maxInside.Load())
+	}
+	if len(held) != 16 {
+		t.Fatalf("%d of 16 waiters held the resource", len(held))
+	}
+	for o, n := range held {
+		if n != 1 {
+			t.Fatalf("%s held it %d times", o, n)
+		}
+	}
+}
