@@ -1,0 +1,187 @@
+package redisstore_test
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/redisstore"
+)
+
+// checkNetworkErrors fails t unless every call failed with a redisstore
+// error wrapping a network error.
+func checkNetworkErrors(t *testing.T, errs map[string]error, refused bool) {
+	t.Helper()
+	for call, err := range errs {
+		switch {
+		case err == nil:
+			t.Errorf("%s succeeded without Redis", call)
+		case !isNetworkError(err):
+			t.Errorf("%s: %v (%T) does not wrap a network error", call, err, err)
+		case refused && !errors.Is(err, syscall.ECONNREFUSED):
+			t.Errorf("%s: %v, want connection refused", call, err)
+		case !strings.HasPrefix(err.Error(), "redisstore: "):
+			t.Errorf("%s: %q does not say where it failed", call, err)
+		case errors.Is(err, coordinator.ErrNotHeld) || errors.Is(err, coordinator.ErrConflict) || errors.Is(err, coordinator.ErrInvalid):
+			t.Errorf("%s: network failure reported as a lease state: %v", call, err)
+		}
+	}
+}
+
+func TestRedisUnreachable(t *testing.T) {
+	port, err := testredis.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	for name, retries := range map[string]int{"no retries": -1, "default retries": 0} {
+		t.Run(name, func(t *testing.T) {
+			c := quickClient(t, "127.0.0.1:"+strconv.Itoa(port), retries)
+			checkNetworkErrors(t, everyCall(ctx, redisstore.New(c)), true)
+		})
+	}
+}
+
+// quickClient is a client that gives up on a dead server fast.
+func quickClient(t *testing.T, addr string, retries int) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: retries,
+		MinRetryBackoff: time.Millisecond, MaxRetryBackoff: 2 * time.Millisecond,
+		DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// TestRedisGoesAway: the store checked its partitions, then Redis went
+// away: every call fails with the network error; when Redis is back (with
+// its data and script cache lost) the store works again and tokens still
+// grow.
+func TestRedisGoesAway(t *testing.T) {
+	t.Run("miniredis", func(t *testing.T) {
+		b := newMiniBackend(t)
+		ctx := testCtx(t)
+		s := redisstore.New(quickClient(t, b.mini.Addr(), 0))
+		lease(t)(s.Acquire(ctx, request(coordinator.Plan("1"), "w1", "a", time.Minute)))
+		b.mini.Close()
+		checkNetworkErrors(t, everyCall(ctx, s), false)
+	})
+	t.Run("redis", func(t *testing.T) {
+		b := newRealBackend(t)
+		ctx := testCtx(t)
+		s := redisstore.New(quickClient(t, b.srv.Addr, 0))
+		r := coordinator.Plan("1")
+		old := lease(t)(s.Acquire(ctx, request(r, "w1", "a", time.Minute)))
+		b.srv.Kill()
+		checkNetworkErrors(t, everyCall(ctx, s), false)
+		if err := b.srv.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		// go-redis probes a failed server once a second before it dials
+		// again: wait for the connection, not for any TTL
+		for i := 0; ; i++ {
+			_, err := s.Inspect(ctx, r)
+			if errors.Is(err, coordinator.ErrNotHeld) {
+				break
+			}
+			if !isNetworkError(err) || i > 1000 {
+				t.Fatalf("after a restart without persistence: %v, want ErrNotHeld", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		l := lease(t)(s.Acquire(ctx, request(r, "w2", "b", time.Minute)))
+		if l.Token <= old.Token {
+			t.Fatalf("token %d after the restart, %d before", l.Token, old.Token)
+		}
+		lease(t)(s.Release(ctx, request(r, "w2", "c", 0)))
+	})
+}
+
+// TestCorruptLease: a lease hash written by something else (by hand, an
+// older version) gives an error that says what is wrong, never a panic
+// nor a wrong lease.
+func TestCorruptLease(t *testing.T) {
+	onBoth(t, func(t *testing.T, b *backend) {
+		ctx := testCtx(t)
+		s := b.newStore(t)
+		good := map[string]string{"owner": "w1", "count": "2", "token": "17", "acquired_at": "1700000000000", "expires_at": "1700000060000"}
+		for _, tc := range []struct {
+			field, value string // "" value: field missing
+		}{
+			{"count", "two"}, {"count", ""}, {"token", "-5"}, {"token", "x17"}, {"token", ""},
+			{"acquired_at", "yesterday"}, {"expires_at", "1.5e12x"}, {"expires_at", ""},
+		} {
+			r := coordinator.Resource{Type: "job", ID: tc.field + "=" + tc.value}
+			var fv []any
+			for k, v := range good {
+				if k == tc.field {
+					v = tc.value
+				}
+				if v != "" {
+					fv = append(fv, k, v)
+				}
+			}
+			if err := b.client.HSet(ctx, s.Key(r), fv...).Err(); err != nil {
+				t.Fatal(err)
+			}
+			_, err := s.Inspect(ctx, r)
+			if err == nil || !strings.Contains(err.Error(), tc.field) || !strings.Contains(err.Error(), r.String()) {
+				t.Errorf("Inspect of a lease with %s=%q: %v, want an error naming the field and the resource", tc.field, tc.value, err)
+			}
+			if errors.Is(err, coordinator.ErrNotHeld) {
+				t.Errorf("Inspect of a corrupt lease says it is free: %v", err)
+			}
+			if _, err := s.ForceRelease(ctx, r, "f-"+tc.field); err == nil {
+				t.Errorf("ForceRelease of a lease with %s=%q succeeded", tc.field, tc.value)
+			}
+		}
+
+		// a non-numeric count in every script that reads it
+		r := coordinator.Resource{Type: "job", ID: "bad-count"}
+		if err := b.client.HSet(ctx, s.Key(r), "owner", "w1", "count", "many", "token", "9",
+			"acquired_at", "1700000000000", "expires_at", "1700000060000").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.client.SAdd(ctx, s.OwnerKey(s.Partition(r), "w1"), r.String()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		var ids reqIDs
+		for call, f := range map[string]func() error{
+			"re-entering Acquire": func() error { _, err := s.Acquire(ctx, request(r, "w1", ids.next(), time.Minute)); return err },
+			"conflicting Acquire": func() error { _, err := s.Acquire(ctx, request(r, "w2", ids.next(), time.Minute)); return err },
+			"Renew":               func() error { _, err := s.Renew(ctx, request(r, "w1", ids.next(), time.Minute)); return err },
+			"Renew by another":    func() error { _, err := s.Renew(ctx, request(r, "w2", ids.next(), time.Minute)); return err },
+			"Release":             func() error { _, err := s.Release(ctx, request(r, "w1", ids.next(), 0)); return err },
+			"Release by another":  func() error { _, err := s.Release(ctx, request(r, "w2", ids.next(), 0)); return err },
+			"ReleaseAll":          func() error { _, err := s.ReleaseAll(ctx, "w1", ids.next()); return err },
+		} {
+			err := f()
+			if err == nil || !strings.HasPrefix(err.Error(), "redisstore: ") || !strings.Contains(err.Error(), r.String()) {
+				t.Errorf("%s of a lease with count \"many\": %v, want a redisstore error naming %s", call, err, r)
+			}
+			if errors.Is(err, coordinator.ErrConflict) || errors.Is(err, coordinator.ErrNotHeld) || errors.Is(err, coordinator.ErrExpired) {
+				t.Errorf("%s: a corrupt lease reported as a lease state: %v", call, err)
+			}
+		}
+		if got := must[string](t)(b.client.HGet(ctx, s.Key(r), "count").Result()); got != "many" {
+			t.Fatalf("a failed script changed the hash: count = %q", got)
+		}
+
+		// a corrupt fence counter stops new leases with an error
+		f := coordinator.Resource{Type: "job", ID: "bad-fence"}
+		if err := b.client.Set(ctx, s.FenceKey(s.Partition(f)), "not-a-number", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Acquire(ctx, request(f, "w1", ids.next(), time.Minute)); err == nil || !strings.Contains(err.Error(), f.String()) {
+			t.Fatalf("Acquire with a corrupt fence: %v, want an error", err)
+		}
+		if n := must[int64](t)(b.client.Exists(ctx, s.Key(f)).Result()); n != 0 {
+			t.Fatal("a lease was written with a corrupt fence")
+		}
+	})
+}
