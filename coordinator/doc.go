@@ -1,0 +1,27 @@
+// Package coordinator hands out leases on named resources, so that among
+// horizontally scaled workers exactly one works on a resource at a time.
+//
+// A Resource is a Type and an ID ("plan/42"). A Lease is held by an owner
+// (a string the worker chooses) until it is released or its TTL runs out.
+// The same owner acquiring again re-enters the lease (the hold count goes
+// up, the fencing token stays); another owner gets a *ConflictError naming
+// the holder. Every fresh acquisition carries a fencing token strictly
+// greater than any issued before for the resource: pass it with every
+// write so the resource can reject a holder that was paused past its lease.
+//
+// The Coordinator does no I/O of its own: it drives a Store. The Redis
+// store is in package redisstore; package storetest has the conformance
+// suite every Store passes.
+//
+// Long work runs under Hold, which keeps the lease alive (renewing at a
+// third of the TTL) and cancels the work's context with ErrLeaseLost as
+// soon as the lease is known lost — before another worker can take it. The
+// Wait option makes an acquisition wait for the holder's release, woken by
+// Redis pub/sub. Close releases everything the coordinator took: call it on
+// SIGTERM.
+//
+// Errors wrap the sentinels ErrInvalid, ErrConflict, ErrNotHeld,
+// ErrExpired, ErrClosed and ErrLeaseLost; compare with errors.Is and get
+// details with errors.As (*ValidationError, *ConflictError, *LeaseError,
+// *LostError).
+package coordinator

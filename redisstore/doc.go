@@ -1,0 +1,21 @@
+// Package redisstore is the coordinator.Store on Redis 6.2 and later,
+// through go-redis v9's UniversalClient: a standalone server, Sentinel or
+// Cluster.
+//
+// Every change runs as one embedded Lua script (package scripts), so it is
+// atomic; time comes from Redis TIME; each change appends its event to the
+// partition's stream (the audit outbox that package pgaudit mirrors into
+// Postgres) in the same script. Resources are spread over partitions by
+// crc32; every key of a script carries the partition's hash tag, so each
+// script touches one Cluster slot:
+//
+//	<prefix>:{p}:lock:<type>:<id>   hash: owner, count, token, acquired_at, expires_at (+ PEXPIRE)
+//	<prefix>:{p}:fence              last fencing token issued in the partition
+//	<prefix>:{p}:events             stream: the audit outbox
+//	<prefix>:{p}:owner:<owner>      set: the owner's leases, for ReleaseAll
+//	<prefix>:{p}:req:<request id>   memo of a release that deleted a lease
+//	<prefix>:{p}:released           pub/sub channel of release notifications
+//	<prefix>:partitions             the partition count all stores must share
+//
+// docs/redis-keys.md has redis-cli recipes to inspect them.
+package redisstore
