@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -119,6 +120,11 @@ func (c *Coordinator) Acquire(ctx context.Context, r Resource, owner string, opt
 		return Lease{}, err
 	}
 	defer done()
+	return c.acquire(ctx, req, cc)
+}
+
+// acquire takes the lease, waiting as cc says.
+func (c *Coordinator) acquire(ctx context.Context, req Request, cc callConfig) (Lease, error) {
 	l, err := c.acquireOnce(ctx, req)
 	if cc.wait > 0 {
 		if ce, ok := errors.AsType[*ConflictError](err); ok {
@@ -241,9 +247,10 @@ func (c *Coordinator) ReleaseAll(ctx context.Context, owner string) (int, error)
 	return n, err
 }
 
-// Close shuts the coordinator down: it ends waits, waits for the calls in
-// flight, stops every keep-alive, then releases every lease taken through c
-// (all its holds). Later calls return ErrClosed; a second Close returns
+// Close shuts the coordinator down: it ends waits, cancels the context of
+// the functions running under Hold (cause ErrClosed) and waits for the
+// calls in flight, Holds included (until ctx ends), stops every
+// keep-alive, then releases every lease taken through c (all its holds). Later calls return ErrClosed; a second Close returns
 // nil. The error joins the releases that failed; a lease that had already
 // expired or been taken over is not an error. ctx bounds the releases.
 func (c *Coordinator) Close(ctx context.Context) error {
@@ -253,14 +260,24 @@ func (c *Coordinator) Close(ctx context.Context) error {
 		return nil
 	}
 	c.closed = true
-	close(c.closing)
+	close(c.closing) // ends waits and cancels the work of running Holds
+	c.mu.Unlock()
+	c.hub.close()
+
+	var errs []error
+	waited := make(chan struct{})
+	go func() { c.inflight.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("coordinator: close: calls still in flight: %w", context.Cause(ctx)))
+	}
+	c.mu.Lock()
 	keepers := make([]*keeper, 0, len(c.keepers))
 	for _, k := range c.keepers {
 		keepers = append(keepers, k)
 	}
 	c.mu.Unlock()
-	c.hub.close()
-	c.inflight.Wait()
 	for _, k := range keepers {
 		c.endKeeper(k)
 	}
@@ -275,14 +292,18 @@ func (c *Coordinator) Close(ctx context.Context) error {
 	c.mu.Unlock()
 
 	c.m.heldDelta(-float64(len(keys)))
-	var errs []error
+	released := 0
 	for _, k := range keys {
 		req := Request{Resource: k.r, Owner: k.owner, RequestID: c.requestID(), All: true}
-		if _, err := c.store.Release(ctx, req); err != nil && !errors.Is(err, ErrNotHeld) {
+		_, err := c.store.Release(ctx, req)
+		switch {
+		case err == nil:
+			released++
+		case !errors.Is(err, ErrNotHeld):
 			errs = append(errs, err)
 		}
 	}
-	c.cfg.log.Info().Int("released", len(keys)-len(errs)).Int("failed", len(errs)).Msg("coordinator closed")
+	c.cfg.log.Info().Int("released", released).Int("errors", len(errs)).Msg("coordinator closed")
 	return errors.Join(errs...)
 }
 

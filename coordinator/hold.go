@@ -13,8 +13,8 @@ const releaseTimeout = 10 * time.Second
 // Hold acquires r for owner (waiting as the Wait option says), keeps the
 // lease alive while fn runs, and releases it when fn returns.
 //
-// fn's context is cancelled with cause ErrLeaseLost (a *LostError) as soon
-// as the lease is known lost: fn must stop writing to the resource then,
+// fn's context is cancelled with cause ErrClosed when Close starts, and
+// with cause ErrLeaseLost (a *LostError) as soon as the lease is known lost: fn must stop writing to the resource then,
 // and should pass l.Token with every write so that the resource can reject
 // a holder that was paused past its lease (fencing).
 //
@@ -25,7 +25,16 @@ func (c *Coordinator) Hold(ctx context.Context, r Resource, owner string, fn fun
 	if fn == nil {
 		return invalid("fn", "nil", "must not be nil")
 	}
-	l, err := c.Acquire(ctx, r, owner, opts...)
+	req, cc, err := c.request(r, owner, opts)
+	if err != nil {
+		return err
+	}
+	done, err := c.begin() // Close waits for the Hold to end
+	if err != nil {
+		return err
+	}
+	defer done()
+	l, err := c.acquire(ctx, req, cc)
 	if err != nil {
 		return err
 	}
@@ -35,7 +44,12 @@ func (c *Coordinator) Hold(ctx context.Context, r Resource, owner string, fn fun
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		<-ka.Done()
+		select {
+		case <-ka.Done():
+		case <-c.closing:
+			cancel(ErrClosed)
+			<-ka.Done()
+		}
 		if err := ka.Err(); errors.Is(err, ErrLeaseLost) {
 			cancel(err)
 		}
@@ -56,7 +70,8 @@ func (c *Coordinator) Hold(ctx context.Context, r Resource, owner string, fn fun
 	}
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer rcancel()
-	_, rerr := c.Release(rctx, r, owner)
+	req.RequestID = c.requestID()
+	_, rerr := c.release(rctx, req) // also while Close waits for this Hold
 	switch {
 	case lost != nil:
 		return errors.Join(ferr, lost)

@@ -168,11 +168,15 @@ func (c *Coordinator) keeperFor(l Lease) (*keeper, error) {
 	if ttl <= 0 {
 		ttl = c.cfg.ttlFor(l.Resource.Type)
 	}
-	if k := c.keepers[key]; k != nil && (l.Token == 0 || k.lease.Token >= l.Token) {
+	if k := c.keepers[key]; k != nil {
 		k.mu.Lock()
-		k.refs++
-		k.mu.Unlock()
-		return k, nil
+		if l.Token == 0 || k.lease.Token >= l.Token {
+			k.refs++
+			k.ttl = max(k.ttl, ttl) // re-entered with a longer TTL: never renew it shorter
+			k.mu.Unlock()
+			return k, nil
+		}
+		k.mu.Unlock() // a later lease: a keeper of its own replaces the stale one
 	}
 	k := &keeper{c: c, key: key, ttl: ttl, lease: l, refs: 1,
 		stop: make(chan struct{}), ended: make(chan struct{})}
@@ -231,9 +235,9 @@ func (k *keeper) run() {
 	defer cancel()
 
 	k.mu.Lock()
-	l := k.lease
+	l, ttl := k.lease, k.ttl
 	k.mu.Unlock()
-	interval, margin := k.c.cfg.renewTiming(k.ttl)
+	interval, margin := k.c.cfg.renewTiming(ttl)
 	lastOK, next := l.sent, l.sent.Add(interval)
 	if lastOK.IsZero() { // unknown send time: assume now, renew at once
 		lastOK, next = time.Now(), time.Now()
@@ -242,7 +246,9 @@ func (k *keeper) run() {
 		if !k.sleep(time.Until(next)) {
 			return
 		}
-		deadline := lastOK.Add(k.ttl - margin)
+		// the lease sent at lastOK lives ttl from then at least (Redis got
+		// the request later); give up a margin before that
+		deadline := lastOK.Add(ttl - margin)
 		var lastErr error
 		for attempt := 0; ; attempt++ {
 			if !time.Now().Before(deadline) {
@@ -255,6 +261,10 @@ func (k *keeper) run() {
 				return // stopped
 			}
 			if res.err == nil {
+				k.mu.Lock()
+				ttl = k.ttl // the renewal used it
+				k.mu.Unlock()
+				interval, margin = k.c.cfg.renewTiming(ttl)
 				lastOK, next = sent, sent.Add(interval)
 				break
 			}
@@ -286,9 +296,9 @@ var errDeadline = errors.New("renewal deadline passed")
 // when the keeper was stopped.
 func (k *keeper) renew(ctx context.Context, deadline time.Time) (renewResult, bool) {
 	k.mu.Lock()
-	l := k.lease
+	l, ttl := k.lease, k.ttl
 	k.mu.Unlock()
-	req := Request{Resource: k.key.r, Owner: k.key.owner, TTL: k.ttl, RequestID: k.c.requestID(), Token: l.Token}
+	req := Request{Resource: k.key.r, Owner: k.key.owner, TTL: ttl, RequestID: k.c.requestID(), Token: l.Token}
 	ch := make(chan renewResult, 1)
 	sent := time.Now()
 	rctx, rcancel := context.WithDeadline(ctx, deadline)
@@ -306,7 +316,7 @@ func (k *keeper) renew(ctx context.Context, deadline time.Time) (renewResult, bo
 	select {
 	case res := <-ch:
 		if res.err == nil {
-			res.lease.ttl, res.lease.sent = k.ttl, sent
+			res.lease.ttl, res.lease.sent = ttl, sent
 			k.mu.Lock()
 			k.lease = res.lease
 			k.mu.Unlock()

@@ -423,3 +423,58 @@ type collectorFunc func(chan<- prometheus.Metric)
 
 func (f collectorFunc) Describe(chan<- *prometheus.Desc)    {}
 func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
+
+func TestCloseCancelsRunningHolds(t *testing.T) {
+	e := newMiniEnv(t)
+	ctx := testCtx(t)
+	r := coordinator.Plan("shutdown")
+	started := make(chan struct{})
+	holdErr := make(chan error, 1)
+	var cause error
+	go func() {
+		holdErr <- e.c.Hold(ctx, r, "w1", func(ctx context.Context, l coordinator.Lease) error {
+			close(started)
+			<-ctx.Done()
+			cause = context.Cause(ctx)
+			time.Sleep(10 * time.Millisecond) // winding down, still under the lease
+			if !e.mr.Exists(e.store.Key(r)) {
+				t.Error("lease released before the work returned")
+			}
+			return ctx.Err()
+		})
+	}()
+	<-started
+	if err := e.c.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	err := <-holdErr
+	if !errors.Is(cause, coordinator.ErrClosed) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cause %v, Hold = %v", cause, err)
+	}
+	if e.mr.Exists(e.store.Key(r)) {
+		t.Fatal("lease left after Close")
+	}
+}
+
+func TestCloseGivesUpOnStuckHolds(t *testing.T) {
+	e := newMiniEnv(t)
+	ctx := testCtx(t)
+	release := make(chan struct{})
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- e.c.Hold(ctx, coordinator.Plan("stuck"), "w1", func(context.Context, coordinator.Lease) error {
+			close(started)
+			<-release // ignores its context
+			return nil
+		})
+	}()
+	<-started
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := e.c.Close(cctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close with a stuck Hold: %v", err)
+	}
+	close(release)
+	<-done
+}
