@@ -1,0 +1,210 @@
+package pgaudit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+)
+
+// Row is a row of the locks table: a lease as the mirror last saw it.
+type Row struct {
+	Resource    coordinator.Resource
+	Owner       string
+	Token       uint64
+	Count       int
+	AcquiredAt  time.Time
+	RenewedAt   time.Time
+	ExpiresAt   time.Time
+	LastEventID string // stream entry id of the last event applied
+}
+
+const rowColumns = `resource_type, resource_id, owner_id, token, hold_count,
+	acquired_at, renewed_at, expires_at, last_event_id`
+
+func scanRow(rows pgx.CollectableRow) (Row, error) {
+	var r Row
+	var token int64
+	var count int32
+	err := rows.Scan(&r.Resource.Type, &r.Resource.ID, &r.Owner, &token, &count,
+		&r.AcquiredAt, &r.RenewedAt, &r.ExpiresAt, &r.LastEventID)
+	r.Token, r.Count = uint64(token), int(count)
+	return r, err
+}
+
+// cleanupPage is how many expired rows one query of Cleanup reads.
+const cleanupPage = 1000
+
+// The expired rows of one page, after the last one of the previous page.
+const expiredRowsSQL = `SELECT ` + rowColumns + ` FROM locks
+WHERE expires_at < $1 AND (expires_at, resource_type, resource_id) > ($2, $3, $4)
+ORDER BY expires_at, resource_type, resource_id LIMIT $5`
+
+// Moves dead rows to the ledger: each is deleted only if it still carries
+// the token found dead and is still expired; each deleted row becomes one
+// "expired" ledger row, keyed by its partition and token (tokens are
+// unique within a partition), so that expiring a lease twice is a no-op.
+const expireRowsSQL = `
+WITH d AS (
+	SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[])
+		AS d(resource_type, resource_id, token, partition)
+), gone AS (
+	DELETE FROM locks l USING d
+	WHERE l.resource_type = d.resource_type AND l.resource_id = d.resource_id
+	  AND l.token = d.token AND l.expires_at < $5
+	RETURNING l.resource_type, l.resource_id, l.owner_id, l.token, l.hold_count,
+		l.acquired_at, l.renewed_at, l.expires_at, l.last_event_id, d.partition
+), ledger AS (
+	INSERT INTO lock_events (partition, stream_id, event, resource_type, resource_id, owner_id,
+		token, hold_count, at, acquired_at, expires_at)
+	SELECT partition, 'expired:' || token, 'expired', resource_type, resource_id, owner_id,
+		token, hold_count, $5, acquired_at, expires_at FROM gone
+	ON CONFLICT (partition, stream_id) DO NOTHING
+)
+SELECT ` + rowColumns + ` FROM gone`
+
+// Cleanup moves the stale rows of the locks table to the ledger as
+// "expired" events and deletes them, and returns them. A row is stale
+// when its expiry has passed by Redis time and its Redis key is gone or
+// carries another token: a holder that died without releasing (a lease
+// that expires in Redis leaves no event). A row whose lease still lives in
+// Redis is never deleted, however late its events are; neither is a row
+// the mirror changed since Cleanup looked at Redis.
+//
+// Run calls Cleanup at start and then periodically; lockctl cleanup calls
+// it once.
+func (m *Mirror) Cleanup(ctx context.Context) ([]Row, error) {
+	if m.err != nil {
+		return nil, m.err
+	}
+	now, err := m.redisNow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dead, err := m.deadRows(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	var removed []Row
+	for chunk := range slices.Chunk(dead, cleanupPage) {
+		got, err := m.expire(ctx, now, chunk)
+		removed = append(removed, got...)
+		if err != nil {
+			return removed, err
+		}
+	}
+	m.metrics.expired.Add(float64(len(removed)))
+	for _, r := range removed {
+		m.cfg.log.Info().Str("resource", r.Resource.String()).Str("owner", r.Owner).Uint64("token", r.Token).
+			Time("expires_at", r.ExpiresAt).Msg("pgaudit: stale lease moved to the ledger as expired")
+	}
+	if len(removed) > 0 {
+		m.cfg.log.Info().Int("removed", len(removed)).Msg("pgaudit: cleanup done")
+	}
+	return removed, nil
+}
+
+// redisNow returns Redis's clock, the clock of every lease.
+func (m *Mirror) redisNow(ctx context.Context) (time.Time, error) {
+	now, err := m.rdb.Time(ctx).Result()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("pgaudit: redis time: %w", err)
+	}
+	return now, nil
+}
+
+// deadRows returns the rows expired by now whose Redis key is gone or
+// carries another token.
+func (m *Mirror) deadRows(ctx context.Context, now time.Time) ([]Row, error) {
+	var dead []Row
+	after := Row{ExpiresAt: time.Unix(0, 0)}
+	for {
+		rows, err := m.pool.Query(ctx, expiredRowsSQL, now, after.ExpiresAt, after.Resource.Type, after.Resource.ID, cleanupPage)
+		if err != nil {
+			return nil, fmt.Errorf("pgaudit: read expired rows: %w", err)
+		}
+		page, err := pgx.CollectRows(rows, scanRow)
+		if err != nil {
+			return nil, fmt.Errorf("pgaudit: read expired rows: %w", err)
+		}
+		if len(page) == 0 {
+			return dead, nil
+		}
+		live, err := m.liveTokens(ctx, page)
+		if err != nil {
+			return nil, err
+		}
+		for i, r := range page {
+			if !live[i] {
+				dead = append(dead, r)
+			}
+		}
+		after = page[len(page)-1]
+	}
+}
+
+// liveTokens reports, for each row, whether its Redis key still carries
+// its token.
+func (m *Mirror) liveTokens(ctx context.Context, rows []Row) ([]bool, error) {
+	cmds := make([]*redis.StringCmd, len(rows))
+	_, _ = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, r := range rows {
+			cmds[i] = p.HGet(ctx, m.store.Key(r.Resource), "token")
+		}
+		return nil
+	})
+	live := make([]bool, len(rows))
+	for i, c := range cmds {
+		tok, err := c.Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil:
+			return nil, fmt.Errorf("pgaudit: read lease %s: %w", rows[i].Resource, err)
+		default:
+			live[i] = tok == strconv.FormatUint(rows[i].Token, 10)
+		}
+	}
+	return live, nil
+}
+
+// expire deletes rows (if unchanged) and records them as expired.
+func (m *Mirror) expire(ctx context.Context, now time.Time, rows []Row) ([]Row, error) {
+	typs, ids := make([]string, len(rows)), make([]string, len(rows))
+	tokens, parts := make([]int64, len(rows)), make([]int32, len(rows))
+	var partitions []int32
+	for i, r := range rows {
+		typs[i], ids[i], tokens[i] = r.Resource.Type, r.Resource.ID, int64(r.Token)
+		parts[i] = int32(m.store.Partition(r.Resource))
+		if !slices.Contains(partitions, parts[i]) {
+			partitions = append(partitions, parts[i])
+		}
+	}
+	slices.Sort(partitions)
+	var removed []Row
+	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		for _, p := range partitions {
+			b.Queue(partitionLockSQL, m.lockKey, p)
+		}
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		res, err := tx.Query(ctx, expireRowsSQL, typs, ids, tokens, parts, now)
+		if err != nil {
+			return err
+		}
+		removed, err = pgx.CollectRows(res, scanRow)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgaudit: expire stale rows: %w", err)
+	}
+	return removed, nil
+}

@@ -1,0 +1,346 @@
+package pgaudit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/redisstore"
+)
+
+// Mirror copies the audit outbox of a redisstore.Store, its partition
+// event streams, into Postgres: every event into the lock_events ledger,
+// and the state of every held lease into the locks table. Run consumes the
+// streams until its context ends; Drain applies what is there and
+// returns; Cleanup and Diagnose work on the mirror's tables. A Mirror is
+// safe for concurrent use, and several mirrors (in several processes) may
+// consume the same streams: each entry is applied once.
+//
+// The tables must exist (Migrate). The pool is the caller's; the Mirror
+// never closes it.
+type Mirror struct {
+	pool    *pgxpool.Pool
+	store   *redisstore.Store
+	rdb     redis.UniversalClient
+	cfg     config
+	metrics *metrics
+	lockKey int32
+	streams []string
+	partOf  map[string]int
+	err     error
+}
+
+// NewMirror returns a mirror of store's streams into the database of pool.
+// See the options for the defaults. A nil pool or store, or an invalid
+// option, makes every method return a *coordinator.ValidationError.
+func NewMirror(pool *pgxpool.Pool, store *redisstore.Store, opts ...MirrorOption) *Mirror {
+	m := &Mirror{pool: pool, store: store, cfg: newConfig(opts), metrics: newMetrics(), partOf: map[string]int{}}
+	m.err = m.cfg.err
+	switch {
+	case pool == nil:
+		m.err = &coordinator.ValidationError{Field: "pool", Value: "nil", Rule: "must not be nil"}
+	case store == nil:
+		m.err = &coordinator.ValidationError{Field: "store", Value: "nil", Rule: "must not be nil"}
+	}
+	if m.err != nil {
+		return m
+	}
+	m.rdb = store.Client()
+	m.cfg.perPartition = m.cfg.perPartition || store.Cluster()
+	m.lockKey = int32(crc32.ChecksumIEEE([]byte(store.Prefix())))
+	for p := range store.Partitions() {
+		s := store.StreamKey(p)
+		m.streams = append(m.streams, s)
+		m.partOf[s] = p
+	}
+	if m.cfg.registerer != nil {
+		m.err = m.metrics.register(m.cfg.registerer)
+	}
+	return m
+}
+
+// Group returns the mirror's consumer group.
+func (m *Mirror) Group() string { return m.cfg.group }
+
+// Consumer returns the mirror's consumer name.
+func (m *Mirror) Consumer() string { return m.cfg.consumer }
+
+// killedError is an error of the afterCommit test hook: Run stops at once,
+// as if the process had died between COMMIT and XACK.
+type killedError struct{ err error }
+
+func (k *killedError) Error() string { return "pgaudit: mirror stopped after commit: " + k.err.Error() }
+func (k *killedError) Unwrap() error { return k.err }
+
+// Run consumes the streams until ctx is done. It first checks the
+// partition count, creates the consumer group on every stream (XGROUP
+// CREATE ... MKSTREAM, from the first entry), runs Cleanup (see
+// WithCleanupInterval) and applies the entries the consumer had pending.
+// Then, in a loop: it reads new entries of all partitions (up to the batch
+// size per partition, waiting up to the block time), applies them in one
+// Postgres transaction, acknowledges them, claims the entries idle
+// consumers left pending, trims acknowledged entries and runs the periodic
+// cleanup.
+//
+// Failures of Postgres or Redis are logged and retried with backoff; the
+// entries stay pending in Redis meanwhile, so nothing is lost, and the
+// ledger's key on the entry id makes a replay a no-op. When ctx is done Run
+// finishes the batch it holds (within the drain timeout) and returns nil.
+// It returns an error only for a configuration that cannot work: an
+// invalid option, or a partition count that disagrees with Redis
+// (redisstore.ErrPartitionMismatch).
+func (m *Mirror) Run(ctx context.Context) error {
+	if m.err != nil {
+		return m.err
+	}
+	log := m.cfg.log.With().Str("group", m.cfg.group).Str("consumer", m.cfg.consumer).Logger()
+	for attempt := 0; ; attempt++ {
+		err := m.setup(ctx)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, redisstore.ErrPartitionMismatch) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		m.pause(ctx, attempt, err, "set up the consumer groups")
+	}
+	log.Info().Int("partitions", len(m.streams)).Msg("pgaudit: mirror started")
+	var lastCleanup, lastTrim, lastClaim time.Time
+	if m.cfg.cleanupEvery >= 0 {
+		m.cleanupLogged(ctx)
+		lastCleanup = time.Now()
+	}
+	claimEvery := max(m.cfg.claimIdle/2, 10*time.Millisecond)
+	lastClaim = time.Now()
+	pendingDone := false
+	failures := 0
+	for ctx.Err() == nil {
+		var err error
+		switch {
+		case !pendingDone:
+			var b *batch
+			if b, err = m.read(ctx, "0", 0); err == nil {
+				pendingDone = b.n == 0
+				err = m.process(ctx, b)
+			}
+		case time.Since(lastClaim) >= claimEvery:
+			if _, err = m.claimAll(ctx); err == nil {
+				lastClaim = time.Now()
+			}
+		default:
+			var b *batch
+			if b, err = m.read(ctx, ">", m.cfg.block); err == nil {
+				err = m.process(ctx, b)
+			}
+		}
+		if err == nil && m.cfg.trimEvery >= 0 && time.Since(lastTrim) >= m.cfg.trimEvery {
+			if _, terr := m.trim(ctx); terr != nil {
+				log.Warn().Err(terr).Msg("pgaudit: trim failed")
+			}
+			lastTrim = time.Now()
+		}
+		if err == nil && m.cfg.cleanupEvery > 0 && time.Since(lastCleanup) >= m.cfg.cleanupEvery {
+			m.cleanupLogged(ctx)
+			lastCleanup = time.Now()
+		}
+		if err == nil {
+			failures = 0
+			continue
+		}
+		var killed *killedError
+		if errors.As(err, &killed) {
+			return err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if isNoGroup(err) {
+			// Redis lost the streams (restart without persistence, flush)
+			if gerr := m.ensureGroups(ctx); gerr == nil {
+				log.Warn().Err(err).Msg("pgaudit: consumer groups were missing; created them again")
+				continue
+			}
+		}
+		m.pause(ctx, failures, err, "read the streams")
+		failures++
+	}
+	log.Info().Msg("pgaudit: mirror stopped")
+	return nil
+}
+
+// Drain applies every entry available now, the consumer's own pending
+// ones, new ones and those idle consumers left pending, trims what is
+// acknowledged and returns the number of entries it handled. It does not
+// wait for new entries; it suits a one-shot job or a test. Failures are
+// retried as in Run until ctx is done.
+func (m *Mirror) Drain(ctx context.Context) (int, error) {
+	if m.err != nil {
+		return 0, m.err
+	}
+	if err := m.setup(ctx); err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, id := range []string{"0", ">"} {
+		for {
+			b, err := m.read(ctx, id, 0)
+			if err != nil {
+				return total, err
+			}
+			if b.n == 0 {
+				break
+			}
+			if err := m.process(ctx, b); err != nil {
+				return total, err
+			}
+			total += b.n
+		}
+	}
+	n, err := m.claimAll(ctx)
+	total += n
+	if err != nil {
+		return total, err
+	}
+	if m.cfg.trimEvery >= 0 {
+		if _, err := m.trim(ctx); err != nil {
+			return total, err
+		}
+	}
+	return total, ctx.Err()
+}
+
+func (m *Mirror) setup(ctx context.Context) error {
+	if err := m.store.CheckPartitions(ctx); err != nil {
+		return err
+	}
+	return m.ensureGroups(ctx)
+}
+
+// claimAll claims and applies the entries idle consumers left pending in
+// every partition.
+func (m *Mirror) claimAll(ctx context.Context) (int, error) {
+	total := 0
+	for p := range m.streams {
+		for start := "0-0"; ; {
+			b, next, err := m.claim(ctx, p, start)
+			if err != nil {
+				return total, err
+			}
+			if err := m.process(ctx, b); err != nil {
+				return total, err
+			}
+			total += b.n
+			if next == "0-0" || ctx.Err() != nil {
+				break
+			}
+			start = next
+		}
+	}
+	return total, nil
+}
+
+// process applies b in Postgres, then acknowledges it in Redis.
+func (m *Mirror) process(ctx context.Context, b *batch) error {
+	if b.n == 0 {
+		m.metrics.lag.Set(0)
+		return nil
+	}
+	start := time.Now()
+	var res applyResult
+	err := m.persist(ctx, "apply a batch in Postgres", func(ctx context.Context) error {
+		var err error
+		res, err = m.apply(ctx, b.events)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if h := m.cfg.afterCommit; h != nil {
+		if err := h(b.events); err != nil {
+			return &killedError{err}
+		}
+	}
+	if err := m.persist(ctx, "acknowledge a batch in Redis", func(ctx context.Context) error {
+		return m.ack(ctx, b)
+	}); err != nil {
+		return err
+	}
+	for i := range b.events {
+		m.metrics.applied.WithLabelValues(b.events[i].kind).Inc()
+	}
+	dups := int64(len(b.events)) - res.inserted
+	m.metrics.duplicates.Add(float64(dups))
+	m.metrics.batchSize.Observe(float64(b.n))
+	m.metrics.batchTime.Observe(time.Since(start).Seconds())
+	if b.oldest > 0 {
+		m.metrics.lag.Set(max(0, time.Since(msTime(b.oldest)).Seconds()))
+	}
+	m.cfg.log.Debug().Int("entries", b.n).Int64("inserted", res.inserted).Int64("duplicates", dups).
+		Dur("took", time.Since(start)).Msg("pgaudit: batch applied")
+	return nil
+}
+
+// persist runs f until it succeeds. While ctx lives it retries with
+// backoff; once ctx is done it keeps trying until the drain timeout, then
+// gives up (the batch stays pending in Redis).
+func (m *Mirror) persist(ctx context.Context, what string, f func(context.Context) error) error {
+	base := context.WithoutCancel(ctx)
+	var deadline time.Time
+	for attempt := 0; ; attempt++ {
+		if deadline.IsZero() && ctx.Err() != nil {
+			deadline = time.Now().Add(m.cfg.drainTimeout)
+		}
+		actx, cancel := base, context.CancelFunc(func() {})
+		if !deadline.IsZero() {
+			actx, cancel = context.WithDeadline(base, deadline)
+		}
+		err := f(actx)
+		if err == nil {
+			cancel()
+			return nil
+		}
+		if actx.Err() != nil {
+			cancel()
+			return fmt.Errorf("pgaudit: %s: stopped after the drain timeout: %w", what, err)
+		}
+		wait := ctx
+		if !deadline.IsZero() {
+			wait = actx
+		}
+		m.pause(wait, attempt, err, what)
+		cancel()
+	}
+}
+
+// pause logs a failed attempt and waits the backoff of attempt n (or until
+// ctx is done).
+func (m *Mirror) pause(ctx context.Context, n int, err error, what string) {
+	d := m.cfg.retryMin << min(n, 30)
+	if d > m.cfg.retryMax || d <= 0 {
+		d = m.cfg.retryMax
+	}
+	m.metrics.retries.Inc()
+	m.cfg.log.Warn().Err(err).Int("attempt", n+1).Dur("retry_in", d).Msg("pgaudit: could not " + what + "; retrying")
+	sleep(ctx, d)
+}
+
+func (m *Mirror) cleanupLogged(ctx context.Context) {
+	if _, err := m.Cleanup(ctx); err != nil && ctx.Err() == nil {
+		m.cfg.log.Warn().Err(err).Msg("pgaudit: cleanup failed; will try again")
+	}
+}
+
+func isNoGroup(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "NOGROUP")
+}
