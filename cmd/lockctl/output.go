@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/redisstore"
+)
+
+// leaseView is a lease as lockctl prints it.
+type leaseView struct {
+	Resource   string            `json:"resource"`
+	Type       string            `json:"type"`
+	ID         string            `json:"id"`
+	Held       bool              `json:"held"`
+	Owner      string            `json:"owner,omitempty"`
+	Token      uint64            `json:"token,omitempty"`
+	Count      int               `json:"count"`
+	AcquiredAt *time.Time        `json:"acquired_at,omitempty"`
+	ExpiresAt  *time.Time        `json:"expires_at,omitempty"`
+	PTTLMillis *int64            `json:"pttl_ms,omitempty"` // remaining TTL of the key (PTTL), when read
+	Key        string            `json:"key"`
+	Partition  int               `json:"partition"`
+	Fields     map[string]string `json:"fields,omitempty"` // the raw hash, for inspect
+}
+
+// newLeaseView describes l (Count 0: released or free) on store s.
+func newLeaseView(s *redisstore.Store, r coordinator.Resource, l coordinator.Lease) leaseView {
+	v := leaseView{Resource: r.String(), Type: r.Type, ID: r.ID, Key: s.Key(r), Partition: s.Partition(r)}
+	if l.Owner != "" {
+		v.Owner, v.Token, v.Count, v.Held = l.Owner, l.Token, l.Count, l.Count > 0
+		if !l.AcquiredAt.IsZero() {
+			at := l.AcquiredAt.UTC()
+			v.AcquiredAt = &at
+		}
+		if !l.ExpiresAt.IsZero() {
+			at := l.ExpiresAt.UTC()
+			v.ExpiresAt = &at
+		}
+	}
+	return v
+}
+
+func (v leaseView) withPTTL(d time.Duration) leaseView {
+	ms := d.Milliseconds()
+	v.PTTLMillis = &ms
+	return v
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+func fmtPTTL(ms *int64) string {
+	if ms == nil {
+		return "-"
+	}
+	return (time.Duration(*ms) * time.Millisecond).String()
+}
+
+// writeLeaseText prints v as aligned "name value" lines.
+func writeLeaseText(w io.Writer, v leaseView) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	line := func(k, val string) { fmt.Fprintf(tw, "%s\t%s\n", k, val) }
+	line("resource", v.Resource)
+	line("key", v.Key)
+	line("partition", strconv.Itoa(v.Partition))
+	if !v.Held && v.Owner == "" {
+		line("state", "free")
+		return tw.Flush()
+	}
+	state := "held"
+	if !v.Held {
+		state = "released"
+	}
+	line("state", state)
+	line("owner", v.Owner)
+	line("token", strconv.FormatUint(v.Token, 10))
+	line("count", strconv.Itoa(v.Count))
+	line("acquired_at", fmtTime(v.AcquiredAt))
+	line("expires_at", fmtTime(v.ExpiresAt))
+	if v.PTTLMillis != nil {
+		line("pttl", fmtPTTL(v.PTTLMillis))
+	}
+	if len(v.Fields) > 0 {
+		keys := make([]string, 0, len(v.Fields))
+		for k := range v.Fields {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
+			name := ""
+			if i == 0 {
+				name = "fields"
+			}
+			line(name, k+"="+strconv.Quote(v.Fields[k]))
+		}
+	}
+	return tw.Flush()
+}
+
+// writeJSON prints v as one line of JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// writeLease prints v as JSON or as "name value" lines.
+func writeLease(w io.Writer, asJSON bool, v leaseView) error {
+	if asJSON {
+		return writeJSON(w, v)
+	}
+	return writeLeaseText(w, v)
+}
+
+// shorten cuts s to n runes for a table column.
+func shorten(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
