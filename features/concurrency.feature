@@ -6,8 +6,9 @@ Feature: Leases on shared resources
   token, strictly greater than any token issued before for that resource,
   and an expiry taken from Redis's clock.
 
-  Quoted values read like Go strings: "w\t1" holds a tab. Time passes on
-  Redis's clock only; nobody sleeps.
+  Quoted values read like Go strings: "w\t1" holds a tab. Leases expire
+  only when Redis's clock moves ("When 301 seconds pass"); nobody sleeps
+  out a TTL. Renewals and waits run on the worker's own clock.
 
   Rule: a free resource is granted, with a new fencing token and the TTL of its type
 
@@ -274,4 +275,134 @@ Feature: Leases on shared resources
       When worker "w1" releases Plan "42"
       Then the request is refused as invalid because of the resource type
       And Redis received no command
+      And plan "42" is held by worker "w1" with a hold count of 1
+
+  Rule: work under a held lease keeps the lease alive for as long as it runs
+
+    Scenario: a lease outlives its TTL while the work goes on
+      Given leases are renewed every 20 milliseconds
+      And worker "w1" is working on plan "42" under a lease it keeps alive
+      When 4 minutes pass while the leases are kept alive
+      And 4 minutes pass while the leases are kept alive
+      And 4 minutes pass while the leases are kept alive
+      Then plan "42" is held by worker "w1" with a hold count of 1
+      And plan "42" expires 300 seconds from now
+      And worker "w1" is still working on plan "42"
+      When worker "w2" acquires plan "42"
+      Then worker "w2" is refused because worker "w1" holds plan "42"
+      When worker "w1" finishes its work on plan "42"
+      Then the work of worker "w1" on plan "42" ends without error
+      And plan "42" is free
+
+    Scenario: a kept-alive lease is renewed until the keep-alive stops, then it expires
+      Given leases are renewed every 20 milliseconds
+      And worker "w1" holds project "7" and keeps it alive
+      When 8 minutes pass while the leases are kept alive
+      And 8 minutes pass while the leases are kept alive
+      Then the keep-alive of worker "w1" on project "7" reports an expiry 600 seconds from now
+      And project "7" is held by worker "w1" with a hold count of 1
+      When worker "w1" stops keeping project "7" alive
+      Then the keep-alive of worker "w1" on project "7" has ended without error
+      And project "7" is held by worker "w1" with a hold count of 1
+      When 601 seconds pass
+      Then project "7" is free
+
+  Rule: a worker is told as soon as its lease is lost, not by a failed write
+
+    Scenario: the lease is taken away while the work runs
+      Given leases are renewed every 20 milliseconds
+      And worker "w1" is working on plan "42" under a lease it keeps alive
+      When an operator takes every lease away from worker "w1"
+      Then worker "w1" is told within 1 second that its lease on plan "42" was lost
+      And the work of worker "w1" on plan "42" ends with the lease lost
+      When worker "w2" acquires plan "42"
+      Then worker "w2" is granted plan "42" with a hold count of 1
+      And its token is greater than the token worker "w1" was given
+
+    Scenario: the lease goes to another worker while the work runs
+      Given leases are renewed every 20 milliseconds
+      And worker "w1" is working on plan "42" under a lease it keeps alive
+      When an operator takes every lease away from worker "w1"
+      And worker "w2" acquires plan "42"
+      Then worker "w2" is granted plan "42" with a hold count of 1
+      And worker "w1" is told within 1 second that its lease on plan "42" was lost
+      And the work of worker "w1" on plan "42" ends with the lease lost
+      And plan "42" is held by worker "w2" with a hold count of 1
+
+    Scenario: Redis loses its data while the work runs
+      Given leases are renewed every 20 milliseconds
+      And worker "w1" is working on plan "42" under a lease it keeps alive
+      When Redis loses all its data
+      Then worker "w1" is told within 1 second that its lease on plan "42" was lost
+      And the work of worker "w1" on plan "42" ends with the lease lost
+      When 1 second passes
+      And worker "w2" acquires plan "42"
+      Then worker "w2" is granted plan "42" with a hold count of 1
+      And its token is greater than the token worker "w1" was given
+
+  Rule: a worker may wait for a held resource instead of being refused at once
+
+    Scenario: a waiting worker gets the resource when the holder releases it
+      Given worker "w1" holds plan "42"
+      When worker "w2" starts waiting up to 1 minute for plan "42"
+      Then worker "w2" is still waiting for plan "42"
+      When worker "w1" releases plan "42"
+      Then worker "w2" gets plan "42" within 2 seconds
+      And its token is greater than the token worker "w1" was given
+
+    Scenario: a waiting worker gets the resource when the holder's lease runs out
+      Given worker "w1" holds plan "42"
+      When worker "w2" starts waiting up to 1 minute for plan "42"
+      Then worker "w2" is still waiting for plan "42"
+      When 301 seconds pass
+      Then worker "w2" gets plan "42" within 3 seconds
+      And its token is greater than the token worker "w1" was given
+
+    Scenario: a worker that waited in vain is told who holds the resource
+      Given worker "w1" holds plan "42" 2 times
+      When worker "w2" waits up to 200 milliseconds for plan "42"
+      Then worker "w2" is refused because worker "w1" holds plan "42"
+      And the refusal shows the holder's token, a hold count of 2 and an expiry 300 seconds from now
+      And plan "42" is held by worker "w1" with a hold count of 2
+
+    Scenario: workers queue for a resource and take turns, one at a time
+      When 8 workers take turns on plan "42", each waiting up to 20 seconds
+      Then each of the 8 workers had exactly one turn
+      And no two workers ever worked at the same time
+      And every turn got a greater fencing token than the turn before
+      And plan "42" is free
+
+  Rule: a worker that shuts down stops its work and keep-alives and releases its leases
+
+    Scenario: shutting down interrupts the work and releases everything
+      Given leases are renewed every 20 milliseconds
+      And worker "w1" is working on plan "42" under a lease it keeps alive
+      And worker "w1" holds project "7" and keeps it alive
+      And worker "w1" holds report "r" 2 times
+      And worker "w2" holds plan "9"
+      When worker "w1" shuts down
+      Then the shutdown succeeds
+      And the work of worker "w1" on plan "42" was stopped because the worker shuts down
+      And the keep-alive of worker "w1" on project "7" has ended without error
+      And plan "42" is free
+      And project "7" is free
+      And report "r" is free
+      And plan "9" is held by worker "w2" with a hold count of 1
+
+    Scenario: a worker told to terminate finishes its work, then shuts down
+      Given leases are renewed every 20 milliseconds
+      And worker "w1" is working on plan "42" under a lease it keeps alive
+      When worker "w1" is asked to terminate
+      Then the work of worker "w1" on plan "42" was stopped because the worker's context ended
+      And plan "42" is free
+      When worker "w1" shuts down
+      Then the shutdown succeeds
+
+    Scenario: shutting down ends the worker's waits
+      Given worker "w1" holds plan "42"
+      When worker "w2" starts waiting up to 1 minute for plan "42"
+      Then worker "w2" is still waiting for plan "42"
+      When worker "w2" shuts down
+      Then the shutdown succeeds
+      And the wait of worker "w2" for plan "42" ends, refused, because the worker shuts down
       And plan "42" is held by worker "w1" with a hold count of 1

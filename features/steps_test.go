@@ -62,6 +62,8 @@ type world struct {
 	lastReleased int
 	cmdsBefore   int
 	cmdsAfter    int
+
+	lifecycle // work, keep-alives and waits running in the background
 }
 
 func holdKey(owner string, r coordinator.Resource) string { return owner + "|" + r.String() }
@@ -81,6 +83,7 @@ func (w *world) reset() error {
 		maxToken: map[coordinator.Resource]uint64{},
 	}
 	w.store = redisstore.New(w.client)
+	w.resetLifecycle()
 	mr.SetTime(w.now)
 	return nil
 }
@@ -89,6 +92,7 @@ func (w *world) reset() error {
 func (w *world) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	w.stopBackground()
 	var errs []error
 	for name, c := range w.workers {
 		if err := c.Close(ctx); err != nil {
@@ -99,6 +103,9 @@ func (w *world) shutdown() error {
 		if err := w.operator.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close operator: %w", err))
 		}
+	}
+	if err := w.awaitBackground(); err != nil {
+		errs = append(errs, err)
 	}
 	if w.client != nil {
 		if err := w.client.Close(); err != nil {
@@ -210,9 +217,11 @@ func (w *world) defaultTTL(d string) error {
 	return nil
 }
 
-// pass moves Redis's clock: TIME (SetTime) and every key's TTL
-// (FastForward) advance together, so a lease whose expires_at has passed
-// is also gone from Redis.
+// pass moves Redis's clock: every key's TTL (FastForward), then TIME
+// (SetTime), so a lease whose expires_at has passed is also gone from
+// Redis. In that order a keep-alive renewing in between leaves a lease
+// whose expires_at is short of a full TTL from the new now, which the
+// next renewal corrects (see passWhileKeptAlive).
 func (w *world) pass(d string) error {
 	dd, err := parseDur(d)
 	if err != nil {
@@ -222,8 +231,8 @@ func (w *world) pass(d string) error {
 		return fmt.Errorf("time only moves forward, got %s", dd)
 	}
 	w.now = w.now.Add(dd)
-	w.mr.SetTime(w.now)
 	w.mr.FastForward(dd)
+	w.mr.SetTime(w.now)
 	return nil
 }
 
@@ -474,7 +483,7 @@ func (w *world) expiresIn(d string) error {
 		return fmt.Errorf("inspect %s: %w", w.lastRes, err)
 	}
 	if !l.ExpiresAt.Equal(w.lastLease.ExpiresAt) {
-		return fmt.Errorf("Redis says %s expires at %s, the call said %s", w.lastRes, l.ExpiresAt.UTC(), w.lastLease.ExpiresAt.UTC())
+		return fmt.Errorf("in Redis %s expires at %s, the call said %s", w.lastRes, l.ExpiresAt.UTC(), w.lastLease.ExpiresAt.UTC())
 	}
 	return nil
 }
@@ -669,7 +678,7 @@ func (w *world) refusedInvalid(field string) error {
 
 func (w *world) redisUntouched() error {
 	if n := w.cmdsAfter - w.cmdsBefore; n != 0 {
-		return fmt.Errorf("Redis received %d commands", n)
+		return fmt.Errorf("the request sent %d commands to Redis", n)
 	}
 	return nil
 }
@@ -720,4 +729,6 @@ func initScenario(sc *godog.ScenarioContext) {
 	sc.Then(step(`the shutdown succeeds`), w.shutdownSucceeds)
 	sc.Then(step(`the request is refused as invalid because of the (.+)`), w.refusedInvalid)
 	sc.Then(step(`Redis received no command`), w.redisUntouched)
+
+	w.registerLifecycle(sc)
 }
