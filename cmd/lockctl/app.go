@@ -17,6 +17,10 @@ import (
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
+// annotationLogLevel is the cobra annotation of a command's default log
+// level (none: disabled).
+const annotationLogLevel = "lockctl/log-level"
+
 // Defaults of the global flags.
 const (
 	defaultRedisURL = "redis://127.0.0.1:6379/0"
@@ -49,6 +53,7 @@ var envFallbacks = []struct{ flag, env string }{
 // app is one invocation of lockctl: its streams, environment and parsed
 // global flags.
 type app struct {
+	stdin  io.Reader // given to run's command; nil: the null device
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
@@ -66,8 +71,12 @@ type app struct {
 // execute runs lockctl with args (without the program name) and returns
 // its exit status. Errors are printed as one line on stderr.
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdout: stdout, stderr: stderr, getenv: getenv, set: map[string]bool{}, log: zerolog.Nop()}
-	return a.execute(ctx, args)
+	return newApp(nil, stdout, stderr, getenv).execute(ctx, args)
+}
+
+// newApp returns an invocation with its streams and environment.
+func newApp(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) *app {
+	return &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, set: map[string]bool{}, log: zerolog.Nop()}
 }
 
 func (a *app) execute(ctx context.Context, args []string) int {
@@ -116,7 +125,8 @@ Every global flag falls back to an environment variable:
   --database-url  LOCKCOORD_DATABASE_URL  (Postgres, for migrate, mirror, cleanup, diagnostics)
   --prefix        LOCKCOORD_PREFIX        (default ` + redisstore.DefaultPrefix + `)
   --partitions    LOCKCOORD_PARTITIONS    (default: as recorded in Redis, else 16)
-  --log-level     LOCKCOORD_LOG_LEVEL     (default warn)
+  --log-level     LOCKCOORD_LOG_LEVEL     (default: info for mirror, none for other
+                                          commands, which report their outcome themselves)
   --log-format    LOCKCOORD_LOG_FORMAT    (console or json)
   --timeout       LOCKCOORD_TIMEOUT       (default 10s)
 
@@ -139,12 +149,12 @@ Every global flag falls back to an environment variable:
 	f.StringVar(&a.g.databaseURL, "database-url", "", "Postgres URL of the audit mirror (env LOCKCOORD_DATABASE_URL)")
 	f.StringVar(&a.g.prefix, "prefix", redisstore.DefaultPrefix, "Redis key prefix (env LOCKCOORD_PREFIX)")
 	f.IntVar(&a.g.partitions, "partitions", 0, "partition count; 0: as recorded in Redis, else 16 (env LOCKCOORD_PARTITIONS)")
-	f.StringVar(&a.g.logLevel, "log-level", "warn", "trace, debug, info, warn, error or disabled (env LOCKCOORD_LOG_LEVEL)")
+	f.StringVar(&a.g.logLevel, "log-level", "", "trace, debug, info, warn, error or disabled; default info for mirror, else disabled (env LOCKCOORD_LOG_LEVEL)")
 	f.StringVar(&a.g.logFormat, "log-format", "console", "console or json (env LOCKCOORD_LOG_FORMAT)")
 	f.DurationVar(&a.g.timeout, "timeout", defaultTimeout, "time limit of each Redis or Postgres operation (env LOCKCOORD_TIMEOUT)")
 
 	root.AddCommand(a.versionCmd(), a.keyCmd(), a.inspectCmd(), a.listCmd(),
-		a.acquireCmd(), a.renewCmd(), a.releaseCmd())
+		a.acquireCmd(), a.renewCmd(), a.releaseCmd(), a.runCmd())
 	return root
 }
 
@@ -175,7 +185,14 @@ func (a *app) setup(cmd *cobra.Command) error {
 	if a.g.timeout <= 0 {
 		return usagef("bad --timeout %s: must be positive", a.g.timeout)
 	}
-	log, err := newLogger(a.stderr, a.g.logLevel, a.g.logFormat)
+	level := a.g.logLevel
+	if level == "" {
+		level = "disabled"
+		if cmd.Annotations[annotationLogLevel] != "" {
+			level = cmd.Annotations[annotationLogLevel]
+		}
+	}
+	log, err := newLogger(a.stderr, level, a.g.logFormat)
 	if err != nil {
 		return err
 	}
@@ -206,7 +223,8 @@ func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
 	default:
 		return zerolog.Nop(), usagef("bad --log-format %q: must be console or json", format)
 	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+	// the keep-alive, the mirror and run log from several goroutines
+	return zerolog.New(zerolog.SyncWriter(w)).Level(lvl).With().Timestamp().Logger(), nil
 }
 
 // isTerminal reports whether w is a character device (a terminal).

@@ -115,8 +115,7 @@ func classify(err error, redisAddr string) (int, string) {
 		if xe.err == nil {
 			return xe.code, ""
 		}
-		_, msg := classify(xe.err, redisAddr)
-		return xe.code, msg
+		return xe.code, xe.err.Error()
 	}
 	service, addr := "Redis", redisAddr
 	var se *serviceError
@@ -170,11 +169,10 @@ func isAuthError(err error) bool {
 // isUnreachable reports an error of the network path to a service: the
 // connection was refused, reset or timed out, or the name did not resolve.
 func isUnreachable(err error) bool {
-	var ne net.Error
 	var oe *net.OpError
 	var dnse *net.DNSError
 	var te *tls.RecordHeaderError
-	return errors.As(err, &oe) || errors.As(err, &dnse) || errors.As(err, &te) || errors.As(err, &ne) ||
+	return errors.As(err, &oe) || errors.As(err, &dnse) || errors.As(err, &te) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) ||

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,9 +26,11 @@ type result struct {
 
 // cli runs lockctl in-process with the environment env.
 type cli struct {
-	t   *testing.T
-	env map[string]string
-	url string // --redis-url prepended to every call ("" for none)
+	t     *testing.T
+	env   map[string]string
+	url   string         // --redis-url prepended to every call ("" for none)
+	stdin io.Reader      // run's command's stdin
+	sigs  chan os.Signal // signals run receives (instead of the process's)
 }
 
 func newCLI(t *testing.T, url string) *cli {
@@ -42,9 +47,33 @@ func (c *cli) runCtx(ctx context.Context, args ...string) result {
 	if c.url != "" {
 		args = append([]string{"--redis-url", c.url}, args...)
 	}
-	var out, errb bytes.Buffer
-	code := execute(ctx, args, &out, &errb, func(k string) string { return c.env[k] })
+	var out, errb lockedBuffer
+	a := newApp(c.stdin, &out, &errb, func(k string) string { return c.env[k] })
+	a.sigs = c.sigs
+	if a.sigs == nil {
+		a.sigs = make(chan os.Signal) // never the test process's signals
+	}
+	code := a.execute(ctx, args)
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writes: run's command
+// and lockctl's logger write to stderr at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // want fails the test unless the call exited with code; on a failure

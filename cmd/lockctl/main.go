@@ -18,7 +18,7 @@ func main() {
 		<-ctx.Done()
 		stop() // restore the default action for the next signal
 	}()
-	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	code := newApp(os.Stdin, os.Stdout, os.Stderr, os.Getenv).execute(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
 }
