@@ -93,10 +93,12 @@ func run(duration time.Duration, workers int) error {
 		client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 		c := coordinator.New(redisstore.New(client))
 		wg.Go(func() {
-			defer client.Close()
 			defer func() {
 				if err := c.Close(context.Background()); err != nil {
-					fail(fmt.Errorf("%s: close: %w", owner, err))
+					fail(fmt.Errorf("%s: close coordinator: %w", owner, err))
+				}
+				if err := client.Close(); err != nil {
+					fail(fmt.Errorf("%s: close client: %w", owner, err))
 				}
 			}()
 			w := worker{owner: owner, c: c, st: &st, fail: fail}
@@ -117,7 +119,7 @@ func run(duration time.Duration, workers int) error {
 	fmt.Printf("  acquired %d, re-entered %d, conflicts %d, released %d\n",
 		st.acquired.Load(), st.reentered.Load(), st.conflicts.Load(), st.released.Load())
 	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer client.Close()
+	defer func() { _ = client.Close() }() // in-process miniredis: nothing to report
 	check := coordinator.New(redisstore.New(client))
 	for _, r := range resources {
 		s := sections[r]
