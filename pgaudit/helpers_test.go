@@ -415,3 +415,5 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func itoa(i int) string { return strconv.Itoa(i) }
