@@ -1,6 +1,7 @@
 package coordinator_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/lockcoord/lockcoord/coordinator"
 )
@@ -498,6 +501,108 @@ func TestCoordinatorConcurrentTracking(t *testing.T) {
 	}
 	if len(s.leases) != 0 {
 		t.Fatalf("leases left: %v", s.leases)
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a log sink safe for the coordinator's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestCoordinatorCallFindsLoss: when Renew or Release learns from the
+// store that a kept-alive lease is gone, the keep-alive ends with
+// ErrLeaseLost at once, and the loss is logged.
+func TestCoordinatorCallFindsLoss(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		call   func(ctx context.Context, c *coordinator.Coordinator, r coordinator.Resource) error
+		change func(s *fakeStore, r coordinator.Resource)
+		reason error
+	}{
+		{"renew of an expired lease",
+			func(ctx context.Context, c *coordinator.Coordinator, r coordinator.Resource) error {
+				_, err := c.Renew(ctx, r, "w1")
+				return err
+			},
+			func(s *fakeStore, r coordinator.Resource) { delete(s.leases, r) }, coordinator.ErrExpired},
+		{"release of a lease taken over",
+			func(ctx context.Context, c *coordinator.Coordinator, r coordinator.Resource) error {
+				_, err := c.Release(ctx, r, "w1")
+				return err
+			},
+			func(s *fakeStore, r coordinator.Resource) {
+				s.leases[r] = coordinator.Lease{Resource: r, Owner: "w2", Count: 1, Token: 1 << 40}
+			}, coordinator.ErrNotHeld},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := bg(t)
+			s := newFakeStore()
+			var log syncBuffer
+			c := coordinator.New(s, coordinator.WithLogger(zerolog.New(&log)))
+			r := coordinator.Plan("kept")
+			l := ok[coordinator.Lease](t)(c.Acquire(ctx, r, "w1", coordinator.TTL(time.Hour)))
+			ka := c.KeepAlive(ctx, l)
+			defer ka.Stop()
+			s.mu.Lock()
+			tc.change(s, r)
+			s.mu.Unlock()
+			if err := tc.call(ctx, c, r); !errors.Is(err, tc.reason) {
+				t.Fatalf("call: %v, want %v", err, tc.reason)
+			}
+			select {
+			case <-ka.Done():
+			case <-ctx.Done():
+				t.Fatal("the keep-alive did not learn of the loss")
+			}
+			if err := ka.Err(); !errors.Is(err, coordinator.ErrLeaseLost) || !errors.Is(err, tc.reason) {
+				t.Fatalf("keep-alive Err = %v, want ErrLeaseLost because of %v", err, tc.reason)
+			}
+			if n := c.Held(r, "w1"); n != 0 {
+				t.Fatalf("Held = %d after the loss", n)
+			}
+			if !strings.Contains(log.String(), "lease lost") || !strings.Contains(log.String(), "plan/kept") {
+				t.Fatalf("the loss was not logged: %s", log.String())
+			}
+			if err := c.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(log.String(), "coordinator closed") {
+				t.Fatalf("Close was not logged: %s", log.String())
+			}
+		})
+	}
+}
+
+// TestCoordinatorAcceptsValidOptions: options with valid values do not
+// make calls fail.
+func TestCoordinatorAcceptsValidOptions(t *testing.T) {
+	ctx := bg(t)
+	s := newFakeStore()
+	c := coordinator.New(s, coordinator.WithRenewInterval(time.Second), coordinator.WithSafetyMargin(time.Second),
+		coordinator.WithRenewInterval(0), coordinator.WithSafetyMargin(0), coordinator.WithMetrics(nil),
+		coordinator.WithLogger(zerolog.Nop()), coordinator.WithTTL("a", time.Millisecond), coordinator.WithDefaultTTL(time.Millisecond))
+	r := coordinator.Resource{Type: "a", ID: "1"}
+	for call, err := range allCalls(ctx, c, r, "w1") {
+		// allCalls inspects after its release: the resource is free
+		if err != nil && !(call == "Inspect" && errors.Is(err, coordinator.ErrNotHeld)) {
+			t.Errorf("%s: %v", call, err)
+		}
 	}
 	if err := c.Close(ctx); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,11 @@ func everyCall(ctx context.Context, s *redisstore.Store) map[string]error {
 	_, out["ReleaseAll"] = s.ReleaseAll(ctx, "w1", "id-2")
 	_, out["ForceRelease"] = s.ForceRelease(ctx, r, "id-3")
 	out["CheckPartitions"] = s.CheckPartitions(ctx)
+	sub, err := s.Releases(ctx)
+	if err == nil {
+		_ = sub.Close()
+	}
+	out["Releases"] = err
 	return out
 }
 
