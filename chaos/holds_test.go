@@ -1,0 +1,258 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lockcoord/lockcoord/chaos/internal/fenced"
+	"github.com/lockcoord/lockcoord/chaos/internal/history"
+	"github.com/lockcoord/lockcoord/coordinator"
+)
+
+// holdRecord is what a worker saw of one Hold.
+type holdRecord struct {
+	worker   *worker
+	r        coordinator.Resource
+	token    uint64
+	stalled  bool
+	start    time.Time // Hold called
+	entered  time.Time // fn started
+	toldAt   time.Time // fn's context cancelled by a loss (zero: not told)
+	cause    error     // the cancellation's cause
+	accepted bool      // the fenced write was accepted
+	wrote    bool      // a fenced write was sent
+	end      time.Time
+	err      error // Hold's error
+}
+
+// lost reports whether Hold said the lease was lost.
+func (h *holdRecord) lost() bool { return errors.Is(h.err, coordinator.ErrLeaseLost) }
+
+// resources returns n resources of the scenario.
+func resources(kind string, n int) []coordinator.Resource {
+	rs := make([]coordinator.Resource, n)
+	for i := range rs {
+		rs[i] = coordinator.Resource{Type: "chaos", ID: fmt.Sprintf("%s-%d", kind, i)}
+	}
+	return rs
+}
+
+// trackers returns one fenced register tracker per resource.
+func trackers(store fenced.Store, rs []coordinator.Resource) map[coordinator.Resource]*fenced.Tracker {
+	m := map[coordinator.Resource]*fenced.Tracker{}
+	for _, r := range rs {
+		m[r] = fenced.NewTracker(store, r.String())
+	}
+	return m
+}
+
+var holdSeq atomic.Int64
+
+// hold runs one Hold of wk on r whose function enters the resource, waits
+// work (stalling the whole worker process for stall first, if not zero),
+// and sends its fenced write — without looking at its context when it
+// stalled, as a paused process would not, and only if its context is live
+// otherwise.
+func hold(ctx context.Context, wk *worker, tr *fenced.Tracker, r coordinator.Resource, work, stall time.Duration, opts ...coordinator.AcquireOption) *holdRecord {
+	h := &holdRecord{worker: wk, r: r, stalled: stall > 0, start: time.Now()}
+	var mu sync.Mutex
+	id := holdSeq.Add(1)
+	h.err = wk.c.Hold(ctx, r, wk.owner, func(hctx context.Context, l coordinator.Lease) error {
+		h.token, h.entered = l.Token, time.Now()
+		stop := context.AfterFunc(hctx, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if errors.Is(context.Cause(hctx), coordinator.ErrLeaseLost) {
+				h.toldAt, h.cause = time.Now(), context.Cause(hctx)
+			}
+		})
+		defer stop()
+		defer tr.Exit(id)
+		v, err := tr.Enter(hctx, id, wk.owner, l.Token)
+		if err != nil {
+			return err
+		}
+		if stall > 0 {
+			wk.proc.Pause(stall)
+			time.Sleep(stall)
+		}
+		if work > 0 {
+			select {
+			case <-time.After(work):
+			case <-hctx.Done():
+			}
+		}
+		told := hctx.Err() != nil
+		if told && stall == 0 {
+			return nil // a live worker stops writing when told
+		}
+		h.wrote = true
+		ok, err := tr.Write(hctx, id, wk.owner, l.Token, v+1, told, stall > 0)
+		h.accepted = ok
+		return err
+	}, opts...)
+	mu.Lock()
+	h.end = time.Now()
+	mu.Unlock()
+	return h
+}
+
+// holdStats sums up holds.
+type holdStats struct {
+	holds, stalled, lost, lostStalled, lostLive, otherErrs int
+	// told before the lease's expiry (the latest expiry Redis reported)
+	toldEarly, toldLate int
+	notice              []time.Duration // loss signalled, after the fault began
+	lateDetail          []string
+	errDetail           []string
+}
+
+func summarize(holds []*holdRecord, rec *history.Recorder, faultStart func(h *holdRecord) time.Time) holdStats {
+	var s holdStats
+	for _, h := range holds {
+		s.holds++
+		if h.stalled {
+			s.stalled++
+		}
+		switch {
+		case h.lost():
+			s.lost++
+			if h.stalled {
+				s.lostStalled++
+			} else {
+				s.lostLive++
+			}
+		case h.err != nil:
+			s.otherErrs++
+			if len(s.errDetail) < 10 {
+				s.errDetail = append(s.errDetail, h.err.Error())
+			}
+		}
+		if h.toldAt.IsZero() {
+			continue
+		}
+		if f := faultStart(h); !f.IsZero() && h.toldAt.After(f) {
+			s.notice = append(s.notice, h.toldAt.Sub(f))
+		}
+		if !errors.Is(h.cause, coordinator.ErrRenewTimeout) {
+			continue // Redis said the lease was gone: it was lost with Redis's data
+		}
+		exp, ok := rec.Expiry(h.r, h.worker.owner, h.token)
+		if !ok {
+			continue
+		}
+		if h.toldAt.Before(exp) {
+			s.toldEarly++
+		} else {
+			s.toldLate++
+			s.lateDetail = append(s.lateDetail, fmt.Sprintf("%s token %d told %v after its expiry: %v",
+				h.r, h.token, h.toldAt.Sub(exp), h.cause))
+		}
+	}
+	return s
+}
+
+// TestPausedHolders is scenario 1: workers whose process pauses for two
+// TTLs inside a hold, then writes without knowing better. The lease
+// expires meanwhile and another worker takes the resource: the resource
+// sees overlapping holds (the hazard; the test's control), and fencing
+// must reject every stale write.
+func TestPausedHolders(t *testing.T) {
+	for _, backend := range []string{"memory", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			var store fenced.Store = fenced.NewMemory()
+			if backend == "postgres" {
+				pg, err := fenced.NewPostgres(context.Background(), pgPool(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				store = pg
+			}
+			pausedHolders(t, store)
+		})
+	}
+}
+
+func pausedHolders(t *testing.T, store fenced.Store) {
+	var (
+		nWorkers = size(4, 8)
+		nHolds   = size(20, 2000)
+		ttl      = 500 * time.Millisecond
+		stall    = 2 * ttl
+	)
+	w := newWorld(t, worldConfig{client: clientOptions(2 * time.Second)})
+	rs := resources("paused", 4)
+	trs := trackers(store, rs)
+	ctx, cancel := context.WithTimeout(context.Background(), size(2*time.Minute, 30*time.Minute))
+	defer cancel()
+
+	var mu sync.Mutex
+	var holds []*holdRecord
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range nWorkers {
+		wk := w.worker(i)
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(i), uint64(start.UnixNano())))
+			for n := range nHolds {
+				if ctx.Err() != nil {
+					return
+				}
+				r := rs[rng.IntN(len(rs))]
+				var s time.Duration
+				if n%10 == i%10 { // 10% of the holds
+					s = stall
+				}
+				h := hold(ctx, wk, trs[r], r, 0, s, coordinator.TTL(ttl), coordinator.Wait(time.Minute))
+				mu.Lock()
+				holds = append(holds, h)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	var fs fenced.Stats
+	for _, r := range rs {
+		fs = fs.Add(trs[r].Stats())
+	}
+	hs := summarize(holds, w.rec, func(h *holdRecord) time.Time {
+		if h.stalled {
+			return h.entered // the pause began as fn started
+		}
+		return time.Time{}
+	})
+	rep := w.check(time.Minute)
+	ops, unknown := rep.Ops()
+	report(t, "paused holders: %d workers × %d holds on %d resources, TTL %v, %d stalled for %v; %v",
+		nWorkers, nHolds, len(rs), ttl, hs.stalled, stall, elapsed.Round(time.Millisecond))
+	report(t, "  resource: %d writes, %d accepted, %d rejected; overlapping holds %d (live %d); stale writes accepted %d; wrongly rejected %d; rejected from untold holders %d; accepted from told holders %d",
+		fs.Writes, fs.Accepted, fs.Rejected, fs.Overlaps, fs.LiveOverlaps, fs.StaleAccepted, fs.WronglyRejected, fs.RejectedUntold, fs.AcceptedTold)
+	report(t, "  holds: %d lost (%d of %d stalled, %d live), %d other errors; loss told before expiry %d, after %d; time to notice after the pause began p50 %v p99 %v",
+		hs.lost, hs.lostStalled, hs.stalled, hs.lostLive, hs.otherErrs, hs.toldEarly, hs.toldLate,
+		percentile(hs.notice, 50).Round(time.Millisecond), percentile(hs.notice, 99).Round(time.Millisecond))
+	report(t, "  history: %d operations (%d unknown), linearizable: %v", ops, unknown, rep.OK())
+
+	if fs.Overlaps == 0 {
+		t.Errorf("control failed: no overlapping holds seen, the test could not catch a broken fence")
+	}
+	if fs.StaleAccepted != 0 || fs.WronglyRejected != 0 || fs.LiveOverlaps != 0 || fs.RejectedUntold != 0 {
+		t.Errorf("fencing violated: %+v\n%v", fs, fs.Details)
+	}
+	if hs.lostStalled != hs.stalled {
+		t.Errorf("%d of %d stalled holds were not told their lease was lost", hs.stalled-hs.lostStalled, hs.stalled)
+	}
+	if hs.toldLate != 0 {
+		t.Errorf("%d losses signalled after the lease's expiry: %v", hs.toldLate, hs.lateDetail)
+	}
+	if hs.otherErrs != 0 {
+		t.Errorf("%d holds failed: %v", hs.otherErrs, hs.errDetail)
+	}
+}
