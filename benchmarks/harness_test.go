@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -170,7 +171,41 @@ type probe struct {
 }
 
 func startProbe(tb testing.TB, c *redis.Client, cnt *counter) *probe {
+	if err := c.ConfigResetStat(context.Background()).Err(); err != nil {
+		tb.Fatalf("config resetstat: %v", err)
+	}
 	return &probe{c: c, cnt: cnt, trips0: cnt.n.Load(), cpu0: serverCPU(tb, c), start: time.Now()}
+}
+
+// scriptTime returns what Redis reports of the scripts it ran since the
+// last CONFIG RESETSTAT: calls and the mean execution time of one call
+// (INFO commandstats, EVALSHA and EVAL together), the inner commands
+// included, the network excluded.
+func scriptTime(tb testing.TB, c *redis.Client) (calls int64, perCall time.Duration) {
+	tb.Helper()
+	info, err := c.InfoMap(context.Background(), "commandstats").Result()
+	if err != nil {
+		tb.Fatalf("info commandstats: %v", err)
+	}
+	var usec float64
+	for _, k := range []string{"cmdstat_evalsha", "cmdstat_eval"} {
+		// calls=2,usec=27,usec_per_call=13.50,rejected_calls=0,failed_calls=0
+		for _, kv := range strings.Split(info["Commandstats"][k], ",") {
+			name, v, _ := strings.Cut(kv, "=")
+			switch name {
+			case "calls":
+				n, _ := strconv.ParseInt(v, 10, 64)
+				calls += n
+			case "usec":
+				f, _ := strconv.ParseFloat(v, 64)
+				usec += f
+			}
+		}
+	}
+	if calls == 0 {
+		return 0, 0
+	}
+	return calls, time.Duration(usec / float64(calls) * 1e3)
 }
 
 // report adds per-op throughput (unit rate, e.g. "pairs/s"), round trips
@@ -185,4 +220,7 @@ func (p *probe) report(b *testing.B, rate string, ops int) {
 	b.ReportMetric(float64(ops)/elapsed.Seconds(), rate)
 	b.ReportMetric(float64(trips)/float64(ops), "trips/op")
 	b.ReportMetric(micros(cpu)/float64(ops), "redis-µs/op")
+	if calls, per := scriptTime(b, p.c); calls > 0 {
+		b.ReportMetric(micros(per), "script-µs/call")
+	}
 }

@@ -99,7 +99,7 @@ func (h *floorHeld) renew(ctx context.Context) error {
 // (separate processes).
 type lockcoordLocker struct {
 	coords []*coordinator.Coordinator
-	worker func(owner string) int
+	stores []*redisstore.Store
 }
 
 // newLockcoord returns a locker with n coordinators on c (each its own
@@ -113,6 +113,7 @@ func newLockcoord(tb testing.TB, c *redis.Client, n int, opts ...redisstore.Opti
 		co := coordinator.New(st, coordinator.WithDefaultTTL(leaseTTL))
 		tb.Cleanup(func() { _ = co.Close(context.Background()) })
 		l.coords = append(l.coords, co)
+		l.stores = append(l.stores, st)
 	}
 	return l
 }

@@ -40,6 +40,7 @@ func TestMain(m *testing.M) {
 func printConfig() {
 	fmt.Printf("nproc: %d\n", runtime.NumCPU())
 	fmt.Printf("gomaxprocs: %d\n", runtime.GOMAXPROCS(0))
+	fmt.Printf("go-version: %s\n", runtime.Version())
 	if m := cpuModel(); m != "" {
 		fmt.Printf("cpu-model: %s\n", m)
 	}
