@@ -233,7 +233,10 @@ func TestReleasesSlowReader(t *testing.T) {
 	}
 	// wait until the buffer is full: the subscription is then blocked
 	// handing over the next one
-	for len(sub.Released()) < cap(sub.Released()) {
+	for deadline := time.Now().Add(10 * time.Second); len(sub.Released()) < cap(sub.Released()); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 100 notifications buffered, want %d", len(sub.Released()), cap(sub.Released()))
+		}
 		time.Sleep(time.Millisecond)
 	}
 	closed := make(chan error)
