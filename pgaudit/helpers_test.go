@@ -128,6 +128,7 @@ func (e *pgEnv) count(t testing.TB, sql string, args ...any) int {
 // redisEnv is a Redis (miniredis unless real) with a store on it.
 type redisEnv struct {
 	mr     *miniredis.Miniredis // nil on a real Redis
+	srv    *testredis.Server    // nil on miniredis
 	client redis.UniversalClient
 	store  *redisstore.Store
 	now    time.Time // miniredis clock
@@ -149,7 +150,7 @@ func newReal(t testing.TB, opts ...redisstore.Option) *redisEnv {
 	t.Helper()
 	srv := testredis.Start(t)
 	c := srv.Client(t)
-	e := &redisEnv{client: c}
+	e := &redisEnv{client: c, srv: srv}
 	e.store = redisstore.New(c, append([]redisstore.Option{redisstore.WithPartitions(4),
 		redisstore.WithPrefix("lctest-" + randomHex(4))}, opts...)...)
 	return e
