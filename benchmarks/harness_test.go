@@ -174,7 +174,8 @@ func startProbe(tb testing.TB, c *redis.Client, cnt *counter) *probe {
 	if err := c.ConfigResetStat(context.Background()).Err(); err != nil {
 		tb.Fatalf("config resetstat: %v", err)
 	}
-	return &probe{c: c, cnt: cnt, trips0: cnt.n.Load(), cpu0: serverCPU(tb, c), start: time.Now()}
+	cpu0 := serverCPU(tb, c)
+	return &probe{c: c, cnt: cnt, trips0: cnt.n.Load(), cpu0: cpu0, start: time.Now()}
 }
 
 // scriptTime returns what Redis reports of the scripts it ran since the
