@@ -57,6 +57,9 @@ func Run(t *testing.T, h Harness) {
 		{"Validation", testValidation},
 		{"ScriptCacheLoss", testScriptCacheLoss},
 		{"Close", testClose},
+		{"RenewByToken", testRenewByToken},
+		{"SameOwnerAfterExpiry", testSameOwnerAfterExpiry},
+		{"ConflictLeavesHolder", testConflictLeavesHolder},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
@@ -596,5 +599,69 @@ func testClose(t *testing.T, h Harness) {
 	}
 	if _, err := c.Acquire(ctx, a, "w1"); !errors.Is(err, coordinator.ErrClosed) {
 		t.Fatalf("acquire after Close: %v, want ErrClosed", err)
+	}
+}
+
+// testRenewByToken: a Renew naming a token renews only that lease; the
+// owner's later lease is left alone and reported with its token, so that
+// a keep-alive of a lost lease never extends its successor.
+func testRenewByToken(t *testing.T, h Harness) {
+	ctx, s, _ := setup(t, h)
+	r := coordinator.Plan("bytoken")
+	req := func(id string, ttl time.Duration, token uint64) coordinator.Request {
+		return coordinator.Request{Resource: r, Owner: "w1", TTL: ttl, RequestID: id, Token: token}
+	}
+	old := need(t)(s.Acquire(ctx, req("a1", time.Minute, 0)))
+	need(t)(s.Release(ctx, req("r1", 0, 0)))
+	cur := need(t)(s.Acquire(ctx, req("a2", 2*time.Second, 0)))
+	if cur.Token == old.Token {
+		t.Fatalf("a new acquisition kept token %d", old.Token)
+	}
+	_, err := s.Renew(ctx, req("n1", time.Hour, old.Token))
+	var le *coordinator.LeaseError
+	if !errors.Is(err, coordinator.ErrNotHeld) || !errors.As(err, &le) || le.HolderToken != cur.Token || le.Holder != "w1" {
+		t.Fatalf("renew of token %d while %d is held: %v, want ErrNotHeld naming token %d", old.Token, cur.Token, err, cur.Token)
+	}
+	if ttl := h.RemainingTTL(t, s, r); ttl > 2*time.Second {
+		t.Fatalf("a renew of the old token extended the new lease to %v", ttl)
+	}
+	if l := need(t)(s.Renew(ctx, req("n2", time.Hour, cur.Token))); l.Token != cur.Token || l.ExpiresAt.Sub(cur.AcquiredAt) < time.Hour {
+		t.Fatalf("renew of the current token = %+v", l)
+	}
+	if l := need(t)(s.Renew(ctx, req("n3", time.Minute, 0))); l.Token != cur.Token {
+		t.Fatalf("renew without a token = %+v", l)
+	}
+}
+
+// testSameOwnerAfterExpiry: an owner whose lease expired takes a new
+// lease, not a re-entry of the old one.
+func testSameOwnerAfterExpiry(t *testing.T, h Harness) {
+	ctx, s, c := setup(t, h)
+	r := coordinator.Plan("again")
+	old := need(t)(c.Acquire(ctx, r, "w1", coordinator.TTL(time.Second)))
+	need(t)(c.Acquire(ctx, r, "w1", coordinator.TTL(time.Second)))
+	h.Expire(t, s, r)
+	l := need(t)(c.Acquire(ctx, r, "w1"))
+	if l.Count != 1 || l.Token <= old.Token {
+		t.Fatalf("acquire after expiry = %+v, want count 1 and a token above %d", l, old.Token)
+	}
+}
+
+// testConflictLeavesHolder: a refused acquisition changes nothing of the
+// holder's lease, its TTL included.
+func testConflictLeavesHolder(t *testing.T, h Harness) {
+	ctx, s, c := setup(t, h)
+	r := coordinator.Plan("kept")
+	held := need(t)(c.Acquire(ctx, r, "w1", coordinator.TTL(2*time.Second)))
+	for i := range 3 {
+		if _, err := c.Acquire(ctx, r, "w"+strconv.Itoa(i+2), coordinator.TTL(time.Hour)); !errors.Is(err, coordinator.ErrConflict) {
+			t.Fatalf("acquire by another: %v", err)
+		}
+	}
+	if ttl := h.RemainingTTL(t, s, r); ttl > 2*time.Second {
+		t.Fatalf("a refused acquisition extended the holder's lease to %v", ttl)
+	}
+	if l := need(t)(c.Inspect(ctx, r)); !sameLease(l, held) {
+		t.Fatalf("lease after conflicts = %+v, want %+v", l, held)
 	}
 }
