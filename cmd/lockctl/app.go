@@ -154,7 +154,7 @@ Every global flag falls back to an environment variable:
 	f.DurationVar(&a.g.timeout, "timeout", defaultTimeout, "time limit of each Redis or Postgres operation (env LOCKCOORD_TIMEOUT)")
 
 	root.AddCommand(a.versionCmd(), a.keyCmd(), a.inspectCmd(), a.listCmd(),
-		a.acquireCmd(), a.renewCmd(), a.releaseCmd(), a.runCmd())
+		a.acquireCmd(), a.renewCmd(), a.releaseCmd(), a.runCmd(), a.demoCmd())
 	return root
 }
 

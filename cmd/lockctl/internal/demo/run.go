@@ -1,0 +1,269 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/redisstore"
+)
+
+// Defaults of Config.
+const (
+	DefaultWorkers  = 8
+	DefaultDuration = 10 * time.Second
+	DefaultPlans    = 24
+	DefaultProjects = 4
+	DefaultSubplans = 3
+	DefaultTTL      = 2 * time.Second
+)
+
+// Config configures a demo run.
+type Config struct {
+	// Store is the store on the demo's Redis; its prefix should be the
+	// demo's own.
+	Store    *redisstore.Store
+	Workers  int           // workers, each with its own coordinator (default 8)
+	Duration time.Duration // how long the workers run (default 10 s)
+	Plans    int           // plans open at once (default 24); a completed plan is replaced by a new one
+	Projects int           // projects the plans belong to (default 4)
+	Subplans int           // subplans per plan (default 3)
+	TTL      time.Duration // TTL of every lease (default 2 s)
+	Chaos    bool          // freeze workers for longer than the TTL
+	Seed     uint64        // random seed (0: random)
+	// Owner prefixes the workers' owner names (default "demo").
+	Owner string
+	// Progress receives progress reports (nil: none); Terminal redraws
+	// one line in place instead of printing a line per second.
+	Progress io.Writer
+	Terminal bool
+	Log      zerolog.Logger
+}
+
+func (c *Config) defaults() error {
+	if c.Store == nil {
+		return errors.New("demo: no store")
+	}
+	set := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	set(&c.Workers, DefaultWorkers)
+	set(&c.Plans, DefaultPlans)
+	set(&c.Projects, DefaultProjects)
+	set(&c.Subplans, DefaultSubplans)
+	if c.Duration == 0 {
+		c.Duration = DefaultDuration
+	}
+	if c.TTL == 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.Owner == "" {
+		c.Owner = "demo"
+	}
+	switch {
+	case c.Workers < 1 || c.Workers > 1000:
+		return invalid("workers", strconv.Itoa(c.Workers), "must be from 1 to 1000")
+	case c.Plans < 1 || c.Plans > 100000:
+		return invalid("plans", strconv.Itoa(c.Plans), "must be from 1 to 100000")
+	case c.Projects < 1 || c.Projects > c.Plans:
+		return invalid("projects", strconv.Itoa(c.Projects), "must be from 1 to the number of plans")
+	case c.Subplans < 1 || c.Subplans > 100:
+		return invalid("subplans", strconv.Itoa(c.Subplans), "must be from 1 to 100")
+	case c.Duration <= 0:
+		return invalid("duration", c.Duration.String(), "must be positive")
+	case c.TTL < 100*time.Millisecond:
+		return invalid("ttl", c.TTL.String(), "must be at least 100ms")
+	case c.Chaos && c.Duration < 4*c.TTL:
+		return invalid("duration", c.Duration.String(), fmt.Sprintf("must be at least 4 TTLs (%s) with chaos", 4*c.TTL))
+	}
+	return coordinator.ValidateOwner(c.Owner + "-w1")
+}
+
+func invalid(field, value, rule string) error {
+	return &coordinator.ValidationError{Field: field, Value: value, Rule: rule}
+}
+
+// Run runs the demo until its duration has passed or ctx ends, then stops
+// the workers (their coordinators release what they hold), checks the
+// invariants and returns the summary. The error reports a failure to run,
+// not a failed invariant (see Summary.OK).
+func Run(ctx context.Context, cfg Config) (Summary, error) {
+	if err := cfg.defaults(); err != nil {
+		return Summary{}, err
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	// one check that Redis answers and the partition count agrees, before
+	// any worker starts
+	if err := cfg.Store.CheckPartitions(ctx); err != nil {
+		return Summary{}, err
+	}
+	rec := NewRecorder()
+	plans := NewPlanStore(cfg.Plans, cfg.Projects, cfg.Subplans)
+	reg := prometheus.NewRegistry()
+	start := time.Now()
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	ch := &chaos{on: cfg.Chaos, until: start.Add(cfg.Duration - 2*cfg.TTL)}
+
+	workers := make([]*worker, cfg.Workers)
+	owners := make([]string, cfg.Workers)
+	for i := range workers {
+		owners[i] = cfg.Owner + "-w" + strconv.Itoa(i+1)
+	}
+	for i := range workers {
+		ws := &workerStore{inner: cfg.Store, rec: rec}
+		workers[i] = &worker{id: i + 1, owner: owners[i], store: ws, plans: plans, cfg: &cfg,
+			rnd: rand.New(rand.NewPCG(seed, uint64(i))), owners: owners, root: runCtx, chaos: ch,
+			c: coordinator.New(ws, coordinator.WithDefaultTTL(cfg.TTL), coordinator.WithTTL("plan", cfg.TTL),
+				coordinator.WithTTL("project", cfg.TTL), coordinator.WithMetrics(reg), coordinator.WithLogger(cfg.Log))}
+	}
+	prog := newProgress(cfg.Progress, cfg.Terminal, cfg.Duration, start)
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Go(func() { w.run(runCtx) })
+	}
+	prog.run(runCtx, func() progressLine { return progressLine{rec: rec.Stats(), store: plans.Stats()} })
+	wg.Wait()
+
+	// shut down as a deployment would: Close releases whatever is held
+	var closeErrs []error
+	for _, w := range workers {
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if err := w.c.Close(cctx); err != nil {
+			closeErrs = append(closeErrs, fmt.Errorf("%s: %w", w.owner, err))
+		}
+		ccancel()
+	}
+	elapsed := time.Since(start)
+	prog.done(progressLine{rec: rec.Stats(), store: plans.Stats()})
+
+	sum := Summary{Workers: cfg.Workers, Duration: elapsed, Plans: cfg.Plans, Projects: cfg.Projects,
+		TTL: cfg.TTL, Chaos: cfg.Chaos, Seed: seed, Prefix: cfg.Store.Prefix()}
+	rs, ps := rec.Stats(), plans.Stats()
+	sum.fill(rs, ps)
+	for _, w := range workers {
+		sum.LeasesLost += w.lost
+		sum.ChaosPauses += w.pauses
+	}
+	sum.Waits = int(gatherCount(reg, "lockcoord_wait_duration_seconds"))
+	if lost := int(gatherCount(reg, "lockcoord_leases_lost_total")); lost > sum.LeasesLost {
+		sum.LeasesLost = lost
+	}
+
+	// the invariants
+	sum.check("never two holders in a critical section", ps.Overlaps == 0,
+		fmt.Sprintf("%d overlaps", ps.Overlaps), ps.Violations)
+	sum.check("tokens strictly increasing per resource", len(rs.TokenViolations) == 0,
+		fmt.Sprintf("%d acquisitions on %d resources", rs.Acquired, rs.Resources), rs.TokenViolations)
+	left, err := leftovers(ctx, cfg.Store, cfg.TTL)
+	if err != nil {
+		return sum, fmt.Errorf("demo: look for leases left behind: %w", err)
+	}
+	sum.check("no lease left behind", len(left) == 0 && len(closeErrs) == 0,
+		fmt.Sprintf("%d leases in Redis after shutdown", len(left)), append(left, errStrings(closeErrs)...))
+	sum.check("plan transitions in order (no lost update)", ps.OutOfOrder == 0,
+		fmt.Sprintf("%d transitions, %d out of order", ps.Transitions, ps.OutOfOrder), nil)
+	if rs.Errors > 0 {
+		sum.check("store calls succeeded", false, fmt.Sprintf("%d store calls failed", rs.Errors), rs.ErrorSamples)
+	}
+	return sum, nil
+}
+
+func errStrings(errs []error) []string {
+	out := make([]string, len(errs))
+	for i, e := range errs {
+		out[i] = e.Error()
+	}
+	return out
+}
+
+// leftovers lists the lease keys of the store's prefix still in Redis.
+// Leases lost to a freeze expire within a TTL of their last renewal; it
+// waits for them up to two TTLs.
+func leftovers(ctx context.Context, s *redisstore.Store, ttl time.Duration) ([]string, error) {
+	deadline := time.Now().Add(2 * ttl)
+	for {
+		keys, err := LeaseKeys(ctx, s)
+		if err != nil || len(keys) == 0 || time.Now().After(deadline) {
+			return keys, err
+		}
+		if !sleep(ctx, ttl/20) {
+			return keys, ctx.Err()
+		}
+	}
+}
+
+// LeaseKeys returns the lease keys of the store's prefix (SCAN, on every
+// master of a Cluster).
+func LeaseKeys(ctx context.Context, s *redisstore.Store) ([]string, error) {
+	pattern := s.Prefix() + ":{*}:lock:*"
+	var keys []string
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		it := c.Scan(ctx, 0, pattern, 500).Iterator()
+		for it.Next(ctx) {
+			keys = append(keys, it.Val())
+		}
+		return it.Err()
+	}
+	if cc, ok := s.Client().(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			var local []string
+			it := n.Scan(ctx, 0, pattern, 500).Iterator()
+			for it.Next(ctx) {
+				local = append(local, it.Val())
+			}
+			mu.Lock()
+			keys = append(keys, local...)
+			mu.Unlock()
+			return it.Err()
+		})
+		return keys, err
+	}
+	return keys, scan(ctx, s.Client())
+}
+
+// gatherCount sums the sample counts (histograms) or values (counters) of
+// the metric family name.
+func gatherCount(g prometheus.Gatherer, name string) float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			n += metricValue(m)
+		}
+	}
+	return n
+}
+
+func metricValue(m *dto.Metric) float64 {
+	switch {
+	case m.GetHistogram() != nil:
+		return float64(m.GetHistogram().GetSampleCount())
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	}
+	return 0
+}

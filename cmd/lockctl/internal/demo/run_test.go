@@ -1,0 +1,151 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/redisstore"
+)
+
+// newStore returns a store on a miniredis whose TTLs run on the wall
+// clock, as the demo's embedded one does.
+func newStore(t *testing.T) (*miniredis.Miniredis, *redisstore.Store) {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	mr.ClockTTL(true)
+	c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = c.Close() })
+	return mr, redisstore.New(c, redisstore.WithPrefix("demo-test"))
+}
+
+func streamEvents(t *testing.T, mr *miniredis.Miniredis, s *redisstore.Store) int {
+	t.Helper()
+	n := 0
+	for p := range s.Partitions() {
+		if !mr.Exists(s.StreamKey(p)) {
+			continue
+		}
+		entries, err := mr.Stream(s.StreamKey(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(entries)
+	}
+	return n
+}
+
+func TestRun(t *testing.T) {
+	mr, s := newStore(t)
+	var progress bytes.Buffer
+	sum, err := Run(context.Background(), Config{Store: s, Workers: 4, Duration: 1500 * time.Millisecond,
+		Plans: 6, Projects: 2, TTL: 300 * time.Millisecond, Seed: 1, Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.OK() || len(sum.Invariants) != 4 {
+		t.Fatalf("invariants: %+v", sum.Invariants)
+	}
+	if sum.PlansCompleted == 0 || sum.Acquisitions == 0 || sum.Renewals == 0 || sum.Reentries == 0 ||
+		sum.FencedAccepted == 0 || sum.AcquireP50 <= 0 || sum.AcquireP99 < sum.AcquireP50 {
+		t.Fatalf("summary %+v", sum)
+	}
+	if sum.ChaosPauses != 0 || sum.LeasesLost != 0 {
+		t.Fatalf("without chaos: %d pauses, %d leases lost", sum.ChaosPauses, sum.LeasesLost)
+	}
+	// every change the recorder counted has its event in the outbox
+	if got := streamEvents(t, mr, s); got != sum.EventsWritten {
+		t.Fatalf("%d events in the streams, the recorder counted %d", got, sum.EventsWritten)
+	}
+	if !strings.Contains(progress.String(), "demo: ") || !strings.Contains(progress.String(), "completed") {
+		t.Fatalf("progress %q", progress.String())
+	}
+	var table bytes.Buffer
+	if err := sum.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"acquisitions", "re-entries", "conflicts", "waits", "renewals",
+		"acquire latency p99", "fenced writes rejected", "ok    never two holders", "all invariants held"} {
+		if !strings.Contains(table.String(), want) {
+			t.Fatalf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	b, err := json.Marshal(sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil || m["ok"] != true || m["acquisitions"].(float64) != float64(sum.Acquisitions) ||
+		m["ttl_ms"].(float64) != 300 || len(m["invariants"].([]any)) != 4 {
+		t.Fatalf("json %s: %v", b, err)
+	}
+}
+
+func TestRunChaosRejectsStaleWrites(t *testing.T) {
+	_, s := newStore(t)
+	sum, err := Run(context.Background(), Config{Store: s, Workers: 8, Duration: 3 * time.Second,
+		Plans: 4, Projects: 1, TTL: 300 * time.Millisecond, Chaos: true, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.OK() {
+		var b bytes.Buffer
+		_ = sum.WriteTable(&b)
+		t.Fatalf("invariants failed under chaos:\n%s", b.String())
+	}
+	if sum.ChaosPauses == 0 || sum.LeasesLost == 0 {
+		t.Fatalf("chaos did nothing: %d pauses, %d lost", sum.ChaosPauses, sum.LeasesLost)
+	}
+	if sum.FencedRejected == 0 {
+		t.Fatalf("no stale write rejected after %d pauses", sum.ChaosPauses)
+	}
+}
+
+func TestSummaryFailure(t *testing.T) {
+	var s Summary
+	s.Check("a", true, "fine")
+	s.Skip("b", "not asked")
+	if !s.OK() {
+		t.Fatal("skipped counted as failed")
+	}
+	s.check("c", false, "broken", []string{"w1 and w2 at once"})
+	var b bytes.Buffer
+	if err := s.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if s.OK() || !strings.Contains(b.String(), "FAIL  c (broken)") || !strings.Contains(b.String(), "w1 and w2 at once") ||
+		!strings.Contains(b.String(), "--    b (not asked)") {
+		t.Fatalf("table:\n%s", b.String())
+	}
+}
+
+func TestConfig(t *testing.T) {
+	_, s := newStore(t)
+	for _, c := range []Config{
+		{Store: s, Workers: -1}, {Store: s, Plans: -2}, {Store: s, Plans: 2, Projects: 3},
+		{Store: s, TTL: time.Millisecond}, {Store: s, Duration: -time.Second},
+		{Store: s, Chaos: true, Duration: time.Second, TTL: time.Second}, {Store: s, Subplans: 101},
+		{Store: s, Owner: "bad\x00"},
+	} {
+		if _, err := Run(context.Background(), c); !errors.Is(err, coordinator.ErrInvalid) {
+			t.Fatalf("%+v: %v, want ErrInvalid", c, err)
+		}
+	}
+	if _, err := Run(context.Background(), Config{}); err == nil {
+		t.Fatal("no store accepted")
+	}
+	// Redis down: an error before any worker starts
+	mr, s2 := newStore(t)
+	mr.Close()
+	if _, err := Run(context.Background(), Config{Store: s2, Duration: time.Second}); err == nil {
+		t.Fatal("a demo ran without Redis")
+	}
+}

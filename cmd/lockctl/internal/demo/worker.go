@@ -1,0 +1,240 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+)
+
+// worker is one of the demo's workers: a process of its own in a real
+// deployment, with its own coordinator, owner name and store connection.
+type worker struct {
+	id     int
+	owner  string
+	c      *coordinator.Coordinator
+	store  *workerStore
+	plans  *PlanStore
+	cfg    *Config
+	rnd    *rand.Rand
+	owners []string // every worker's owner, for subplan assignment
+	root   context.Context
+	chaos  *chaos
+
+	lost, stale, pauses int
+}
+
+// chaos decides when workers freeze: not in the last stretch of the demo,
+// so that the leases lost have expired when it checks for leftovers.
+type chaos struct {
+	mu    sync.Mutex
+	until time.Time // no freeze starts after this
+	on    bool
+}
+
+func (ch *chaos) allow(r *rand.Rand) bool {
+	if ch == nil || !ch.on {
+		return false
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return time.Now().Before(ch.until) && r.Float64() < chaosProbability
+}
+
+// chaosProbability is the chance that a worker freezes before a subplan
+// step's write.
+const chaosProbability = 0.15
+
+// sleep waits d or until ctx ends; false when ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// jitter returns a duration in [lo, hi) times the TTL.
+func (w *worker) jitter(lo, hi float64) time.Duration {
+	return time.Duration((lo + w.rnd.Float64()*(hi-lo)) * float64(w.cfg.TTL))
+}
+
+// run drives plans until ctx ends.
+func (w *worker) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		id, ok := w.pick()
+		if !ok {
+			if !sleep(ctx, 10*time.Millisecond) {
+				return
+			}
+			continue
+		}
+		var opts []coordinator.AcquireOption
+		if w.rnd.Float64() < 0.25 {
+			// sometimes wait for the holder rather than look elsewhere
+			opts = append(opts, coordinator.Wait(w.jitter(0.1, 0.3)))
+		}
+		r := coordinator.Plan(id)
+		err := w.c.Hold(ctx, r, w.owner, func(hctx context.Context, l coordinator.Lease) error {
+			if err := w.plans.Enter(hctx, r, w.owner, l.Token); err != nil {
+				return err
+			}
+			defer w.plans.Leave(r, w.owner)
+			return w.advance(hctx, l, id)
+		}, opts...)
+		switch {
+		case err == nil, errors.Is(err, coordinator.ErrConflict):
+		case errors.Is(err, coordinator.ErrLeaseLost):
+			w.lost++
+		case errors.Is(err, ErrStale):
+			w.stale++
+		case ctx.Err() != nil:
+			return
+		default:
+			w.cfg.Log.Warn().Err(err).Str("owner", w.owner).Str("plan", id).Msg("demo: transition failed")
+		}
+		// a short pause between plans, as a real worker has other work
+		if !sleep(ctx, w.jitter(0.005, 0.02)) {
+			return
+		}
+	}
+}
+
+// pick chooses a plan: half of the time a running one (resuming stalled
+// work first, as a real system would), otherwise any open plan.
+func (w *worker) pick() (string, bool) {
+	var ids []string
+	if w.rnd.Float64() < 0.5 {
+		ids = w.plans.OpenIn(Running)
+	}
+	if len(ids) == 0 {
+		ids = w.plans.Open()
+	}
+	if len(ids) == 0 {
+		return "", false
+	}
+	return ids[w.rnd.IntN(len(ids))], true
+}
+
+// advance makes the next transition of plan id under lease l.
+func (w *worker) advance(ctx context.Context, l coordinator.Lease, id string) error {
+	p, ok := w.plans.Get(id)
+	if !ok {
+		return nil
+	}
+	switch p.State {
+	case Draft:
+		if !sleep(ctx, w.jitter(0.005, 0.02)) { // validate the draft
+			return ctx.Err()
+		}
+		return w.plans.Advance(w.owner, l.Token, id, Draft, Queued)
+	case Queued:
+		if !w.plans.Assigned(id) {
+			if err := w.schedule(ctx, p.Project); err != nil {
+				return err
+			}
+		}
+		if !w.plans.Assigned(id) || ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return w.plans.Advance(w.owner, l.Token, id, Queued, Running)
+	case Running:
+		return w.runPhase(ctx, l, p)
+	}
+	return nil
+}
+
+// schedule assigns the subplans of the queued plans of project, under the
+// project's lease, waiting for another scheduler to finish.
+func (w *worker) schedule(ctx context.Context, project string) error {
+	r := coordinator.Project(project)
+	err := w.c.Hold(ctx, r, w.owner, func(hctx context.Context, l coordinator.Lease) error {
+		if err := w.plans.Enter(hctx, r, w.owner, l.Token); err != nil {
+			return err
+		}
+		defer w.plans.Leave(r, w.owner)
+		for _, id := range w.plans.QueuedIn(project) {
+			if !sleep(hctx, w.jitter(0.002, 0.01)) { // plan the assignment
+				return hctx.Err()
+			}
+			subs := make([]string, w.cfg.Subplans)
+			for i := range subs {
+				subs[i] = w.owners[w.rnd.IntN(len(w.owners))]
+			}
+			if _, err := w.plans.Assign(w.owner, l.Token, project, id, subs); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, coordinator.Wait(w.cfg.TTL))
+	if errors.Is(err, coordinator.ErrConflict) {
+		return nil // another scheduler is slow: the plan stays queued for now
+	}
+	return err
+}
+
+// runPhase is the long phase: the subplan steps, each a fenced write made
+// under a re-entrant hold of the plan (as a helper that locks for itself
+// would), with the lease kept alive by Hold's renewal in between. Then the
+// plan is completed.
+func (w *worker) runPhase(ctx context.Context, l coordinator.Lease, p Plan) error {
+	r := coordinator.Plan(p.ID)
+	for step := p.Progress + 1; step <= p.Subplans; step++ {
+		if !sleep(ctx, w.jitter(0.2, 0.5)) { // the subplan's work
+			return ctx.Err()
+		}
+		if _, err := w.c.Acquire(ctx, r, w.owner); err != nil {
+			return err
+		}
+		if w.chaos.allow(w.rnd) {
+			w.freeze()
+			// the write was in flight when the process froze: it goes out
+			// now, without a look at the (cancelled) context
+			err := w.plans.Step(w.owner, l.Token, p.ID, step)
+			w.release(r)
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			w.release(r)
+			return ctx.Err()
+		}
+		err := w.plans.Step(w.owner, l.Token, p.ID, step)
+		w.release(r)
+		if err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return w.plans.Advance(w.owner, l.Token, p.ID, Running, Completed)
+}
+
+// freeze stops the worker's store calls and work for longer than the TTL,
+// as a stop-the-world pause would.
+func (w *worker) freeze() {
+	w.pauses++
+	w.store.freeze()
+	t := time.NewTimer(w.jitter(1.4, 1.9))
+	select {
+	case <-t.C:
+	case <-w.root.Done():
+		t.Stop()
+	}
+	w.store.thaw()
+}
+
+func (w *worker) release(r coordinator.Resource) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.root), 5*time.Second)
+	defer cancel()
+	_, _ = w.c.Release(ctx, r, w.owner) // ErrNotHeld after a loss: nothing to release
+}
