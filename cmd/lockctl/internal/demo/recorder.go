@@ -109,7 +109,7 @@ type RecorderStats struct {
 	Released, Decrements           int
 	Errors                         int
 	ErrorSamples                   []string // the first errors
-	Resources                      int // resources acquired at least once
+	Resources                      int      // resources acquired at least once
 	P50, P99                       time.Duration
 	TokenViolations                []string
 }
