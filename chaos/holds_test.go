@@ -106,6 +106,9 @@ func hold(ctx context.Context, wk *worker, tr *fenced.Tracker, r coordinator.Res
 // holdStats sums up holds.
 type holdStats struct {
 	holds, stalled, lost, lostStalled, lostLive, otherErrs int
+	// otherErrs by kind: the wait for the lease ran out, the acquisition
+	// failed, the final release failed
+	waitedOut, acquireErrs, releaseErrs int
 	// told before the lease's expiry (the latest expiry Redis reported)
 	toldEarly, toldLate int
 	notice              []time.Duration // loss signalled, after the fault began
@@ -130,6 +133,14 @@ func summarize(holds []*holdRecord, rec *history.Recorder, faultStart func(h *ho
 			}
 		case h.err != nil:
 			s.otherErrs++
+			switch {
+			case errors.Is(h.err, coordinator.ErrConflict):
+				s.waitedOut++
+			case h.token == 0:
+				s.acquireErrs++
+			default:
+				s.releaseErrs++
+			}
 			if len(s.errDetail) < 10 {
 				s.errDetail = append(s.errDetail, h.err.Error())
 			}

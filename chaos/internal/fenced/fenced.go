@@ -166,8 +166,13 @@ type Stats struct {
 	// WronglyRejected: rejected writes whose token was above every token
 	// accepted: the resource refused a write it should have taken.
 	WronglyRejected int
-	// RejectedUntold: rejected writes from holders not told of a loss.
+	// RejectedUntold: rejected writes from holders not told of a loss,
+	// with a token below one accepted: a live holder superseded.
 	RejectedUntold int
+	// RejectedReentrant: rejected writes whose token had been accepted
+	// already: a later hold that re-entered the same lease (same owner,
+	// same token) and wrote again, which last_token < token refuses.
+	RejectedReentrant int
 	// AcceptedTold: accepted writes from holders already told of a loss
 	// (no newer holder had written yet: fencing lets them through).
 	AcceptedTold int
@@ -182,14 +187,24 @@ func (t *Tracker) Stats() Stats {
 	t.mu.Unlock()
 	st.Writes = len(writes)
 	var accepted []Write
+	acceptedTokens := map[uint64]bool{}
 	for _, w := range writes {
 		if w.Accepted {
 			accepted = append(accepted, w)
+			acceptedTokens[w.Token] = true
 			st.Accepted++
 			if w.Told {
 				st.AcceptedTold++
 			}
-		} else {
+		}
+	}
+	for _, w := range writes {
+		switch {
+		case w.Accepted:
+		case acceptedTokens[w.Token]:
+			st.Rejected++
+			st.RejectedReentrant++
+		default:
 			st.Rejected++
 			if !w.Told {
 				st.RejectedUntold++
@@ -230,6 +245,7 @@ func (s Stats) Add(o Stats) Stats {
 	s.StaleAccepted += o.StaleAccepted
 	s.WronglyRejected += o.WronglyRejected
 	s.RejectedUntold += o.RejectedUntold
+	s.RejectedReentrant += o.RejectedReentrant
 	s.AcceptedTold += o.AcceptedTold
 	s.Details = append(s.Details, o.Details...)
 	return s

@@ -1,0 +1,235 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lockcoord/lockcoord/chaos/internal/fenced"
+	"github.com/lockcoord/lockcoord/chaos/internal/history"
+	"github.com/lockcoord/lockcoord/coordinator"
+)
+
+// fault is one fault injected during a run.
+type fault struct {
+	kind       string
+	start, end time.Time
+}
+
+// faultPlan is a fault to inject and how long it lasts.
+type faultPlan struct {
+	kind string
+	d    time.Duration
+}
+
+// TestRedisFaults is scenario 2: workers hold resources while Redis is
+// killed (kill -9, then restarted), paused (CLIENT PAUSE), and the
+// network to it is delayed, dropped, blackholed and cut. The history must
+// be linearizable, no stale write accepted, and a holder whose lease ran
+// out while Redis was unreachable told so before the lease's expiry.
+// With appendonly the leases survive the kills, so no two live holders
+// may ever overlap; without persistence a kill loses the leases (the
+// known limit fencing covers).
+func TestRedisFaults(t *testing.T) {
+	for _, mode := range []struct {
+		name       string
+		args       []string
+		persistent bool
+	}{
+		{"no-persistence", nil, false},
+		{"appendonly", []string{"--appendonly", "yes"}, true},
+	} {
+		t.Run(mode.name, func(t *testing.T) { redisFaults(t, mode.args, mode.persistent) })
+	}
+}
+
+func redisFaults(t *testing.T, args []string, persistent bool) {
+	var (
+		nWorkers = size(4, 8)
+		ttl      = time.Second
+		before   = size(time.Second, 5*time.Second)
+		after    = size(time.Second, 5*time.Second)
+		kills    = size(1, 5)
+		down     = size(250*time.Millisecond, 500*time.Millisecond)
+		// pause and blackhole outlast the TTL: the holders lose their leases
+		plan = size([]faultPlan{
+			{"delay", 600 * time.Millisecond}, {"pause", 1300 * time.Millisecond}, {"cut", 300 * time.Millisecond},
+			{"drop", 600 * time.Millisecond}, {"blackhole", 1300 * time.Millisecond},
+		}, []faultPlan{
+			{"delay", 2 * time.Second}, {"pause", 1500 * time.Millisecond}, {"cut", time.Second},
+			{"drop", 2 * time.Second}, {"blackhole", 1500 * time.Millisecond},
+		})
+	)
+	// interleave the kills
+	var faults []faultPlan
+	for i := range max(kills, len(plan)) {
+		if i < kills {
+			faults = append(faults, faultPlan{"kill", down})
+		}
+		if i < len(plan) {
+			faults = append(faults, plan[i])
+		}
+	}
+	during := size(4*time.Second, 20*time.Second)
+	var busy time.Duration
+	for _, f := range faults {
+		busy += f.d
+	}
+	gap := max((during-busy)/time.Duration(len(faults)), 100*time.Millisecond)
+
+	w := newWorld(t, worldConfig{serverArgs: args, proxy: true, client: clientOptions(300 * time.Millisecond), noRetries: true})
+	rs := resources("faults", 4)
+	trs := trackers(fenced.NewMemory(), rs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var mu sync.Mutex
+	var holds []*holdRecord
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range nWorkers {
+		wk := w.worker(i)
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(i), uint64(start.UnixNano())))
+			for ctx.Err() == nil {
+				r := rs[rng.IntN(len(rs))]
+				// up to two TTLs: long holds live on renewals
+				work := time.Duration(20+rng.Int64N(int64(2*ttl/time.Millisecond))) * time.Millisecond
+				h := hold(ctx, wk, trs[r], r, work, 0, coordinator.TTL(ttl), coordinator.Wait(2*time.Second))
+				mu.Lock()
+				holds = append(holds, h)
+				mu.Unlock()
+				if h.token == 0 { // not acquired (Redis unreachable): do not spin
+					time.Sleep(time.Duration(10+rng.IntN(40)) * time.Millisecond)
+				}
+			}
+		})
+	}
+
+	// the faults
+	time.Sleep(before)
+	var injected []fault
+	faultsStart := time.Now()
+	for _, f := range faults {
+		fs := time.Now()
+		switch f.kind {
+		case "kill":
+			if err := w.kill(f.d, persistent); err != nil {
+				t.Fatalf("restart: %v", err)
+			}
+		case "pause":
+			if err := w.srv.Pause(context.Background(), f.d); err != nil {
+				t.Errorf("client pause: %v", err)
+			}
+			time.Sleep(f.d)
+		case "delay":
+			w.proxy.Delay(75*time.Millisecond, 50*time.Millisecond)
+			time.Sleep(f.d)
+		case "drop":
+			w.proxy.Drop(0.05)
+			time.Sleep(f.d)
+		case "cut":
+			w.proxy.Cut()
+			time.Sleep(f.d)
+		case "blackhole":
+			w.proxy.Blackhole()
+			time.Sleep(f.d)
+		}
+		w.proxy.Heal()
+		injected = append(injected, fault{f.kind, fs, time.Now()})
+		time.Sleep(gap)
+	}
+	faultsEnd := time.Now()
+	time.Sleep(after)
+	cancel()
+	wg.Wait()
+	end := time.Now()
+
+	// figures
+	var fsum fenced.Stats
+	for _, r := range rs {
+		fsum = fsum.Add(trs[r].Stats())
+	}
+	lastFault := func(at time.Time) (fault, bool) {
+		var found fault
+		ok := false
+		for _, f := range injected {
+			if !f.start.After(at) {
+				found, ok = f, true
+			}
+		}
+		return found, ok
+	}
+	hs := summarize(holds, w.rec, func(h *holdRecord) time.Time {
+		if f, ok := lastFault(h.toldAt); ok {
+			return f.start
+		}
+		return time.Time{}
+	})
+	lostByFault := map[string]int{}
+	atRelease := 0
+	for _, h := range holds {
+		if !h.lost() {
+			continue
+		}
+		if h.toldAt.IsZero() {
+			atRelease++
+			continue
+		}
+		f, _ := lastFault(h.toldAt)
+		lostByFault[f.kind]++
+	}
+	ops := w.rec.Ops()
+	rate := func(from, to time.Time) float64 {
+		n := 0
+		for _, op := range ops {
+			if op.Output.Status != history.Unknown && !op.Return.Before(from) && op.Return.Before(to) {
+				n++
+			}
+		}
+		return float64(n) / to.Sub(from).Seconds()
+	}
+	rep := w.check(size(time.Minute, 10*time.Minute))
+	nops, unknown := rep.Ops()
+
+	report(t, "redis faults (%s): %d workers, 4 resources, TTL %v, %v run; faults: %s",
+		map[bool]string{true: "appendonly", false: "no persistence"}[persistent], nWorkers, ttl,
+		end.Sub(start).Round(time.Second), describeFaults(injected))
+	report(t, "  operations %d (%d unknown); ops/s before %.0f, during %.0f, after %.0f; history linearizable: %v",
+		nops, unknown, rate(start, faultsStart), rate(faultsStart, faultsEnd), rate(faultsEnd, end), rep.OK())
+	report(t, "  holds %d: lost %d (told during the hold %d: %v; found at release %d); failed otherwise %d (wait ran out %d, acquire failed %d, release failed %d)",
+		hs.holds, hs.lost, hs.lost-atRelease, lostByFault, atRelease, hs.otherErrs, hs.waitedOut, hs.acquireErrs, hs.releaseErrs)
+	report(t, "  loss told before the lease's expiry %d, after %d (Redis unreachable); time to notice after the fault began p50 %v p99 %v max %v",
+		hs.toldEarly, hs.toldLate, percentile(hs.notice, 50).Round(time.Millisecond),
+		percentile(hs.notice, 99).Round(time.Millisecond), percentile(hs.notice, 100).Round(time.Millisecond))
+	report(t, "  resource: %d writes, %d accepted, %d rejected (%d re-entered a lease already written with); overlapping holds %d (live %d); stale writes accepted %d; superseded live holders %d",
+		fsum.Writes, fsum.Accepted, fsum.Rejected, fsum.RejectedReentrant, fsum.Overlaps, fsum.LiveOverlaps, fsum.StaleAccepted, fsum.RejectedUntold)
+	report(t, "  proxy: %+v", w.proxy.Stats())
+
+	if fsum.StaleAccepted != 0 || fsum.WronglyRejected != 0 {
+		t.Errorf("fencing violated: %+v\n%v", fsum, fsum.Details)
+	}
+	if persistent && (fsum.LiveOverlaps != 0 || fsum.RejectedUntold != 0) {
+		t.Errorf("two live holders with a persistent Redis: %+v\n%v", fsum, fsum.Details)
+	}
+	if hs.toldLate != 0 {
+		t.Errorf("%d losses signalled after the lease's expiry: %v", hs.toldLate, hs.lateDetail)
+	}
+	if fsum.Accepted == 0 {
+		t.Errorf("no write accepted: the workers did nothing")
+	}
+}
+
+func describeFaults(fs []fault) string {
+	var parts []string
+	for _, f := range fs {
+		parts = append(parts, fmt.Sprintf("%s %v", f.kind, f.end.Sub(f.start).Round(10*time.Millisecond)))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
