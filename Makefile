@@ -71,7 +71,7 @@ cover-report:
 lint: fmt-check vet golangci readme-check
 
 fmt-check:
-	@files=$$(find . \( -path './.*' -o -path './_*' -o -path './bin' -o -name testdata \) -prune \
+	@files=$$(find . \( -path '*/.*' -o -path '*/_*' -o -path './bin' -o -name testdata \) -prune \
 		-o -name '*.go' -print); \
 	bad=$$(gofmt -l $$files); \
 	if [[ -n "$$bad" ]]; then echo "gofmt: these files need gofmt -w:"; echo "$$bad"; exit 1; fi; \
