@@ -172,6 +172,22 @@ func TestCoordinatorHeldTracking(t *testing.T) {
 	}
 	held(a, "w1", 0, "release found it gone")
 
+	// holds taken through another coordinator are not this one's: after
+	// releasing its own hold, c tracks none though the lease lives on
+	other := coordinator.New(s)
+	d := coordinator.Plan("d")
+	ok[coordinator.Lease](t)(c.Acquire(ctx, d, "w1"))
+	ok[coordinator.Lease](t)(other.Acquire(ctx, d, "w1"))
+	held(d, "w1", 1, "another coordinator's hold")
+	if l := ok[coordinator.Lease](t)(c.Release(ctx, d, "w1")); l.Count != 1 {
+		t.Fatalf("release = %+v, want one hold left in the store", l)
+	}
+	held(d, "w1", 0, "own hold released")
+	if other.Held(d, "w1") != 1 {
+		t.Fatalf("the other coordinator lost track of its hold")
+	}
+	ok[coordinator.Lease](t)(other.Release(ctx, d, "w1"))
+
 	// ReleaseAll forgets that owner's holds only
 	ok[coordinator.Lease](t)(c.Acquire(ctx, a, "w2"))
 	if n := ok[int](t)(c.ReleaseAll(ctx, "w1")); n != 1 {
