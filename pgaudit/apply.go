@@ -138,20 +138,15 @@ func (m *Mirror) apply(ctx context.Context, evs []event) (applyResult, error) {
 	}
 	slices.Sort(partitions)
 
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.applyTimeout)
-	defer cancel()
-	tx, err := m.pool.Begin(ctx)
-	if err != nil {
-		return res, fmt.Errorf("pgaudit: begin: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-
 	b := &pgx.Batch{}
 	for _, p := range partitions {
 		b.Queue(partitionLockSQL, m.lockKey, p)
 	}
-	ledger := b.Len()
-	b.Queue(insertEventsSQL, parts, ids, kinds, typs, rids, owners, tokens, counts, ats, acquireds, expireds, reqs)
+	b.Queue(insertEventsSQL, parts, ids, kinds, typs, rids, owners, tokens, counts, ats, acquireds, expireds, reqs).
+		Exec(func(tag pgconn.CommandTag) error {
+			res.inserted = tag.RowsAffected()
+			return nil
+		})
 	if len(up.typs) > 0 {
 		b.Queue(upsertLocksSQL, up.typs, up.rids, up.owners, up.tokens, up.counts,
 			up.acq, up.ren, up.exp, up.lastIDs, up.lastMS, up.lastSeq)
@@ -159,22 +154,10 @@ func (m *Mirror) apply(ctx context.Context, evs []event) (applyResult, error) {
 	if len(del.typs) > 0 {
 		b.Queue(deleteLocksSQL, del.typs, del.rids, del.tokens, del.ms, del.seq)
 	}
-	br := tx.SendBatch(ctx, b)
-	for i := 0; i < b.Len() && err == nil; i++ {
-		var tag pgconn.CommandTag
-		tag, err = br.Exec()
-		if i == ledger {
-			res.inserted = tag.RowsAffected()
-		}
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.applyTimeout)
+	defer cancel()
+	if err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {
 		return res, fmt.Errorf("pgaudit: apply batch: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return res, fmt.Errorf("pgaudit: commit: %w", err)
 	}
 	return res, nil
 }

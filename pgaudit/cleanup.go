@@ -126,10 +126,8 @@ func (m *Mirror) deadRows(ctx context.Context, now time.Time) ([]Row, error) {
 	var dead []Row
 	after := Row{ExpiresAt: time.Unix(0, 0)}
 	for {
-		rows, err := m.pool.Query(ctx, expiredRowsSQL, now, after.ExpiresAt, after.Resource.Type, after.Resource.ID, cleanupPage)
-		if err != nil {
-			return nil, fmt.Errorf("pgaudit: read expired rows: %w", err)
-		}
+		// pgx reports a failed Query through the rows
+		rows, _ := m.pool.Query(ctx, expiredRowsSQL, now, after.ExpiresAt, after.Resource.Type, after.Resource.ID, cleanupPage)
 		page, err := pgx.CollectRows(rows, scanRow)
 		if err != nil {
 			return nil, fmt.Errorf("pgaudit: read expired rows: %w", err)
@@ -188,22 +186,16 @@ func (m *Mirror) expire(ctx context.Context, now time.Time, rows []Row) ([]Row, 
 	}
 	slices.Sort(partitions)
 	var removed []Row
-	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		for _, p := range partitions {
-			b.Queue(partitionLockSQL, m.lockKey, p)
-		}
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-		res, err := tx.Query(ctx, expireRowsSQL, typs, ids, tokens, parts, now)
-		if err != nil {
-			return err
-		}
-		removed, err = pgx.CollectRows(res, scanRow)
+	b := &pgx.Batch{}
+	for _, p := range partitions {
+		b.Queue(partitionLockSQL, m.lockKey, p)
+	}
+	b.Queue(expireRowsSQL, typs, ids, tokens, parts, now).Query(func(rows pgx.Rows) error {
+		var err error
+		removed, err = pgx.CollectRows(rows, scanRow)
 		return err
 	})
-	if err != nil {
+	if err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {
 		return nil, fmt.Errorf("pgaudit: expire stale rows: %w", err)
 	}
 	return removed, nil

@@ -35,3 +35,6 @@ func (m *Mirror) MetricsClaimed() prometheus.Counter    { return m.metrics.claim
 func (m *Mirror) MetricsTrimmed() prometheus.Counter    { return m.metrics.trimmed }
 func (m *Mirror) MetricsRetries() prometheus.Counter    { return m.metrics.retries }
 func (m *Mirror) MetricsLag() prometheus.Gauge          { return m.metrics.lag }
+
+// ParseStreamID exposes the stream id parser.
+func ParseStreamID(id string) (int64, int64, error) { return parseStreamID(id) }

@@ -48,22 +48,21 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log zerolog.Logger) ([]str
 	if pool == nil {
 		return nil, errors.New("pgaudit: migrate: nil pool")
 	}
-	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrationLockID),
-		lock.WithLockTimeout(1, 300), lock.WithUnlockTimeout(1, 60))
-	if err != nil {
-		return nil, fmt.Errorf("pgaudit: migrate: %w", err)
-	}
 	// a connection of its own, never the pool's: the session lock dies
 	// with it, whatever happens
 	db := stdlib.OpenDB(*pool.Config().ConnConfig.Copy())
 	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, Migrations(),
-		goose.WithTableName(VersionTable), goose.WithSessionLocker(locker),
-		goose.WithLogger(gooseLogger{log}))
-	if err != nil {
-		return nil, fmt.Errorf("pgaudit: migrate: %w", err)
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrationLockID),
+		lock.WithLockTimeout(1, 300), lock.WithUnlockTimeout(1, 60))
+	var results []*goose.MigrationResult
+	if err == nil {
+		var p *goose.Provider
+		p, err = goose.NewProvider(goose.DialectPostgres, db, Migrations(),
+			goose.WithTableName(VersionTable), goose.WithSessionLocker(locker), goose.WithLogger(goose.NopLogger()))
+		if err == nil {
+			results, err = p.Up(ctx)
+		}
 	}
-	results, err := p.Up(ctx)
 	var applied []string
 	for _, r := range results {
 		if r.Error == nil {
@@ -80,9 +79,3 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log zerolog.Logger) ([]str
 	}
 	return applied, nil
 }
-
-// gooseLogger sends goose's messages to zerolog.
-type gooseLogger struct{ log zerolog.Logger }
-
-func (g gooseLogger) Printf(format string, v ...any) { g.log.Debug().Msgf(format, v...) }
-func (g gooseLogger) Fatalf(format string, v ...any) { g.log.Error().Msgf(format, v...) }

@@ -1,6 +1,7 @@
 package pgaudit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -296,6 +297,7 @@ func (m *Mirror) process(ctx context.Context, b *batch) error {
 func (m *Mirror) persist(ctx context.Context, what string, f func(context.Context) error) error {
 	base := context.WithoutCancel(ctx)
 	var deadline time.Time
+	var last error // the last failure before the deadline: the cause
 	for attempt := 0; ; attempt++ {
 		if deadline.IsZero() && ctx.Err() != nil {
 			deadline = time.Now().Add(m.cfg.drainTimeout)
@@ -311,8 +313,9 @@ func (m *Mirror) persist(ctx context.Context, what string, f func(context.Contex
 		}
 		if actx.Err() != nil {
 			cancel()
-			return fmt.Errorf("pgaudit: %s: stopped after the drain timeout: %w", what, err)
+			return fmt.Errorf("pgaudit: %s: stopped after the drain timeout: %w", what, cmp.Or(last, err))
 		}
+		last = err
 		wait := ctx
 		if !deadline.IsZero() {
 			wait = actx

@@ -1,6 +1,7 @@
 package pgaudit
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -91,10 +92,8 @@ func newConfig(opts []MirrorOption) config {
 // random suffix so that two mirrors of one process never share a pending
 // list.
 func defaultConsumer() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "mirror"
-	}
+	host, _ := os.Hostname()
+	host = cmp.Or(host, "mirror")
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])

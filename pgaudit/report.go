@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -215,10 +214,7 @@ func (r Report) MarshalJSON() ([]byte, error) {
 // WriteJSON writes r as indented JSON: times in RFC 3339 (UTC), durations
 // in milliseconds (fields ending in _ms), tokens as decimal strings.
 func (r Report) WriteJSON(w io.Writer) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("pgaudit: encode report: %w", err)
-	}
-	_, err = io.WriteString(w, strings.TrimSpace(string(b))+"\n")
-	return err
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
 }

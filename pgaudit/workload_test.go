@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -231,7 +232,7 @@ func TestKilledBetweenCommitAndAckAppliesOnce(t *testing.T) {
 			}
 			return nil
 		}))
-	if err := a.Run(ctx); !errors.Is(err, kill) {
+	if err := a.Run(ctx); !errors.Is(err, kill) || !strings.Contains(err.Error(), "stopped after commit") {
 		t.Fatalf("Run = %v, want the hook's error", err)
 	}
 	committed := pg.count(t, "SELECT count(*) FROM lock_events")
@@ -246,7 +247,8 @@ func TestKilledBetweenCommitAndAckAppliesOnce(t *testing.T) {
 	// mirror B, a consumer of its own, applies what A never read and, once
 	// A's entries are idle, claims and applies them again: the ledger stays
 	// exact
-	b := mirror(pg.pool, rd, pgaudit.WithConsumer("b"), pgaudit.WithClaimIdle(time.Minute), pgaudit.WithTrimInterval(-1))
+	b := mirror(pg.pool, rd, pgaudit.WithConsumer("b"), pgaudit.WithClaimIdle(time.Minute), pgaudit.WithTrimInterval(-1),
+		pgaudit.WithBatchSize(3))
 	drain(t, b)
 	if got := pg.count(t, "SELECT count(*) FROM lock_events"); got != total {
 		t.Fatalf("after B: %d ledger rows, want %d", got, total)
