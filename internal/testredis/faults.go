@@ -13,6 +13,8 @@ type faults struct {
 	delay    time.Duration // added to every chunk
 	jitter   time.Duration // delay ± jitter, uniformly
 	dropRate float64       // probability that a chunk resets its connection
+	// probability that a reply is lost, its connection closed (EOF)
+	replyDropRate float64
 }
 
 func (f *faults) delayFor(rng *rand.Rand) time.Duration {
@@ -29,6 +31,8 @@ type ProxyStats struct {
 	Refused  int // connections reset at once while cut
 	Dropped  int // connections reset by Drop
 	Cut      int // connections reset by Cut
+	// RepliesDropped counts replies lost by DropReplies.
+	RepliesDropped int
 }
 
 // Mode returns a description of the current fault mode, for logs.
@@ -40,7 +44,7 @@ func (p *Proxy) Mode() string {
 		return "cut"
 	case p.f.blocked:
 		return "blackhole"
-	case p.f.dropRate > 0:
+	case p.f.dropRate > 0 || p.f.replyDropRate > 0:
 		return "drop"
 	case p.f.delay > 0 || p.f.jitter > 0:
 		return "delay"
@@ -88,6 +92,16 @@ func (p *Proxy) Delay(d, jitter time.Duration) {
 func (p *Proxy) Drop(rate float64) {
 	p.mu.Lock()
 	p.f.dropRate = rate
+	p.mu.Unlock()
+}
+
+// DropReplies makes each chunk of bytes from the server, with probability
+// rate, close its connection instead of being forwarded: the request was
+// applied, its reply is lost, and the client sees the connection end (EOF,
+// which go-redis retries). Zero stops dropping.
+func (p *Proxy) DropReplies(rate float64) {
+	p.mu.Lock()
+	p.f.replyDropRate = rate
 	p.mu.Unlock()
 }
 

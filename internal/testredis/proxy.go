@@ -113,9 +113,9 @@ func (p *Proxy) accept() {
 		p.mu.Unlock()
 		p.wg.Add(4)
 		up, down := make(chan chunk, 64), make(chan chunk, 64)
-		go p.read(l, c, up)
+		go p.read(l, c, up, false)
 		go p.write(l, s, up)
-		go p.read(l, s, down)
+		go p.read(l, s, down, true)
 		go p.write(l, c, down)
 	}
 }
@@ -127,9 +127,9 @@ type chunk struct {
 	at   time.Time
 }
 
-// read reads src into ch, stamping each chunk with its delivery time; a
-// dropped chunk closes the connection.
-func (p *Proxy) read(l *link, src net.Conn, ch chan<- chunk) {
+// read reads src (the server when reply) into ch, stamping each chunk with
+// its delivery time; a dropped chunk closes the connection.
+func (p *Proxy) read(l *link, src net.Conn, ch chan<- chunk, reply bool) {
 	defer p.wg.Done()
 	defer close(ch)
 	defer p.forget(l)
@@ -140,15 +140,23 @@ func (p *Proxy) read(l *link, src net.Conn, ch chan<- chunk) {
 		if n > 0 {
 			p.mu.Lock()
 			drop := p.f.dropRate > 0 && p.rng.Float64() < p.f.dropRate
+			lost := reply && p.f.replyDropRate > 0 && p.rng.Float64() < p.f.replyDropRate
 			delay := p.f.delayFor(p.rng)
 			if drop {
 				p.stats.Dropped++
+			}
+			if lost {
+				p.stats.RepliesDropped++
 			}
 			p.mu.Unlock()
 			if drop {
 				if tc, ok := l.client.(*net.TCPConn); ok {
 					_ = tc.SetLinger(0) // the client sees a reset
 				}
+				l.close()
+				return
+			}
+			if lost { // the client sees the connection end (EOF)
 				l.close()
 				return
 			}

@@ -102,6 +102,22 @@ func TestProxyModes(t *testing.T) {
 			t.Fatalf("after drop 0: %v", err)
 		}
 	})
+
+	t.Run("drop replies", func(t *testing.T) {
+		ctx := context.Background()
+		p.DropReplies(1)
+		if err := c.Incr(ctx, "replies").Err(); err == nil {
+			t.Fatal("INCR with every reply dropped succeeded")
+		}
+		p.Heal()
+		// the request was applied, only its reply was lost
+		if n, err := c.Get(ctx, "replies").Int(); err != nil || n != 1 {
+			t.Fatalf("replies = %d, %v; want 1", n, err)
+		}
+		if p.Stats().RepliesDropped == 0 {
+			t.Fatalf("no reply drop counted: %+v", p.Stats())
+		}
+	})
 }
 
 // A request held by a blackhole is applied when the proxy heals, even

@@ -1,0 +1,240 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/redisstore"
+)
+
+// leaseCount tracks a worker's calls on its current lease of one
+// resource: the hold count Redis reports must stay between what the calls
+// that succeeded imply and what the calls of unknown outcome could add.
+type leaseCount struct {
+	token             uint64
+	acqOK, acqUnknown int
+	relOK, relUnknown int
+}
+
+// counts is a worker's leaseCount per resource, and what they found.
+type counts struct {
+	leases              map[coordinator.Resource]*leaseCount
+	exceeded, belowSure int
+	unknownOps          int
+	detail              []string
+}
+
+func (c *counts) lease(r coordinator.Resource) *leaseCount {
+	if c.leases == nil {
+		c.leases = map[coordinator.Resource]*leaseCount{}
+	}
+	lc := c.leases[r]
+	if lc == nil {
+		lc = &leaseCount{}
+		c.leases[r] = lc
+	}
+	return lc
+}
+
+func (c *counts) observe(op string, r coordinator.Resource, l coordinator.Lease) {
+	lc := c.lease(r)
+	if l.Token != lc.token { // a new lease: the last one ended (released or expired)
+		*lc = leaseCount{token: l.Token}
+	}
+	switch op {
+	case "acquire":
+		lc.acqOK++
+	case "release":
+		lc.relOK++
+	}
+	hi := lc.acqOK + lc.acqUnknown - lc.relOK
+	lo := lc.acqOK - lc.relOK - lc.relUnknown
+	switch {
+	case l.Count > hi:
+		c.exceeded++
+		c.detail = append(c.detail, fmt.Sprintf("%s %s: count %d, more than the %d acquisitions (and %d of unknown outcome) less %d releases",
+			op, r, l.Count, lc.acqOK, lc.acqUnknown, lc.relOK))
+	case l.Count < lo:
+		c.belowSure++
+		c.detail = append(c.detail, fmt.Sprintf("%s %s: count %d, less than %d acquisitions less %d releases (and %d of unknown outcome)",
+			op, r, l.Count, lc.acqOK, lc.relOK, lc.relUnknown))
+	}
+	if l.Count == 0 {
+		*lc = leaseCount{}
+	}
+}
+
+func (c *counts) unknown(op string, r coordinator.Resource) {
+	c.unknownOps++
+	lc := c.lease(r)
+	if op == "acquire" {
+		lc.acqUnknown++
+	} else {
+		lc.relUnknown++
+	}
+}
+
+// scriptCalls returns how many times Redis ran the scripts (EVALSHA and
+// EVAL) since its start.
+func scriptCalls(ctx context.Context, c *redis.Client) (int, error) {
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "cmdstat_evalsha" && name != "cmdstat_eval") {
+			continue
+		}
+		for _, kv := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, "calls="); ok {
+				x, _ := strconv.Atoi(v)
+				n += x
+			}
+		}
+	}
+	return n, nil
+}
+
+// TestRetriedRequestsCountOnce is scenario 4: CLIENT PAUSE outlasts the
+// client's read timeout, so go-redis sends re-entrant acquires and
+// releases again on new connections while the first copies wait in Redis;
+// when the pause ends Redis runs them all. Each request must count once:
+// hold counts never exceed the acquisitions that succeeded (plus those of
+// unknown outcome), and once the workers stop no lease key is left after
+// three TTLs.
+func TestRetriedRequestsCountOnce(t *testing.T) {
+	var (
+		nWorkers = size(4, 8)
+		ttl      = size(600*time.Millisecond, 2*time.Second)
+		pause    = size(300*time.Millisecond, time.Second)
+		pauses   = size(3, 10)
+		every    = size(700*time.Millisecond, 2*time.Second)
+		timeout  = 100 * time.Millisecond
+		// a share of the replies is lost on the way back
+		replyLoss = 0.02
+	)
+	opts := clientOptions(timeout)
+	opts.MaxRetries, opts.MinRetryBackoff, opts.MaxRetryBackoff = 20, 20*time.Millisecond, 100*time.Millisecond
+	w := newWorld(t, worldConfig{proxy: true, client: opts, store: []redisstore.Option{redisstore.WithRetryWindow(ttl)}})
+	// lost replies: the request ran, go-redis sends it again (EOF is retried)
+	w.proxy.DropReplies(replyLoss)
+	rs := resources("retries", 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	callsBefore, err := scriptCalls(ctx, w.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var total counts
+	var sent, okCalls, conflicts int
+	var wg sync.WaitGroup
+	for i := range nWorkers {
+		wk := w.worker(i)
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(i), 99))
+			var c counts
+			var n, ok, cf int
+			defer func() {
+				mu.Lock()
+				total.exceeded += c.exceeded
+				total.belowSure += c.belowSure
+				total.unknownOps += c.unknownOps
+				total.detail = append(total.detail, c.detail...)
+				sent, okCalls, conflicts = sent+n, okCalls+ok, conflicts+cf
+				mu.Unlock()
+			}()
+			for ctx.Err() == nil {
+				r := rs[rng.IntN(len(rs))]
+				depth := 1 + rng.IntN(4)
+				held := 0
+				for range depth {
+					n++
+					l, err := wk.c.Acquire(context.Background(), r, wk.owner, coordinator.TTL(ttl))
+					switch {
+					case err == nil:
+						ok++
+						held++
+						c.observe("acquire", r, l)
+					case errors.Is(err, coordinator.ErrConflict):
+						cf++
+					default:
+						held++ // it may have been applied: release it too
+						c.unknown("acquire", r)
+					}
+				}
+				for range held {
+					n++
+					l, err := wk.c.Release(context.Background(), r, wk.owner)
+					switch {
+					case err == nil:
+						ok++
+						c.observe("release", r, l)
+					case errors.Is(err, coordinator.ErrNotHeld):
+					default:
+						c.unknown("release", r)
+					}
+				}
+			}
+		})
+	}
+	for range pauses {
+		time.Sleep(every - pause)
+		if err := w.srv.Pause(ctx, pause); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(pause)
+	}
+	time.Sleep(every / 2)
+	cancel()
+	wg.Wait()
+	w.proxy.Heal()
+	stopped := time.Now()
+	callsAfter, err := scriptCalls(context.Background(), w.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// no key of a lease, owner index or request memo three TTLs later
+	time.Sleep(time.Until(stopped.Add(3 * ttl)))
+	left, err := w.keys(context.Background(), w.prefix+":*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stray []string
+	for _, k := range left {
+		if strings.HasSuffix(k, ":fence") || strings.HasSuffix(k, ":events") || k == w.prefix+":partitions" {
+			continue
+		}
+		stray = append(stray, k)
+	}
+	rep := w.check(time.Minute)
+	ops, unknown := rep.Ops()
+	executed := callsAfter - callsBefore
+	report(t, "retries: %d workers, TTL %v, %d CLIENT PAUSEs of %v against a %v read timeout, %.0f%% of replies lost (%d), go-redis retrying up to 20 times: %d calls (%d ok, %d conflicts, %d unknown outcome); Redis ran the scripts %d times: %d runs were repeats of a request",
+		nWorkers, ttl, pauses, pause, timeout, replyLoss*100, w.proxy.Stats().RepliesDropped, sent, okCalls, conflicts, total.unknownOps, executed, executed-ops)
+	report(t, "  hold counts above the successful acquisitions: %d; below: %d; keys left %v after 3 × TTL: %d; history of %d operations (%d unknown) linearizable: %v",
+		total.exceeded, total.belowSure, 3*ttl, len(stray), ops, unknown, rep.OK())
+	if total.exceeded != 0 || total.belowSure != 0 {
+		t.Errorf("hold counts off: %v", total.detail)
+	}
+	if len(stray) != 0 {
+		t.Errorf("keys left 3 × TTL after the workers stopped: %v", stray)
+	}
+	if executed <= ops {
+		t.Errorf("control failed: no request ran twice in Redis (%d runs for %d calls)", executed, ops)
+	}
+}
