@@ -63,6 +63,7 @@ type app struct {
 	log zerolog.Logger
 
 	target *redisTarget // parsed --redis-url, once connect ran
+	pgAddr string       // host:port/database of --database-url, once pgPool ran
 	// sigs is where run receives the signals it forwards (nil: the
 	// process's signals through signal.Notify)
 	sigs chan os.Signal
@@ -101,11 +102,7 @@ func (a *app) execute(ctx context.Context, args []string) int {
 			err = &usageError{msg: err.Error() + " (see lockctl --help)"}
 		}
 	}
-	addr := ""
-	if a.target != nil {
-		addr = a.target.addr()
-	}
-	code, msg := classify(err, addr)
+	code, msg := a.classify(err)
 	if msg != "" {
 		fmt.Fprintln(a.stderr, "lockctl: "+oneLine(msg))
 	}
@@ -154,8 +151,19 @@ Every global flag falls back to an environment variable:
 	f.DurationVar(&a.g.timeout, "timeout", defaultTimeout, "time limit of each Redis or Postgres operation (env LOCKCOORD_TIMEOUT)")
 
 	root.AddCommand(a.versionCmd(), a.keyCmd(), a.inspectCmd(), a.listCmd(),
-		a.acquireCmd(), a.renewCmd(), a.releaseCmd(), a.runCmd(), a.demoCmd())
+		a.acquireCmd(), a.renewCmd(), a.releaseCmd(), a.runCmd(), a.demoCmd(),
+		a.migrateCmd(), a.mirrorCmd(), a.cleanupCmd(), a.diagnosticsCmd())
 	return root
+}
+
+// classify maps err to an exit status and its one-line message, naming
+// the Redis or Postgres address of this invocation.
+func (a *app) classify(err error) (int, string) {
+	redisAddr := ""
+	if a.target != nil {
+		redisAddr = a.target.addr()
+	}
+	return classify(err, redisAddr, a.pgAddr)
 }
 
 // setup applies the environment fallbacks and configures logging.

@@ -171,9 +171,20 @@ func (a *app) runDemo(ctx context.Context, df *demoFlags) error {
 	if !df.quiet {
 		cfg.Progress, cfg.Terminal = a.stderr, isTerminal(a.stderr)
 	}
+	var audit *demoAudit
+	if a.g.databaseURL != "" {
+		if audit, err = a.startDemoAudit(ctx, dr); err != nil {
+			return err
+		}
+		defer audit.close()
+	}
 	sum, err := demo.Run(ctx, cfg)
-	if err == nil {
-		err = a.demoAudit(ctx, dr, &sum)
+	switch {
+	case err != nil:
+	case audit != nil:
+		err = audit.finish(ctx, &sum, cfg.Owner)
+	default:
+		sum.Skip("ledger rows equal events written", "no --database-url")
 	}
 	if dr.cleanup != nil {
 		cctx, cancel := a.opContext(context.WithoutCancel(ctx))

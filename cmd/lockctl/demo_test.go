@@ -8,7 +8,7 @@ import (
 
 func TestDemoEmbedded(t *testing.T) {
 	c := newCLI(t, "")
-	r := c.run("demo", "--duration", "1200ms", "--ttl", "300ms", "--workers", "3", "--plans", "4", "--projects", "2", "--json").want(t, ExitOK)
+	r := c.run("demo", "--duration", "1500ms", "--ttl", "500ms", "--workers", "3", "--plans", "4", "--projects", "2", "--json").want(t, ExitOK)
 	var m map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
 		t.Fatalf("demo --json: %v\n%s", err, r.stdout)
@@ -21,7 +21,7 @@ func TestDemoEmbedded(t *testing.T) {
 	if !strings.Contains(r.stderr, "demo: ") {
 		t.Fatalf("no progress on stderr: %q", r.stderr)
 	}
-	r = c.run("demo", "--duration", "600ms", "--ttl", "200ms", "--workers", "2", "--quiet").want(t, ExitOK)
+	r = c.run("demo", "--duration", "1s", "--ttl", "500ms", "--workers", "2", "--quiet").want(t, ExitOK)
 	if r.stderr != "" || !strings.Contains(r.stdout, "all invariants held") || !strings.Contains(r.stdout, "acquire latency p50") {
 		t.Fatalf("demo table:\n%s\nstderr %q", r.stdout, r.stderr)
 	}
@@ -36,7 +36,7 @@ func TestDemoOnRedisURL(t *testing.T) {
 	mr, url := newMiniredis(t)
 	mr.Set("lockcoord:partitions", "16") // someone else's data stays
 	c := newCLI(t, url)
-	r := c.run("demo", "--duration", "800ms", "--ttl", "300ms", "--workers", "2", "--quiet", "--json").want(t, ExitOK)
+	r := c.run("demo", "--duration", "1s", "--ttl", "500ms", "--workers", "2", "--quiet", "--json").want(t, ExitOK)
 	var m map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
 		t.Fatal(err)
@@ -48,5 +48,30 @@ func TestDemoOnRedisURL(t *testing.T) {
 	// the demo deleted its keys and only those
 	if keys := mr.Keys(); len(keys) != 1 || keys[0] != "lockcoord:partitions" {
 		t.Fatalf("keys after the demo: %v", keys)
+	}
+}
+
+func TestDemoWithPostgres(t *testing.T) {
+	db := newTestDB(t)
+	c := newCLI(t, "")
+	c.env["LOCKCOORD_DATABASE_URL"] = db.url
+	r := c.run("demo", "--duration", "2s", "--ttl", "500ms", "--workers", "3", "--plans", "4", "--json", "--quiet").want(t, ExitOK)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
+		t.Fatal(err)
+	}
+	rows, ok := m["ledger_rows"].(float64)
+	if m["ok"] != true || !ok || rows != m["events_written"].(float64) || rows == 0 {
+		t.Fatalf("summary %v", m)
+	}
+	names := map[string]bool{}
+	for _, inv := range m["invariants"].([]any) {
+		names[inv.(map[string]any)["name"].(string)] = true
+	}
+	if !names["ledger rows equal events written"] || !names["mirror holds none of the demo's leases"] {
+		t.Fatalf("invariants %v", names)
+	}
+	if n := db.count(t, "SELECT count(*) FROM lock_events WHERE event <> 'expired'"); float64(n) != rows {
+		t.Fatalf("%d ledger rows in the database, summary says %v", n, rows)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
@@ -106,7 +107,7 @@ func (e *serviceError) Unwrap() error { return e.err }
 // classify maps an error to an exit status and the one line printed on
 // stderr. redisAddr names the Redis server for network errors that were
 // not wrapped in a serviceError.
-func classify(err error, redisAddr string) (int, string) {
+func classify(err error, redisAddr, pgAddr string) (int, string) {
 	if err == nil {
 		return ExitOK, ""
 	}
@@ -119,8 +120,14 @@ func classify(err error, redisAddr string) (int, string) {
 	}
 	service, addr := "Redis", redisAddr
 	var se *serviceError
-	if errors.As(err, &se) {
+	var ce *pgconn.ConnectError
+	var pe *pgconn.PgError
+	isPG := errors.As(err, &pe)
+	switch {
+	case errors.As(err, &se):
 		service, addr = se.service, se.addr
+	case errors.As(err, &ce), isPG:
+		service, addr = "Postgres", pgAddr
 	}
 	at := service
 	if addr != "" {
@@ -138,7 +145,11 @@ func classify(err error, redisAddr string) (int, string) {
 		errors.Is(err, coordinator.ErrExpired):
 		return ExitConflict, err.Error()
 	case isAuthError(err):
-		return ExitAuth, fmt.Sprintf("%s refused the credentials: %v", at, rootCause(err))
+		cause := rootCause(err)
+		if pe != nil {
+			cause = pe
+		}
+		return ExitAuth, fmt.Sprintf("%s refused the credentials: %v", at, cause)
 	case isUnreachable(err):
 		return ExitUnavailable, fmt.Sprintf("cannot reach %s: %v", at, rootCause(err))
 	}

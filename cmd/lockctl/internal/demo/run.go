@@ -75,19 +75,19 @@ func (c *Config) defaults() error {
 	}
 	switch {
 	case c.Workers < 1 || c.Workers > 1000:
-		return invalid("workers", strconv.Itoa(c.Workers), "must be from 1 to 1000")
+		return invalid("--workers", strconv.Itoa(c.Workers), "must be from 1 to 1000")
 	case c.Plans < 1 || c.Plans > 100000:
-		return invalid("plans", strconv.Itoa(c.Plans), "must be from 1 to 100000")
+		return invalid("--plans", strconv.Itoa(c.Plans), "must be from 1 to 100000")
 	case c.Projects < 1 || c.Projects > c.Plans:
-		return invalid("projects", strconv.Itoa(c.Projects), "must be from 1 to the number of plans")
+		return invalid("--projects", strconv.Itoa(c.Projects), "must be from 1 to the number of plans")
 	case c.Subplans < 1 || c.Subplans > 100:
-		return invalid("subplans", strconv.Itoa(c.Subplans), "must be from 1 to 100")
+		return invalid("--subplans", strconv.Itoa(c.Subplans), "must be from 1 to 100")
 	case c.Duration <= 0:
-		return invalid("duration", c.Duration.String(), "must be positive")
+		return invalid("--duration", c.Duration.String(), "must be positive")
 	case c.TTL < 100*time.Millisecond:
-		return invalid("ttl", c.TTL.String(), "must be at least 100ms")
+		return invalid("--ttl", c.TTL.String(), "must be at least 100ms")
 	case c.Chaos && c.Duration < 4*c.TTL:
-		return invalid("duration", c.Duration.String(), fmt.Sprintf("must be at least 4 TTLs (%s) with chaos", 4*c.TTL))
+		return invalid("--duration", c.Duration.String(), fmt.Sprintf("must be at least 4 TTLs (%s) with chaos", 4*c.TTL))
 	}
 	return coordinator.ValidateOwner(c.Owner + "-w1")
 }

@@ -1,0 +1,358 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/lockcoord/lockcoord/pgaudit"
+)
+
+// pgPool opens a pool on --database-url and checks that Postgres answers.
+func (a *app) pgPool(ctx context.Context, cmd string) (*pgxpool.Pool, error) {
+	if a.g.databaseURL == "" {
+		return nil, usagef("%s needs --database-url or LOCKCOORD_DATABASE_URL (a Postgres URL)", cmd)
+	}
+	cfg, err := pgxpool.ParseConfig(a.g.databaseURL)
+	if err != nil {
+		return nil, usagef("bad --database-url: %v", err) // pgx masks the password
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > a.g.timeout {
+		cfg.ConnConfig.ConnectTimeout = a.g.timeout
+	}
+	a.pgAddr = net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))) + "/" + cfg.ConnConfig.Database
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, &serviceError{service: "Postgres", addr: a.pgAddr, err: err}
+	}
+	pctx, cancel := a.opContext(ctx)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, &serviceError{service: "Postgres", addr: a.pgAddr, err: err}
+	}
+	return pool, nil
+}
+
+// mirrorFlags are the consumer options of the commands that build a
+// pgaudit.Mirror.
+type mirrorFlags struct {
+	group    string
+	consumer string
+}
+
+func (mf *mirrorFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&mf.group, "group", pgaudit.DefaultGroup, "Redis consumer group of the mirror")
+	cmd.Flags().StringVar(&mf.consumer, "consumer", "", "consumer name in the group (default <hostname>-<pid>-<random>)")
+}
+
+func (mf *mirrorFlags) options(a *app) []pgaudit.MirrorOption {
+	opts := []pgaudit.MirrorOption{pgaudit.WithGroup(mf.group), pgaudit.WithLogger(a.log)}
+	if mf.consumer != "" {
+		opts = append(opts, pgaudit.WithConsumer(mf.consumer))
+	}
+	return opts
+}
+
+// withMirror connects to Redis and Postgres and calls fn with a mirror.
+func (a *app) withMirror(ctx context.Context, name string, opts []pgaudit.MirrorOption,
+	fn func(m *pgaudit.Mirror, rc *redisConn, pool *pgxpool.Pool) error) error {
+	pool, err := a.pgPool(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	cctx, cancel := a.opContext(ctx)
+	rc, err := a.connect(cctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return fn(pgaudit.NewMirror(pool, rc.store, opts...), rc, pool)
+}
+
+func (a *app) migrateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Create or update the audit tables in Postgres",
+		Long: `migrate applies the pgaudit migrations (goose, embedded in lockctl) to the
+database of --database-url: the locks mirror and the lock_events ledger.
+It is idempotent and safe when several processes run it at once (a
+Postgres advisory lock serialises them). It prints the migrations applied.
+
+Exit status: 0, 2 no or bad --database-url, 4 Postgres unreachable, 6 refused.`,
+		Example: `  lockctl migrate --database-url postgres://lockcoord@db/lockcoord
+  LOCKCOORD_DATABASE_URL=postgres://lockcoord@db/lockcoord lockctl migrate`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pool, err := a.pgPool(cmd.Context(), "migrate")
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			applied, err := pgaudit.Migrate(cmd.Context(), pool, a.log)
+			if err != nil {
+				return &serviceError{service: "Postgres", addr: a.pgAddr, err: err}
+			}
+			if len(applied) == 0 {
+				_, err = fmt.Fprintf(a.stdout, "schema of %s is up to date\n", a.pgAddr)
+				return err
+			}
+			for _, m := range applied {
+				if _, err := fmt.Fprintf(a.stdout, "applied %s\n", m); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) mirrorCmd() *cobra.Command {
+	mf := &mirrorFlags{}
+	var (
+		once         bool
+		metricsAddr  string
+		drainTimeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "mirror",
+		Short: "Copy the audit outbox from Redis to Postgres until SIGTERM",
+		Long: `mirror runs the pgaudit mirror: it consumes the partition event streams of
+--prefix with a Redis consumer group (several mirrors share the work),
+applies each batch to the locks mirror and the lock_events ledger in one
+Postgres transaction, acknowledges and trims. At start and every minute it
+moves stale leases (expired holders that never released) to the ledger.
+If Postgres is down, events wait in Redis and are applied when it is back.
+
+On SIGTERM or SIGINT it finishes the batch in hand, drains what is left
+(up to --drain-timeout) and exits 0. --once drains and exits without
+waiting for new events (a one-shot job). --metrics-addr serves Prometheus
+metrics on /metrics. Logs go to stderr at level info unless --log-level
+says otherwise.
+
+Exit status: 0, 2 bad flag or partition count, 4 unreachable at start, 6 refused.`,
+		Example: `  lockctl mirror --database-url postgres://lockcoord@db/lockcoord
+  lockctl mirror --log-format json --metrics-addr :9121
+  lockctl mirror --once`,
+		Annotations: map[string]string{annotationLogLevel: "info"},
+		Args:        noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			opts := mf.options(a)
+			var srv *http.Server
+			if metricsAddr != "" {
+				reg := prometheus.NewRegistry()
+				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+				opts = append(opts, pgaudit.WithMetrics(reg))
+				ln, err := net.Listen("tcp", metricsAddr)
+				if err != nil {
+					return usagef("bad --metrics-addr %q: %v", metricsAddr, err)
+				}
+				mux := http.NewServeMux()
+				mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+				srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+				served := make(chan struct{})
+				go func() { defer close(served); _ = srv.Serve(ln) }()
+				defer func() {
+					sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+					defer cancel()
+					_ = srv.Shutdown(sctx)
+					<-served
+				}()
+				a.log.Info().Str("addr", ln.Addr().String()).Msg("serving metrics on /metrics")
+			}
+			return a.withMirror(ctx, "mirror", opts, func(m *pgaudit.Mirror, rc *redisConn, _ *pgxpool.Pool) error {
+				if once {
+					n, err := m.Drain(ctx)
+					if err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(a.stdout, "applied %d events\n", n)
+					return err
+				}
+				a.log.Info().Str("redis", a.target.addr()).Str("postgres", a.pgAddr).Str("prefix", rc.store.Prefix()).
+					Int("partitions", rc.store.Partitions()).Msg("mirror starting")
+				if err := m.Run(ctx); err != nil {
+					return err
+				}
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+				defer cancel()
+				n, err := m.Drain(dctx)
+				if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+					a.log.Warn().Err(err).Int("applied", n).Msg("drain at shutdown failed; another mirror or the next start applies the rest")
+				} else {
+					a.log.Info().Int("applied", n).Msg("drained, exiting")
+				}
+				return nil
+			})
+		},
+	}
+	mf.add(cmd)
+	f := cmd.Flags()
+	f.BoolVar(&once, "once", false, "drain what is in the streams and exit")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. :9121)")
+	f.DurationVar(&drainTimeout, "drain-timeout", pgaudit.DefaultDrainTimeout, "time allowed to drain at shutdown")
+	return cmd
+}
+
+func (a *app) cleanupCmd() *cobra.Command {
+	mf := &mirrorFlags{}
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "Move stale leases from the mirror to the ledger",
+		Long: `cleanup finds the rows of the locks mirror whose lease expired (by Redis
+time) and whose Redis key is gone or carries another token — holders that
+died without releasing — records each in the ledger as an "expired" event
+and deletes it. A row whose lease still lives in Redis is never deleted.
+The mirror does this at start and every minute; cleanup is the one-shot
+form, e.g. for a deploy step. It prints the rows removed.
+
+Exit status: 0, 2 bad input, 4 Redis or Postgres unreachable, 6 refused.`,
+		Example: `  lockctl cleanup
+  lockctl cleanup --json | jq length`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withMirror(cmd.Context(), "cleanup", mf.options(a), func(m *pgaudit.Mirror, _ *redisConn, _ *pgxpool.Pool) error {
+				rows, err := m.Cleanup(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					out := make([]map[string]any, 0, len(rows))
+					for _, r := range rows {
+						out = append(out, map[string]any{"resource": r.Resource.String(), "owner": r.Owner,
+							"token": strconv.FormatUint(r.Token, 10), "count": r.Count,
+							"acquired_at": r.AcquiredAt.UTC(), "expires_at": r.ExpiresAt.UTC()})
+					}
+					return writeJSON(a.stdout, out)
+				}
+				fmt.Fprintf(a.stdout, "moved %d stale leases to the ledger\n", len(rows))
+				for _, r := range rows {
+					fmt.Fprintf(a.stdout, "  %s owner=%q token=%d expired_at=%s\n", r.Resource, r.Owner, r.Token,
+						r.ExpiresAt.UTC().Format(time.RFC3339Nano))
+				}
+				return nil
+			})
+		},
+	}
+	mf.add(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the rows removed as a JSON array")
+	return cmd
+}
+
+func (a *app) diagnosticsCmd() *cobra.Command {
+	mf := &mirrorFlags{}
+	th := pgaudit.DefaultThresholds()
+	var (
+		asJSON bool
+		opts   pgaudit.DiagnoseOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "diagnostics [--json] [--max-stale N] [--max-lag D]",
+		Short: "Check the mirror and the leases, for a monitoring job",
+		Long: `diagnostics reports leases held in Redis, rows mirrored in Postgres, stale
+leases (expired holders still in the mirror), Redis leases missing from
+the mirror, the mirror's lag (stream entries, not yet read, pending, age
+of the oldest unacknowledged) and leases held longer than --hold-budget,
+as a table or JSON, and judges them against thresholds. A negative
+threshold is not checked. It only reads.
+
+Exit status: 0 healthy, 1 a threshold exceeded, 2 could not check
+(bad flag, Redis or Postgres unreachable or refusing): made for a cron
+job or a Kubernetes CronJob.`,
+		Example: `  lockctl diagnostics
+  lockctl diagnostics --json --max-stale 0 --max-lag 30s
+  lockctl diagnostics --hold-budget 2h --max-long-held 0 || page-oncall`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			err := a.withMirror(cmd.Context(), "diagnostics", mf.options(a), func(m *pgaudit.Mirror, _ *redisConn, _ *pgxpool.Pool) error {
+				rep, err := m.Diagnose(cmd.Context(), opts)
+				if err != nil {
+					return err
+				}
+				problems := rep.Problems(th)
+				if asJSON {
+					if err := writeDiagnosticsJSON(a, rep, problems); err != nil {
+						return err
+					}
+				} else {
+					if err := rep.WriteTable(a.stdout); err != nil {
+						return err
+					}
+					if len(problems) == 0 {
+						fmt.Fprintln(a.stdout, "\nhealthy")
+					} else {
+						fmt.Fprintln(a.stdout, "\nUNHEALTHY")
+						for _, p := range problems {
+							fmt.Fprintln(a.stdout, "  "+p)
+						}
+					}
+				}
+				if code := rep.ExitCode(th); code != pgaudit.ExitHealthy {
+					return exitWith(code, nil)
+				}
+				return nil
+			})
+			var xe *exitError
+			if err != nil && !errors.As(err, &xe) {
+				// could not check: one line, status 2
+				_, msg := a.classify(err)
+				return exitWith(pgaudit.ExitFailed, errors.New(msg))
+			}
+			return err
+		},
+	}
+	mf.add(cmd)
+	f := cmd.Flags()
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.IntVar(&th.MaxStale, "max-stale", th.MaxStale, "most stale leases allowed (negative: not checked)")
+	f.IntVar(&th.MaxMissing, "max-missing", th.MaxMissing, "most Redis leases missing from the mirror")
+	f.IntVar(&th.MaxLongHeld, "max-long-held", th.MaxLongHeld, "most leases held longer than --hold-budget")
+	f.Int64Var(&th.MaxUndelivered, "max-undelivered", th.MaxUndelivered, "most stream entries not yet read by the mirror")
+	f.Int64Var(&th.MaxPending, "max-pending", th.MaxPending, "most stream entries read but not acknowledged")
+	f.DurationVar(&th.MaxLag, "max-lag", th.MaxLag, "oldest unacknowledged entry allowed (negative: not checked)")
+	f.DurationVar(&opts.HoldBudget, "hold-budget", pgaudit.DefaultHoldBudget, "report leases held longer than this")
+	f.DurationVar(&opts.MissingGrace, "missing-grace", pgaudit.DefaultMissingGrace, "do not count leases younger than this as missing")
+	f.IntVar(&opts.Limit, "limit", pgaudit.DefaultListLimit, "most leases listed per section (counts are exact)")
+	return cmd
+}
+
+// writeDiagnosticsJSON prints the report's JSON with the verdict added:
+// healthy, problems and exit_code.
+func writeDiagnosticsJSON(a *app, rep pgaudit.Report, problems []string) error {
+	b, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	if problems == nil {
+		problems = []string{}
+	}
+	add := func(k string, v any) error {
+		raw, err := json.Marshal(v)
+		m[k] = raw
+		return err
+	}
+	if err := errors.Join(add("healthy", len(problems) == 0), add("problems", problems),
+		add("exit_code", map[bool]int{true: pgaudit.ExitHealthy, false: pgaudit.ExitUnhealthy}[len(problems) == 0])); err != nil {
+		return err
+	}
+	return writeJSON(a.stdout, m)
+}
