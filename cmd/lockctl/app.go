@@ -69,17 +69,13 @@ type app struct {
 	sigs chan os.Signal
 }
 
-// execute runs lockctl with args (without the program name) and returns
-// its exit status. Errors are printed as one line on stderr.
-func execute(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	return newApp(nil, stdout, stderr, getenv).execute(ctx, args)
-}
-
 // newApp returns an invocation with its streams and environment.
 func newApp(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) *app {
 	return &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, set: map[string]bool{}, log: zerolog.Nop()}
 }
 
+// execute runs lockctl with args (without the program name) and returns
+// its exit status. Errors are printed as one line on stderr.
 func (a *app) execute(ctx context.Context, args []string) int {
 	root := a.rootCmd()
 	root.SetArgs(args)

@@ -62,7 +62,8 @@ func (au *demoAudit) finish(ctx context.Context, sum *demo.Summary, owner string
 	if au.runErr != nil {
 		return au.runErr
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	// also when ctx ended the demo early (Ctrl-C): the ledger check is its end
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	if _, err := au.mirror.Drain(ctx); err != nil {
 		return fmt.Errorf("demo: drain the audit streams: %w", err)

@@ -171,7 +171,10 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		fmt.Sprintf("%d overlaps", ps.Overlaps), ps.Violations)
 	sum.check("tokens strictly increasing per resource", len(rs.TokenViolations) == 0,
 		fmt.Sprintf("%d acquisitions on %d resources", rs.Acquired, rs.Resources), rs.TokenViolations)
-	left, err := leftovers(ctx, cfg.Store, cfg.TTL)
+	// the checks run also when ctx ended the demo early (Ctrl-C)
+	pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*cfg.TTL+30*time.Second)
+	defer pcancel()
+	left, err := leftovers(pctx, cfg.Store, cfg.TTL)
 	if err != nil {
 		return sum, fmt.Errorf("demo: look for leases left behind: %w", err)
 	}

@@ -153,3 +153,35 @@ func TestConfig(t *testing.T) {
 		t.Fatal("a demo ran without Redis")
 	}
 }
+
+func TestRunCancelled(t *testing.T) {
+	_, s := newStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	sum, err := Run(ctx, Config{Store: s, Workers: 3, Duration: time.Minute, TTL: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("a demo ended early: %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("the demo took %s to stop", d)
+	}
+	if !sum.OK() || sum.Duration > 10*time.Second {
+		t.Fatalf("summary %+v", sum)
+	}
+}
+
+func TestProgressOnATerminal(t *testing.T) {
+	var b bytes.Buffer
+	p := newProgress(&b, true, 10*time.Second, time.Now().Add(-5*time.Second))
+	p.report(progressLine{rec: RecorderStats{Acquired: 7}, store: StoreStats{Completed: 2}}, false)
+	if s := b.String(); !strings.HasPrefix(s, "\r[============            ]") || !strings.Contains(s, "completed 2") ||
+		!strings.Contains(s, "acquired 7") || strings.HasSuffix(s, "\n") {
+		t.Fatalf("bar %q", s)
+	}
+	b.Reset()
+	p.done(progressLine{})
+	if s := b.String(); !strings.HasPrefix(s, "\r[========================] 100%") || !strings.HasSuffix(s, "\n") {
+		t.Fatalf("final bar %q", s)
+	}
+}
