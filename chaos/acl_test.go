@@ -53,6 +53,7 @@ func aclRules(prefix, password string) []any {
 // pgaudit mirror, cleanup and diagnostics; FLUSHALL, KEYS, CONFIG and keys
 // outside the prefix are refused to it.
 func TestACLUser(t *testing.T) {
+	parallel(t)
 	srv := testredis.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -36,6 +36,7 @@ type faultPlan struct {
 // may ever overlap; without persistence a kill loses the leases (the
 // known limit fencing covers).
 func TestRedisFaults(t *testing.T) {
+	parallel(t)
 	for _, mode := range []struct {
 		name       string
 		args       []string
@@ -44,7 +45,10 @@ func TestRedisFaults(t *testing.T) {
 		{"no-persistence", nil, false},
 		{"appendonly", []string{"--appendonly", "yes"}, true},
 	} {
-		t.Run(mode.name, func(t *testing.T) { redisFaults(t, mode.args, mode.persistent) })
+		t.Run(mode.name, func(t *testing.T) {
+			parallel(t)
+			redisFaults(t, mode.args, mode.persistent)
+		})
 	}
 }
 

@@ -175,8 +175,13 @@ func summarize(holds []*holdRecord, rec *history.Recorder, faultStart func(h *ho
 // sees overlapping holds (the hazard; the test's control), and fencing
 // must reject every stale write.
 func TestPausedHolders(t *testing.T) {
+	parallel(t)
 	for _, backend := range []string{"memory", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
+			parallel(t)
+			if full() && backend == "memory" {
+				t.Skip("the full size runs on the Postgres row; the short size runs both")
+			}
 			var store fenced.Store = fenced.NewMemory()
 			if backend == "postgres" {
 				pg, err := fenced.NewPostgres(context.Background(), pgPool(t))

@@ -180,6 +180,7 @@ func hostileType(rng *rand.Rand) string {
 // gets a clear ErrInvalid or a correct key of its own under the prefix;
 // nothing panics, nothing escapes the prefix.
 func TestHostileInput(t *testing.T) {
+	parallel(t)
 	n := size(400, 20000)
 	h := newHostile(t)
 	rng := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))

@@ -34,6 +34,15 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// parallel runs t in parallel with the other scenarios at the short size
+// (they mostly wait on faults and timers); at full size they run one at a
+// time, so that their figures do not disturb one another.
+func parallel(t *testing.T) {
+	if !full() {
+		t.Parallel()
+	}
+}
+
 // report prints a scenario's figures so that a -v run shows them, and
 // keeps them for the summary.
 func report(t *testing.T, format string, args ...any) {

@@ -20,6 +20,7 @@ import (
 // issued for it before: above the highest in the ledger, and above the
 // highest any client saw.
 func TestTokensNeverGoBackward(t *testing.T) {
+	parallel(t)
 	var (
 		restarts = size(2, 20)
 		flushes  = size(2, 20)

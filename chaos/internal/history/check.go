@@ -43,6 +43,10 @@ type Result struct {
 	// Visualization is the path of porcupine's HTML rendering of an
 	// illegal history, when it could be written.
 	Visualization string
+	// Explanation is, for an illegal history, the end of the longest
+	// linearization found, the states it leads to, and the operations
+	// that could not follow.
+	Explanation string
 }
 
 // Report is the check of a whole history.
@@ -77,6 +81,7 @@ func (r Report) String() string {
 			fmt.Fprintf(&b, " see %s", x.Visualization)
 		}
 		b.WriteString("\n")
+		b.WriteString(x.Explanation)
 	}
 	return b.String()
 }
@@ -108,10 +113,13 @@ func Check(ops, wipes []Op, timeout time.Duration, dir string) Report {
 		start := time.Now()
 		res, info := porcupine.CheckOperationsVerbose(model, hist, timeout)
 		x := Result{Resource: r, Ops: len(byRes[r]), Unknown: unknown[r], Outcome: res, Elapsed: time.Since(start)}
-		if res == porcupine.Illegal && dir != "" {
-			path := filepath.Join(dir, "history-"+r.Type+"-"+safe(r.ID)+".html")
-			if err := porcupine.VisualizePath(model, info, path); err == nil {
-				x.Visualization = path
+		if res == porcupine.Illegal {
+			x.Explanation = explain(hist, info)
+			if dir != "" {
+				path := filepath.Join(dir, "history-"+r.Type+"-"+safe(r.ID)+".html")
+				if err := porcupine.VisualizePath(model, info, path); err == nil {
+					x.Visualization = path
+				}
 			}
 		}
 		rep.Results = append(rep.Results, x)
@@ -145,4 +153,57 @@ func TempDir() string {
 		return ""
 	}
 	return dir
+}
+
+// explain describes where the check of an illegal history got stuck.
+func explain(hist []porcupine.Operation, info porcupine.LinearizationInfo) string {
+	parts := info.PartialLinearizations()
+	if len(parts) == 0 {
+		return ""
+	}
+	var longest []int
+	for _, p := range parts[0] {
+		if len(p) > len(longest) {
+			longest = p
+		}
+	}
+	var b strings.Builder
+	states := []state{{}}
+	done := map[int]bool{}
+	for i, id := range longest {
+		op := hist[id]
+		var next []state
+		for _, s := range states {
+			next = append(next, step(s, op.Input.(Input), op.Output.(Output))...)
+		}
+		states = next
+		done[id] = true
+		if i >= len(longest)-8 {
+			fmt.Fprintf(&b, "  linearized %s\n", describe(op))
+		}
+	}
+	for _, s := range states {
+		fmt.Fprintf(&b, "  state: %s\n", s)
+	}
+	var rest []int
+	for id := range hist {
+		if !done[id] {
+			rest = append(rest, id)
+		}
+	}
+	slices.SortFunc(rest, func(a, b int) int { return int(hist[a].Call - hist[b].Call) })
+	for _, id := range rest[:min(len(rest), 6)] {
+		fmt.Fprintf(&b, "  next:       %s\n", describe(hist[id]))
+	}
+	return b.String()
+}
+
+func describe(op porcupine.Operation) string {
+	in := op.Input.(Input)
+	ret := "?"
+	if in.RetMs != never {
+		ret = fmt.Sprint(in.RetMs % 100000)
+	}
+	return fmt.Sprintf("[%d..%s] client %d: %s", in.CallMs%100000, ret, op.ClientId,
+		Op{Input: in, Output: op.Output.(Output)}.String())
 }
