@@ -2,6 +2,7 @@ package pgaudit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -64,6 +65,13 @@ WHERE l.resource_type = d.resource_type AND l.resource_id = d.resource_id
 // in two concurrent transactions.
 const partitionLockSQL = `SELECT pg_advisory_xact_lock($1::int, $2::int)`
 
+// ledgerColumns are the columns the mirror writes to lock_events.
+var ledgerColumns = []string{"partition", "stream_id", "event", "resource_type", "resource_id", "owner_id",
+	"token", "hold_count", "at", "acquired_at", "expires_at", "request_id"}
+
+// uniqueViolation is Postgres's SQLSTATE for a duplicate key.
+const uniqueViolation = "23505"
+
 type resKey struct{ typ, id string }
 
 // applyResult says what a batch did.
@@ -71,38 +79,127 @@ type applyResult struct {
 	inserted int64 // new ledger rows
 }
 
-// apply writes evs to the ledger and the mirror in one transaction.
+// apply writes evs to the ledger and the mirror in one transaction. The
+// ledger rows go by COPY, the fast path; when an entry is in the ledger
+// already (a replay after a crash, or a claim race with another mirror)
+// COPY fails on the key and the batch is applied again with an INSERT
+// that skips the rows present.
 func (m *Mirror) apply(ctx context.Context, evs []event) (applyResult, error) {
+	res, err := m.applyWith(ctx, evs, true)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == uniqueViolation {
+		return m.applyWith(ctx, evs, false)
+	}
+	return res, err
+}
+
+func (m *Mirror) applyWith(ctx context.Context, evs []event, copyLedger bool) (applyResult, error) {
 	var res applyResult
 	if len(evs) == 0 {
 		return res, nil
 	}
+	locks := &pgx.Batch{}
+	for _, p := range partitionsOf(evs) {
+		locks.Queue(partitionLockSQL, m.lockKey, p)
+	}
+	b := &pgx.Batch{}
+	if !copyLedger {
+		b.Queue(insertEventsSQL, ledgerArrays(evs)...).Exec(func(tag pgconn.CommandTag) error {
+			res.inserted = tag.RowsAffected()
+			return nil
+		})
+	}
+	up, del := reduce(evs)
+	if len(up[0].([]string)) > 0 {
+		b.Queue(upsertLocksSQL, up...)
+	}
+	if len(del[0].([]string)) > 0 {
+		b.Queue(deleteLocksSQL, del...)
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.applyTimeout)
+	defer cancel()
+	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		if err := tx.SendBatch(ctx, locks).Close(); err != nil {
+			return err
+		}
+		if copyLedger {
+			n, err := tx.CopyFrom(ctx, pgx.Identifier{"lock_events"}, ledgerColumns, &ledgerRows{evs: evs, i: -1})
+			if err != nil {
+				return err
+			}
+			res.inserted = n
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return res, fmt.Errorf("pgaudit: apply batch: %w", err)
+	}
+	return res, nil
+}
+
+// partitionsOf returns the partitions of evs, in ascending order: the
+// order their advisory locks are taken in, so that two transactions never
+// wait for each other in a cycle.
+func partitionsOf(evs []event) []int32 {
+	var ps []int32
+	for i := range evs {
+		if p := int32(evs[i].partition); !slices.Contains(ps, p) {
+			ps = append(ps, p)
+		}
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+// ledgerRows feeds evs to COPY, one reused row at a time.
+type ledgerRows struct {
+	evs []event
+	i   int
+	row [12]any
+}
+
+func (r *ledgerRows) Next() bool { r.i++; return r.i < len(r.evs) }
+func (r *ledgerRows) Err() error { return nil }
+func (r *ledgerRows) Values() ([]any, error) {
+	e := &r.evs[r.i]
+	r.row = [12]any{int32(e.partition), e.id, e.kind, e.typ, e.rid, e.owner, e.token, e.count,
+		msTime(e.at), msTime(e.acquired), msTime(e.expires), e.req}
+	return r.row[:], nil
+}
+
+// ledgerArrays returns the arguments of insertEventsSQL: one array per
+// column.
+func ledgerArrays(evs []event) []any {
 	n := len(evs)
-	var (
-		parts                    = make([]int32, n)
-		ids, kinds, typs, rids   = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		owners, reqs             = make([]string, n), make([]string, n)
-		tokens                   = make([]int64, n)
-		counts                   = make([]int32, n)
-		ats, acquireds, expireds = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
-	)
-	latest := make(map[resKey]*event, n)
-	renewed := make(map[resKey]int64, n)
-	var partitions []int32
+	parts, counts := make([]int32, n), make([]int32, n)
+	ids, kinds, typs, rids, owners, reqs := make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n)
+	tokens := make([]int64, n)
+	ats, acquireds, expireds := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
 	for i := range evs {
 		e := &evs[i]
 		parts[i], ids[i], kinds[i], typs[i], rids[i] = int32(e.partition), e.id, e.kind, e.typ, e.rid
 		owners[i], reqs[i], tokens[i], counts[i] = e.owner, e.req, e.token, e.count
 		ats[i], acquireds[i], expireds[i] = msTime(e.at), msTime(e.acquired), msTime(e.expires)
+	}
+	return []any{parts, ids, kinds, typs, rids, owners, tokens, counts, ats, acquireds, expireds, reqs}
+}
+
+// reduce keeps, per resource, the latest event of evs (by token, then
+// stream position) and returns the arguments of upsertLocksSQL (resources
+// whose latest event leaves the lease held) and of deleteLocksSQL (those
+// whose latest event ends it).
+func reduce(evs []event) (up, del []any) {
+	latest := make(map[resKey]*event, len(evs))
+	for i := range evs {
+		e := &evs[i]
 		k := resKey{e.typ, e.rid}
 		if cur, ok := latest[k]; !ok || e.after(cur) {
 			latest[k] = e
 		}
-		if !slices.Contains(partitions, int32(e.partition)) {
-			partitions = append(partitions, int32(e.partition))
-		}
 	}
 	// when the batch renewed the final lease, the last renewal time
+	renewed := make(map[resKey]int64, len(latest))
 	for i := range evs {
 		e := &evs[i]
 		k := resKey{e.typ, e.rid}
@@ -110,54 +207,30 @@ func (m *Mirror) apply(ctx context.Context, evs []event) (applyResult, error) {
 			renewed[k] = max(renewed[k], e.at)
 		}
 	}
-
-	var up struct {
-		typs, rids, owners, lastIDs []string
-		tokens, lastMS, lastSeq     []int64
-		counts                      []int32
-		acq, ren, exp               []time.Time
-	}
-	var del struct {
-		typs, rids      []string
-		tokens, ms, seq []int64
-	}
+	var (
+		uTyps, uIDs, uOwners, uLast []string
+		uTokens, uMS, uSeq          []int64
+		uCounts                     []int32
+		uAcq, uRen, uExp            []time.Time
+		dTyps, dIDs                 []string
+		dTokens, dMS, dSeq          []int64
+	)
 	for k, e := range latest {
 		if terminal(e.kind) {
-			del.typs, del.rids = append(del.typs, k.typ), append(del.rids, k.id)
-			del.tokens, del.ms, del.seq = append(del.tokens, e.token), append(del.ms, e.ms), append(del.seq, e.seq)
+			dTyps, dIDs = append(dTyps, k.typ), append(dIDs, k.id)
+			dTokens, dMS, dSeq = append(dTokens, e.token), append(dMS, e.ms), append(dSeq, e.seq)
 			continue
 		}
 		ren, ok := renewed[k]
 		if !ok {
 			ren = e.acquired
 		}
-		up.typs, up.rids, up.owners, up.lastIDs = append(up.typs, k.typ), append(up.rids, k.id), append(up.owners, e.owner), append(up.lastIDs, e.id)
-		up.tokens, up.lastMS, up.lastSeq = append(up.tokens, e.token), append(up.lastMS, e.ms), append(up.lastSeq, e.seq)
-		up.counts = append(up.counts, e.count)
-		up.acq, up.ren, up.exp = append(up.acq, msTime(e.acquired)), append(up.ren, msTime(ren)), append(up.exp, msTime(e.expires))
+		uTyps, uIDs, uOwners, uLast = append(uTyps, k.typ), append(uIDs, k.id), append(uOwners, e.owner), append(uLast, e.id)
+		uTokens, uMS, uSeq = append(uTokens, e.token), append(uMS, e.ms), append(uSeq, e.seq)
+		uCounts = append(uCounts, e.count)
+		uAcq, uRen, uExp = append(uAcq, msTime(e.acquired)), append(uRen, msTime(ren)), append(uExp, msTime(e.expires))
 	}
-	slices.Sort(partitions)
-
-	b := &pgx.Batch{}
-	for _, p := range partitions {
-		b.Queue(partitionLockSQL, m.lockKey, p)
-	}
-	b.Queue(insertEventsSQL, parts, ids, kinds, typs, rids, owners, tokens, counts, ats, acquireds, expireds, reqs).
-		Exec(func(tag pgconn.CommandTag) error {
-			res.inserted = tag.RowsAffected()
-			return nil
-		})
-	if len(up.typs) > 0 {
-		b.Queue(upsertLocksSQL, up.typs, up.rids, up.owners, up.tokens, up.counts,
-			up.acq, up.ren, up.exp, up.lastIDs, up.lastMS, up.lastSeq)
-	}
-	if len(del.typs) > 0 {
-		b.Queue(deleteLocksSQL, del.typs, del.rids, del.tokens, del.ms, del.seq)
-	}
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.applyTimeout)
-	defer cancel()
-	if err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {
-		return res, fmt.Errorf("pgaudit: apply batch: %w", err)
-	}
-	return res, nil
+	up = []any{uTyps, uIDs, uOwners, uTokens, uCounts, uAcq, uRen, uExp, uLast, uMS, uSeq}
+	del = []any{dTyps, dIDs, dTokens, dMS, dSeq}
+	return up, del
 }

@@ -141,7 +141,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		default:
 			var b *batch
 			if b, err = m.read(ctx, ">", m.cfg.block); err == nil {
-				err = m.process(ctx, b)
+				_, err = m.pump(ctx, b)
 			}
 		}
 		if err == nil && m.cfg.trimEvery >= 0 && time.Since(lastTrim) >= m.cfg.trimEvery {
@@ -192,22 +192,29 @@ func (m *Mirror) Drain(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	total := 0
-	for _, id := range []string{"0", ">"} {
-		for {
-			b, err := m.read(ctx, id, 0)
-			if err != nil {
-				return total, err
-			}
-			if b.n == 0 {
-				break
-			}
-			if err := m.process(ctx, b); err != nil {
-				return total, err
-			}
-			total += b.n
+	for {
+		b, err := m.read(ctx, "0", 0)
+		if err != nil {
+			return total, err
 		}
+		if b.n == 0 {
+			break
+		}
+		if err := m.process(ctx, b); err != nil {
+			return total, err
+		}
+		total += b.n
 	}
-	n, err := m.claimAll(ctx)
+	b, err := m.read(ctx, ">", 0)
+	if err != nil {
+		return total, err
+	}
+	n, err := m.pump(ctx, b)
+	total += n
+	if err != nil {
+		return total, err
+	}
+	n, err = m.claimAll(ctx)
 	total += n
 	if err != nil {
 		return total, err
@@ -250,10 +257,53 @@ func (m *Mirror) claimAll(ctx context.Context) (int, error) {
 	return total, nil
 }
 
+// fetched is the result of a read.
+type fetched struct {
+	b   *batch
+	err error
+}
+
+// pump applies b and, while the streams have more (a backlog), reads the
+// next batch of new entries while it applies the current one. It returns
+// the number of entries applied.
+func (m *Mirror) pump(ctx context.Context, b *batch) (int, error) {
+	if b.n == 0 {
+		m.metrics.lag.Set(0)
+	}
+	total := 0
+	for b.n > 0 {
+		var next chan fetched
+		if ctx.Err() == nil {
+			next = make(chan fetched, 1)
+			go func() {
+				nb, err := m.read(ctx, ">", 0)
+				next <- fetched{nb, err}
+			}()
+		}
+		err := m.process(ctx, b)
+		if err == nil {
+			total += b.n
+		}
+		if next == nil {
+			return total, err
+		}
+		f := <-next
+		if err == nil {
+			err = f.err
+		}
+		if err != nil {
+			// entries read and not applied stay pending: the next run of
+			// this consumer, or a claim, applies them
+			return total, err
+		}
+		b = f.b
+	}
+	return total, nil
+}
+
 // process applies b in Postgres, then acknowledges it in Redis.
 func (m *Mirror) process(ctx context.Context, b *batch) error {
 	if b.n == 0 {
-		m.metrics.lag.Set(0)
 		return nil
 	}
 	start := time.Now()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,11 @@ func (m *Mirror) newBatch() *batch { return &batch{acks: map[int][]string{}} }
 
 // add parses the entries read from partition p into b.
 func (m *Mirror) add(b *batch, p int, msgs []redis.XMessage) {
+	if len(msgs) == 0 {
+		return
+	}
+	b.acks[p] = slices.Grow(b.acks[p], len(msgs))
+	b.events = slices.Grow(b.events, len(msgs))
 	for _, msg := range msgs {
 		b.acks[p] = append(b.acks[p], msg.ID)
 		b.n++
