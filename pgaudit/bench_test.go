@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
@@ -79,4 +80,49 @@ func BenchmarkMirrorDrain(b *testing.B) {
 	if got := pg.count(b, "SELECT count(*) FROM lock_events"); got != events {
 		b.Fatalf("ledger has %d rows, want %d", got, events)
 	}
+}
+
+// BenchmarkMirrorSteadyLag feeds the streams 10,000 lease changes a second
+// for three seconds while a mirror runs, and reports the largest lag seen
+// (age of the oldest entry of a batch when the batch was applied) and the
+// time to catch up once the feed stops.
+func BenchmarkMirrorSteadyLag(b *testing.B) {
+	pg, rd := newDB(b), newReal(b, redisstore.WithPartitions(16))
+	const rate, feed, tick = 10_000, 3 * time.Second, 10 * time.Millisecond
+	m := pgaudit.NewMirror(pg.pool, rd.store)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	var maxLag, catchUp, fed time.Duration
+	sent, round := 0, 0
+	for b.Loop() {
+		began := time.Now()
+		stop := began.Add(feed)
+		t := time.NewTicker(tick)
+		for now := range t.C {
+			if now.After(stop) {
+				break
+			}
+			fillBacklog(b, rd, rate*int(tick)/int(time.Second), round)
+			round++
+			sent += rate * int(tick) / int(time.Second)
+			maxLag = max(maxLag, time.Duration(testutil.ToFloat64(m.MetricsLag())*float64(time.Second)))
+		}
+		t.Stop()
+		fed += time.Since(began)
+		start := time.Now()
+		for pg.count(b, "SELECT count(*) FROM lock_events") < sent {
+			maxLag = max(maxLag, time.Duration(testutil.ToFloat64(m.MetricsLag())*float64(time.Second)))
+			time.Sleep(5 * time.Millisecond)
+		}
+		catchUp = max(catchUp, time.Since(start))
+	}
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(sent)/fed.Seconds(), "events/s-fed")
+	b.ReportMetric(float64(maxLag.Milliseconds()), "max-lag-ms")
+	b.ReportMetric(float64(catchUp.Milliseconds()), "catch-up-ms")
 }
