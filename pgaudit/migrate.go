@@ -51,7 +51,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log zerolog.Logger) ([]str
 	// a connection of its own, never the pool's: the session lock dies
 	// with it, whatever happens
 	db := stdlib.OpenDB(*pool.Config().ConnConfig.Copy())
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrationLockID),
 		lock.WithLockTimeout(1, 300), lock.WithUnlockTimeout(1, 60))
 	var results []*goose.MigrationResult

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/redisstore"
@@ -102,27 +103,32 @@ func (m *Mirror) Run(ctx context.Context) error {
 		return m.err
 	}
 	log := m.cfg.log.With().Str("group", m.cfg.group).Str("consumer", m.cfg.consumer).Logger()
-	for attempt := 0; ; attempt++ {
-		err := m.setup(ctx)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, redisstore.ErrPartitionMismatch) {
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		switch err := m.setup(ctx); {
+		case err == nil:
+			log.Info().Int("partitions", len(m.streams)).Msg("pgaudit: mirror started")
+			err = m.loop(ctx, log)
+			log.Info().Msg("pgaudit: mirror stopped")
 			return err
+		case errors.Is(err, redisstore.ErrPartitionMismatch):
+			return err
+		default:
+			m.pause(ctx, attempt, err, "set up the consumer groups")
 		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		m.pause(ctx, attempt, err, "set up the consumer groups")
 	}
-	log.Info().Int("partitions", len(m.streams)).Msg("pgaudit: mirror started")
-	var lastCleanup, lastTrim, lastClaim time.Time
+	return nil
+}
+
+// loop is Run's work once the groups exist. It returns when ctx is done,
+// with an error only from the afterCommit test hook.
+func (m *Mirror) loop(ctx context.Context, log zerolog.Logger) error {
+	var lastCleanup, lastTrim time.Time
 	if m.cfg.cleanupEvery >= 0 {
 		m.cleanupLogged(ctx)
 		lastCleanup = time.Now()
 	}
 	claimEvery := max(m.cfg.claimIdle/2, 10*time.Millisecond)
-	lastClaim = time.Now()
+	lastClaim := time.Now()
 	pendingDone := false
 	failures := 0
 	for ctx.Err() == nil {
@@ -144,38 +150,30 @@ func (m *Mirror) Run(ctx context.Context) error {
 				_, err = m.pump(ctx, b)
 			}
 		}
-		if err == nil && m.cfg.trimEvery >= 0 && time.Since(lastTrim) >= m.cfg.trimEvery {
-			if _, terr := m.trim(ctx); terr != nil {
-				log.Warn().Err(terr).Msg("pgaudit: trim failed")
-			}
-			lastTrim = time.Now()
-		}
-		if err == nil && m.cfg.cleanupEvery > 0 && time.Since(lastCleanup) >= m.cfg.cleanupEvery {
-			m.cleanupLogged(ctx)
-			lastCleanup = time.Now()
-		}
-		if err == nil {
-			failures = 0
-			continue
-		}
 		var killed *killedError
-		if errors.As(err, &killed) {
+		switch {
+		case errors.As(err, &killed):
 			return err
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		if isNoGroup(err) {
+		case err != nil && ctx.Err() == nil && isNoGroup(err) && m.ensureGroups(ctx) == nil:
 			// Redis lost the streams (restart without persistence, flush)
-			if gerr := m.ensureGroups(ctx); gerr == nil {
-				log.Warn().Err(err).Msg("pgaudit: consumer groups were missing; created them again")
-				continue
+			log.Warn().Err(err).Msg("pgaudit: consumer groups were missing; created them again")
+		case err != nil && ctx.Err() == nil:
+			m.pause(ctx, failures, err, "read the streams")
+			failures++
+		case err == nil:
+			failures = 0
+			if m.cfg.trimEvery >= 0 && time.Since(lastTrim) >= m.cfg.trimEvery {
+				if _, terr := m.trim(ctx); terr != nil {
+					log.Warn().Err(terr).Msg("pgaudit: trim failed")
+				}
+				lastTrim = time.Now()
+			}
+			if m.cfg.cleanupEvery > 0 && time.Since(lastCleanup) >= m.cfg.cleanupEvery {
+				m.cleanupLogged(ctx)
+				lastCleanup = time.Now()
 			}
 		}
-		m.pause(ctx, failures, err, "read the streams")
-		failures++
 	}
-	log.Info().Msg("pgaudit: mirror stopped")
 	return nil
 }
 

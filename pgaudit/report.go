@@ -99,7 +99,7 @@ func (r Report) WriteTable(w io.Writer) error {
 		for _, s := range r.Stale {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", s.Resource, s.Owner, s.Token, s.Count, stamp(s.AcquiredAt), stamp(s.ExpiresAt))
 		}
-		tw.Flush()
+		_ = tw.Flush() // the final Flush reports a failing writer
 		more(w, len(r.Stale), r.StaleCount)
 	}
 	leases := func(title string, ls []coordinator.Lease, count int) {
@@ -111,7 +111,7 @@ func (r Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", l.Resource, l.Owner, l.Token, l.Count,
 				stamp(l.AcquiredAt), r.At.Sub(l.AcquiredAt).Round(time.Second), stamp(l.ExpiresAt))
 		}
-		tw.Flush()
+		_ = tw.Flush() // the final Flush reports a failing writer
 		more(w, len(ls), count)
 	}
 	leases("MISSING FROM THE MIRROR (held in Redis, no row of that token)", r.Missing, r.MissingCount)
