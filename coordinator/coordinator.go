@@ -61,6 +61,15 @@ func New(store Store, opts ...Option) *Coordinator {
 	return c
 }
 
+func (c *Coordinator) isClosing() bool {
+	select {
+	case <-c.closing:
+		return true
+	default:
+		return false
+	}
+}
+
 // Store returns the store the coordinator drives.
 func (c *Coordinator) Store() Store { return c.store }
 

@@ -105,6 +105,8 @@ func (c *Coordinator) KeepAlive(ctx context.Context, l Lease) *KeepAlive {
 		}
 		if lost := k.lostErr(); lost != nil {
 			err = lost
+		} else if err == nil && c.isClosing() {
+			err = ErrClosed // ended by Close, not by Stop
 		}
 		c.unref(k)
 		h.mu.Lock()
@@ -124,9 +126,10 @@ func (h *KeepAlive) fail(err error) *KeepAlive {
 // Done is closed when the keep-alive ends for any reason.
 func (h *KeepAlive) Done() <-chan struct{} { return h.done }
 
-// Err returns nil while the keep-alive runs and after Stop; a *LostError
-// (ErrLeaseLost wrapping the reason) after a loss; the context's cause when
-// the context ended it; ErrClosed or ErrInvalid when it could not start.
+// Err returns nil while the keep-alive runs and after Stop (or the release
+// of the lease); a *LostError (ErrLeaseLost wrapping the reason) after a
+// loss; the context's cause when the context ended it; ErrClosed when Close
+// ended it or it could not start after Close; ErrInvalid for a bad lease.
 func (h *KeepAlive) Err() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -239,8 +242,13 @@ func (k *keeper) run() {
 	k.mu.Unlock()
 	interval, margin := k.c.cfg.renewTiming(ttl)
 	lastOK, next := l.sent, l.sent.Add(interval)
-	if lastOK.IsZero() { // unknown send time: assume now, renew at once
-		lastOK, next = time.Now(), time.Now()
+	if lastOK.IsZero() {
+		// unknown send time (a lease from Inspect): renew at once, and until
+		// that succeeds trust the lease only as long as its expiry, read on
+		// the worker's clock, says
+		now := time.Now()
+		left := min(max(time.Until(l.ExpiresAt), 0), ttl)
+		lastOK, next = now.Add(left-ttl), now
 	}
 	for {
 		if !k.sleep(time.Until(next)) {
@@ -252,7 +260,7 @@ func (k *keeper) run() {
 		var lastErr error
 		for attempt := 0; ; attempt++ {
 			if !time.Now().Before(deadline) {
-				k.lose(fmt.Errorf("%w (last error: %w)", ErrRenewTimeout, lastErr))
+				k.lose(timeoutReason(lastErr))
 				return
 			}
 			sent := time.Now()
@@ -261,9 +269,7 @@ func (k *keeper) run() {
 				return // stopped
 			}
 			if res.err == nil {
-				k.mu.Lock()
-				ttl = k.ttl // the renewal used it
-				k.mu.Unlock()
+				ttl = res.lease.ttl // what the renewal set, even if k.ttl grew meanwhile
 				interval, margin = k.c.cfg.renewTiming(ttl)
 				lastOK, next = sent, sent.Add(interval)
 				break
@@ -274,7 +280,7 @@ func (k *keeper) run() {
 				return
 			}
 			if errors.Is(res.err, errDeadline) {
-				k.lose(fmt.Errorf("%w (last error: %w)", ErrRenewTimeout, lastErr))
+				k.lose(timeoutReason(lastErr))
 				return
 			}
 			lastErr = res.err
@@ -291,6 +297,15 @@ func (k *keeper) run() {
 }
 
 var errDeadline = errors.New("renewal deadline passed")
+
+// timeoutReason is the reason of a loss by timeout, with the last
+// renewal error when there was one.
+func timeoutReason(lastErr error) error {
+	if lastErr == nil {
+		return ErrRenewTimeout
+	}
+	return fmt.Errorf("%w (last error: %w)", ErrRenewTimeout, lastErr)
+}
 
 // renew sends one renewal and waits for it until deadline. ok is false
 // when the keeper was stopped.

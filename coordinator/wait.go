@@ -11,7 +11,7 @@ import (
 // Fallback retry delays of a waiting acquirer. With release notifications
 // the fallback only has to notice a holder that died (its lease expires
 // without a release), so it starts slower.
-const (
+var (
 	pollMin       = 10 * time.Millisecond
 	pollMinNotify = 100 * time.Millisecond
 	pollMax       = time.Second
@@ -20,8 +20,10 @@ const (
 // wait retries an acquisition refused with ce until it succeeds, d runs
 // out or ctx ends. It wakes on the store's release notifications for the
 // resource and otherwise retries with a jittered backoff bounded by the
-// holder's remaining TTL.
-func (c *Coordinator) wait(ctx context.Context, req Request, ce *ConflictError, d time.Duration) (Lease, error) {
+// holder's remaining TTL (read on the worker's clock: a skew between it and
+// Redis only moves a retry, which pollMax bounds anyway).
+func (c *Coordinator) wait(ctx context.Context, req Request, first *ConflictError, d time.Duration) (Lease, error) {
+	ce := first
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
@@ -42,6 +44,11 @@ func (c *Coordinator) wait(ctx context.Context, req Request, ce *ConflictError, 
 		}
 		next, ok := errors.AsType[*ConflictError](err)
 		if !ok {
+			if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
+				// the context ended during an attempt
+				c.m.waited(start, "cancelled")
+				return Lease{}, errors.Join(ce, cerr)
+			}
 			c.m.waited(start, "error")
 			return Lease{}, err
 		}

@@ -45,10 +45,13 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 }
 
 func TestWaitWakesOnRelease(t *testing.T) {
+	// no fallback polling within the test: only a notification can wake the waiter
+	defer coordinator.SetPollForTest(time.Minute, time.Minute)()
 	e := newMiniEnv(t)
 	ctx := testCtx(t)
 	cs := &countingStore{Store: e.store}
-	waiter := coordinator.New(notifyingStore{cs, e.store})
+	reg := prometheus.NewRegistry()
+	waiter := coordinator.New(notifyingStore{cs, e.store}, coordinator.WithMetrics(reg))
 	defer waiter.Close(ctx)
 	r := coordinator.Plan("handoff")
 	held, err := e.c.Acquire(ctx, r, "holder")
@@ -62,8 +65,10 @@ func TestWaitWakesOnRelease(t *testing.T) {
 		errc <- err
 		got <- l
 	}()
-	// the first attempt, and the retry once subscribed
-	waitUntil(t, "the waiter to wait", func() bool { return cs.acquires.Load() >= 2 })
+	// the first attempt, and the retry once subscribed, both refused
+	waitUntil(t, "the waiter to wait", func() bool {
+		return testutil.ToFloat64(findGauge(t, reg, "lockcoord_conflicts_total")) >= 2
+	})
 	if _, err := e.c.Release(ctx, r, "holder"); err != nil {
 		t.Fatal(err)
 	}
