@@ -383,7 +383,7 @@ Feature: Leases on shared resources
       When worker "w1" shuts down
       Then the shutdown succeeds
       And the work of worker "w1" on plan "42" was stopped because the worker shuts down
-      And the keep-alive of worker "w1" on project "7" has ended without error
+      And the keep-alive of worker "w1" on project "7" has ended because the worker shut down
       And plan "42" is free
       And project "7" is free
       And report "r" is free

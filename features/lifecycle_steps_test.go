@@ -214,11 +214,11 @@ func (w *world) stillWorking(owner, t, id string) error {
 		return err
 	}
 	if in, ok := j.interrupted(); ok {
-		return fmt.Errorf("the work of %q on %s was stopped: %v", j.owner, j.r, in.cause)
+		return fmt.Errorf("the work of %q on %s was stopped: %w", j.owner, j.r, in.cause)
 	}
 	select {
 	case <-j.done:
-		return fmt.Errorf("the work of %q on %s ended: %v", j.owner, j.r, j.result)
+		return fmt.Errorf("the work of %q on %s ended: %w", j.owner, j.r, j.result)
 	default:
 	}
 	return nil
@@ -275,10 +275,10 @@ func (w *world) workSucceeded(owner, t, id string) error {
 		return err
 	}
 	if j.result != nil {
-		return fmt.Errorf("the work of %q on %s ended with %v", j.owner, j.r, j.result)
+		return fmt.Errorf("the work of %q on %s ended with %w", j.owner, j.r, j.result)
 	}
 	if in, ok := j.interrupted(); ok {
-		return fmt.Errorf("the work of %q on %s was interrupted: %v", j.owner, j.r, in.cause)
+		return fmt.Errorf("the work of %q on %s was interrupted: %w", j.owner, j.r, in.cause)
 	}
 	return nil
 }
@@ -413,7 +413,23 @@ func (w *world) keepAliveEnded(owner, t, id string) error {
 		return errors.New("the keep-alive is still running")
 	}
 	if err := k.ka.Err(); err != nil {
-		return fmt.Errorf("the keep-alive ended with %v", err)
+		return fmt.Errorf("the keep-alive ended with %w", err)
+	}
+	return nil
+}
+
+func (w *world) keepAliveEndedByShutdown(owner, t, id string) error {
+	k, err := w.keeper(owner, t, id)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-k.ka.Done():
+	case <-time.After(eventually):
+		return errors.New("the keep-alive is still running")
+	}
+	if err := k.ka.Err(); !errors.Is(err, coordinator.ErrClosed) {
+		return fmt.Errorf("the keep-alive ended with %v, want ErrClosed", err)
 	}
 	return nil
 }
@@ -731,6 +747,7 @@ func (w *world) registerLifecycle(sc *godog.ScenarioContext) {
 	sc.Then(step(`the work of worker {q} on {type} {q} ends with the lease lost`), w.workEndsLost)
 	sc.Then(step(`the work of worker {q} on {type} {q} was stopped because (the worker shuts down|the worker's context ended)`), w.workStoppedBy)
 	sc.Then(step(`the keep-alive of worker {q} on {type} {q} has ended without error`), w.keepAliveEnded)
+	sc.Then(step(`the keep-alive of worker {q} on {type} {q} has ended because the worker shut down`), w.keepAliveEndedByShutdown)
 	sc.Then(step(`the keep-alive of worker {q} on {type} {q} reports an expiry {dur} from now`), w.keepAliveReports)
 	sc.Then(step(`worker {q} is still waiting for {type} {q}`), w.isStillWaiting)
 	sc.Then(step(`worker {q} gets {type} {q} within {dur}`), w.getsWithin)
