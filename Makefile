@@ -15,9 +15,9 @@ SHELL := bash
 
 GO ?= go
 
-# The demo program; the CLI issue turns it into `$(GO) run ./cmd/lockctl demo`.
-DEMO ?= $(GO) run ./examples/demo
-DEMO_CHECK_FLAGS ?= -duration 1s
+# The demo: lockctl demo on an embedded miniredis (needs nothing but Go).
+DEMO ?= $(GO) run ./cmd/lockctl demo
+DEMO_CHECK_FLAGS ?= --duration 2s
 
 # Tests: every package, race detector, never cached. The same run writes the
 # coverage profile over the library packages, so the gate needs no second run.
