@@ -21,6 +21,11 @@ local maxlen = tonumber(ARGV[6])
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
+-- Numbers go to redis.call as strings formatted once with %d: Redis
+-- formats a Lua number argument with printf("%.17g"), which costs more
+-- than the command it feeds.
+local function str(n) return string.format('%d', n) end
+local now_s = str(now)
 
 local function seen(list, id)
   return list and string.find(' ' .. list .. ' ', ' ' .. id .. ' ', 1, true) ~= nil
@@ -38,18 +43,20 @@ local function remember(list, id)
   return out
 end
 
+-- count, acquired and expires are strings
 local function event(name, token, count, acquired, expires)
   if maxlen > 0 then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',
       'event', name, 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,
-      'token', token, 'count', count, 'at', now,
+      'token', token, 'count', count, 'at', now_s,
       'acquired_at', acquired, 'expires_at', expires, 'req', req)
   end
 end
 
-local function extend_index(ms)
+-- ms is a number, ms_s the same as a string
+local function extend_index(ms, ms_s)
   local pt = redis.call('PTTL', KEYS[4])
-  if pt < ms then redis.call('PEXPIRE', KEYS[4], ms) end
+  if pt < ms then redis.call('PEXPIRE', KEYS[4], ms_s) end
 end
 
 local h = redis.call('HMGET', KEYS[1], 'owner', 'count', 'token', 'acquired_at', 'expires_at', 'req')
@@ -62,21 +69,29 @@ if h[1] then
   end
   local count = tonumber(h[2]) + 1
   local expires = math.max(tonumber(h[5]), now + ttl)
-  redis.call('HSET', KEYS[1], 'count', count, 'expires_at', expires, 'req', remember(h[6], req))
-  redis.call('PEXPIRE', KEYS[1], expires - now)
-  extend_index(expires - now)
-  event('reentered', h[3], count, h[4], expires)
+  local count_s, expires_s, left_s = str(count), str(expires), str(expires - now)
+  redis.call('HSET', KEYS[1], 'count', count_s, 'expires_at', expires_s, 'req', remember(h[6], req))
+  redis.call('PEXPIRE', KEYS[1], left_s)
+  extend_index(expires - now, left_s)
+  event('reentered', h[3], count_s, h[4], expires_s)
   return {2, owner, count, h[3], tonumber(h[4]), expires}
 end
 
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-local token = string.format('%.0f', math.max(last + 1, now_us))
+-- token = max(last + 1, now_us), in one command when the clock is ahead
+-- of the last token (always, but for acquisitions within a microsecond
+-- or a clock that went back): set the counter to now_us, reading last
+local token = str(now_us)
+local last = tonumber(redis.call('SET', KEYS[2], token, 'GET') or '0')
+if last >= now_us then
+  token = str(last + 1)
+  redis.call('SET', KEYS[2], token)
+end
 local expires = now + ttl
-redis.call('SET', KEYS[2], token)
-redis.call('HSET', KEYS[1], 'owner', owner, 'count', 1, 'token', token,
-  'acquired_at', now, 'expires_at', expires, 'req', req)
-redis.call('PEXPIRE', KEYS[1], ttl)
+local expires_s = str(expires)
+redis.call('HSET', KEYS[1], 'owner', owner, 'count', '1', 'token', token,
+  'acquired_at', now_s, 'expires_at', expires_s, 'req', req)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[4] .. '/' .. ARGV[5])
-extend_index(ttl)
-event('acquired', token, 1, now, expires)
+extend_index(ttl, ARGV[2])
+event('acquired', token, '1', now_s, expires_s)
 return {1, owner, 1, token, now, expires}

@@ -41,8 +41,6 @@ if h[6] and string.find(' ' .. h[6] .. ' ', ' ' .. req .. ' ', 1, true) then
   return {3, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
 end
 
-local t = redis.call('TIME')
-local now = math.floor((tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000)
 local count = tonumber(h[2]) - 1
 local name = 'decremented'
 if mode ~= 'one' or count <= 0 then
@@ -57,12 +55,12 @@ if count > 0 then
     if n == 8 then break end
     list, n = list .. ' ' .. old, n + 1
   end
-  redis.call('HSET', KEYS[1], 'count', count, 'req', list)
+  redis.call('HSET', KEYS[1], 'count', string.format('%d', count), 'req', list)
 else
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[3], ARGV[3] .. '/' .. ARGV[4])
   redis.call('HSET', KEYS[4], 'owner', h[1], 'token', h[3], 'acquired_at', h[4], 'expires_at', h[5])
-  redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[7]))
+  redis.call('PEXPIRE', KEYS[4], ARGV[7])
   local note = tonumber(ARGV[8])
   if note == 1 then
     redis.call('PUBLISH', ARGV[9], ARGV[3] .. '/' .. ARGV[4])
@@ -71,9 +69,14 @@ else
   end
 end
 if maxlen > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
+  -- numbers go to redis.call as strings formatted with %d: Redis formats
+  -- a Lua number argument with printf("%.17g"), which costs more than
+  -- the command it feeds
+  local t = redis.call('TIME')
+  local now = math.floor((tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*',
     'event', name, 'type', ARGV[3], 'id', ARGV[4], 'owner', h[1],
-    'token', h[3], 'count', count, 'at', now,
+    'token', h[3], 'count', string.format('%d', count), 'at', string.format('%d', now),
     'acquired_at', h[4], 'expires_at', h[5], 'req', req)
 end
 local status = 2

@@ -36,19 +36,23 @@ end
 local t = redis.call('TIME')
 local now = math.floor((tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000)
 local expires = now + ttl
+-- numbers go to redis.call as strings formatted with %d: Redis formats a
+-- Lua number argument with printf("%.17g"), which costs more than the
+-- command it feeds
+local expires_s = string.format('%d', expires)
 local list = req
 local n = 1
 for old in string.gmatch(h[6] or '', '%S+') do
   if n == 8 then break end
   list, n = list .. ' ' .. old, n + 1
 end
-redis.call('HSET', KEYS[1], 'expires_at', expires, 'req', list)
-redis.call('PEXPIRE', KEYS[1], ttl)
-if redis.call('PTTL', KEYS[3]) < ttl then redis.call('PEXPIRE', KEYS[3], ttl) end
+redis.call('HSET', KEYS[1], 'expires_at', expires_s, 'req', list)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('PTTL', KEYS[3]) < ttl then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
 if maxlen > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*',
     'event', 'renewed', 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,
-    'token', h[3], 'count', h[2], 'at', now,
-    'acquired_at', h[4], 'expires_at', expires, 'req', req)
+    'token', h[3], 'count', h[2], 'at', string.format('%d', now),
+    'acquired_at', h[4], 'expires_at', expires_s, 'req', req)
 end
 return {1, owner, tonumber(h[2]), h[3], tonumber(h[4]), expires}
