@@ -81,7 +81,8 @@ func TestMalformedEntriesAreSkippedAndAcknowledged(t *testing.T) {
 	pg, rd := newDB(t), newMini(t, redisstore.WithPartitions(1))
 	ctx := context.Background()
 	stream := rd.store.StreamKey(0)
-	good := map[string]any{"event": "acquired", "type": "plan", "id": "1", "owner": "w", "token": "10", "count": "1",
+	// a token past 2^53 (a float64 would round it) is kept exactly
+	good := map[string]any{"event": "acquired", "type": "plan", "id": "1", "owner": "w", "token": "1152921504606846977", "count": "1",
 		"at": "5", "acquired_at": "5", "expires_at": "100", "req": "r"}
 	with := func(k, v string) map[string]any {
 		out := map[string]any{}
@@ -96,6 +97,7 @@ func TestMalformedEntriesAreSkippedAndAcknowledged(t *testing.T) {
 		return out
 	}
 	bad := []map[string]any{with("event", "exploded"), with("owner", ""), with("token", "x"), with("token", "0"),
+		with("token", "9223372036854775808"),
 		with("count", "-1"), with("expires_at", "99999999999999999999")}
 	for _, v := range bad {
 		if err := rd.client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: v}).Err(); err != nil {
@@ -112,8 +114,11 @@ func TestMalformedEntriesAreSkippedAndAcknowledged(t *testing.T) {
 	if got := testutil.ToFloat64(m.MetricsMalformed()); got != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", got, len(bad))
 	}
-	if n := pg.count(t, "SELECT count(*) FROM lock_events"); n != 1 {
-		t.Fatalf("%d ledger rows, want the good entry's", n)
+	if n := pg.count(t, "SELECT count(*) FROM lock_events WHERE token = 1152921504606846977"); n != 1 {
+		t.Fatalf("%d ledger rows, want the good entry's, token intact", n)
+	}
+	if n := pg.count(t, "SELECT count(*) FROM locks WHERE token = 1152921504606846977"); n != 1 {
+		t.Fatalf("%d mirror rows, want the good entry's, token intact", n)
 	}
 	if x, _ := rd.client.XPending(ctx, stream, m.Group()).Result(); x.Count != 0 {
 		t.Fatalf("%d entries left pending", x.Count)
