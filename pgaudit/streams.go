@@ -30,7 +30,6 @@ func (m *Mirror) add(b *batch, p int, msgs []redis.XMessage) {
 		return
 	}
 	b.acks[p] = slices.Grow(b.acks[p], len(msgs))
-	b.events = slices.Grow(b.events, len(msgs))
 	for _, msg := range msgs {
 		b.acks[p] = append(b.acks[p], msg.ID)
 		b.n++
@@ -89,12 +88,16 @@ func (m *Mirror) read(ctx context.Context, id string, block time.Duration) (*bat
 			}
 			return nil
 		})
+		total := 0
 		for i, c := range cmds {
-			res, err := c.Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
+			if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
 				return nil, fmt.Errorf("pgaudit: read %s: %w", m.streams[i], err)
 			}
-			for _, st := range res {
+			total += entries(c.Val())
+		}
+		b.events = make([]event, 0, total)
+		for i, c := range cmds {
+			for _, st := range c.Val() {
 				m.add(b, i, st.Messages)
 			}
 		}
@@ -116,10 +119,19 @@ func (m *Mirror) read(ctx context.Context, id string, block time.Duration) (*bat
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("pgaudit: read streams: %w", err)
 	}
+	b.events = make([]event, 0, entries(res))
 	for _, st := range res {
 		m.add(b, m.partOf[st.Stream], st.Messages)
 	}
 	return b, nil
+}
+
+func entries(res []redis.XStream) int {
+	n := 0
+	for _, st := range res {
+		n += len(st.Messages)
+	}
+	return n
 }
 
 // claim takes over, from start on, the entries of partition p pending
