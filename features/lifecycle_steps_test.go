@@ -297,18 +297,18 @@ func (w *world) toldLost(owner, t, id, within string) error {
 		if in, ok := j.interrupted(); ok {
 			cause := in.cause
 			if !errors.Is(cause, coordinator.ErrLeaseLost) {
-				return fmt.Errorf("the work of %q on %s was stopped with %v, want ErrLeaseLost", j.owner, j.r, cause)
+				return fmt.Errorf("the work of %q on %s was stopped with %w, want ErrLeaseLost", j.owner, j.r, cause)
 			}
 			le, ok := errors.AsType[*coordinator.LostError](cause)
 			if !ok {
-				return fmt.Errorf("%v is not a *LostError", cause)
+				return fmt.Errorf("%w is not a *LostError", cause)
 			}
 			if le.Resource != j.r || le.Owner != j.owner || le.Token != j.lease.Token {
 				return fmt.Errorf("the loss names %s of %q with token %d, want %s of %q with token %d",
 					le.Resource, le.Owner, le.Token, j.r, j.owner, j.lease.Token)
 			}
 			if !errors.Is(cause, coordinator.ErrNotHeld) && !errors.Is(cause, coordinator.ErrExpired) {
-				return fmt.Errorf("the loss gives the reason %v, want what Redis said (ErrNotHeld or ErrExpired)", le.Reason)
+				return fmt.Errorf("the loss gives another reason, want what Redis said (ErrNotHeld or ErrExpired): %w", le.Reason)
 			}
 			if late := in.at.Sub(w.changedAt); late > d {
 				return fmt.Errorf("the worker was told %s after its lease was taken away, want within %s", late, d)
@@ -331,7 +331,7 @@ func (w *world) workEndsLost(owner, t, id string) error {
 		return err
 	}
 	if !errors.Is(j.result, coordinator.ErrLeaseLost) {
-		return fmt.Errorf("the work of %q on %s ended with %v, want ErrLeaseLost", j.owner, j.r, j.result)
+		return fmt.Errorf("the work of %q on %s ended with %w, want ErrLeaseLost", j.owner, j.r, j.result)
 	}
 	return nil
 }
@@ -346,7 +346,7 @@ func (w *world) workStoppedBy(owner, t, id, why string) error {
 	}
 	in, ok := j.interrupted()
 	if !ok {
-		return fmt.Errorf("the work of %q on %s was never interrupted (Hold returned %v)", j.owner, j.r, j.result)
+		return fmt.Errorf("the work of %q on %s was never interrupted (Hold returned %w)", j.owner, j.r, j.result)
 	}
 	cause := in.cause
 	want := map[string]error{
@@ -357,10 +357,10 @@ func (w *world) workStoppedBy(owner, t, id, why string) error {
 		return fmt.Errorf("unknown reason %q", why)
 	}
 	if !errors.Is(cause, want) || errors.Is(cause, coordinator.ErrLeaseLost) {
-		return fmt.Errorf("the work of %q on %s was stopped with %v, want %v", j.owner, j.r, cause, want)
+		return fmt.Errorf("the work of %q on %s was stopped with %w, want %w", j.owner, j.r, cause, want)
 	}
 	if !errors.Is(j.result, context.Canceled) || errors.Is(j.result, coordinator.ErrLeaseLost) {
-		return fmt.Errorf("the Hold returned %v, want the work's context.Canceled alone", j.result)
+		return fmt.Errorf("the Hold returned %w, want the work's context.Canceled alone", j.result)
 	}
 	return nil
 }
@@ -429,7 +429,7 @@ func (w *world) keepAliveEndedByShutdown(owner, t, id string) error {
 		return errors.New("the keep-alive is still running")
 	}
 	if err := k.ka.Err(); !errors.Is(err, coordinator.ErrClosed) {
-		return fmt.Errorf("the keep-alive ended with %v, want ErrClosed", err)
+		return fmt.Errorf("the keep-alive ended with %w, want ErrClosed", err)
 	}
 	return nil
 }
@@ -488,7 +488,7 @@ func (w *world) passWhileKeptAlive(d string) error {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%s was not renewed to expire %s from now (Redis: %+v, %v)", k.r, k.ttl, l, err)
+				return fmt.Errorf("%s was not renewed to expire %s from now (Redis: %+v, %w)", k.r, k.ttl, l, err)
 			}
 			time.Sleep(pollEvery)
 		}
@@ -580,7 +580,7 @@ func (w *world) isStillWaiting(owner, t, id string) error {
 	}
 	select {
 	case <-wt.done:
-		return fmt.Errorf("worker %q stopped waiting: lease %+v, error %v", wt.owner, wt.lease, wt.err)
+		return fmt.Errorf("worker %q stopped waiting: lease %+v, error %w", wt.owner, wt.lease, wt.err)
 	case <-time.After(stillWaiting):
 		return nil
 	}
@@ -627,10 +627,10 @@ func (w *world) waitEndedByShutdown(owner, t, id string) error {
 		return err
 	}
 	if !errors.Is(wt.err, coordinator.ErrConflict) {
-		return fmt.Errorf("the wait ended with lease %+v, error %v, want a conflict", wt.lease, wt.err)
+		return fmt.Errorf("the wait ended with lease %+v, error %w, want a conflict", wt.lease, wt.err)
 	}
 	if !errors.Is(wt.err, coordinator.ErrClosed) {
-		return fmt.Errorf("the wait ended with %v, want ErrClosed", wt.err)
+		return fmt.Errorf("the wait ended with %w, want ErrClosed", wt.err)
 	}
 	return nil
 }

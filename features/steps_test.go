@@ -524,7 +524,7 @@ func (w *world) heldBy(t, id, owner string, count int) error {
 func (w *world) free(t, id string) error {
 	r, l, err := w.inspect(t, id)
 	if !errors.Is(err, coordinator.ErrNotHeld) {
-		return fmt.Errorf("%s: want free (ErrNotHeld), got lease %+v, error %v", r, l, err)
+		return fmt.Errorf("%s: want free (ErrNotHeld), got lease %+v, error %w", r, l, err)
 	}
 	return nil
 }
@@ -546,11 +546,11 @@ func (w *world) refusedConflict(owner, holder, t, id string) error {
 		return fmt.Errorf("the last request was by %q on %s", w.lastOwner, w.lastRes)
 	}
 	if !errors.Is(w.lastErr, coordinator.ErrConflict) {
-		return fmt.Errorf("want a conflict, got lease %+v, error %v", w.lastLease, w.lastErr)
+		return fmt.Errorf("want a conflict, got lease %+v, error %w", w.lastLease, w.lastErr)
 	}
 	ce, ok := errors.AsType[*coordinator.ConflictError](w.lastErr)
 	if !ok {
-		return fmt.Errorf("conflict %v is not a *ConflictError", w.lastErr)
+		return fmt.Errorf("conflict %w is not a *ConflictError", w.lastErr)
 	}
 	tok := w.tokens[holdKey(hold, r)]
 	if ce.Holder != hold || ce.Resource != r || ce.Token != tok {
@@ -572,7 +572,7 @@ func (w *world) refusalShows(count int, d string) error {
 	}
 	ce, ok := errors.AsType[*coordinator.ConflictError](w.lastErr)
 	if !ok {
-		return fmt.Errorf("want a *ConflictError, got %v", w.lastErr)
+		return fmt.Errorf("want a *ConflictError, got %w", w.lastErr)
 	}
 	if ce.Count != count {
 		return fmt.Errorf("the refusal shows hold count %d, want %d", ce.Count, count)
@@ -585,11 +585,11 @@ func (w *world) refusalShows(count int, d string) error {
 
 func (w *world) leaseError(op string, sentinel error) (*coordinator.LeaseError, error) {
 	if !errors.Is(w.lastErr, sentinel) {
-		return nil, fmt.Errorf("want %v, got lease %+v, error %v", sentinel, w.lastLease, w.lastErr)
+		return nil, fmt.Errorf("want %w, got lease %+v, error %w", sentinel, w.lastLease, w.lastErr)
 	}
 	le, ok := errors.AsType[*coordinator.LeaseError](w.lastErr)
 	if !ok {
-		return nil, fmt.Errorf("%v is not a *LeaseError", w.lastErr)
+		return nil, fmt.Errorf("%w is not a *LeaseError", w.lastErr)
 	}
 	if le.Op != op || le.Resource != w.lastRes || le.Owner != w.lastOwner {
 		return nil, fmt.Errorf("the error is about %s %s by %q, want %s %s by %q", le.Op, le.Resource, le.Owner, op, w.lastRes, w.lastOwner)
@@ -615,7 +615,7 @@ func (w *world) refusedNotHeld(what, owner string) error {
 		return err
 	}
 	if errors.Is(w.lastErr, coordinator.ErrExpired) {
-		return fmt.Errorf("%v also matches ErrExpired", w.lastErr)
+		return fmt.Errorf("%w also matches ErrExpired", w.lastErr)
 	}
 	return nil
 }
@@ -647,7 +647,7 @@ func (w *world) cannotTakeLeases(owner string) error {
 	}
 	w.acquire(name, coordinator.Plan("after-shutdown"))
 	if !errors.Is(w.lastErr, coordinator.ErrClosed) {
-		return fmt.Errorf("want ErrClosed, got lease %+v, error %v", w.lastLease, w.lastErr)
+		return fmt.Errorf("want ErrClosed, got lease %+v, error %w", w.lastLease, w.lastErr)
 	}
 	return nil
 }
@@ -661,17 +661,17 @@ func (w *world) shutdownSucceeds() error {
 
 func (w *world) refusedInvalid(field string) error {
 	if !errors.Is(w.lastErr, coordinator.ErrInvalid) {
-		return fmt.Errorf("want ErrInvalid, got lease %+v, error %v", w.lastLease, w.lastErr)
+		return fmt.Errorf("want ErrInvalid, got lease %+v, error %w", w.lastLease, w.lastErr)
 	}
 	ve, ok := errors.AsType[*coordinator.ValidationError](w.lastErr)
 	if !ok {
-		return fmt.Errorf("%v is not a *ValidationError", w.lastErr)
+		return fmt.Errorf("%w is not a *ValidationError", w.lastErr)
 	}
 	if ve.Field != field {
-		return fmt.Errorf("the error names the %s, want the %s: %v", ve.Field, field, w.lastErr)
+		return fmt.Errorf("the error names the %s, want the %s: %w", ve.Field, field, w.lastErr)
 	}
 	if !strings.Contains(w.lastErr.Error(), field) || ve.Rule == "" {
-		return fmt.Errorf("the message %q does not name the %s and its rule", w.lastErr, field)
+		return fmt.Errorf("the message %q does not name the %s and its rule", w.lastErr.Error(), field)
 	}
 	return nil
 }

@@ -52,15 +52,6 @@ func (b *backend) newStore(t testing.TB, opts ...redisstore.Option) *redisstore.
 	return s
 }
 
-// fastForward moves time on by d for the keys' TTLs (miniredis only).
-func (b *backend) fastForward(t testing.TB, d time.Duration) {
-	t.Helper()
-	if b.mini == nil {
-		t.Fatalf("fastForward needs miniredis")
-	}
-	b.mini.FastForward(d)
-}
-
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)

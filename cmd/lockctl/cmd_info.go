@@ -163,7 +163,7 @@ Exit status: 0 held, 3 free, 2 bad resource, 4 Redis unreachable.`,
 			if err != nil {
 				return err
 			}
-			defer rc.Close()
+			defer func() { _ = rc.Close() }()
 			v, err := inspectLease(ctx, rc.store, r)
 			if err != nil {
 				return err

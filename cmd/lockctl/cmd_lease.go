@@ -131,7 +131,7 @@ func (a *app) leaseCommand(cmd *cobra.Command, arg string, lf *leaseFlags, extra
 	if err != nil {
 		return err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	outcome, l, err := op(ctx, rc.store, r)
 	if err != nil {
 		if out, v, ok := failureView(rc.store, r, err); ok && lf.asJSON {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -59,7 +60,7 @@ Exit status: 0, 2 bad flag, 4 Redis unreachable.`,
 			if err != nil {
 				return err
 			}
-			defer rc.Close()
+			defer func() { _ = rc.Close() }()
 			out := newListWriter(a.stdout, asJSON)
 			if err := out.begin(); err != nil {
 				return err
@@ -138,7 +139,7 @@ func (a *app) emitBatch(ctx context.Context, s *redisstore.Store, keys []string,
 		}
 		return nil
 	})
-	if err != nil && err != redis.Nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("list: read leases: %w", err)
 	}
 	for _, it := range items {

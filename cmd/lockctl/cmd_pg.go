@@ -79,7 +79,7 @@ func (a *app) withMirror(ctx context.Context, name string, opts []pgaudit.Mirror
 	if err != nil {
 		return err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	return fn(pgaudit.NewMirror(pool, rc.store, opts...), rc, pool)
 }
 

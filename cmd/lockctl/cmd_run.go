@@ -255,7 +255,7 @@ func (a *app) runLeased(ctx context.Context, r coordinator.Resource, owner strin
 	if err != nil {
 		return err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	c := coordinator.New(rc.store, coordinator.WithLogger(a.log))
 	defer func() {
 		cctx, cancel := a.opContext(context.WithoutCancel(ctx))
@@ -291,8 +291,9 @@ func (a *app) runLeased(ctx context.Context, r coordinator.Resource, owner strin
 		go func() { waited <- cmd.Wait() }()
 
 		var lost bool
+		var waitErr error // the exit status is read from cmd.ProcessState below
 		select {
-		case <-waited:
+		case waitErr = <-waited:
 		case <-lctx.Done():
 			lost = true
 			pid := cmd.Process.Pid
@@ -301,14 +302,15 @@ func (a *app) runLeased(ctx context.Context, r coordinator.Resource, owner strin
 			ending = "the command was terminated with SIGTERM"
 			t := time.NewTimer(grace)
 			select {
-			case <-waited:
+			case waitErr = <-waited:
 			case <-t.C:
 				_ = syscall.Kill(-pid, syscall.SIGKILL)
 				ending = fmt.Sprintf("the command did not exit within --grace %s of SIGTERM and was killed", grace)
-				<-waited
+				waitErr = <-waited
 			}
 			t.Stop()
 		}
+		a.log.Debug().AnErr("wait", waitErr).Msg("command ended")
 		sup.exited()
 		status = exitStatus(cmd.ProcessState)
 		if lost {

@@ -158,7 +158,7 @@ func TestMirrorUntilCancelled(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), "go_goroutines") {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "go_goroutines") {
 		t.Fatalf("metrics: %d\n%.300s", resp.StatusCode, body)
 	}
 	cancel() // SIGTERM

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -89,9 +90,7 @@ func TestParseRedisURL(t *testing.T) {
 }
 
 func asUsage(err error, ue **usageError) bool {
-	u, ok := err.(*usageError)
-	*ue = u
-	return ok
+	return errors.As(err, ue)
 }
 
 func TestLogger(t *testing.T) {

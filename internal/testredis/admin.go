@@ -12,7 +12,7 @@ import (
 // so that faults of a proxy in front of it do not apply.
 func (s *Server) admin(ctx context.Context, fn func(c *redis.Client) error) error {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, PoolSize: 1})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	return fn(c)
 }
 
