@@ -2,8 +2,11 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -12,11 +15,23 @@ import (
 
 var _ coordinator.Notifier = (*Store)(nil)
 
+// Health checking of an idle subscription connection: after healthEvery
+// without a message the subscription sends PING; when no reply comes
+// within another healthEvery the connection is replaced.
+const healthEvery = 5 * time.Second
+
 // Releases implements coordinator.Notifier: it subscribes to the release
-// channel of every partition (sharded pub/sub, SSUBSCRIBE, on Cluster;
-// plain SUBSCRIBE elsewhere) and returns once Redis confirmed the
-// subscription. go-redis reconnects and resubscribes after a network
-// error; notifications sent meanwhile are lost, which waiters cover by
+// channel of every partition and returns once Redis confirmed the
+// subscriptions. Elsewhere than on Cluster that is one SUBSCRIBE on one
+// connection. On Cluster it is sharded pub/sub, and SSUBSCRIBE takes only
+// channels of one slot, so each partition's channel gets a subscription
+// (a connection to the master of its slot) of its own: P connections for
+// P partitions.
+//
+// A lost connection is reopened and resubscribed; on Cluster, when a
+// failover or resharding moves a partition's slot, Redis ends the
+// subscription (SUNSUBSCRIBE) and it is made again on the slot's new
+// master. Notifications sent meanwhile are lost, which waiters cover by
 // retrying.
 func (s *Store) Releases(ctx context.Context) (coordinator.Subscription, error) {
 	if err := s.ready(ctx); err != nil {
@@ -26,41 +41,135 @@ func (s *Store) Releases(ctx context.Context) (coordinator.Subscription, error) 
 	for p := range channels {
 		channels[p] = s.Channel(p)
 	}
-	var ps *redis.PubSub
-	if s.cluster {
-		ps = s.client.SSubscribe(ctx, channels...)
+	sub := &subscription{out: make(chan coordinator.Resource, 64), done: make(chan struct{})}
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		for _, ch := range channels {
+			sub.shards = append(sub.shards, &shard{
+				subscribe: func(ctx context.Context) *redis.PubSub { return cc.SSubscribe(ctx, ch) },
+				reload:    func() { cc.ReloadState(context.Background()) },
+			})
+		}
 	} else {
-		ps = s.client.Subscribe(ctx, channels...)
+		sub.shards = []*shard{{subscribe: func(ctx context.Context) *redis.PubSub {
+			return s.client.Subscribe(ctx, channels...)
+		}}}
 	}
-	if _, err := ps.Receive(ctx); err != nil {
-		_ = ps.Close()
-		return nil, fmt.Errorf("redisstore: subscribe to release notifications: %w", err)
+	for _, sh := range sub.shards {
+		ps := sh.subscribe(ctx)
+		sh.ps = ps
+		if _, err := ps.Receive(ctx); err != nil {
+			_ = sub.Close()
+			return nil, fmt.Errorf("redisstore: subscribe to release notifications: %w", err)
+		}
 	}
-	sub := &subscription{ps: ps, out: make(chan coordinator.Resource, 64), done: make(chan struct{})}
-	sub.wg.Add(1)
-	go sub.loop(ps.Channel())
+	for _, sh := range sub.shards {
+		sub.wg.Add(1)
+		go sub.loop(sh)
+	}
 	return sub, nil
 }
 
 type subscription struct {
-	ps        *redis.PubSub
+	shards    []*shard
 	out       chan coordinator.Resource
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 }
 
-func (s *subscription) loop(in <-chan *redis.Message) {
+// shard is one subscription connection: the whole subscription, or on
+// Cluster one partition's channel.
+type shard struct {
+	subscribe func(ctx context.Context) *redis.PubSub // a new subscription
+	reload    func()                                  // refresh the Cluster slot map; nil elsewhere
+
+	mu     sync.Mutex
+	ps     *redis.PubSub
+	closed bool
+}
+
+// current returns the shard's PubSub.
+func (sh *shard) current() *redis.PubSub {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.ps
+}
+
+// replace swaps the shard's PubSub for a new subscription and closes the
+// old one; it returns nil once the shard is closed.
+func (sh *shard) replace() *redis.PubSub {
+	if sh.reload != nil {
+		sh.reload()
+	}
+	ps := sh.subscribe(context.Background())
+	sh.mu.Lock()
+	if sh.closed {
+		sh.mu.Unlock()
+		_ = ps.Close()
+		return nil
+	}
+	old := sh.ps
+	sh.ps = ps
+	sh.mu.Unlock()
+	_ = old.Close()
+	return ps
+}
+
+func (sh *shard) close() error {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.closed || sh.ps == nil {
+		sh.closed = true
+		return nil
+	}
+	sh.closed = true
+	err := sh.ps.Close()
+	if errors.Is(err, redis.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// loop reads the shard's messages until Close, keeping the subscription
+// alive: go-redis reopens a broken connection (and resubscribes) on the
+// next read; loop replaces a subscription Redis ended or a connection that
+// stopped answering.
+func (s *subscription) loop(sh *shard) {
 	defer s.wg.Done()
-	defer close(s.out)
+	ps := sh.current()
+	pinged, failures := false, 0
 	for {
-		select {
-		case <-s.done:
+		msg, err := ps.ReceiveTimeout(context.Background(), healthEvery)
+		if s.isDone() {
 			return
-		case m, ok := <-in:
-			if !ok {
-				return
+		}
+		if err != nil {
+			var ne net.Error
+			switch {
+			case errors.As(err, &ne) && ne.Timeout() && !pinged:
+				_ = ps.Ping(context.Background()) // the reply arrives as a message
+				pinged = true
+			case errors.As(err, &ne) && ne.Timeout():
+				if ps = sh.replace(); ps == nil {
+					return
+				}
+				pinged = false
+			default:
+				// go-redis reconnects on the next read; wait a little, and on
+				// Cluster let the client learn where the slot went
+				failures++
+				if sh.reload != nil {
+					sh.reload()
+				}
+				if !s.sleep(min(10*time.Millisecond<<min(failures, 6), time.Second)) {
+					return
+				}
 			}
+			continue
+		}
+		pinged, failures = false, 0
+		switch m := msg.(type) {
+		case *redis.Message:
 			r, err := coordinator.ParseResource(m.Payload)
 			if err != nil {
 				continue // not ours
@@ -70,7 +179,37 @@ func (s *subscription) loop(in <-chan *redis.Message) {
 			case <-s.done:
 				return
 			}
+		case *redis.Subscription:
+			if m.Kind == "sunsubscribe" {
+				// Redis ended the subscription: the slot moved to another
+				// node (failover, resharding); subscribe where it is now
+				if ps = sh.replace(); ps == nil {
+					return
+				}
+			}
 		}
+	}
+}
+
+func (s *subscription) isDone() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d or until Close; it reports whether the subscription is
+// still open.
+func (s *subscription) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.done:
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -82,8 +221,13 @@ func (s *subscription) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.done)
-		err = s.ps.Close()
+		var errs []error
+		for _, sh := range s.shards {
+			errs = append(errs, sh.close())
+		}
 		s.wg.Wait()
+		close(s.out)
+		err = errors.Join(errs...)
 	})
 	return err
 }

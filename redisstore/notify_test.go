@@ -261,8 +261,6 @@ func TestReleasesSlowReader(t *testing.T) {
 // TestReleasesCluster: on Cluster every partition's channel lives in its
 // own slot, so one SSUBSCRIBE cannot cover them all.
 func TestReleasesCluster(t *testing.T) {
-	t.Skip("known bug: Releases sends one SSUBSCRIBE for the channels of every partition, " +
-		"which Cluster refuses (CROSSSLOT); delete this line with the fix")
 	srv := startCluster(t)
 	ctx := testCtx(t)
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr}})
