@@ -94,22 +94,30 @@ func TestRun(t *testing.T) {
 }
 
 func TestRunChaosRejectsStaleWrites(t *testing.T) {
-	_, s := newStore(t)
-	sum, err := Run(context.Background(), Config{Store: s, Workers: 8, Duration: 4 * time.Second,
-		Plans: 4, Projects: 1, TTL: 500 * time.Millisecond, Chaos: true, Seed: 7})
-	if err != nil {
-		t.Fatal(err)
+	// a pause shows up as a rejected write only when the paused worker
+	// writes after another took the lease; on a loaded machine a short run
+	// may not get there, so up to three runs (each must keep every invariant)
+	var pauses, rejected int
+	for seed := int64(7); seed < 10 && rejected == 0; seed++ {
+		_, s := newStore(t)
+		sum, err := Run(context.Background(), Config{Store: s, Workers: 8, Duration: 4 * time.Second,
+			Plans: 4, Projects: 1, TTL: 500 * time.Millisecond, Chaos: true, Seed: uint64(seed)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sum.OK() {
+			var b bytes.Buffer
+			_ = sum.WriteTable(&b)
+			t.Fatalf("invariants failed under chaos:\n%s", b.String())
+		}
+		if sum.ChaosPauses == 0 || sum.LeasesLost == 0 {
+			t.Fatalf("chaos did nothing: %d pauses, %d lost", sum.ChaosPauses, sum.LeasesLost)
+		}
+		pauses += sum.ChaosPauses
+		rejected += sum.FencedRejected
 	}
-	if !sum.OK() {
-		var b bytes.Buffer
-		_ = sum.WriteTable(&b)
-		t.Fatalf("invariants failed under chaos:\n%s", b.String())
-	}
-	if sum.ChaosPauses == 0 || sum.LeasesLost == 0 {
-		t.Fatalf("chaos did nothing: %d pauses, %d lost", sum.ChaosPauses, sum.LeasesLost)
-	}
-	if sum.FencedRejected == 0 {
-		t.Fatalf("no stale write rejected after %d pauses", sum.ChaosPauses)
+	if rejected == 0 {
+		t.Fatalf("no stale write rejected after %d pauses in three runs", pauses)
 	}
 }
 
