@@ -91,6 +91,49 @@ func WithNotifications(on bool) Option {
 	return func(s *Store) { s.notify = on }
 }
 
+// WithReplicaAck makes Acquire and Renew wait, once their script changed
+// the lease, until n replicas of the master that ran it have the change:
+// WAIT n timeout, sent on the script's own connection (on Cluster, to the
+// master of the partition's slot). A failover to one of those replicas
+// then keeps the lease, its fencing counter and its expiry;
+// docs/reliability.md says what it does and does not protect.
+//
+// When fewer than n replicas acknowledge within timeout, or WAIT fails,
+// the call returns an error wrapping ErrReplicaAck:
+//   - Acquire first undoes what it did (a new lease is released, a
+//     re-entry's hold dropped), so the caller holds nothing it does not
+//     know of; should that release fail too, the hold lives until its TTL
+//     and the error says so.
+//   - Renew keeps the renewal on the master (an expiry cannot be taken
+//     back, and a longer lease on the master is the safe side); a
+//     keep-alive treats the error as a failed renewal and retries, so its
+//     loss deadline runs from the last acknowledged renewal.
+//
+// Releases do not wait: a release a failover loses leaves a lease that
+// expires by its TTL, which is safe.
+//
+// The cost is a round trip to the replicas on every acquisition and
+// renewal, and a dedicated pooled connection per call. n = 0 switches it
+// off (the default). n must not be negative, and with n > 0 timeout must
+// be at least one millisecond (WAIT with 0 would block for ever). It needs
+// a *redis.Client (standalone or Sentinel, redis.NewFailoverClient) or a
+// *redis.ClusterClient.
+func WithReplicaAck(n int, timeout time.Duration) Option {
+	return func(s *Store) {
+		switch {
+		case n < 0:
+			s.fail(&coordinator.ValidationError{Field: "WithReplicaAck", Value: fmt.Sprint(n), Rule: "replica count must not be negative"})
+		case n > 0 && timeout < time.Millisecond:
+			s.fail(&coordinator.ValidationError{Field: "WithReplicaAck", Value: timeout.String(), Rule: "timeout must be at least 1ms"})
+		case n > 0 && !ackable(s.client):
+			s.fail(&coordinator.ValidationError{Field: "WithReplicaAck", Value: fmt.Sprintf("%T", s.client),
+				Rule: "needs a *redis.Client or *redis.ClusterClient"})
+		default:
+			s.ackReplicas, s.ackTimeout = n, timeout
+		}
+	}
+}
+
 func (s *Store) fail(err error) {
 	if s.cfgErr == nil {
 		s.cfgErr = err

@@ -30,6 +30,8 @@ type Store struct {
 	retryWindow time.Duration
 	notify      bool
 	cluster     bool
+	ackReplicas int           // WithReplicaAck; 0: off
+	ackTimeout  time.Duration // WithReplicaAck
 	cfgErr      error
 
 	checkMu sync.Mutex
@@ -132,8 +134,8 @@ func (s *Store) Acquire(ctx context.Context, req coordinator.Request) (coordinat
 	r := req.Resource
 	p := s.Partition(r)
 	keys := []string{s.Key(r), s.FenceKey(p), s.StreamKey(p), s.OwnerKey(p, req.Owner)}
-	v, err := scripts.Acquire.Run(ctx, s.client, keys,
-		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg()).Slice()
+	v, ackErr, err := s.eval(ctx, scripts.Acquire, keys, acquireWrote,
+		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg())
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, err)
 	}
@@ -144,6 +146,9 @@ func (s *Store) Acquire(ctx context.Context, req coordinator.Request) (coordinat
 	if st == statusConflict {
 		return coordinator.Lease{}, &coordinator.ConflictError{Resource: r, Holder: l.Owner,
 			Token: l.Token, Count: l.Count, ExpiresAt: l.ExpiresAt}
+	}
+	if ackErr != nil {
+		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, s.unack(ctx, req, ackErr))
 	}
 	return l, nil
 }
@@ -156,8 +161,8 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 	r := req.Resource
 	p := s.Partition(r)
 	keys := []string{s.Key(r), s.StreamKey(p), s.OwnerKey(p, req.Owner)}
-	v, err := scripts.Renew.Run(ctx, s.client, keys,
-		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg(), strconv.FormatUint(req.Token, 10)).Slice()
+	v, ackErr, err := s.eval(ctx, scripts.Renew, keys, renewWrote,
+		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg(), strconv.FormatUint(req.Token, 10))
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: renew %s: %w", r, err)
 	}
@@ -165,6 +170,8 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 	switch {
 	case err != nil:
 		return coordinator.Lease{}, fmt.Errorf("redisstore: renew %s: %w", r, err)
+	case ackErr != nil:
+		return coordinator.Lease{}, fmt.Errorf("redisstore: renew %s: %w", r, ackErr)
 	case st == statusFree:
 		return coordinator.Lease{}, &coordinator.LeaseError{Op: "renew", Resource: r, Owner: req.Owner, Err: coordinator.ErrExpired}
 	case st == statusConflict:
