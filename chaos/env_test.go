@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -154,13 +155,24 @@ func (w *world) keys(ctx context.Context, pattern string) ([]string, error) {
 }
 
 // check runs porcupine on the recorded history and fails t if it is not
-// linearizable.
-func (w *world) check(timeout time.Duration) history.Report {
+// linearizable. maxDelay bounds how long after its call a request of
+// unknown outcome can still be applied (see history.Options).
+func (w *world) check(timeout, maxDelay time.Duration) history.Report {
 	w.t.Helper()
-	rep := history.Check(w.rec.Ops(), w.rec.Wipes(), timeout, history.TempDir())
+	rep := history.Check(w.rec.Ops(), w.rec.Wipes(), history.Options{Timeout: timeout, MaxDelay: maxDelay, Dir: history.TempDir()})
 	ops, unknown := rep.Ops()
 	if !rep.OK() {
 		w.t.Errorf("history not linearizable (%d operations, %d unknown):\n%s", ops, unknown, rep)
+	}
+	// the errors of unknown outcome, by kind
+	kinds := map[string]int{}
+	for _, op := range w.rec.Ops() {
+		if op.Output.Status == history.Unknown {
+			kinds[errorKind(op.Err)]++
+		}
+	}
+	if len(kinds) > 0 {
+		w.t.Logf("  unknown outcomes by error: %v", kinds)
 	}
 	return rep
 }
@@ -266,4 +278,16 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 // context's deadline respected.
 func clientOptions(d time.Duration) redis.Options {
 	return redis.Options{DialTimeout: d, ReadTimeout: d, WriteTimeout: d, ContextTimeoutEnabled: true}
+}
+
+// errorKind shortens an error to its kind, without addresses.
+func errorKind(err error) string {
+	if err == nil {
+		return "nil"
+	}
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return msg
 }

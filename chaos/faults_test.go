@@ -198,7 +198,13 @@ func redisFaults(t *testing.T, args []string, persistent bool) {
 		}
 		return float64(n) / to.Sub(from).Seconds()
 	}
-	rep := w.check(size(time.Minute, 10*time.Minute))
+	// a request waits at most the longest fault (a blackhole holds it, a
+	// pause queues it) plus the client's timeout
+	var longest time.Duration
+	for _, f := range faults {
+		longest = max(longest, f.d)
+	}
+	rep := w.check(size(time.Minute, 10*time.Minute), longest+2*time.Second)
 	nops, unknown := rep.Ops()
 
 	report(t, "redis faults (%s): %d workers, 4 resources, TTL %v, %v run; faults: %s",

@@ -245,7 +245,7 @@ func pausedHolders(t *testing.T, store fenced.Store) {
 		}
 		return time.Time{}
 	})
-	rep := w.check(time.Minute)
+	rep := w.check(size(time.Minute, 10*time.Minute), stall+5*time.Second)
 	ops, unknown := rep.Ops()
 	report(t, "paused holders: %d workers × %d holds on %d resources, TTL %v, %d stalled for %v; %v",
 		nWorkers, nHolds, len(rs), ttl, hs.stalled, stall, elapsed.Round(time.Millisecond))

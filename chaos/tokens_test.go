@@ -163,7 +163,7 @@ func TestTokensNeverGoBackward(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM lock_events`).Scan(&events); err != nil {
 		t.Fatal(err)
 	}
-	rep := w.check(time.Minute)
+	rep := w.check(time.Minute, 10*time.Second)
 	ops, _ := rep.Ops()
 	report(t, "tokens: %d restarts without persistence and %d FLUSHALLs, %d resources on 4 partitions: %d first tokens checked against the ledger (%d events) and the clients, %d regressions; margin above the last token p50 %v min %v; history of %d operations linearizable: %v",
 		restarts, flushes, nRes, checked, events, regressions, percentile(margins, 50), percentile(margins, 0), ops, rep.OK())

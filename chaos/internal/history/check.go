@@ -1,7 +1,9 @@
 package history
 
 import (
+	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,24 +15,62 @@ import (
 	"github.com/lockcoord/lockcoord/coordinator"
 )
 
-// Model is the porcupine model of one lease (one resource's history).
-func Model() porcupine.Model {
-	nm := porcupine.NondeterministicModel{
-		Init: func() []any { return []any{state{}} },
-		Step: func(s, in, out any) []any {
-			next := step(s.(state), in.(Input), out.(Output))
-			res := make([]any, len(next))
-			for i, n := range next {
-				res[i] = n
+// stateSet is the set of states the lease can be in, sorted by key.
+type stateSet struct {
+	states []state
+	hash   uint64
+}
+
+func newSet(states []state) *stateSet {
+	states = dedupe(states)
+	slices.SortFunc(states, compareStates)
+	h := fnv.New64a()
+	for _, s := range states {
+		s.hash(h)
+	}
+	return &stateSet{states: states, hash: h.Sum64()}
+}
+
+// Model is the porcupine model of one resource's history: a set of lease
+// states (the model is nondeterministic: an operation of unknown outcome
+// may or may not take effect). hist is the history to check, whose
+// operations of unknown outcome carry their index as Input.Seq.
+func Model(hist []porcupine.Operation) porcupine.Model {
+	var unknown []Input
+	for _, op := range hist {
+		if in := op.Input.(Input); op.Output.(Output).Status == Unknown {
+			unknown = append(unknown, in)
+		}
+	}
+	m := newModel(unknown)
+	return porcupine.Model{
+		Init: func() any { return newSet([]state{{}}) },
+		Step: func(s, in, out any) (bool, any) {
+			var next []state
+			for _, x := range s.(*stateSet).states {
+				next = append(next, m.step(x, in.(Input), out.(Output))...)
 			}
-			return res
+			if len(next) == 0 {
+				return false, nil
+			}
+			return true, newSet(next)
 		},
+		Equal: func(a, b any) bool {
+			x, y := a.(*stateSet), b.(*stateSet)
+			return x.hash == y.hash && slices.Equal(x.states, y.states)
+		},
+		Hash: func(s any) uint64 { return s.(*stateSet).hash },
 		DescribeOperation: func(in, out any) string {
 			return Op{Input: in.(Input), Output: out.(Output)}.String()
 		},
-		DescribeState: func(s any) string { return s.(state).String() },
+		DescribeState: func(s any) string {
+			var parts []string
+			for _, x := range s.(*stateSet).states {
+				parts = append(parts, x.String())
+			}
+			return "{" + strings.Join(parts, "; ") + "}"
+		},
 	}
-	return nm.ToModel()
 }
 
 // Result is the check of one resource's history.
@@ -43,6 +83,9 @@ type Result struct {
 	// Visualization is the path of porcupine's HTML rendering of an
 	// illegal history, when it could be written.
 	Visualization string
+	// Dump is the path of the resource's history as JSON (see Load),
+	// written when the check did not pass.
+	Dump string
 	// Explanation is, for an illegal history, the end of the longest
 	// linearization found, the states it leads to, and the operations
 	// that could not follow.
@@ -80,20 +123,39 @@ func (r Report) String() string {
 		if x.Visualization != "" {
 			fmt.Fprintf(&b, " see %s", x.Visualization)
 		}
+		if x.Dump != "" {
+			fmt.Fprintf(&b, " history in %s", x.Dump)
+		}
 		b.WriteString("\n")
 		b.WriteString(x.Explanation)
 	}
 	return b.String()
 }
 
+// Options tune Check.
+type Options struct {
+	// Timeout bounds the check of each resource's history (zero: none);
+	// a check that runs out is reported as porcupine.Unknown.
+	Timeout time.Duration
+	// MaxDelay bounds how long after its call an operation of unknown
+	// outcome can still be applied: how long its request can wait in
+	// the network, a paused Redis or a client's retries. Zero: forever,
+	// which costs the checker time exponential in the number of such
+	// operations that overlap.
+	MaxDelay time.Duration
+	// Dir receives porcupine's HTML rendering of an illegal history
+	// (none when empty).
+	Dir string
+}
+
 // Check checks the history of each resource (its operations and every
-// wipe) against the lease model, each within timeout. An illegal history
-// is rendered as HTML into dir (when dir is not empty).
-func Check(ops, wipes []Op, timeout time.Duration, dir string) Report {
+// wipe) against the lease model.
+func Check(ops, wipes []Op, opts Options) Report {
+	timeout, dir := opts.Timeout, opts.Dir
 	byRes := map[coordinator.Resource][]porcupine.Operation{}
 	unknown := map[coordinator.Resource]int{}
 	for _, op := range ops {
-		byRes[op.Resource] = append(byRes[op.Resource], operation(op))
+		byRes[op.Resource] = append(byRes[op.Resource], operation(op, opts.MaxDelay))
 		if op.Output.Status == Unknown {
 			unknown[op.Resource]++
 		}
@@ -103,16 +165,29 @@ func Check(ops, wipes []Op, timeout time.Duration, dir string) Report {
 		resources = append(resources, r)
 	}
 	slices.SortFunc(resources, func(a, b coordinator.Resource) int { return strings.Compare(a.String(), b.String()) })
-	model := Model()
 	var rep Report
 	for _, r := range resources {
 		hist := byRes[r]
 		for _, w := range wipes {
-			hist = append(hist, operation(w))
+			hist = append(hist, operation(w, 0))
 		}
+		for i := range hist {
+			if hist[i].Output.(Output).Status == Unknown {
+				in := hist[i].Input.(Input)
+				in.Seq = int32(i)
+				hist[i].Input = in
+			}
+		}
+		model := Model(hist)
 		start := time.Now()
 		res, info := porcupine.CheckOperationsVerbose(model, hist, timeout)
 		x := Result{Resource: r, Ops: len(byRes[r]), Unknown: unknown[r], Outcome: res, Elapsed: time.Since(start)}
+		if res != porcupine.Ok && dir != "" {
+			x.Dump = filepath.Join(dir, "history-"+r.Type+"-"+safe(r.ID)+".json")
+			if err := dump(x.Dump, hist); err != nil {
+				x.Dump = ""
+			}
+		}
 		if res == porcupine.Illegal {
 			x.Explanation = explain(hist, info)
 			if dir != "" {
@@ -127,13 +202,23 @@ func Check(ops, wipes []Op, timeout time.Duration, dir string) Report {
 	return rep
 }
 
-func operation(op Op) porcupine.Operation {
+func operation(op Op, maxDelay time.Duration) porcupine.Operation {
 	call := op.Call.UnixNano()
 	ret := int64(never)
-	if !op.Return.IsZero() {
+	in := op.Input
+	switch {
+	case !op.Return.IsZero():
 		ret = op.Return.UnixNano()
+	default:
+		// unknown outcome: the operation is linearized at its call, and its
+		// effect, if any, is pending in the model's state until it may
+		// take effect, within maxDelay of its call (or ever)
+		ret = call + 1
+		if maxDelay > 0 {
+			in.RetMs = in.CallMs + maxDelay.Milliseconds()
+		}
 	}
-	return porcupine.Operation{ClientId: max(op.Client, 0), Input: op.Input, Output: op.Output, Call: call, Return: ret}
+	return porcupine.Operation{ClientId: max(op.Client, 0), Input: in, Output: op.Output, Call: call, Return: ret}
 }
 
 func safe(s string) string {
@@ -168,22 +253,24 @@ func explain(hist []porcupine.Operation, info porcupine.LinearizationInfo) strin
 		}
 	}
 	var b strings.Builder
-	states := []state{{}}
+	m := Model(hist)
+	var set any = m.Init()
 	done := map[int]bool{}
 	for i, id := range longest {
 		op := hist[id]
-		var next []state
-		for _, s := range states {
-			next = append(next, step(s, op.Input.(Input), op.Output.(Output))...)
+		_, set = m.Step(set, op.Input, op.Output)
+		if set == nil {
+			break
 		}
-		states = next
 		done[id] = true
 		if i >= len(longest)-8 {
 			fmt.Fprintf(&b, "  linearized %s\n", describe(op))
 		}
 	}
-	for _, s := range states {
-		fmt.Fprintf(&b, "  state: %s\n", s)
+	if set != nil {
+		for _, s := range set.(*stateSet).states {
+			fmt.Fprintf(&b, "  state: %s\n", s)
+		}
 	}
 	var rest []int
 	for id := range hist {
@@ -206,4 +293,47 @@ func describe(op porcupine.Operation) string {
 	}
 	return fmt.Sprintf("[%d..%s] client %d: %s", in.CallMs%100000, ret, op.ClientId,
 		Op{Input: in, Output: op.Output.(Output)}.String())
+}
+
+// dumped is one operation of a dumped history.
+type dumped struct {
+	Client       int
+	Call, Return int64
+	Input        Input
+	Output       Output
+}
+
+func dump(path string, hist []porcupine.Operation) error {
+	out := make([]dumped, len(hist))
+	for i, op := range hist {
+		out[i] = dumped{op.ClientId, op.Call, op.Return, op.Input.(Input), op.Output.(Output)}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// CheckDump checks a history written by Check (for a history that did not
+// pass, to study it apart from the test that recorded it).
+func CheckDump(path string, timeout time.Duration) (porcupine.CheckResult, string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", err
+	}
+	var in []dumped
+	if err := json.Unmarshal(b, &in); err != nil {
+		return "", "", err
+	}
+	hist := make([]porcupine.Operation, len(in))
+	for i, d := range in {
+		hist[i] = porcupine.Operation{ClientId: d.Client, Call: d.Call, Return: d.Return, Input: d.Input, Output: d.Output}
+	}
+	res, info := porcupine.CheckOperationsVerbose(Model(hist), hist, timeout)
+	expl := ""
+	if res == porcupine.Illegal {
+		expl = explain(hist, info)
+	}
+	return res, expl, nil
 }

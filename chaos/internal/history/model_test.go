@@ -1,6 +1,7 @@
 package history
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -130,6 +131,32 @@ func TestModel(t *testing.T) {
 			mk(Acquire, "a", 10, -1, Output{}),
 			rel("a", 20, 22, 0, 10),
 		}, nil, porcupine.Ok},
+		{"unknown acquire applied too late", []Op{
+			mk(Acquire, "a", 0, -1, Output{}),
+			conflict("b", "a", 5000, 5002, 1, 10, 5090),
+		}, nil, porcupine.Illegal},
+		{"unknown release may count", []Op{
+			acq("a", 0, 2, 1, 10, 1),
+			acq("a", 10, 12, 2, 10, 1),
+			mk(Release, "a", 20, -1, Output{}),
+			conflict("b", "a", 30, 32, 1, 10, 101),
+		}, nil, porcupine.Ok},
+		{"unknown release may not count", []Op{
+			acq("a", 0, 2, 1, 10, 1),
+			acq("a", 10, 12, 2, 10, 1),
+			mk(Release, "a", 20, -1, Output{}),
+			conflict("b", "a", 30, 32, 2, 10, 101),
+		}, nil, porcupine.Ok},
+		{"unknown acquire counts once", []Op{
+			mk(Acquire, "a", 0, -1, Output{}),
+			conflict("b", "a", 30, 32, 2, 10, 100),
+		}, nil, porcupine.Illegal},
+		{"two unknown acquires count twice at most", []Op{
+			mk(Acquire, "a", 0, -1, Output{}),
+			mk(Acquire, "a", 5, -1, Output{}),
+			conflict("b", "a", 30, 32, 2, 10, 100),
+			conflict("b", "a", 40, 42, 2, 10, 100),
+		}, nil, porcupine.Ok},
 		{"renewal keeps the lease", []Op{
 			acq("a", 0, 2, 1, 10, 1),
 			renewOK("a", 60, 62, 1, 10, 61),
@@ -150,7 +177,7 @@ func TestModel(t *testing.T) {
 		}, nil, porcupine.Ok},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rep := Check(tc.ops, tc.wipes, 10*time.Second, "")
+			rep := Check(tc.ops, tc.wipes, Options{Timeout: 10 * time.Second, MaxDelay: time.Second})
 			if len(rep.Results) != 1 {
 				t.Fatalf("%d results", len(rep.Results))
 			}
@@ -159,4 +186,19 @@ func TestModel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckDump re-checks a history dumped by a failed scenario:
+// LOCKCOORD_HISTORY=/tmp/lockcoord-history-.../history-....json go test
+// -run TestCheckDump -v ./chaos/internal/history/
+func TestCheckDump(t *testing.T) {
+	path := os.Getenv("LOCKCOORD_HISTORY")
+	if path == "" {
+		t.Skip("LOCKCOORD_HISTORY names no dumped history")
+	}
+	res, expl, err := CheckDump(path, 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: %s\n%s", path, res, expl)
 }

@@ -94,6 +94,9 @@ type Input struct {
 	All    bool   // release: every hold
 	CallMs int64
 	RetMs  int64 // math.MaxInt64 for an unknown outcome
+	// Seq numbers the operations of unknown outcome of a history (set by
+	// Check).
+	Seq int32
 }
 
 // Output is what an operation got.
