@@ -26,7 +26,10 @@ var leases = flag.Int("leases", 100_000, "leases held by BenchmarkMemory and Ben
 // BenchmarkMemory holds 100,000 leases and reports the Redis memory they
 // take: B/lease is the growth of used_memory per lease (lease keys, and
 // for lockcoord its fencing counters, owner index and audit outbox
-// entries), key-B/lease what MEMORY USAGE reports for the lease key alone.
+// entries), key-B/lease what MEMORY USAGE reports for the lease key alone,
+// B/released what is left per lease once they are all released (for
+// lockcoord: the release's request memo, kept for the retry window, and
+// the outbox entries, kept until the mirror trims them).
 // The timed op is reading one lease: lockcoord's Inspect (owner, token,
 // count, times), a GET of the key for the others.
 func BenchmarkMemory(b *testing.B) {
@@ -57,26 +60,34 @@ func BenchmarkMemory(b *testing.B) {
 				}
 			}
 			b.StopTimer()
+			// what stays in Redis once the leases are released: lockcoord
+			// keeps each release's request memo for the retry window (30 s)
+			// and the outbox entries until the mirror trims them
+			release(b, lk, keys)
+			left := float64(usedMemory(b, c)-before) / float64(*leases)
 			// after the loop: b.Loop's start resets reported metrics
 			b.ReportMetric(perLease, "B/lease")
 			b.ReportMetric(perKey, "key-B/lease")
+			b.ReportMetric(left, "B/released")
 			flush(b, c)
 		})
 	}
 }
 
-// fill takes n leases "m0".."m<n-1>" with 64 goroutines and returns their
-// Redis keys. lockcoord's are taken through its store, so that no
+// fill takes n leases "m0".."m<n-1>" (lease i for owner w<i % 64>) with
+// 64 goroutines and returns their Redis keys. lockcoord's are taken through its store, so that no
 // coordinator tracks (and on Close releases) 100,000 holds.
 func fill(tb testing.TB, c *redis.Client, lk locker, n int) []string {
 	tb.Helper()
 	keys := make([]string, n)
+	hs := make([]held, n)
 	obtain := func(ctx context.Context, i int, owner string) (string, error) {
 		key := "m" + strconv.Itoa(i)
-		_, ok, err := lk.obtain(ctx, key, owner)
+		h, ok, err := lk.obtain(ctx, key, owner)
 		if err == nil && !ok {
 			err = errors.New("conflict on a fresh key")
 		}
+		hs[i] = h
 		return key, err
 	}
 	if lc, ok := lk.(*lockcoordLocker); ok {
@@ -95,14 +106,14 @@ func fill(tb testing.TB, c *redis.Client, lk locker, n int) []string {
 		ferr error
 	)
 	owners := workerNames(64)
-	for w := range 64 {
+	for range 64 {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= n {
 					return
 				}
-				key, err := obtain(context.Background(), i, owners[w])
+				key, err := obtain(context.Background(), i, owners[i%64])
 				if err != nil {
 					mu.Lock()
 					ferr = err
@@ -117,8 +128,71 @@ func fill(tb testing.TB, c *redis.Client, lk locker, n int) []string {
 	if ferr != nil {
 		tb.Fatalf("fill: %v", ferr)
 	}
+	if _, ok := lk.(*lockcoordLocker); !ok {
+		heldMu.Lock()
+		heldByKey[lk] = hs
+		heldMu.Unlock()
+	}
 	return keys
 }
+
+// release releases the n leases fill took ("m0".."m<n-1>" of owners
+// w<i % 64>), with 64 goroutines, lockcoord's through its store, the
+// others' with the token fill stored.
+func release(tb testing.TB, lk locker, keys []string) {
+	tb.Helper()
+	ctx := context.Background()
+	var rel func(i int, owner string) error
+	switch l := lk.(type) {
+	case *lockcoordLocker:
+		st := l.stores[0]
+		rel = func(i int, owner string) error {
+			_, err := st.Release(ctx, coordinator.Request{Resource: resource("m" + strconv.Itoa(i)), Owner: owner,
+				RequestID: "rel-" + strconv.Itoa(i)})
+			return err
+		}
+	default:
+		heldMu.Lock()
+		hs := heldByKey[lk]
+		delete(heldByKey, lk)
+		heldMu.Unlock()
+		rel = func(i int, owner string) error { return hs[i].release(ctx) }
+	}
+	owners := workerNames(64)
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		ferr error
+	)
+	for range 64 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(keys) {
+					return
+				}
+				if err := rel(i, owners[i%64]); err != nil {
+					mu.Lock()
+					ferr = err
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if ferr != nil {
+		tb.Fatalf("release: %v", ferr)
+	}
+}
+
+// heldByKey keeps the locks fill took for the peers, by locker, until
+// release.
+var (
+	heldMu    sync.Mutex
+	heldByKey = map[locker][]held{}
+)
 
 func usedMemory(tb testing.TB, c *redis.Client) int64 {
 	tb.Helper()
@@ -159,7 +233,7 @@ func keyUsage(tb testing.TB, c *redis.Client, keys []string) int64 {
 // BenchmarkList runs `lockctl list --json` over 100,000 held leases (case
 // 8): one op is one full listing. It builds lockctl from ../cmd/lockctl.
 func BenchmarkList(b *testing.B) {
-	b.Run("leases="+strconv.Itoa(*leases), func(b *testing.B) {
+	b.Run("leases="+strconv.Itoa(*leases)+"/lib=lockctl", func(b *testing.B) {
 		bin := buildLockctl(b)
 		c, _ := newClient(b)
 		flush(b, c)

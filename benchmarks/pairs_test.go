@@ -36,7 +36,7 @@ var (
 // loopback, syscall and scheduling cost every Redis call pays, what
 // redis-cli --latency reports.
 func BenchmarkFloor(b *testing.B) {
-	b.Run("op=ping", func(b *testing.B) {
+	b.Run("op=ping/lib=go-redis", func(b *testing.B) {
 		c, cnt := newClient(b)
 		pr := startProbe(b, c, cnt)
 		lat := runWorkers(b, 1, func(ctx context.Context, w, i int) error { return c.Ping(ctx).Err() })

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # benchmarks/run.sh — the lockcoord benchmark suite (issue 6).
 #
-#   bash benchmarks/run.sh          full run (make bench): every case, -count 6,
+#   bash benchmarks/run.sh          full run (make bench): every case, 6 rounds,
 #                                   about 10 minutes; writes results/latest.txt
 #                                   (raw go test output), results/benchstat.txt
 #                                   and rewrites the tables of docs/benchmarks.md
@@ -57,12 +57,17 @@ fi
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(date +%s)
-# fast cases: ~100 µs per op, half a second per run is thousands of ops
-run '^Benchmark(Floor|Pairs|Reentrant|Renew|Scripts)$' -test.count "$count" -test.benchtime 0.5s
-# waiting cases: ops of milliseconds (pollers: of 100 ms)
-run '^Benchmark(Contention|Handoff)$' -test.count "$count" -test.benchtime 1s
-# the audit mirror, a backlog per run
-run '^BenchmarkMirrorDrain$' -test.count "$count" -test.benchtime 20000x
+# $count rounds, each running every library once, rather than -count: a
+# change of the machine's load then hits every library alike
+for round in $(seq "$count"); do
+	echo "run.sh: round $round of $count" >&2
+	# fast cases: ~100 µs per op, half a second per run is thousands of ops
+	run '^Benchmark(Floor|Pairs|Reentrant|Renew|Scripts)$' -test.benchtime 0.5s
+	# waiting cases: ops of milliseconds (pollers: of 100 ms)
+	run '^Benchmark(Contention|Handoff)$' -test.benchtime 1s
+	# the audit mirror, a backlog per run
+	run '^BenchmarkMirrorDrain$' -test.benchtime 20000x
+done
 # 100,000 leases per case: memory figures do not vary, one run
 run '^Benchmark(Memory|List)$' -test.count 1 -test.benchtime 1s
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -71,11 +76,12 @@ took=$(($(date +%s) - started))
 mkdir -p results
 cp "$out" results/latest.txt
 $GO tool benchstat -col /lib results/latest.txt >results/benchstat.txt || true
-others=$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 5 && $2 != "ps" {printf "%s%s (%s%% CPU)", sep, $2, $1; sep=", "}' | head -c 300)
+# what else was busy as the run ended (top's second sample: current CPU use)
+others=$(top -b -n 2 -d 1 -w 200 2>/dev/null | awk '/^top -/ {n++} n == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 10 && $12 != "top" {printf "%s%s %s%%", sep, $12, $9; sep = ", "}' | head -c 300)
 load="1/5/15-minute load average ${load_start} at the start, ${load_end} at the end (the machine has $(nproc) CPUs); the run took ${took} s"
 if [[ -n $others ]]; then
-	load="$load; other processes busy at the end: $others"
+	load="$load; busy at the end besides the benchmark: $others (% of one CPU)"
 fi
 $GO run ./cmd/benchtable -o "$root/docs/benchmarks.md" -load "$load" \
-	-command "make bench (benchmarks/run.sh, -count $count)" results/latest.txt
+	-command "make bench (benchmarks/run.sh: $count rounds of every case)" results/latest.txt
 echo "run.sh: wrote benchmarks/results/latest.txt, benchmarks/results/benchstat.txt and docs/benchmarks.md in ${took} s"

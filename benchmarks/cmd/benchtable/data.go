@@ -133,7 +133,8 @@ func (d *data) samples() int {
 }
 
 // primary is the unit a case's ratios compare: its rate (a unit per
-// second), else the memory per lease, else the time per op.
+// second), else the memory per lease, else the median latency, else the
+// time per op.
 func primary(rows []*bench) string {
 	for _, b := range rows {
 		for _, u := range b.units {
@@ -142,9 +143,11 @@ func primary(rows []*bench) string {
 			}
 		}
 	}
-	for _, b := range rows {
-		if _, ok := b.vals["B/lease"]; ok {
-			return "B/lease"
+	for _, u := range []string{"B/lease", "p50-µs"} {
+		for _, b := range rows {
+			if _, ok := b.vals[u]; ok {
+				return u
+			}
 		}
 	}
 	return "sec/op"

@@ -33,7 +33,9 @@ BenchmarkPairs/goroutines=1/lib=redislock-2     	    1000	    110000 ns/op	     
 BenchmarkContention/lib=lockcoord-2             	     500	   1300000 ns/op	       700.0 successes/s	     2.500 wasted-trips/op	      1100 hold-µs
 BenchmarkMemory/leases=100000/lib=floor-2       	   10000	     50000 ns/op	       150.0 B/lease	        64.00 key-B/lease
 BenchmarkMemory/leases=100000/lib=lockcoord-2   	   10000	     60000 ns/op	       600.0 B/lease	       200.0 key-B/lease
-BenchmarkList/leases=100000-2                   	       2	 700000000 ns/op	    142857 leases/s
+BenchmarkList/leases=100000/lib=lockctl-2       	       2	 700000000 ns/op	    142857 leases/s
+BenchmarkHandoff/waiters=16/lib=redislock-2     	      20	  50000000 ns/op	     50000 p50-µs	     90000 p99-µs
+BenchmarkHandoff/waiters=16/lib=lockcoord-2     	    1000	   3000000 ns/op	       500.0 p50-µs	      4000 p99-µs
 PASS
 ok  	github.com/lockcoord/lockcoord/benchmarks	10.0s
 `
@@ -70,7 +72,12 @@ func TestTables(t *testing.T) {
 		// memory compares bytes per lease
 		"| lib | B/lease | × floor | key-B/lease | µs/op |",
 		"| lockcoord | 600 | 4.00 | 200 | 60.0 |",
-		"| lockcoord | 142,857 | 700,000 |",
+		"| lockctl | 142,857 | 700,000 |",
+		// latency cases compare the median latency, and titles match whole
+		// name segments
+		"### Case 6: hand-off latency, 16 waiters (`Handoff/waiters=16`)",
+		"| lib | p50-µs | × redislock | p99-µs | µs/op |",
+		"| lockcoord | 500 | 0.01 | 4,000 | 3,000 |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q\n%s", want, got)
@@ -91,7 +98,7 @@ func TestTargets(t *testing.T) {
 		}
 	}
 	// targets whose benchmarks did not run are left out
-	if strings.Contains(got, "| pairs/s, 64 goroutines") || strings.Contains(got, "| hand-off p50") {
+	if strings.Contains(got, "| pairs/s, 64 goroutines") || strings.Contains(got, "| hand-off p50, 1 waiter") {
 		t.Errorf("targets of cases not in the input:\n%s", got)
 	}
 }

@@ -21,6 +21,8 @@ var caseTitles = []struct{ prefix, title string }{
 	{"Reentrant", "Case 4: re-entrant acquire (count 2) and two releases, 1 goroutine"},
 	{"Renew", "Case 4: renewal of a held lease, 1 goroutine"},
 	{"Contention", "Case 5: contention, 64 goroutines on one key, 1 ms hold"},
+	{"Scripts/op=acquire", "What Redis spends: each acquisition alone, 1 goroutine"},
+	{"Scripts/op=release", "What Redis spends: each release alone, 1 goroutine"},
 	{"Handoff/waiters=1", "Case 6: hand-off latency, 1 waiter"},
 	{"Handoff/waiters=16", "Case 6: hand-off latency, 16 waiters"},
 	{"MirrorDrain", "Case 7: audit mirror draining a backlog into Postgres"},
@@ -30,7 +32,7 @@ var caseTitles = []struct{ prefix, title string }{
 
 func title(group string) string {
 	for _, c := range caseTitles {
-		if strings.HasPrefix(group, c.prefix) {
+		if group == c.prefix || strings.HasPrefix(group, c.prefix+"/") {
 			return c.title + " (`" + group + "`)"
 		}
 	}
