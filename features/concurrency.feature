@@ -406,3 +406,53 @@ Feature: Leases on shared resources
       Then the shutdown succeeds
       And the wait of worker "w2" for plan "42" ends, refused, because the worker shuts down
       And plan "42" is held by worker "w1" with a hold count of 1
+
+  Rule: the audit mirror keeps Postgres in step and finds holders that died without releasing
+
+    Scenario: startup cleanup removes the leases of workers that died, and only those
+      Given the audit mirror has a database
+      And worker "w2" holds plan "2"
+      When worker "w1" acquires plan "1" for 10 seconds
+      And worker "w3" acquires plan "3" for 10 seconds
+      And the mirror catches up
+      Then the mirror shows 3 leases
+      # w3 renews, but the mirror has not seen it yet: its row looks expired,
+      # its lease lives in Redis with the same token, and must stay
+      When worker "w3" renews plan "3" for 60 seconds
+      And 11 seconds pass
+      And the mirror cleans up at startup
+      Then the cleanup moved plan "1" of worker "w1" to the ledger as expired
+      And the mirror no longer shows plan "1"
+      And the mirror shows plan "2" held by worker "w2"
+      And the mirror shows plan "3" held by worker "w3"
+      When the mirror catches up
+      And the mirror cleans up at startup
+      Then the cleanup moved nothing
+      And the mirror shows 2 leases
+
+    Scenario: diagnostics name the stale leases until cleanup removes them
+      Given the audit mirror has a database
+      And worker "w2" holds plan "2"
+      When worker "w1" acquires plan "1" for 10 seconds
+      And the mirror catches up
+      And 11 seconds pass
+      And the diagnostics run
+      Then the diagnostics report 1 stale lease
+      And the diagnostics name plan "1" of worker "w1" as stale
+      And the diagnostics report 1 lease held in Redis and 0 missing from the mirror
+      And the diagnostics are unhealthy when 0 stale leases are allowed
+      And the diagnostics are healthy when 1 stale leases are allowed
+      When the mirror cleans up at startup
+      And the diagnostics run
+      Then the diagnostics report 0 stale leases
+      And the diagnostics are healthy when 0 stale leases are allowed
+
+    Scenario: a lease the mirror never saw is reported missing
+      Given the audit mirror has a database
+      And worker "w1" holds plan "1"
+      When 20 seconds pass
+      And the diagnostics run
+      Then the diagnostics report 1 lease held in Redis and 1 missing from the mirror
+      When the mirror catches up
+      And the diagnostics run
+      Then the diagnostics report 1 lease held in Redis and 0 missing from the mirror

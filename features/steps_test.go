@@ -64,6 +64,8 @@ type world struct {
 	cmdsAfter    int
 
 	lifecycle // work, keep-alives and waits running in the background
+
+	audit *audit // the Postgres mirror, for the scenarios that ask for it
 }
 
 func holdKey(owner string, r coordinator.Resource) string { return owner + "|" + r.String() }
@@ -691,8 +693,9 @@ func initScenario(sc *godog.ScenarioContext) {
 		return ctx, w.reset()
 	})
 	sc.After(func(ctx context.Context, _ *godog.Scenario, _ error) (context.Context, error) {
-		return ctx, w.shutdown()
+		return ctx, errors.Join(w.shutdown(), w.dropAudit())
 	})
+	initAuditSteps(sc, w)
 
 	sc.Given(step(`coordinators give {type} leases a TTL of {dur}`), w.typeTTL)
 	sc.Given(step(`coordinators give leases of other types a TTL of {dur}`), w.defaultTTL)
