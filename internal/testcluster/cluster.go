@@ -1,0 +1,466 @@
+package testcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ClusterConfig shapes a Redis Cluster. Zero fields take the defaults.
+type ClusterConfig struct {
+	// Masters is the number of masters (default 3, at least 3: redis-cli
+	// refuses fewer).
+	Masters int
+	// Replicas is the number of replicas per master (default 1; negative
+	// for none).
+	Replicas int
+	// NodeTimeout is cluster-node-timeout: how long a master must be
+	// unreachable before its replica takes over (default 2s).
+	NodeTimeout time.Duration
+	// Dir holds the nodes' folders (default a new temporary folder,
+	// removed by Close).
+	Dir string
+}
+
+// Cluster is a Redis Cluster of child processes on loopback ports.
+type Cluster struct {
+	// Nodes are every node, masters first as created (roles change with
+	// failovers: ask Topology).
+	Nodes []*Node
+	cfg   ClusterConfig
+	owned bool // Dir was created by StartCluster
+}
+
+// StartCluster starts cfg.Masters*(1+cfg.Replicas) redis-server processes
+// with --cluster-enabled yes on free loopback ports, joins them with
+// redis-cli --cluster create --cluster-replicas, and waits until the
+// cluster is healthy: every slot served, every replica in sync. On error
+// it stops whatever it started. A missing binary gives ErrNotInstalled.
+func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error) {
+	if cfg.Masters == 0 {
+		cfg.Masters = 3
+	}
+	if cfg.Masters < 3 {
+		return nil, fmt.Errorf("testcluster: %d masters, want at least 3", cfg.Masters)
+	}
+	switch {
+	case cfg.Replicas == 0:
+		cfg.Replicas = 1
+	case cfg.Replicas < 0:
+		cfg.Replicas = 0
+	}
+	if cfg.NodeTimeout == 0 {
+		cfg.NodeTimeout = 2 * time.Second
+	}
+	server, err := lookPath("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	cli, err := lookPath("redis-cli")
+	if err != nil {
+		return nil, err
+	}
+	c = &Cluster{cfg: cfg}
+	if cfg.Dir == "" {
+		if c.cfg.Dir, err = os.MkdirTemp("", "testcluster-"); err != nil {
+			return nil, err
+		}
+		c.owned = true
+	}
+	defer func() {
+		if err != nil {
+			c.Close()
+			c = nil
+		}
+	}()
+	n := cfg.Masters * (1 + cfg.Replicas)
+	for i := range n {
+		port, err := freePort()
+		if err != nil {
+			return c, err
+		}
+		bus, err := freePort()
+		if err != nil {
+			return c, err
+		}
+		nd, err := newNode(c.cfg.Dir, "node"+strconv.Itoa(i), port, server,
+			"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--protected-mode", "no",
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-port", strconv.Itoa(bus),
+			"--cluster-node-timeout", strconv.FormatInt(cfg.NodeTimeout.Milliseconds(), 10),
+			// a replica takes over however long it was cut off
+			"--cluster-replica-validity-factor", "0",
+			"--save", "", "--appendonly", "no", "--dir", ".",
+			"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
+			"--logfile", "")
+		if err != nil {
+			return c, err
+		}
+		c.Nodes = append(c.Nodes, nd)
+	}
+	if err := startAll(ctx, c.Nodes); err != nil {
+		return c, err
+	}
+	args := []string{"--cluster", "create"}
+	for _, nd := range c.Nodes {
+		args = append(args, nd.Addr)
+	}
+	args = append(args, "--cluster-replicas", strconv.Itoa(cfg.Replicas), "--cluster-yes")
+	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
+	if err != nil {
+		return c, fmt.Errorf("testcluster: redis-cli --cluster create: %w: %s", err, out)
+	}
+	if err := c.WaitHealthy(ctx); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// startAll starts nodes concurrently.
+func startAll(ctx context.Context, nodes []*Node) error {
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, nd := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = nd.Start(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Close stops every node and removes the folder StartCluster created.
+// It may be called on a nil Cluster.
+func (c *Cluster) Close() {
+	if c == nil {
+		return
+	}
+	for _, nd := range c.Nodes {
+		nd.Kill()
+	}
+	if c.owned {
+		_ = os.RemoveAll(c.cfg.Dir)
+	}
+}
+
+// Addrs returns every node's address (seeds for a ClusterClient).
+func (c *Cluster) Addrs() []string {
+	out := make([]string, len(c.Nodes))
+	for i, nd := range c.Nodes {
+		out[i] = nd.Addr
+	}
+	return out
+}
+
+// Client returns a new ClusterClient seeded with every node; opts adjust
+// its options. The caller closes it.
+func (c *Cluster) Client(opts ...func(*redis.ClusterOptions)) *redis.ClusterClient {
+	o := &redis.ClusterOptions{Addrs: c.Addrs()}
+	for _, f := range opts {
+		f(o)
+	}
+	return redis.NewClusterClient(o)
+}
+
+// Node returns the node at addr, or nil.
+func (c *Cluster) Node(addr string) *Node {
+	for _, nd := range c.Nodes {
+		if nd.Addr == addr {
+			return nd
+		}
+	}
+	return nil
+}
+
+// ClusterNode is one line of CLUSTER NODES.
+type ClusterNode struct {
+	ID       string
+	Addr     string // host:port, without the bus port
+	Master   bool
+	MasterID string // of a replica
+	Failed   bool   // flags fail or fail?
+	Slots    [][2]int
+}
+
+// parseClusterNodes reads the reply of CLUSTER NODES.
+func parseClusterNodes(s string) ([]ClusterNode, error) {
+	var out []ClusterNode
+	for line := range strings.SplitSeq(strings.TrimSpace(s), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			return nil, fmt.Errorf("testcluster: CLUSTER NODES line %q", line)
+		}
+		addr, _, _ := strings.Cut(f[1], "@")
+		addr, _, _ = strings.Cut(addr, ",")
+		n := ClusterNode{ID: f[0], Addr: addr}
+		for flag := range strings.SplitSeq(f[2], ",") {
+			switch flag {
+			case "master":
+				n.Master = true
+			case "fail", "fail?":
+				n.Failed = true
+			}
+		}
+		if f[3] != "-" {
+			n.MasterID = f[3]
+		}
+		for _, r := range f[8:] {
+			if strings.HasPrefix(r, "[") { // a slot being migrated
+				continue
+			}
+			lo, hi, ok := strings.Cut(r, "-")
+			if !ok {
+				hi = lo
+			}
+			a, err1 := strconv.Atoi(lo)
+			b, err2 := strconv.Atoi(hi)
+			if err1 != nil || err2 != nil {
+				return nil, fmt.Errorf("testcluster: slot range %q", r)
+			}
+			n.Slots = append(n.Slots, [2]int{a, b})
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// Topology returns CLUSTER NODES as the node at addr sees it (any running
+// node when addr is "").
+func (c *Cluster) Topology(ctx context.Context, addr string) ([]ClusterNode, error) {
+	var errs []error
+	for _, nd := range c.Nodes {
+		if (addr != "" && nd.Addr != addr) || !nd.Running() {
+			continue
+		}
+		v, err := nd.Do(ctx, "CLUSTER", "NODES")
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s, _ := v.(string)
+		return parseClusterNodes(s)
+	}
+	return nil, fmt.Errorf("testcluster: no node answered CLUSTER NODES: %w", errors.Join(errs...))
+}
+
+// Masters returns the masters serving slots, as a running node sees them.
+func (c *Cluster) Masters(ctx context.Context) ([]ClusterNode, error) {
+	top, err := c.Topology(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []ClusterNode
+	for _, n := range top {
+		if n.Master && !n.Failed && len(n.Slots) > 0 {
+			out = append(out, n)
+		}
+	}
+	slices.SortFunc(out, func(a, b ClusterNode) int { return a.Slots[0][0] - b.Slots[0][0] })
+	return out, nil
+}
+
+// MasterOf returns the address of the master serving slot.
+func (c *Cluster) MasterOf(ctx context.Context, slot int) (string, error) {
+	ms, err := c.Masters(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range ms {
+		for _, r := range m.Slots {
+			if slot >= r[0] && slot <= r[1] {
+				return m.Addr, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("testcluster: no master serves slot %d", slot)
+}
+
+// ReplicaOf returns the address of a replica of the master at addr.
+func (c *Cluster) ReplicaOf(ctx context.Context, addr string) (string, error) {
+	top, err := c.Topology(ctx, "")
+	if err != nil {
+		return "", err
+	}
+	id := ""
+	for _, n := range top {
+		if n.Addr == addr {
+			id = n.ID
+		}
+	}
+	for _, n := range top {
+		if id != "" && n.MasterID == id && !n.Failed {
+			return n.Addr, nil
+		}
+	}
+	return "", fmt.Errorf("testcluster: %s has no replica", addr)
+}
+
+// Failover sends CLUSTER FAILOVER to a replica of the master at addr (a
+// manual failover: the master stops writes, the replica catches up and
+// takes over, no write is lost) and waits until the cluster is healthy
+// with the replica as master. It returns the new master's address.
+func (c *Cluster) Failover(ctx context.Context, addr string) (string, error) {
+	rep, err := c.ReplicaOf(ctx, addr)
+	if err != nil {
+		return "", err
+	}
+	if _, err := c.Node(rep).Do(ctx, "CLUSTER", "FAILOVER"); err != nil {
+		return "", fmt.Errorf("testcluster: CLUSTER FAILOVER on %s: %w", rep, err)
+	}
+	if err := c.waitMaster(ctx, rep); err != nil {
+		return "", err
+	}
+	return rep, c.WaitHealthy(ctx)
+}
+
+// WaitPromoted waits until a node other than old serves every slot old
+// served (after old was killed), and returns its address.
+func (c *Cluster) WaitPromoted(ctx context.Context, old string, oldSlots [][2]int) (string, error) {
+	for {
+		ms, err := c.Masters(ctx)
+		if err == nil {
+			for _, m := range ms {
+				if m.Addr != old && slices.Equal(m.Slots, oldSlots) {
+					if err := c.waitMaster(ctx, m.Addr); err != nil {
+						return "", err
+					}
+					return m.Addr, nil
+				}
+			}
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return "", fmt.Errorf("testcluster: no replica of %s took over: %w", old, err)
+		}
+	}
+}
+
+// waitMaster waits until every running node sees addr as a master and the
+// node itself says role:master.
+func (c *Cluster) waitMaster(ctx context.Context, addr string) error {
+	for {
+		ok := true
+		for _, nd := range c.Nodes {
+			if !nd.Running() {
+				continue
+			}
+			top, err := c.Topology(ctx, nd.Addr)
+			if err != nil {
+				ok = false
+				break
+			}
+			seen := false
+			for _, n := range top {
+				seen = seen || (n.Addr == addr && n.Master && !n.Failed && len(n.Slots) > 0)
+			}
+			ok = ok && seen
+		}
+		if ok {
+			return nil
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return fmt.Errorf("testcluster: %s did not become master everywhere: %w", addr, err)
+		}
+	}
+}
+
+// Rejoin starts a killed node again; its nodes.conf makes it rejoin the
+// cluster, as a replica of whoever took its slots. Rejoin waits until the
+// cluster is healthy.
+func (c *Cluster) Rejoin(ctx context.Context, nd *Node) error {
+	if err := nd.Start(ctx); err != nil {
+		return err
+	}
+	return c.WaitHealthy(ctx)
+}
+
+// WaitHealthy waits until every running node reports cluster_state:ok,
+// all agree on which masters serve the 16384 slots, and every replica's
+// link to its master is up.
+func (c *Cluster) WaitHealthy(ctx context.Context) error {
+	var last error
+	for {
+		if last = c.healthy(ctx); last == nil {
+			return nil
+		}
+		if err := sleep(ctx, 25*time.Millisecond); err != nil {
+			return fmt.Errorf("testcluster: cluster not healthy: %w (%w)", last, err)
+		}
+	}
+}
+
+func (c *Cluster) healthy(ctx context.Context) error {
+	var view string
+	for _, nd := range c.Nodes {
+		if !nd.Running() {
+			continue
+		}
+		info, err := nd.Do(ctx, "CLUSTER", "INFO")
+		if err != nil {
+			return err
+		}
+		if s, _ := info.(string); !strings.Contains(s, "cluster_state:ok") {
+			return fmt.Errorf("%s: cluster_state not ok", nd.Addr)
+		}
+		top, err := c.Topology(ctx, nd.Addr)
+		if err != nil {
+			return err
+		}
+		var masters []string
+		covered := 0
+		for _, n := range top {
+			if n.Failed && c.running(n.Addr) {
+				return fmt.Errorf("%s sees %s as failed", nd.Addr, n.Addr)
+			}
+			if n.Master && len(n.Slots) > 0 {
+				for _, r := range n.Slots {
+					covered += r[1] - r[0] + 1
+				}
+				masters = append(masters, fmt.Sprint(n.Addr, n.Slots))
+			}
+		}
+		if covered != 16384 {
+			return fmt.Errorf("%s sees %d slots served", nd.Addr, covered)
+		}
+		slices.Sort(masters)
+		v := strings.Join(masters, " ")
+		if view != "" && v != view {
+			return fmt.Errorf("nodes disagree: %s vs %s", v, view)
+		}
+		view = v
+		rep, err := nd.info(ctx, "replication")
+		if err != nil {
+			return err
+		}
+		if rep["role"] == "slave" && rep["master_link_status"] != "up" {
+			return fmt.Errorf("%s: link to its master is %s", nd.Addr, rep["master_link_status"])
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) running(addr string) bool {
+	nd := c.Node(addr)
+	return nd != nil && nd.Running()
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
