@@ -49,10 +49,12 @@ func (s *Store) eval(ctx context.Context, script *redis.Script, keys []string, w
 	args ...any) (v []any, ackErr, err error) {
 	if s.ackReplicas == 0 {
 		v, err = script.Run(ctx, s.client, keys, args...).Slice()
+		s.refreshOnFailure(err)
 		return v, nil, err
 	}
 	for attempt := 0; ; attempt++ {
 		v, ackErr, err = s.evalAcked(ctx, script, keys, wrote, args)
+		s.refreshOnFailure(err)
 		if err == nil || !redirected(err) || attempt == ackRedirects {
 			return v, ackErr, err
 		}

@@ -230,6 +230,7 @@ func (s *Store) release(ctx context.Context, req coordinator.Request, mode strin
 	}
 	v, err := scripts.Release.Run(ctx, s.client, keys,
 		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg(), mode, ms(s.retryWindow), note, s.Channel(p)).Slice()
+	s.refreshOnFailure(err)
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: release %s: %w", r, err)
 	}
@@ -251,6 +252,7 @@ func (s *Store) Inspect(ctx context.Context, r coordinator.Resource) (coordinato
 		return coordinator.Lease{}, err
 	}
 	v, err := s.client.HMGet(ctx, s.Key(r), "owner", "count", "token", "acquired_at", "expires_at").Result()
+	s.refreshOnFailure(err)
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: inspect %s: %w", r, err)
 	}
@@ -283,6 +285,7 @@ func (s *Store) ReleaseAll(ctx context.Context, owner, requestID string) (int, e
 		}
 		return nil
 	})
+	s.refreshOnFailure(err)
 	if err != nil {
 		return 0, fmt.Errorf("redisstore: release all of %q: read lease index: %w", owner, err)
 	}
