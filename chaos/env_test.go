@@ -159,6 +159,9 @@ func (w *world) keys(ctx context.Context, pattern string) ([]string, error) {
 // unknown outcome can still be applied (see history.Options).
 func (w *world) check(timeout, maxDelay time.Duration) history.Report {
 	w.t.Helper()
+	if *checkTimeout > 0 {
+		timeout = *checkTimeout
+	}
 	rep := history.Check(w.rec.Ops(), w.rec.Wipes(), history.Options{Timeout: timeout, MaxDelay: maxDelay, Dir: history.TempDir()})
 	ops, unknown := rep.Ops()
 	if !rep.OK() {
@@ -224,7 +227,7 @@ type pausedStore struct {
 	inner coordinator.Store
 }
 
-func call[T any](p *process, ctx context.Context, f func() (T, error)) (T, error) {
+func call[T any](ctx context.Context, p *process, f func() (T, error)) (T, error) {
 	var zero T
 	if err := p.wait(ctx); err != nil {
 		return zero, err // never sent
@@ -235,23 +238,23 @@ func call[T any](p *process, ctx context.Context, f func() (T, error)) (T, error
 }
 
 func (s *pausedStore) Acquire(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
-	return call(s.p, ctx, func() (coordinator.Lease, error) { return s.inner.Acquire(ctx, req) })
+	return call(ctx, s.p, func() (coordinator.Lease, error) { return s.inner.Acquire(ctx, req) })
 }
 
 func (s *pausedStore) Renew(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
-	return call(s.p, ctx, func() (coordinator.Lease, error) { return s.inner.Renew(ctx, req) })
+	return call(ctx, s.p, func() (coordinator.Lease, error) { return s.inner.Renew(ctx, req) })
 }
 
 func (s *pausedStore) Release(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
-	return call(s.p, ctx, func() (coordinator.Lease, error) { return s.inner.Release(ctx, req) })
+	return call(ctx, s.p, func() (coordinator.Lease, error) { return s.inner.Release(ctx, req) })
 }
 
 func (s *pausedStore) Inspect(ctx context.Context, r coordinator.Resource) (coordinator.Lease, error) {
-	return call(s.p, ctx, func() (coordinator.Lease, error) { return s.inner.Inspect(ctx, r) })
+	return call(ctx, s.p, func() (coordinator.Lease, error) { return s.inner.Inspect(ctx, r) })
 }
 
 func (s *pausedStore) ReleaseAll(ctx context.Context, owner, requestID string) (int, error) {
-	return call(s.p, ctx, func() (int, error) { return s.inner.ReleaseAll(ctx, owner, requestID) })
+	return call(ctx, s.p, func() (int, error) { return s.inner.ReleaseAll(ctx, owner, requestID) })
 }
 
 type pausedNotifier struct {

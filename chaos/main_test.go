@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 	"testing"
 
@@ -11,7 +10,10 @@ import (
 	"go.uber.org/goleak"
 )
 
-var fullFlag = flag.Bool("chaos.full", false, "run the scenarios at full size (also LOCKCOORD_CHAOS=full)")
+var (
+	fullFlag     = flag.Bool("chaos.full", false, "run the scenarios at full size (also LOCKCOORD_CHAOS=full)")
+	checkTimeout = flag.Duration("chaos.check-timeout", 0, "bound of the history check of one resource (default 1m, 10m at full size)")
+)
 
 // full reports whether the scenarios run at full size.
 func full() bool { return *fullFlag || os.Getenv("LOCKCOORD_CHAOS") == "full" }
@@ -47,5 +49,5 @@ func parallel(t *testing.T) {
 // keeps them for the summary.
 func report(t *testing.T, format string, args ...any) {
 	t.Helper()
-	t.Log(fmt.Sprintf(format, args...))
+	t.Logf(format, args...)
 }

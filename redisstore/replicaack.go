@@ -100,7 +100,7 @@ func (s *Store) evalAcked(ctx context.Context, script *redis.Script, keys []stri
 	default: // refused by WithReplicaAck
 		return nil, nil, fmt.Errorf("redisstore: WithReplicaAck on a %T", s.client)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	v, err = script.Run(ctx, conn, keys, args...).Slice()
 	if err != nil || len(v) == 0 {
 		return v, nil, err

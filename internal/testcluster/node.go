@@ -51,7 +51,7 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
@@ -89,7 +89,7 @@ func (n *Node) StartWith(ctx context.Context, extra ...string) error {
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
+	defer func() { _ = logf.Close() }()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
@@ -121,7 +121,7 @@ func (n *Node) waitPing(ctx context.Context) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	c := redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1, PoolSize: 1})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		err := c.Ping(pctx).Err()
@@ -189,7 +189,7 @@ func (n *Node) Client() *redis.Client {
 // Do runs one command on the node with a short-lived direct client.
 func (n *Node) Do(ctx context.Context, args ...any) (any, error) {
 	c := redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1, PoolSize: 1})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	return c.Do(ctx, args...).Result()
 }
 
@@ -230,7 +230,7 @@ func tail(path string) string {
 	if err != nil {
 		return err.Error()
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var lines []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {

@@ -204,12 +204,11 @@ func Check(ops, wipes []Op, opts Options) Report {
 
 func operation(op Op, maxDelay time.Duration) porcupine.Operation {
 	call := op.Call.UnixNano()
-	ret := int64(never)
 	in := op.Input
-	switch {
-	case !op.Return.IsZero():
+	var ret int64
+	if !op.Return.IsZero() {
 		ret = op.Return.UnixNano()
-	default:
+	} else {
 		// unknown outcome: the operation is linearized at its call, and its
 		// effect, if any, is pending in the model's state until it may
 		// take effect, within maxDelay of its call (or ever)
@@ -254,7 +253,7 @@ func explain(hist []porcupine.Operation, info porcupine.LinearizationInfo) strin
 	}
 	var b strings.Builder
 	m := Model(hist)
-	var set any = m.Init()
+	set := m.Init()
 	done := map[int]bool{}
 	for i, id := range longest {
 		op := hist[id]

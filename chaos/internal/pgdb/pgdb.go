@@ -52,7 +52,7 @@ func New(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	ctx := context.Background()
 	a := admin(t)
-	defer a.Close(ctx)
+	defer func() { _ = a.Close(ctx) }()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "lockcoord_chaos_" + hex.EncodeToString(b[:])
@@ -61,7 +61,7 @@ func New(t testing.TB) *pgxpool.Pool {
 	}
 	t.Cleanup(func() {
 		c := admin(t)
-		defer c.Close(ctx)
+		defer func() { _ = c.Close(ctx) }()
 		if _, err := c.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
 			t.Errorf("drop database %s: %v", name, err)
 		}
