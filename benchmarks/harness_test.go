@@ -166,7 +166,6 @@ type probe struct {
 	cnt     *counter
 	trips0  int64
 	cpu0    time.Duration
-	elapsed time.Duration
 	start   time.Time
 }
 
