@@ -162,11 +162,11 @@ func serverCPU(tb testing.TB, c *redis.Client) time.Duration {
 // probe measures what Redis and the client spent on the operations of a
 // benchmark: round trips, Redis main-thread CPU.
 type probe struct {
-	c       *redis.Client
-	cnt     *counter
-	trips0  int64
-	cpu0    time.Duration
-	start   time.Time
+	c      *redis.Client
+	cnt    *counter
+	trips0 int64
+	cpu0   time.Duration
+	start  time.Time
 }
 
 func startProbe(tb testing.TB, c *redis.Client, cnt *counter) *probe {
