@@ -5,7 +5,9 @@
 #                    also writes coverage.out for the coverage gate
 #   make cover       make test, then the coverage gate (97% of library statements)
 #   make lint        gofmt, go vet, golangci-lint (pinned), README example compiles
-#   make bench       benchmarks (benchmarks/)
+#   make bench       every benchmark against the peers (~10 min); rewrites docs/benchmarks.md
+#   make bench-smoke the benchmarks once each, -benchtime=100x (CI: they compile and work)
+#   make chaos       the safety scenarios (chaos/) at full size
 #   make ci          what .ci/run runs: lint, demo-check, test, coverage gate (all stages run)
 #   make services    only make sure Redis and Postgres are up
 
@@ -40,7 +42,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 GOLANGCI_VERSION := v2.15.0
 GOLANGCI := bin/.golangci-$(GOLANGCI_VERSION)/golangci-lint
 
-.PHONY: help demo demo-check services test cover cover-report lint fmt-check vet golangci readme-check bench ci
+.PHONY: help demo demo-check services test cover cover-report lint fmt-check vet golangci readme-check bench bench-smoke chaos ci
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -82,6 +84,7 @@ vet:
 
 golangci: $(GOLANGCI)
 	$(GOLANGCI) run ./...
+	cd benchmarks && $(GO) vet ./... && ../$(GOLANGCI) run ./...
 
 # Built once from the module proxy at the pinned version, then reused.
 $(GOLANGCI):
@@ -92,14 +95,21 @@ $(GOLANGCI):
 readme-check:
 	@bash hack/readme-check.sh
 
+# The benchmarks are a module of their own (benchmarks/go.mod): the peers
+# they compare with stay out of lockcoord's dependencies.
 bench:
-	@if [[ -f benchmarks/go.mod ]]; then \
-		cd benchmarks && $(GO) test -run '^$$' -bench . ./...; \
-	elif [[ -d benchmarks ]]; then \
-		$(GO) test -run '^$$' -bench . ./benchmarks/...; \
-	else \
-		echo "bench: no benchmarks/ folder yet (issue 6)"; \
-	fi
+	GO=$(GO) bash benchmarks/run.sh full
+
+bench-smoke:
+	GO=$(GO) bash benchmarks/run.sh smoke
+
+# The safety scenarios at full size (make test runs their short form).
+CHAOS_TIMEOUT ?= 60m
+chaos: export LOCKCOORD_REQUIRE_SERVICES := 1
+chaos: export LOCKCOORD_TEST_DATABASE_URL := $(TEST_DATABASE_URL)
+chaos: export LOCKCOORD_CHAOS := full
+chaos: services
+	$(GO) test -race -count=1 -timeout $(CHAOS_TIMEOUT) -v ./chaos/...
 
 # Every stage runs even when one fails (hack/ci.sh); one test run serves
 # both the tests and the coverage gate; the output ends with go test's

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # hack/ci.sh — what `make ci` (and so .ci/run) runs.
 #
-# Stages: lint, demo-check, test, then the coverage gate over the profile
+# Stages: lint, demo-check, test, bench-smoke, then the coverage gate over the profile
 # the test stage wrote (one test run serves both). A failing stage does not
 # hide the others: every stage runs, a summary names the failed ones, and
 # the output ends with go test's package results, which CI reads. Exits 1
@@ -36,6 +36,7 @@ rm -f "$test_log" "$profile"
 stage lint "$make" --no-print-directory -k lint
 stage demo-check "$make" --no-print-directory demo-check
 stage test "$make" --no-print-directory test
+stage bench-smoke "$make" --no-print-directory bench-smoke
 if [[ -s "$profile" ]]; then
 	stage coverage bash hack/cover.sh "$profile" "$min"
 else
@@ -45,7 +46,7 @@ fi
 
 echo
 if [[ ${#failed[@]} -eq 0 ]]; then
-	echo "ci: passed: lint, demo-check, test, coverage (>= $min%)"
+	echo "ci: passed: lint, demo-check, test, bench-smoke, coverage (>= $min%)"
 else
 	echo "ci: FAILED: ${failed[*]}"
 fi
