@@ -1,0 +1,171 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testcluster"
+	"github.com/lockcoord/lockcoord/pgaudit"
+	"github.com/lockcoord/lockcoord/redisstore"
+)
+
+func adminURL() string {
+	if u := os.Getenv("LOCKCOORD_TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// auditDB creates a migrated database of the test's own, dropped when t
+// ends, and returns a pool on it. Without Postgres it skips t (fails it
+// under CI=true or LOCKCOORD_REQUIRE_SERVICES=1).
+func auditDB(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, adminURL())
+	if err != nil {
+		if testcluster.Required() {
+			t.Fatalf("postgres at %s: %v", adminURL(), err)
+		}
+		t.Skipf("postgres at %s not available: %v", adminURL(), err)
+	}
+	defer func() { _ = admin.Close(ctx) }()
+	name := "lockcoord_cluster_" + randomPrefix()[4:]
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	cfg, err := pgxpool.ParseConfig(adminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.Database = name
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pool.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, adminURL())
+		if err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+			return
+		}
+		defer func() { _ = c.Close(ctx) }()
+		if _, err := c.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	if _, err := pgaudit.Migrate(ctx, pool, zerolog.Nop()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return pool
+}
+
+// countRows runs a count(*) query.
+func countRows(t testing.TB, pool *pgxpool.Pool, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// streamEntries returns the number of entries in every partition stream
+// of s, and in all.
+func streamEntries(t testing.TB, client redis.UniversalClient, s *redisstore.Store) ([]int64, int64) {
+	t.Helper()
+	ctx := context.Background()
+	per := make([]int64, s.Partitions())
+	var total int64
+	for p := range per {
+		n, err := client.XLen(ctx, s.StreamKey(p)).Result()
+		if err != nil {
+			t.Fatalf("XLEN %s: %v", s.StreamKey(p), err)
+		}
+		per[p] = n
+		total += n
+	}
+	return per, total
+}
+
+// mirrorMatchesRedis checks that the locks table holds exactly the leases
+// Redis holds under s's prefix (owner, token, hold count), on every master.
+func mirrorMatchesRedis(t testing.TB, client redis.UniversalClient, s *redisstore.Store, pool *pgxpool.Pool) int {
+	t.Helper()
+	ctx := context.Background()
+	redisLeases := map[coordinator.Resource]coordinator.Lease{}
+	var mu sync.Mutex // ForEachMaster calls scan on every master at once
+	scan := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, s.Prefix()+":{*}:lock:*", 1000).Iterator()
+		for iter.Next(ctx) {
+			r, _, err := s.ParseKey(iter.Val())
+			if err != nil {
+				return err
+			}
+			l, err := s.Inspect(ctx, r)
+			if errors.Is(err, coordinator.ErrNotHeld) {
+				continue // expired meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			redisLeases[r] = l
+			mu.Unlock()
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, scan)
+	} else {
+		err = scan(ctx, client.(*redis.Client))
+	}
+	if err != nil {
+		t.Fatalf("scan leases: %v", err)
+	}
+	rows, err := pool.Query(ctx, `SELECT resource_type, resource_id, owner_id, token, hold_count FROM locks`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirrored := map[coordinator.Resource]string{}
+	for rows.Next() {
+		var r coordinator.Resource
+		var owner string
+		var token int64
+		var count int
+		if err := rows.Scan(&r.Type, &r.ID, &owner, &token, &count); err != nil {
+			t.Fatal(err)
+		}
+		mirrored[r] = fmt.Sprint(owner, "/", token, "/", count)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for r, l := range redisLeases {
+		if want := fmt.Sprint(l.Owner, "/", l.Token, "/", l.Count); mirrored[r] != want {
+			t.Errorf("%s: mirror has %q, Redis %q", r, mirrored[r], want)
+		}
+	}
+	for r, got := range mirrored {
+		if _, ok := redisLeases[r]; !ok {
+			t.Errorf("%s: mirror has %q, Redis nothing", r, got)
+		}
+	}
+	return len(redisLeases)
+}
