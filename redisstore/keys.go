@@ -12,8 +12,13 @@ import (
 // Partition returns the partition of r: crc32(type + "/" + id) mod the
 // partition count.
 func (s *Store) Partition(r coordinator.Resource) int {
-	return int(crc32.ChecksumIEEE([]byte(r.String())) % uint32(s.partitions))
+	h := crc32.Update(0, crc32.IEEETable, []byte(r.Type))
+	h = crc32.Update(h, crc32.IEEETable, slash)
+	h = crc32.Update(h, crc32.IEEETable, []byte(r.ID))
+	return int(h % uint32(s.partitions))
 }
+
+var slash = []byte{'/'}
 
 // Partitions returns the partition count.
 func (s *Store) Partitions() int { return s.partitions }
@@ -30,7 +35,12 @@ func (s *Store) tag(p int) string {
 // <prefix>:{<partition>}:lock:<type>:<id>. The partition tag is the first
 // "{...}" of the key, so the id never decides the Cluster slot.
 func (s *Store) Key(r coordinator.Resource) string {
-	return s.tag(s.Partition(r)) + ":lock:" + r.Type + ":" + r.ID
+	return s.lockKey(s.tag(s.Partition(r)), r)
+}
+
+// lockKey returns the lease key of r given the tag of its partition.
+func (s *Store) lockKey(tag string, r coordinator.Resource) string {
+	return tag + ":lock:" + r.Type + ":" + r.ID
 }
 
 // FenceKey returns the key of partition p's fencing counter.
@@ -44,8 +54,6 @@ func (s *Store) OwnerKey(p int, owner string) string { return s.tag(p) + ":owner
 
 // Channel returns partition p's release notification channel.
 func (s *Store) Channel(p int) string { return s.tag(p) + ":released" }
-
-func (s *Store) memoKey(p int, requestID string) string { return s.tag(p) + ":req:" + requestID }
 
 // ConfigKey returns the key recording the partition count of the prefix.
 func (s *Store) ConfigKey() string { return s.prefix + ":partitions" }

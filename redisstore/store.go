@@ -34,6 +34,11 @@ type Store struct {
 	ackTimeout  time.Duration // WithReplicaAck
 	cfgErr      error
 
+	// script arguments fixed by the options, formatted once
+	maxLenArg string // ARGV "stream MAXLEN ~ cap": "0" with the outbox off
+	retryArg  string // release.lua's memo lifetime, ms
+	noteArg   string // release.lua's notification mode
+
 	checkMu sync.Mutex
 	checked bool
 }
@@ -58,6 +63,18 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 	for _, o := range opts {
 		if o != nil {
 			o(s)
+		}
+	}
+	s.maxLenArg = "0"
+	if s.outbox {
+		s.maxLenArg = strconv.FormatInt(s.maxLen, 10)
+	}
+	s.retryArg = strconv.FormatInt(ms(s.retryWindow), 10)
+	s.noteArg = "0"
+	if s.notify {
+		s.noteArg = "1"
+		if s.cluster {
+			s.noteArg = "2"
 		}
 	}
 	return s
@@ -119,23 +136,16 @@ func ms(d time.Duration) int64 {
 	return n
 }
 
-func (s *Store) maxLenArg() int64 {
-	if !s.outbox {
-		return 0
-	}
-	return s.maxLen
-}
-
 // Acquire implements coordinator.Store.
 func (s *Store) Acquire(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
 	if err := s.ready(ctx); err != nil {
 		return coordinator.Lease{}, err
 	}
 	r := req.Resource
-	p := s.Partition(r)
-	keys := []string{s.Key(r), s.FenceKey(p), s.StreamKey(p), s.OwnerKey(p, req.Owner)}
+	tag := s.tag(s.Partition(r))
+	keys := []string{s.lockKey(tag, r), tag + ":fence", tag + ":events", tag + ":owner:" + req.Owner}
 	v, ackErr, err := s.eval(ctx, scripts.Acquire, keys, acquireWrote,
-		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg())
+		req.Owner, strconv.FormatInt(ms(req.TTL), 10), req.RequestID, r.Type, r.ID, s.maxLenArg)
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, err)
 	}
@@ -159,10 +169,10 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 		return coordinator.Lease{}, err
 	}
 	r := req.Resource
-	p := s.Partition(r)
-	keys := []string{s.Key(r), s.StreamKey(p), s.OwnerKey(p, req.Owner)}
+	tag := s.tag(s.Partition(r))
+	keys := []string{s.lockKey(tag, r), tag + ":events", tag + ":owner:" + req.Owner}
 	v, ackErr, err := s.eval(ctx, scripts.Renew, keys, renewWrote,
-		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg(), strconv.FormatUint(req.Token, 10))
+		req.Owner, strconv.FormatInt(ms(req.TTL), 10), req.RequestID, r.Type, r.ID, s.maxLenArg, strconv.FormatUint(req.Token, 10))
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: renew %s: %w", r, err)
 	}
@@ -219,17 +229,10 @@ func (s *Store) release(ctx context.Context, req coordinator.Request, mode strin
 		return coordinator.Lease{}, err
 	}
 	r := req.Resource
-	p := s.Partition(r)
-	keys := []string{s.Key(r), s.StreamKey(p), s.OwnerKey(p, req.Owner), s.memoKey(p, req.RequestID)}
-	note := 0
-	if s.notify {
-		note = 1
-		if s.cluster {
-			note = 2
-		}
-	}
+	tag := s.tag(s.Partition(r))
+	keys := []string{s.lockKey(tag, r), tag + ":events", tag + ":owner:" + req.Owner, tag + ":req:" + req.RequestID}
 	v, err := scripts.Release.Run(ctx, s.client, keys,
-		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg(), mode, ms(s.retryWindow), note, s.Channel(p)).Slice()
+		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, tag+":released").Slice()
 	s.refreshOnFailure(err)
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: release %s: %w", r, err)
@@ -293,6 +296,9 @@ func (s *Store) ReleaseAll(ctx context.Context, owner, requestID string) (int, e
 	var errs []error
 	for p, cmd := range cmds {
 		for i, member := range cmd.Val() {
+			if member == "" {
+				continue // the index's placeholder (acquire.lua)
+			}
 			r, err := coordinator.ParseResource(member)
 			if err != nil || s.Partition(r) != p {
 				// not written by this store version: drop it from the index

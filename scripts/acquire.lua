@@ -13,85 +13,97 @@
 -- Reply: {status, owner, count, token, acquired_at_ms, expires_at_ms}
 --   status 1 acquired, 2 re-entered, 3 repeated request id (nothing
 --   applied, the lease as it stands), 0 conflict (the holder's lease).
---   token is a decimal string: Lua numbers are doubles.
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-
-local owner, ttl, req = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local maxlen = tonumber(ARGV[6])
-local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local now = math.floor(now_us / 1000)
+--   token is a decimal string: Lua numbers are doubles; count and the
+--   times are integers or decimal strings.
+--
+-- Cost: every redis.call is a command for Redis to look up, run and
+-- convert back to Lua, so the script issues as few as it can: a conflict
+-- is one HMGET, a fresh acquisition HMGET TIME SET HSET PEXPIRE SADD PTTL
+-- (+ XADD). The owner index keeps an empty-string member, so that it is not
+-- deleted and created again with each lease of an owner that holds one at
+-- a time; its TTL is raised to twice the lease's when it falls below the
+-- lease's, so that most acquisitions leave it alone.
 -- Numbers go to redis.call as strings formatted once with %d: Redis
 -- formats a Lua number argument with printf("%.17g"), which costs more
--- than the command it feeds.
-local function str(n) return string.format('%d', n) end
-local now_s = str(now)
+-- than the command it feeds, and Lua's tostring loses digits.
 
-local function seen(list, id)
-  return list and string.find(' ' .. list .. ' ', ' ' .. id .. ' ', 1, true) ~= nil
-end
-
--- remember the last 8 request ids applied to the lease
-local function remember(list, id)
-  local out, n = id, 1
-  if list then
-    for old in string.gmatch(list, '%S+') do
-      if n == 8 then break end
-      out, n = out .. ' ' .. old, n + 1
-    end
-  end
-  return out
-end
-
--- count, acquired and expires are strings
-local function event(name, token, count, acquired, expires)
-  if maxlen > 0 then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',
-      'event', name, 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,
-      'token', token, 'count', count, 'at', now_s,
-      'acquired_at', acquired, 'expires_at', expires, 'req', req)
-  end
-end
-
--- ms is a number, ms_s the same as a string
-local function extend_index(ms, ms_s)
-  local pt = redis.call('PTTL', KEYS[4])
-  if pt < ms then redis.call('PEXPIRE', KEYS[4], ms_s) end
-end
-
+local owner, req = ARGV[1], ARGV[3]
 local h = redis.call('HMGET', KEYS[1], 'owner', 'count', 'token', 'acquired_at', 'expires_at', 'req')
-if h[1] then
-  if h[1] ~= owner then
-    return {0, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
-  end
-  if seen(h[6], req) then
-    return {3, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
-  end
-  local count = tonumber(h[2]) + 1
-  local expires = math.max(tonumber(h[5]), now + ttl)
-  local count_s, expires_s, left_s = str(count), str(expires), str(expires - now)
-  redis.call('HSET', KEYS[1], 'count', count_s, 'expires_at', expires_s, 'req', remember(h[6], req))
-  redis.call('PEXPIRE', KEYS[1], left_s)
-  extend_index(expires - now, left_s)
-  event('reentered', h[3], count_s, h[4], expires_s)
-  return {2, owner, count, h[3], tonumber(h[4]), expires}
+local held = h[1]
+if held and held ~= owner then
+  return {0, held, h[2], h[3], h[4], h[5]}
 end
 
--- token = max(last + 1, now_us), in one command when the clock is ahead
--- of the last token (always, but for acquisitions within a microsecond
--- or a clock that went back): set the counter to now_us, reading last
-local token = str(now_us)
+local fmt = string.format
+local ttl = tonumber(ARGV[2])
+local maxlen = ARGV[6]
+
+-- raise the owner index's TTL to at least ms (a number)
+local function extend_index(ms)
+  if redis.call('PTTL', KEYS[4]) < ms then
+    redis.call('PEXPIRE', KEYS[4], fmt('%d', 2 * ms))
+  end
+end
+
+if held then
+  -- the owner's own lease: a repeated request id, or a re-entry
+  local list = h[6] or ''
+  local s, e = string.find(list, req, 1, true)
+  while s do
+    if (s == 1 or string.byte(list, s - 1) == 32) and (e == #list or string.byte(list, e + 1) == 32) then
+      return {3, held, h[2], h[3], h[4], h[5]}
+    end
+    s, e = string.find(list, req, s + 1, true)
+  end
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  local count_s = fmt('%d', tonumber(h[2]) + 1)
+  local expires = math.max(tonumber(h[5]), now + ttl)
+  local expires_s, left = fmt('%d', expires), expires - now
+  -- remember the last 8 request ids applied to the lease, newest first
+  local cut, n = 0, 1
+  while n < 8 do
+    cut = string.find(list, ' ', cut + 1, true)
+    if not cut then break end
+    n = n + 1
+  end
+  if cut then list = string.sub(list, 1, cut - 1) end
+  if list ~= '' then list = req .. ' ' .. list else list = req end
+  redis.call('HSET', KEYS[1], 'count', count_s, 'expires_at', expires_s, 'req', list)
+  redis.call('PEXPIRE', KEYS[1], fmt('%d', left))
+  extend_index(left)
+  if maxlen ~= '0' then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
+      'event', 'reentered', 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,
+      'token', h[3], 'count', count_s, 'at', fmt('%d', now),
+      'acquired_at', h[4], 'expires_at', expires_s, 'req', req)
+  end
+  return {2, owner, count_s, h[3], h[4], expires_s}
+end
+
+-- a free resource. token = max(last + 1, now_us), in one command when the
+-- clock is ahead of the last token (always, but for acquisitions within a
+-- microsecond or a clock that went back): set the counter to now_us,
+-- reading last
+local t = redis.call('TIME')
+local now_us = t[1] * 1000000 + t[2]
+local now = math.floor(now_us / 1000)
+local token = fmt('%d', now_us)
 local last = tonumber(redis.call('SET', KEYS[2], token, 'GET') or '0')
 if last >= now_us then
-  token = str(last + 1)
+  token = fmt('%d', last + 1)
   redis.call('SET', KEYS[2], token)
 end
-local expires = now + ttl
-local expires_s = str(expires)
+local now_s, expires_s = fmt('%d', now), fmt('%d', now + ttl)
 redis.call('HSET', KEYS[1], 'owner', owner, 'count', '1', 'token', token,
   'acquired_at', now_s, 'expires_at', expires_s, 'req', req)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('SADD', KEYS[4], ARGV[4] .. '/' .. ARGV[5])
-extend_index(ttl, ARGV[2])
-event('acquired', token, '1', now_s, expires_s)
-return {1, owner, 1, token, now, expires}
+redis.call('SADD', KEYS[4], ARGV[4] .. '/' .. ARGV[5], '')
+extend_index(ttl)
+if maxlen ~= '0' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
+    'event', 'acquired', 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,
+    'token', token, 'count', '1', 'at', now_s,
+    'acquired_at', now_s, 'expires_at', expires_s, 'req', req)
+end
+return {1, owner, 1, token, now_s, expires_s}

@@ -17,30 +17,42 @@
 -- Reply: {status, owner, count_left, token, acquired_at_ms, expires_at_ms}
 --   status 1 released (lease deleted), 2 decremented, 3 repeated request
 --   id (nothing applied, the first reply), 0 held by another owner (the
---   holder's lease), -1 free.
-if redis.replicate_commands then pcall(redis.replicate_commands) end
+--   holder's lease), -1 free. Numbers are integers or decimal strings.
+--
+-- The memo is a string "<token> <acquired_at> <expires_at> <owner>"
+-- written with one SET PX. A release that deletes a lease runs GET HMGET
+-- DEL SREM SET PUBLISH (+ TIME XADD): every redis.call costs, see
+-- acquire.lua.
 
 local owner, req, mode = ARGV[1], ARGV[2], ARGV[6]
-local maxlen = tonumber(ARGV[5])
+local maxlen = ARGV[5]
 
-local memo = redis.call('HMGET', KEYS[4], 'owner', 'token', 'acquired_at', 'expires_at')
-if memo[1] then
-  return {3, memo[1], 0, memo[2], tonumber(memo[3]), tonumber(memo[4])}
+local memo = redis.call('GET', KEYS[4])
+if memo then
+  local token, acq, exp, holder = string.match(memo, '^(%d+) (%d+) (%d+) (.*)$')
+  return {3, holder, 0, token, acq, exp}
 end
 
 local h = redis.call('HMGET', KEYS[1], 'owner', 'count', 'token', 'acquired_at', 'expires_at', 'req')
-if not h[1] then
+local held = h[1]
+if not held then
   redis.call('SREM', KEYS[3], ARGV[3] .. '/' .. ARGV[4])
   return {-1}
 end
-if h[1] ~= owner then
+if held ~= owner then
   redis.call('SREM', KEYS[3], ARGV[3] .. '/' .. ARGV[4])
-  return {0, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
+  return {0, held, h[2], h[3], h[4], h[5]}
 end
-if h[6] and string.find(' ' .. h[6] .. ' ', ' ' .. req .. ' ', 1, true) then
-  return {3, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
+local list = h[6] or ''
+local s, e = string.find(list, req, 1, true)
+while s do
+  if (s == 1 or string.byte(list, s - 1) == 32) and (e == #list or string.byte(list, e + 1) == 32) then
+    return {3, held, h[2], h[3], h[4], h[5]}
+  end
+  s, e = string.find(list, req, s + 1, true)
 end
 
+local fmt = string.format
 local count = tonumber(h[2]) - 1
 local name = 'decremented'
 if mode ~= 'one' or count <= 0 then
@@ -48,37 +60,37 @@ if mode ~= 'one' or count <= 0 then
   name = 'released'
   if mode == 'force' then name = 'forced' end
 end
+local count_s = fmt('%d', count)
 
 if count > 0 then
-  local list, n = req, 1
-  for old in string.gmatch(h[6] or '', '%S+') do
-    if n == 8 then break end
-    list, n = list .. ' ' .. old, n + 1
+  -- remember the last 8 request ids applied to the lease, newest first
+  local cut, n = 0, 1
+  while n < 8 do
+    cut = string.find(list, ' ', cut + 1, true)
+    if not cut then break end
+    n = n + 1
   end
-  redis.call('HSET', KEYS[1], 'count', string.format('%d', count), 'req', list)
+  if cut then list = string.sub(list, 1, cut - 1) end
+  if list ~= '' then list = req .. ' ' .. list else list = req end
+  redis.call('HSET', KEYS[1], 'count', count_s, 'req', list)
 else
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[3], ARGV[3] .. '/' .. ARGV[4])
-  redis.call('HSET', KEYS[4], 'owner', h[1], 'token', h[3], 'acquired_at', h[4], 'expires_at', h[5])
-  redis.call('PEXPIRE', KEYS[4], ARGV[7])
-  local note = tonumber(ARGV[8])
-  if note == 1 then
+  redis.call('SET', KEYS[4], h[3] .. ' ' .. h[4] .. ' ' .. h[5] .. ' ' .. held, 'PX', ARGV[7])
+  local note = ARGV[8]
+  if note == '1' then
     redis.call('PUBLISH', ARGV[9], ARGV[3] .. '/' .. ARGV[4])
-  elseif note == 2 then
+  elseif note == '2' then
     redis.call('SPUBLISH', ARGV[9], ARGV[3] .. '/' .. ARGV[4])
   end
 end
-if maxlen > 0 then
-  -- numbers go to redis.call as strings formatted with %d: Redis formats
-  -- a Lua number argument with printf("%.17g"), which costs more than
-  -- the command it feeds
+if maxlen ~= '0' then
   local t = redis.call('TIME')
-  local now = math.floor((tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000)
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*',
-    'event', name, 'type', ARGV[3], 'id', ARGV[4], 'owner', h[1],
-    'token', h[3], 'count', string.format('%d', count), 'at', string.format('%d', now),
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
+    'event', name, 'type', ARGV[3], 'id', ARGV[4], 'owner', held,
+    'token', h[3], 'count', count_s, 'at', fmt('%d', t[1] * 1000 + math.floor(t[2] / 1000)),
     'acquired_at', h[4], 'expires_at', h[5], 'req', req)
 end
 local status = 2
 if count == 0 then status = 1 end
-return {status, h[1], count, h[3], tonumber(h[4]), tonumber(h[5])}
+return {status, held, count, h[3], h[4], h[5]}

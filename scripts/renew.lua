@@ -14,45 +14,55 @@
 --   status 1 renewed, 3 repeated request id (nothing applied),
 --   0 held by another owner (the holder's lease), -1 free (no lease),
 --   -2 the owner holds a lease with another token (that lease).
-if redis.replicate_commands then pcall(redis.replicate_commands) end
+--   Numbers are integers or decimal strings.
+--
+-- A renewal runs HMGET TIME HSET PEXPIRE PTTL (+ XADD); the owner index's
+-- TTL is raised to twice the lease's when it falls below it (see
+-- acquire.lua).
 
-local owner, ttl, req = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local maxlen = tonumber(ARGV[6])
+local owner, req = ARGV[1], ARGV[3]
 
 local h = redis.call('HMGET', KEYS[1], 'owner', 'count', 'token', 'acquired_at', 'expires_at', 'req')
-if not h[1] then
+local held = h[1]
+if not held then
   return {-1}
 end
-if h[1] ~= owner then
-  return {0, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
+if held ~= owner then
+  return {0, held, h[2], h[3], h[4], h[5]}
 end
 if ARGV[7] ~= '0' and h[3] ~= ARGV[7] then
-  return {-2, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
+  return {-2, held, h[2], h[3], h[4], h[5]}
 end
-if h[6] and string.find(' ' .. h[6] .. ' ', ' ' .. req .. ' ', 1, true) then
-  return {3, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
+local list = h[6] or ''
+local s, e = string.find(list, req, 1, true)
+while s do
+  if (s == 1 or string.byte(list, s - 1) == 32) and (e == #list or string.byte(list, e + 1) == 32) then
+    return {3, held, h[2], h[3], h[4], h[5]}
+  end
+  s, e = string.find(list, req, s + 1, true)
 end
 
+local fmt = string.format
+local ttl = tonumber(ARGV[2])
 local t = redis.call('TIME')
-local now = math.floor((tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000)
-local expires = now + ttl
--- numbers go to redis.call as strings formatted with %d: Redis formats a
--- Lua number argument with printf("%.17g"), which costs more than the
--- command it feeds
-local expires_s = string.format('%d', expires)
-local list = req
-local n = 1
-for old in string.gmatch(h[6] or '', '%S+') do
-  if n == 8 then break end
-  list, n = list .. ' ' .. old, n + 1
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local expires_s = fmt('%d', now + ttl)
+-- remember the last 8 request ids applied to the lease, newest first
+local cut, n = 0, 1
+while n < 8 do
+  cut = string.find(list, ' ', cut + 1, true)
+  if not cut then break end
+  n = n + 1
 end
+if cut then list = string.sub(list, 1, cut - 1) end
+if list ~= '' then list = req .. ' ' .. list else list = req end
 redis.call('HSET', KEYS[1], 'expires_at', expires_s, 'req', list)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if redis.call('PTTL', KEYS[3]) < ttl then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
-if maxlen > 0 then
+if redis.call('PTTL', KEYS[3]) < ttl then redis.call('PEXPIRE', KEYS[3], fmt('%d', 2 * ttl)) end
+if ARGV[6] ~= '0' then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*',
     'event', 'renewed', 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,
-    'token', h[3], 'count', h[2], 'at', string.format('%d', now),
+    'token', h[3], 'count', h[2], 'at', fmt('%d', now),
     'acquired_at', h[4], 'expires_at', expires_s, 'req', req)
 end
-return {1, owner, tonumber(h[2]), h[3], tonumber(h[4]), expires}
+return {1, owner, h[2], h[3], h[4], expires_s}
