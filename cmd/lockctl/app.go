@@ -146,7 +146,7 @@ Every global flag falls back to an environment variable:
 	f.StringVar(&a.g.logFormat, "log-format", "console", "console or json (env LOCKCOORD_LOG_FORMAT)")
 	f.DurationVar(&a.g.timeout, "timeout", defaultTimeout, "time limit of each Redis or Postgres operation (env LOCKCOORD_TIMEOUT)")
 
-	root.AddCommand(a.versionCmd(), a.keyCmd(), a.inspectCmd(), a.listCmd(),
+	root.AddCommand(a.versionCmd(), a.keyCmd(), a.inspectCmd(), a.listCmd(), a.partitionsCmd(),
 		a.acquireCmd(), a.renewCmd(), a.releaseCmd(), a.runCmd(), a.demoCmd(),
 		a.migrateCmd(), a.mirrorCmd(), a.cleanupCmd(), a.diagnosticsCmd())
 	return root

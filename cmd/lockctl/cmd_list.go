@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
@@ -115,6 +116,14 @@ func (a *app) listLeases(ctx context.Context, s *redisstore.Store, typ, owner st
 		}
 	}
 	if cc, ok := s.Client().(*redis.ClusterClient); ok {
+		// ForEachMaster scans the masters at once: one emit at a time
+		var mu sync.Mutex
+		inner := emit
+		emit = func(v leaseView) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return inner(v)
+		}
 		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
 	}
 	return scan(ctx, s.Client())
