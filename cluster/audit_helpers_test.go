@@ -169,3 +169,58 @@ func mirrorMatchesRedis(t testing.TB, client redis.UniversalClient, s *redisstor
 	}
 	return len(redisLeases)
 }
+
+// auditFollower is the audit mirror running (Run) during a fault test.
+type auditFollower struct {
+	m      *pgaudit.Mirror
+	pool   *pgxpool.Pool
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// followAudit starts the mirror of s on a database of the test's own; it
+// retries fast and reclaims entries left pending for a second, so that a
+// failover costs it little.
+func followAudit(t testing.TB, s *redisstore.Store) *auditFollower {
+	t.Helper()
+	a := &auditFollower{pool: auditDB(t), done: make(chan error, 1)}
+	a.m = pgaudit.NewMirror(a.pool, s, pgaudit.WithBlock(50*time.Millisecond), pgaudit.WithClaimIdle(time.Second),
+		pgaudit.WithRetryBackoff(10*time.Millisecond, 200*time.Millisecond), pgaudit.WithTrimInterval(-1),
+		pgaudit.WithCleanupInterval(-1))
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	go func() { a.done <- a.m.Run(ctx) }()
+	t.Cleanup(a.stop)
+	return a
+}
+
+func (a *auditFollower) stop() {
+	if a.cancel != nil {
+		a.cancel()
+		a.cancel = nil
+		<-a.done
+	}
+}
+
+// catchUp waits until the mirror has applied every entry of the streams
+// (none undelivered, none pending), stops it, and returns how long after
+// from that was and the diagnostics then.
+func (a *auditFollower) catchUp(t testing.TB, from time.Time) (time.Duration, pgaudit.Report) {
+	t.Helper()
+	ctx := testCtx(t)
+	for {
+		rep, err := a.m.Diagnose(ctx, pgaudit.DiagnoseOptions{MissingGrace: -1})
+		if err == nil && rep.Lag.Undelivered == 0 && rep.Lag.Pending == 0 {
+			took := time.Since(from)
+			a.stop()
+			return took, rep
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the mirror did not catch up: %+v, %v", rep.Lag, err)
+		case err := <-a.done:
+			t.Fatalf("the mirror stopped: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

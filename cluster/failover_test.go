@@ -27,13 +27,15 @@ func quickSentinel(o *redis.FailoverOptions) {
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 300*time.Millisecond, time.Second, time.Second
 }
 
-// clusterFailover runs a workload over resources in every partition,
-// fails over the master of partition 0 with fault (which returns when the
-// new master is in place), and checks and reports what the workload saw.
+// clusterFailover runs a workload over resources in every partition with
+// the audit mirror following it, fails over the master of partition 0
+// with fault (which returns when the new master is in place), and checks
+// and reports what the workload and the mirror saw.
 func clusterFailover(t *testing.T, fault func(ctx context.Context, master string) error) report {
 	ctx := testCtx(t)
 	cc := clusterClient(t, quickCluster)
 	s := newStore(t, cc)
+	audit := followAudit(t, s)
 	c := coordinator.New(s)
 	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	var rs []coordinator.Resource
@@ -72,6 +74,12 @@ func clusterFailover(t *testing.T, fault func(ctx context.Context, master string
 	rep := w.analyse(t, func(r coordinator.Resource) bool { return hit[r] }, t0, recovered)
 	t.Logf("master %s failed over in %v; %s", victim, recovered.Sub(t0).Round(time.Millisecond), rep)
 	t.Logf("workload errors: %s", w.errorSummary())
+	rep.mirrorLag, rep.mirror = audit.catchUp(t, w.ended)
+	t.Logf("the mirror caught up %v after the workload ended: %d leases held, %d missing from the mirror, %d rows left for cleanup",
+		rep.mirrorLag.Round(time.Millisecond), rep.mirror.LeasesHeld, rep.mirror.MissingCount, rep.mirror.RowsMirrored-rep.mirror.LeasesHeld)
+	if rep.mirror.MissingCount != 0 {
+		t.Errorf("%d leases in Redis missing from the mirror after it caught up", rep.mirror.MissingCount)
+	}
 	if rep.after == 0 {
 		t.Fatalf("no acquisition on the failed-over master's partitions after the failover")
 	}
@@ -92,6 +100,10 @@ func TestClusterManualFailover(t *testing.T) {
 	}
 	if rep.rejected != 0 || rep.overlaps != 0 {
 		t.Errorf("a manual failover lost leases: %d overlapping holds, %d fenced writes refused", rep.overlaps, rep.rejected)
+	}
+	// nothing was lost: the mirror holds exactly what Redis holds
+	if rep.mirror.RowsMirrored != rep.mirror.LeasesHeld {
+		t.Errorf("after a manual failover the mirror has %d rows, Redis %d leases", rep.mirror.RowsMirrored, rep.mirror.LeasesHeld)
 	}
 }
 
@@ -140,6 +152,7 @@ func TestSentinelMasterKilled(t *testing.T) {
 	ctx := testCtx(t)
 	client := sentinelClient(t, quickSentinel)
 	s := newStore(t, client)
+	audit := followAudit(t, s)
 	c := coordinator.New(s)
 	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	rs := resourcePerPartition(s, "project")
@@ -169,6 +182,12 @@ func TestSentinelMasterKilled(t *testing.T) {
 	rep := w.analyse(t, func(coordinator.Resource) bool { return true }, t0, recovered)
 	t.Logf("Sentinel failed over %s -> %s in %v; %s", old, nm, recovered.Sub(t0).Round(time.Millisecond), rep)
 	t.Logf("workload errors: %s", w.errorSummary())
+	took, mrep := audit.catchUp(t, w.ended)
+	t.Logf("the mirror caught up %v after the workload ended: %d leases held, %d missing from the mirror, %d rows left for cleanup",
+		took.Round(time.Millisecond), mrep.LeasesHeld, mrep.MissingCount, mrep.RowsMirrored-mrep.LeasesHeld)
+	if mrep.MissingCount != 0 {
+		t.Errorf("%d leases in Redis missing from the mirror after it caught up", mrep.MissingCount)
+	}
 	if rep.after == 0 {
 		t.Fatal("no acquisition after the failover")
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/pgaudit"
 )
 
 // fencedRegister is a resource protected by fencing tokens, as a storage
@@ -181,6 +182,9 @@ type report struct {
 	otherWindow  time.Duration // the same on the other resources (0 when none)
 	overlaps     int           // acquisitions that overlapped a later one of the same resource
 	rejected     int           // fenced writes refused
+
+	mirrorLag time.Duration  // from the workload's end until the mirror had applied every entry
+	mirror    pgaudit.Report // diagnostics then
 }
 
 func (r report) String() string {
