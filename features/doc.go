@@ -10,4 +10,10 @@
 // sleeping; background work (renewals, waits) is awaited with real-time
 // bounds of a few seconds. The run is strict: an undefined or pending step
 // fails the test.
+//
+// TestFeaturesOnCluster runs the same scenarios on a real Redis Cluster of
+// three masters (internal/testcluster), one after another, flushed
+// between them. Its clock cannot be moved, so the scenarios with a step
+// that makes time pass are skipped there, and "expires N from now" is
+// checked against the machine clock, allowing the time since the request.
 package features
