@@ -132,13 +132,22 @@ func (c *Coordinator) Acquire(ctx context.Context, r Resource, owner string, opt
 	return c.acquire(ctx, req, cc)
 }
 
-// acquire takes the lease, waiting as cc says.
+// acquire takes the lease, waiting as cc says. A waiting acquirer queues
+// behind the coordinator's waiters for the resource without trying first,
+// unless the holder they met is its own owner (a re-entry): it could not
+// get the lease before them but by barging, which would cost them an
+// attempt.
 func (c *Coordinator) acquire(ctx context.Context, req Request, cc callConfig) (Lease, error) {
+	if cc.wait <= 0 {
+		return c.acquireOnce(ctx, req)
+	}
+	if ce, gone := c.hub.behind(req.Resource); ce != nil && (gone || ce.Holder != req.Owner) && c.Held(req.Resource, req.Owner) == 0 {
+		return c.wait(ctx, req, ce, cc.wait, false, hubState{})
+	}
+	snap := c.hub.state()
 	l, err := c.acquireOnce(ctx, req)
-	if cc.wait > 0 {
-		if ce, ok := errors.AsType[*ConflictError](err); ok {
-			l, err = c.wait(ctx, req, ce, cc.wait)
-		}
+	if ce, ok := errors.AsType[*ConflictError](err); ok {
+		l, err = c.wait(ctx, req, ce, cc.wait, true, snap)
 	}
 	return l, err
 }
@@ -207,6 +216,7 @@ func (c *Coordinator) release(ctx context.Context, req Request) (Lease, error) {
 	switch {
 	case err == nil && l.Count == 0:
 		c.forget(k)
+		c.hub.released(req.Resource, req.Owner) // hand over to a waiter here at once
 	case err == nil:
 		c.track(k, -1)
 	case errors.Is(err, ErrNotHeld):

@@ -9,3 +9,13 @@ func SetPollForTest(min, minNotify time.Duration) (restore func()) {
 	pollMin, pollMinNotify = min, minNotify
 	return func() { pollMin, pollMinNotify = a, b }
 }
+
+// WaitersForTest returns how many of c's waiters wait for r.
+func (c *Coordinator) WaitersForTest(r Resource) int {
+	c.hub.mu.Lock()
+	defer c.hub.mu.Unlock()
+	if q := c.hub.queues[r]; q != nil {
+		return len(q.ws)
+	}
+	return 0
+}

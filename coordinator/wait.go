@@ -17,58 +17,88 @@ var (
 	pollMax       = time.Second
 )
 
+const (
+	// subLinger is how long the release subscription outlives its last
+	// waiter: a worker that waits again right after its hold (the usual
+	// loop) finds it open, instead of opening a connection and
+	// subscribing for every wait.
+	subLinger = 250 * time.Millisecond
+	// skipFor bounds how long a local hand-off expects the release's own
+	// notification: one that did not come by then (lost) must not swallow
+	// a later release's.
+	skipFor = time.Second
+)
+
 // wait retries an acquisition refused with ce until it succeeds, d runs
-// out or ctx ends. It wakes on the store's release notifications for the
-// resource and otherwise retries with a jittered backoff bounded by the
-// holder's remaining TTL (read on the worker's clock: a skew between it and
-// Redis only moves a retry, which pollMax bounds anyway).
-func (c *Coordinator) wait(ctx context.Context, req Request, first *ConflictError, d time.Duration) (Lease, error) {
-	ce := first
+// out or ctx ends. The coordinator's waiters for a resource form a queue:
+// a release wakes the head (at once when the release went through this
+// coordinator, else on the store's notification), and only the head
+// retries on a fallback timer, a jittered backoff bounded by the holder's
+// remaining TTL (read on the worker's clock: a skew between it and Redis
+// only moves a retry, which pollMax bounds anyway). Without notifications
+// every waiter polls.
+//
+// tried says whether the caller made an attempt (which met ce) after
+// snap; otherwise ce is what the waiters already queued for the resource
+// met, and the waiter queues behind them without an attempt of its own.
+func (c *Coordinator) wait(ctx context.Context, req Request, ce *ConflictError, d time.Duration, tried bool, snap hubState) (Lease, error) {
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	w, notified := c.hub.join(wctx, req.Resource)
+	w, notified, retry := c.hub.join(wctx, req.Resource, ce, tried, snap)
 	defer c.hub.leave(w)
 	backoff := pollMin
 	if notified {
 		backoff = pollMinNotify
 	}
+	bounded := true // ce's expiry bounds the next retry
 	for {
-		// the lease may have been released before the subscription was
-		// active, and after every wake-up: try at once
-		req.RequestID = c.requestID()
-		l, err := c.acquireOnce(ctx, req)
-		if err == nil {
-			c.m.waited(start, "acquired")
-			return l, nil
-		}
-		next, ok := errors.AsType[*ConflictError](err)
-		if !ok {
-			if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
-				// the context ended during an attempt
-				c.m.waited(start, "cancelled")
-				return Lease{}, errors.Join(ce, cerr)
+		if retry {
+			req.RequestID = c.requestID()
+			l, err := c.acquireOnce(ctx, req)
+			if err == nil {
+				c.m.waited(start, "acquired")
+				return l, nil
 			}
-			c.m.waited(start, "error")
-			return Lease{}, err
+			next, ok := errors.AsType[*ConflictError](err)
+			if !ok {
+				if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
+					// the context ended during an attempt
+					c.m.waited(start, "cancelled")
+					return Lease{}, errors.Join(ce, cerr)
+				}
+				c.m.waited(start, "error")
+				return Lease{}, err
+			}
+			ce, bounded = next, true
+			c.hub.conflict(w, ce)
 		}
-		ce = next
-		delay := backoff/2 + rand.N(backoff/2+1)
-		// the holder's lease ends by then unless renewed: look again
-		if left := time.Until(ce.ExpiresAt) + time.Millisecond; left < delay {
-			delay = max(left, time.Millisecond)
+		retry = true
+		var t *time.Timer
+		var timeout <-chan time.Time
+		if !notified || c.hub.isHead(w) {
+			delay := backoff/2 + rand.N(backoff/2+1)
+			// the holder's lease ends by then unless renewed: look again
+			if left := time.Until(ce.ExpiresAt) + time.Millisecond; bounded && left < delay {
+				delay = max(left, time.Millisecond)
+			}
+			backoff = min(backoff*2, pollMax)
+			t = time.NewTimer(delay)
+			timeout = t.C
 		}
-		backoff = min(backoff*2, pollMax)
-		t := time.NewTimer(delay)
 		select {
 		case <-w.ch:
-		case <-t.C:
+		case <-timeout:
+		case <-w.head:
+			// the waiter before left holding the lease: start polling
+			// behind its holder, whose expiry ce does not know
+			retry, bounded = false, false
 		case <-c.closing:
-			t.Stop()
+			stop(t)
 			c.m.waited(start, "cancelled")
 			return Lease{}, errors.Join(ce, ErrClosed)
 		case <-wctx.Done():
-			t.Stop()
+			stop(t)
 			if err := ctx.Err(); err != nil {
 				c.m.waited(start, "cancelled")
 				return Lease{}, errors.Join(ce, err)
@@ -76,41 +106,106 @@ func (c *Coordinator) wait(ctx context.Context, req Request, first *ConflictErro
 			c.m.waited(start, "timeout")
 			return Lease{}, ce
 		}
+		stop(t)
+	}
+}
+
+func stop(t *time.Timer) {
+	if t != nil {
 		t.Stop()
 	}
 }
 
-// hub shares one release subscription among a coordinator's waiters. The
-// subscription lives while someone waits: it starts with the first waiter
-// and ends with the last. A release wakes one waiter of the resource (the
-// longest waiting), so a hand-off costs one attempt, not one per waiter.
+// hub shares one release subscription among a coordinator's waiters and
+// keeps them in a queue per resource. The subscription starts with the
+// first waiter and ends subLinger after the last left. A release wakes one
+// waiter of the resource (the longest waiting), so a hand-off costs one
+// attempt, not one per waiter; a release through this coordinator wakes
+// it at once, without waiting for the notification, which it then ignores.
 type hub struct {
 	c      *Coordinator
 	mu     sync.Mutex
 	closed bool
-	queues map[Resource][]*waiter
+	queues map[Resource]*queue
 	n      int
+	seq    uint64 // releases seen (notified or local)
+	gen    uint64 // subscriptions started
 	sub    Subscription
 	subEnd chan struct{} // closed when the dispatch goroutine returned
+	linger *time.Timer   // ends the subscription once idle
+	idling chan struct{} // closed when idle has ended a subscription
+}
+
+// queue is the coordinator's waiters for one resource, the longest waiting
+// first.
+type queue struct {
+	ws   []*waiter
+	last *ConflictError // the latest conflict a waiter met
+	gone string         // last's holder released the lease through this coordinator
+	// skip counts notifications to ignore: their release was local and
+	// already woke the head
+	skip   int
+	skipAt time.Time
 }
 
 type waiter struct {
-	r  Resource
-	ch chan struct{} // one pending wake-up
+	r    Resource
+	ch   chan struct{} // one pending wake-up: try now
+	head chan struct{} // became the head of its queue
+}
+
+// hubState is what a waiter needs to know of the hub before its first
+// attempt: whether a release it could have missed came in between.
+type hubState struct {
+	seq, gen uint64
+	active   bool
 }
 
 func newHub(c *Coordinator) *hub {
-	return &hub{c: c, queues: make(map[Resource][]*waiter)}
+	return &hub{c: c, queues: make(map[Resource]*queue)}
 }
 
-// join queues a waiter for r, subscribing first if it is the first. It
-// reports whether release notifications are active.
-func (h *hub) join(ctx context.Context, r Resource) (*waiter, bool) {
-	w := &waiter{r: r, ch: make(chan struct{}, 1)}
+// state returns the hub's state before an attempt.
+func (h *hub) state() hubState {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.queues[r] = append(h.queues[r], w)
+	return hubState{seq: h.seq, gen: h.gen, active: h.sub != nil}
+}
+
+// behind returns the latest conflict met by the waiters queued for r, or
+// nil when none waits, and whether its holder released the lease through
+// this coordinator since.
+func (h *hub) behind(r Resource) (*ConflictError, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if q := h.queues[r]; q != nil && len(q.ws) > 0 {
+		return q.last, q.last != nil && q.gone == q.last.Holder
+	}
+	return nil, false
+}
+
+// join queues a waiter for r that met ce, subscribing first if it is the
+// first. It reports whether release notifications are active, and whether
+// the waiter must try at once: when it is the head of the queue and a
+// release may have gone unseen since its attempt (or it made none).
+func (h *hub) join(ctx context.Context, r Resource, ce *ConflictError, tried bool, snap hubState) (*waiter, bool, bool) {
+	w := &waiter{r: r, ch: make(chan struct{}, 1), head: make(chan struct{}, 1)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	q := h.queues[r]
+	if q == nil {
+		q = &queue{}
+		h.queues[r] = q
+	}
+	q.ws = append(q.ws, w)
+	if ce != nil && tried {
+		q.last, q.gone = ce, ""
+	}
 	h.n++
+	if h.linger != nil {
+		h.linger.Stop()
+		h.linger = nil
+	}
 	if h.sub == nil && !h.closed {
 		if n, ok := h.c.store.(Notifier); ok {
 			sub, err := n.Releases(ctx)
@@ -118,51 +213,114 @@ func (h *hub) join(ctx context.Context, r Resource) (*waiter, bool) {
 				h.c.cfg.log.Warn().Err(err).Msg("release notifications unavailable, waiting by polling")
 			} else {
 				h.sub, h.subEnd = sub, make(chan struct{})
+				h.gen++
 				go h.dispatch(sub, h.subEnd)
 			}
 		}
 	}
-	return w, h.sub != nil
+	notified := h.sub != nil
+	// nothing was released since the attempt, and a release now would be
+	// notified to this queue
+	quiet := tried && notified && snap.active && snap.gen == h.gen && snap.seq == h.seq
+	retry := !notified || (len(q.ws) == 1 && !quiet)
+	return w, notified, retry
 }
 
-// leave removes w; a wake-up it did not use goes to the next waiter. The
-// last waiter to leave ends the subscription.
+// conflict records the conflict w met, for the waiters that join later.
+func (h *hub) conflict(w *waiter, ce *ConflictError) {
+	h.mu.Lock()
+	if q := h.queues[w.r]; q != nil {
+		q.last, q.gone = ce, ""
+	}
+	h.mu.Unlock()
+}
+
+// isHead reports whether w is the first of its queue.
+func (h *hub) isHead(w *waiter) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	q := h.queues[w.r]
+	return q != nil && len(q.ws) > 0 && q.ws[0] == w
+}
+
+// leave removes w; a wake-up it did not use goes to the next waiter, and a
+// new head is told so. The last waiter to leave schedules the end of the
+// subscription.
 func (h *hub) leave(w *waiter) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	q := h.queues[w.r]
-	for i, x := range q {
+	if q == nil {
+		return
+	}
+	wasHead := len(q.ws) > 0 && q.ws[0] == w
+	for i, x := range q.ws {
 		if x == w {
-			q = append(q[:i:i], q[i+1:]...)
+			q.ws = append(q.ws[:i:i], q.ws[i+1:]...)
 			break
 		}
 	}
-	if len(q) == 0 {
+	if len(q.ws) == 0 {
 		delete(h.queues, w.r)
 	} else {
-		h.queues[w.r] = q
 		select {
 		case <-w.ch:
-			wake(q[0])
+			wake(q.ws[0])
 		default:
+			if wasHead {
+				signal(q.ws[0].head)
+			}
 		}
 	}
 	h.n--
-	var sub Subscription
-	var end chan struct{}
-	if h.n == 0 && h.sub != nil {
-		sub, end, h.sub, h.subEnd = h.sub, h.subEnd, nil, nil
-	}
-	h.mu.Unlock()
-	if sub != nil {
-		_ = sub.Close()
-		<-end
+	if h.n == 0 && h.sub != nil && h.linger == nil {
+		gen := h.gen
+		h.linger = time.AfterFunc(subLinger, func() { h.idle(gen) })
 	}
 }
 
-func wake(w *waiter) {
+// idle ends subscription gen if nobody waits.
+func (h *hub) idle(gen uint64) {
+	h.mu.Lock()
+	if h.n != 0 || h.sub == nil || h.gen != gen {
+		h.mu.Unlock()
+		return
+	}
+	sub, end := h.sub, h.subEnd
+	h.sub, h.subEnd, h.linger = nil, nil, nil
+	done := make(chan struct{})
+	h.idling = done
+	h.mu.Unlock()
+	_ = sub.Close()
+	<-end
+	close(done)
+}
+
+func wake(w *waiter) { signal(w.ch) }
+
+func signal(ch chan struct{}) {
 	select {
-	case w.ch <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
+	}
+}
+
+// released hands r over to the head of its queue at once, after owner's
+// release through this coordinator deleted the lease; the release's
+// notification, when it comes, is ignored.
+func (h *hub) released(r Resource, owner string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seq++
+	q := h.queues[r]
+	if q == nil || len(q.ws) == 0 {
+		return
+	}
+	q.gone = owner
+	wake(q.ws[0])
+	if h.sub != nil {
+		q.skip++
+		q.skipAt = time.Now()
 	}
 }
 
@@ -170,8 +328,15 @@ func (h *hub) dispatch(sub Subscription, end chan struct{}) {
 	defer close(end)
 	for r := range sub.Released() {
 		h.mu.Lock()
-		if q := h.queues[r]; len(q) > 0 {
-			wake(q[0])
+		h.seq++
+		if q := h.queues[r]; q != nil && len(q.ws) > 0 {
+			switch {
+			case q.skip > 0 && time.Since(q.skipAt) < skipFor:
+				q.skip--
+			default:
+				q.skip = 0
+				wake(q.ws[0])
+			}
 		}
 		h.mu.Unlock()
 	}
@@ -184,9 +349,17 @@ func (h *hub) close() {
 	h.closed = true
 	sub, end := h.sub, h.subEnd
 	h.sub, h.subEnd = nil, nil
+	if h.linger != nil {
+		h.linger.Stop()
+		h.linger = nil
+	}
+	idling := h.idling
 	h.mu.Unlock()
 	if sub != nil {
 		_ = sub.Close()
 		<-end
+	}
+	if idling != nil {
+		<-idling // a subscription idle was ending
 	}
 }

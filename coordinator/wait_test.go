@@ -232,3 +232,121 @@ func TestSixteenWaiters(t *testing.T) {
 		}
 	}
 }
+
+// silentNotifier subscribes but never delivers a notification: only a
+// local hand-off (or polling) can wake a waiter.
+type silentNotifier struct{}
+
+func (silentNotifier) Releases(context.Context) (coordinator.Subscription, error) {
+	return &silentSub{ch: make(chan coordinator.Resource)}, nil
+}
+
+type silentSub struct {
+	once sync.Once
+	ch   chan coordinator.Resource
+}
+
+func (s *silentSub) Released() <-chan coordinator.Resource { return s.ch }
+func (s *silentSub) Close() error                          { s.once.Do(func() { close(s.ch) }); return nil }
+
+// TestWaitLocalHandoff: a release through the waiter's own coordinator
+// hands the lease over at once, without the notification; a second
+// waiter queues behind the first without an attempt of its own, and each
+// hand-off costs one attempt.
+func TestWaitLocalHandoff(t *testing.T) {
+	defer coordinator.SetPollForTest(time.Minute, time.Minute)()
+	e := newMiniEnv(t)
+	ctx := testCtx(t)
+	cs := &countingStore{Store: e.store}
+	c := coordinator.New(notifyingStore{cs, silentNotifier{}})
+	defer c.Close(ctx)
+	r := coordinator.Plan("local")
+	if _, err := c.Acquire(ctx, r, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		l   coordinator.Lease
+		err error
+	}
+	waitFor := func(owner string) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			l, err := c.Acquire(ctx, r, owner, coordinator.Wait(time.Minute))
+			ch <- result{l, err}
+		}()
+		return ch
+	}
+	a := waitFor("a")
+	// the first attempt, and the retry once subscribed
+	waitUntil(t, "a to wait", func() bool { return c.WaitersForTest(r) == 1 && cs.acquires.Load() == 3 })
+	b := waitFor("b")
+	waitUntil(t, "b to queue", func() bool { return c.WaitersForTest(r) == 2 })
+	if n := cs.acquires.Load(); n != 3 {
+		t.Fatalf("%d attempts once b queued, want 3: b queues behind a without trying", n)
+	}
+	if _, err := c.Release(ctx, r, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	ra := <-a
+	if ra.err != nil || ra.l.Owner != "a" {
+		t.Fatalf("a: %+v, %v", ra.l, ra.err)
+	}
+	// a's acquisition was the only attempt: b, not the head, stayed put
+	if n := cs.acquires.Load(); n != 4 {
+		t.Fatalf("%d attempts after the first hand-off, want 4", n)
+	}
+	// a holder that waits again queues behind b
+	c2 := waitFor("holder")
+	waitUntil(t, "the holder to queue", func() bool { return c.WaitersForTest(r) == 2 })
+	if _, err := c.Release(ctx, r, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if rb := <-b; rb.err != nil || rb.l.Owner != "b" {
+		t.Fatalf("b: %+v, %v", rb.l, rb.err)
+	}
+	if _, err := c.Release(ctx, r, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if rh := <-c2; rh.err != nil || rh.l.Owner != "holder" {
+		t.Fatalf("holder: %+v, %v", rh.l, rh.err)
+	}
+	if n := cs.acquires.Load(); n != 6 {
+		t.Errorf("%d attempts in all, want 6: one per hand-off", n)
+	}
+}
+
+// TestWaitReentryDoesNotQueue: the holder acquiring again with Wait
+// re-enters at once, though others queue for the resource.
+func TestWaitReentryDoesNotQueue(t *testing.T) {
+	defer coordinator.SetPollForTest(time.Minute, time.Minute)()
+	e := newMiniEnv(t)
+	ctx := testCtx(t)
+	r := coordinator.Plan("reenter")
+	if _, err := e.c.Acquire(ctx, r, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := e.c.Acquire(ctx, r, "waiter", coordinator.Wait(time.Minute))
+		errc <- err
+	}()
+	waitUntil(t, "the waiter to queue", func() bool { return e.c.WaitersForTest(r) == 1 })
+	l, err := e.c.Acquire(ctx, r, "holder", coordinator.Wait(time.Minute))
+	if err != nil || l.Count != 2 {
+		t.Fatalf("re-entry while a waiter queues: %+v, %v", l, err)
+	}
+	// the same owner through another coordinator (another process)
+	other := coordinator.New(e.store)
+	defer other.Close(ctx)
+	if l, err := other.Acquire(ctx, r, "holder", coordinator.Wait(time.Minute)); err != nil || l.Count != 3 {
+		t.Fatalf("re-entry through another coordinator: %+v, %v", l, err)
+	}
+	for range 3 {
+		if _, err := e.c.Release(ctx, r, "holder"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+}
