@@ -350,3 +350,111 @@ func TestWaitReentryDoesNotQueue(t *testing.T) {
 		t.Fatalf("waiter: %v", err)
 	}
 }
+
+// recordingNotifier is a silentNotifier that counts its open
+// subscriptions.
+type recordingNotifier struct{ open atomic.Int32 }
+
+func (n *recordingNotifier) Releases(context.Context) (coordinator.Subscription, error) {
+	n.open.Add(1)
+	return &recordingSub{silentSub: silentSub{ch: make(chan coordinator.Resource)}, n: n}, nil
+}
+
+type recordingSub struct {
+	silentSub
+	n *recordingNotifier
+}
+
+func (s *recordingSub) Close() error {
+	s.once.Do(func() { close(s.ch); s.n.open.Add(-1) })
+	return nil
+}
+
+// TestWaitHeadFirst: the head of a queue polls and gets the lease first,
+// the next waiter after the head's release; the subscription ends a little
+// after the last waiter left.
+func TestWaitHeadFirst(t *testing.T) {
+	defer coordinator.SetPollForTest(time.Minute, 5*time.Millisecond)()
+	e := newMiniEnv(t)
+	ctx := testCtx(t)
+	n := &recordingNotifier{}
+	c := coordinator.New(notifyingStore{&countingStore{Store: e.store}, n})
+	defer c.Close(ctx)
+	r := coordinator.Plan("promote")
+	if _, err := e.c.Acquire(ctx, r, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	head := make(chan error, 1)
+	go func() {
+		_, err := c.Acquire(ctx, r, "head", coordinator.Wait(time.Minute))
+		head <- err
+	}()
+	waitUntil(t, "the head to queue", func() bool { return c.WaitersForTest(r) == 1 })
+	next := make(chan error, 1)
+	go func() {
+		_, err := c.Acquire(ctx, r, "next", coordinator.Wait(time.Minute))
+		next <- err
+	}()
+	waitUntil(t, "the next to queue", func() bool { return c.WaitersForTest(r) == 2 })
+	// a release the notifier does not announce: the head finds it by
+	// polling, and the next waiter, promoted, after the head's release
+	if _, err := e.c.Release(ctx, r, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	// one of them gets the lease by polling; the other, promoted if it
+	// was not the head, gets it after the first releases
+	var first error
+	select {
+	case first = <-head:
+		if first == nil {
+			if _, err := c.Release(ctx, r, "head"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := <-next; err != nil {
+			t.Fatalf("next: %v", err)
+		}
+	case first = <-next:
+		t.Fatalf("the second waiter got the lease before the head: %v", first)
+	}
+	if first != nil {
+		t.Fatalf("head: %v", first)
+	}
+	waitUntil(t, "the subscription to end", func() bool { return n.open.Load() == 0 })
+}
+
+// TestWaitHeadGivesUp: the next waiter polls once the head gave up.
+func TestWaitHeadGivesUp(t *testing.T) {
+	defer coordinator.SetPollForTest(time.Minute, 5*time.Millisecond)()
+	e := newMiniEnv(t)
+	ctx := testCtx(t)
+	c := coordinator.New(notifyingStore{&countingStore{Store: e.store}, silentNotifier{}})
+	defer c.Close(ctx)
+	r := coordinator.Plan("giveup")
+	if _, err := e.c.Acquire(ctx, r, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	head := make(chan error, 1)
+	go func() {
+		_, err := c.Acquire(hctx, r, "head", coordinator.Wait(time.Minute))
+		head <- err
+	}()
+	waitUntil(t, "the head to queue", func() bool { return c.WaitersForTest(r) == 1 })
+	next := make(chan error, 1)
+	go func() {
+		_, err := c.Acquire(ctx, r, "next", coordinator.Wait(time.Minute))
+		next <- err
+	}()
+	waitUntil(t, "the next to queue", func() bool { return c.WaitersForTest(r) == 2 })
+	cancel()
+	if err := <-head; !errors.Is(err, context.Canceled) {
+		t.Fatalf("head: %v", err)
+	}
+	if _, err := e.c.Release(ctx, r, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-next; err != nil {
+		t.Fatalf("next, promoted, did not poll: %v", err)
+	}
+}
