@@ -95,9 +95,6 @@ func TestClusterManualFailover(t *testing.T) {
 		_, err := cl.Failover(ctx, master)
 		return err
 	})
-	if rep.window > 5*time.Second {
-		t.Errorf("unavailability window %v on a manual failover", rep.window)
-	}
 	if rep.rejected != 0 || rep.overlaps != 0 {
 		t.Errorf("a manual failover lost leases: %d overlapping holds, %d fenced writes refused", rep.overlaps, rep.rejected)
 	}
@@ -117,7 +114,7 @@ func TestClusterMasterKilled(t *testing.T) {
 		t.Skip("kills a master and waits out cluster-node-timeout")
 	}
 	cl := env.NeedCluster(t)
-	rep := clusterFailover(t, func(ctx context.Context, master string) error {
+	clusterFailover(t, func(ctx context.Context, master string) error {
 		ms, err := cl.Masters(ctx)
 		if err != nil {
 			return err
@@ -138,9 +135,6 @@ func TestClusterMasterKilled(t *testing.T) {
 		_, err = cl.WaitPromoted(ctx, master, slots)
 		return err
 	})
-	if rep.window > 20*time.Second {
-		t.Errorf("unavailability window %v", rep.window)
-	}
 }
 
 // TestSentinelMasterKilled: the Sentinel-managed master is killed under
@@ -190,8 +184,5 @@ func TestSentinelMasterKilled(t *testing.T) {
 	}
 	if rep.after == 0 {
 		t.Fatal("no acquisition after the failover")
-	}
-	if rep.window > 20*time.Second {
-		t.Errorf("unavailability window %v", rep.window)
 	}
 }

@@ -31,7 +31,10 @@ func TestFailoverToLaggingReplica(t *testing.T) {
 	ctx := testCtx(t)
 	client := sentinelClient(t, quickSentinel)
 	plain := newStore(t, client)
-	acked := redisstore.New(client, redisstore.WithPrefix(plain.Prefix()), redisstore.WithReplicaAck(1, 100*time.Millisecond))
+	// a generous timeout while the replica is connected (a loaded machine
+	// may take a while to acknowledge), a short one once it is cut off
+	acked := redisstore.New(client, redisstore.WithPrefix(plain.Prefix()), redisstore.WithReplicaAck(1, 10*time.Second))
+	cutOff := redisstore.New(client, redisstore.WithPrefix(plain.Prefix()), redisstore.WithReplicaAck(1, 100*time.Millisecond))
 	id := 0
 	next := func() string { id++; return "req" + strconv.Itoa(id) }
 
@@ -76,7 +79,7 @@ func TestFailoverToLaggingReplica(t *testing.T) {
 		lostTokens[r] = need(t)(plain.Acquire(ctx, request(r, "w1", next()))).Token
 	}
 	unacked := coordinator.Plan("unacked")
-	_, ackErr := acked.Acquire(ctx, request(unacked, "w1", next()))
+	_, ackErr := cutOff.Acquire(ctx, request(unacked, "w1", next()))
 	if !errors.Is(ackErr, redisstore.ErrReplicaAck) {
 		t.Fatalf("Acquire with WithReplicaAck while the replica is cut off = %v, want ErrReplicaAck", ackErr)
 	}
