@@ -30,6 +30,7 @@ type world struct {
 	prefix string
 	rec    *history.Recorder
 	admin  *redis.Client // direct, for checks
+	stalls *stallMonitor // the test process's own stalls
 	cfg    worldConfig
 	wipeMu sync.Mutex
 }
@@ -53,7 +54,7 @@ func randomHex(n int) string {
 
 func newWorld(t *testing.T, cfg worldConfig) *world {
 	t.Helper()
-	w := &world{t: t, cfg: cfg, prefix: "chaos-" + randomHex(4)}
+	w := &world{t: t, cfg: cfg, prefix: "chaos-" + randomHex(4), stalls: newStallMonitor(t)}
 	w.srv = testredis.Start(t, cfg.serverArgs...)
 	if cfg.proxy {
 		w.proxy = testredis.NewProxy(t, w.srv.Addr)

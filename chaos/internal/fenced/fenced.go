@@ -104,6 +104,19 @@ type Tracker struct {
 	// loss.
 	overlaps, live int
 	liveDetail     []string
+	liveEvents     []Overlap
+}
+
+// Overlap is a hold that entered the resource while another hold, not
+// told of a loss, was inside.
+type Overlap struct {
+	Hold         int64
+	Holder       string
+	Token        uint64
+	Inside       int64 // the hold inside
+	InsideHolder string
+	InsideToken  uint64
+	At           time.Time // when Hold entered
 }
 
 // NewTracker returns a tracker of the register name of store.
@@ -120,6 +133,8 @@ func (t *Tracker) Enter(ctx context.Context, hold int64, holder string, token ui
 		t.overlaps++
 		if s.ctx.Err() == nil {
 			t.live++
+			t.liveEvents = append(t.liveEvents, Overlap{Hold: hold, Holder: holder, Token: token,
+				Inside: id, InsideHolder: s.holder, InsideToken: s.token, At: time.Now()})
 			t.liveDetail = append(t.liveDetail, fmt.Sprintf("hold %d (%s, token %d) entered while hold %d (%s, token %d) was inside, not told of a loss",
 				hold, holder, token, id, s.holder, s.token))
 		}
@@ -177,13 +192,18 @@ type Stats struct {
 	// (no newer holder had written yet: fencing lets them through).
 	AcceptedTold int
 	Details      []string
+	// LiveOverlapEvents are the live overlaps, UntoldRejections the
+	// writes counted in RejectedUntold, for a closer look.
+	LiveOverlapEvents []Overlap
+	UntoldRejections  []Write
 }
 
 // Stats checks the recorded writes.
 func (t *Tracker) Stats() Stats {
 	t.mu.Lock()
 	writes := append([]Write(nil), t.writes...)
-	st := Stats{Overlaps: t.overlaps, LiveOverlaps: t.live, Details: append([]string(nil), t.liveDetail...)}
+	st := Stats{Overlaps: t.overlaps, LiveOverlaps: t.live, Details: append([]string(nil), t.liveDetail...),
+		LiveOverlapEvents: append([]Overlap(nil), t.liveEvents...)}
 	t.mu.Unlock()
 	st.Writes = len(writes)
 	var accepted []Write
@@ -208,6 +228,7 @@ func (t *Tracker) Stats() Stats {
 			st.Rejected++
 			if !w.Told {
 				st.RejectedUntold++
+				st.UntoldRejections = append(st.UntoldRejections, w)
 				st.Details = append(st.Details, fmt.Sprintf("write of hold %d (%s, token %d) rejected, its holder not told of a loss", w.Hold, w.Holder, w.Token))
 			}
 		}
@@ -248,5 +269,7 @@ func (s Stats) Add(o Stats) Stats {
 	s.RejectedReentrant += o.RejectedReentrant
 	s.AcceptedTold += o.AcceptedTold
 	s.Details = append(s.Details, o.Details...)
+	s.LiveOverlapEvents = append(s.LiveOverlapEvents, o.LiveOverlapEvents...)
+	s.UntoldRejections = append(s.UntoldRejections, o.UntoldRejections...)
 	return s
 }
