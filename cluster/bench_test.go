@@ -19,7 +19,7 @@ import (
 // conflicts), on a single redis-server, on the 3-master Cluster, and on
 // the Sentinel-managed master, with and without WithReplicaAck(1, 1s).
 // One op is one pair: two scripts, and with WithReplicaAck one WAIT.
-// docs/reliability.md has figures.
+// docs/operations.md (Redis Cluster and Sentinel) has figures.
 //
 //	go test -run '^$' -bench Throughput -benchtime 3s ./cluster/
 func BenchmarkThroughput(b *testing.B) {
