@@ -168,3 +168,74 @@ func TestWaitHandOffOnCluster(t *testing.T) {
 	median := handoffs[len(handoffs)/2]
 	t.Logf("hand-off after release on Cluster: median %v, max %v over %d partitions", median, handoffs[len(handoffs)-1], len(handoffs))
 }
+
+// TestReleasesFollowAFailover: a release subscription survives a
+// failover of the master of a partition's slot (Redis ends the sharded
+// subscription when the slot moves; the store subscribes again where it
+// is), and a waiter on that partition is still woken.
+func TestReleasesFollowAFailover(t *testing.T) {
+	cl := env.NeedCluster(t)
+	ctx := testCtx(t)
+	cc := clusterClient(t, quickCluster)
+	s := newStore(t, cc)
+	sub, err := s.Releases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := sub.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
+	r := resourcePerPartition(s, "plan")[0]
+	slot, err := cc.ClusterKeySlot(ctx, s.Key(r)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim, err := cl.MasterOf(ctx, int(slot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	promoted, err := cl.Failover(ctx, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// releases until one is notified: those sent while the subscription
+	// moves may be lost, which waiters cover by polling
+	start, tries := time.Now(), 0
+	for notified := false; !notified; {
+		tries++
+		if _, err := s.Acquire(ctx, request(r, "w1", fmt.Sprint("a", tries))); err != nil {
+			t.Fatalf("Acquire after the failover: %v", err)
+		}
+		if _, err := s.Release(ctx, request(r, "w1", fmt.Sprint("r", tries))); err != nil {
+			t.Fatalf("Release after the failover: %v", err)
+		}
+		select {
+		case got := <-sub.Released():
+			notified = got == r
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatalf("no release notification of %s after %s took over from %s (%d releases)", r, promoted, victim, tries)
+		}
+	}
+	t.Logf("%s took over slot %d from %s; release %d was notified, %v after the failover",
+		promoted, slot, victim, tries, time.Since(start).Round(time.Millisecond))
+
+	holder, waiter := coordinator.New(s), coordinator.New(s)
+	t.Cleanup(func() {
+		_ = holder.Close(context.Background())
+		_ = waiter.Close(context.Background())
+	})
+	need(t)(holder.Acquire(ctx, r, "holder"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := waiter.Acquire(ctx, r, "waiter", coordinator.Wait(20*time.Second))
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the waiter is waiting
+	need(t)(holder.Release(ctx, r, "holder"))
+	if err := <-done; err != nil {
+		t.Fatalf("waiter after the failover: %v", err)
+	}
+}

@@ -385,8 +385,9 @@ func (c *Cluster) Rejoin(ctx context.Context, nd *Node) error {
 }
 
 // WaitHealthy waits until every running node reports cluster_state:ok,
-// all agree on which masters serve the 16384 slots, and every replica's
-// link to its master is up.
+// all agree on which masters serve the 16384 slots, every running node
+// that serves no slot is a replica, and every replica's link to its
+// master is up.
 func (c *Cluster) WaitHealthy(ctx context.Context) error {
 	var last error
 	for {
@@ -421,6 +422,12 @@ func (c *Cluster) healthy(ctx context.Context) error {
 		for _, n := range top {
 			if n.Failed && c.running(n.Addr) {
 				return fmt.Errorf("%s sees %s as failed", nd.Addr, n.Addr)
+			}
+			// redis-cli --cluster create makes the replicas replicate
+			// after the slots are served: until then they are masters
+			// without slots
+			if n.Master && len(n.Slots) == 0 && c.running(n.Addr) {
+				return fmt.Errorf("%s sees %s as a master without slots, not yet a replica", nd.Addr, n.Addr)
 			}
 			if n.Master && len(n.Slots) > 0 {
 				for _, r := range n.Slots {
