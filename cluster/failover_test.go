@@ -150,6 +150,16 @@ func TestSentinelMasterKilled(t *testing.T) {
 	c := coordinator.New(s)
 	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	rs := resourcePerPartition(s, "project")
+	// a release subscription made before the failover
+	sub, err := s.Releases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := sub.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
 
 	old, err := sg.MasterAddr(ctx)
 	if err != nil {
@@ -182,6 +192,9 @@ func TestSentinelMasterKilled(t *testing.T) {
 	if mrep.MissingCount != 0 {
 		t.Errorf("%d leases in Redis missing from the mirror after it caught up", mrep.MissingCount)
 	}
+	// the subscription follows the failover client to the new master
+	tries, took := awaitNotified(t, s, sub, coordinator.Plan("notified"))
+	t.Logf("release %d after the failover was notified (%v)", tries, took.Round(time.Millisecond))
 	if rep.after == 0 {
 		t.Fatal("no acquisition after the failover")
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/redisstore"
 )
 
 // TestEveryOperationOnCluster runs every store and coordinator operation
@@ -200,27 +201,9 @@ func TestReleasesFollowAFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// releases until one is notified: those sent while the subscription
-	// moves may be lost, which waiters cover by polling
-	start, tries := time.Now(), 0
-	for notified := false; !notified; {
-		tries++
-		if _, err := s.Acquire(ctx, request(r, "w1", fmt.Sprint("a", tries))); err != nil {
-			t.Fatalf("Acquire after the failover: %v", err)
-		}
-		if _, err := s.Release(ctx, request(r, "w1", fmt.Sprint("r", tries))); err != nil {
-			t.Fatalf("Release after the failover: %v", err)
-		}
-		select {
-		case got := <-sub.Released():
-			notified = got == r
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
-			t.Fatalf("no release notification of %s after %s took over from %s (%d releases)", r, promoted, victim, tries)
-		}
-	}
+	tries, took := awaitNotified(t, s, sub, r)
 	t.Logf("%s took over slot %d from %s; release %d was notified, %v after the failover",
-		promoted, slot, victim, tries, time.Since(start).Round(time.Millisecond))
+		promoted, slot, victim, tries, took.Round(time.Millisecond))
 
 	holder, waiter := coordinator.New(s), coordinator.New(s)
 	t.Cleanup(func() {
@@ -237,5 +220,38 @@ func TestReleasesFollowAFailover(t *testing.T) {
 	need(t)(holder.Release(ctx, r, "holder"))
 	if err := <-done; err != nil {
 		t.Fatalf("waiter after the failover: %v", err)
+	}
+}
+
+// awaitNotified acquires and releases r until sub delivers its release
+// notification (those sent while a subscription moves to a new master
+// may be lost, which waiters cover by polling), and returns how many
+// releases and how long that took. Other notifications are drained.
+func awaitNotified(t *testing.T, s *redisstore.Store, sub coordinator.Subscription, r coordinator.Resource) (int, time.Duration) {
+	t.Helper()
+	ctx := testCtx(t)
+	start, tries := time.Now(), 0
+	for {
+		tries++
+		if _, err := s.Acquire(ctx, request(r, "notified", fmt.Sprint("a", tries))); err != nil {
+			t.Fatalf("Acquire %s after the failover: %v", r, err)
+		}
+		if _, err := s.Release(ctx, request(r, "notified", fmt.Sprint("r", tries))); err != nil {
+			t.Fatalf("Release %s after the failover: %v", r, err)
+		}
+		timeout := time.After(200 * time.Millisecond)
+	drain:
+		for {
+			select {
+			case got := <-sub.Released():
+				if got == r {
+					return tries, time.Since(start)
+				}
+			case <-timeout:
+				break drain
+			case <-ctx.Done():
+				t.Fatalf("no release notification of %s after the failover (%d releases)", r, tries)
+			}
+		}
 	}
 }
