@@ -21,6 +21,7 @@ type Coordinator struct {
 
 	reqPrefix string
 	reqSeq    atomic.Uint64
+	id        string // the coordinator's waiter id (Request.Waiter)
 
 	m   *metrics
 	hub *hub
@@ -57,7 +58,8 @@ func New(store Store, opts ...Option) *Coordinator {
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	c.reqPrefix = hex.EncodeToString(b[:]) + "-"
+	c.id = hex.EncodeToString(b[:])
+	c.reqPrefix = c.id + "-"
 	return c
 }
 
@@ -145,6 +147,10 @@ func (c *Coordinator) acquire(ctx context.Context, req Request, cc callConfig) (
 		return c.wait(ctx, req, ce, cc.wait, false, hubState{})
 	}
 	snap := c.hub.state()
+	if c.hub.qn != nil {
+		// a refusal queues this coordinator for the resource at once
+		req.Waiter, req.StayQueued = c.id, c.hub.count(req.Resource) > 0
+	}
 	l, err := c.acquireOnce(ctx, req)
 	if ce, ok := errors.AsType[*ConflictError](err); ok {
 		l, err = c.wait(ctx, req, ce, cc.wait, true, snap)
@@ -210,6 +216,9 @@ func (c *Coordinator) Release(ctx context.Context, r Resource, owner string) (Le
 
 func (c *Coordinator) release(ctx context.Context, req Request) (Lease, error) {
 	k := holdKey{req.Resource, req.Owner}
+	if c.hub.handsOver(req.Resource) {
+		req.Waiter = c.id // a deleted lease goes to the waiters here
+	}
 	start := time.Now()
 	l, err := c.store.Release(ctx, req)
 	c.m.observe(opRelease, start, err)

@@ -42,6 +42,16 @@ type Request struct {
 	// fencing token: a keep-alive must not extend a later lease of the
 	// same owner, or its holder would never learn that its own was lost.
 	Token uint64
+	// Waiter is set by a coordinator whose store is a QueueNotifier, to
+	// its id. On Acquire it says the acquisition waits: one refused queues
+	// the waiter for the resource (keeping its place when queued), one
+	// that succeeds leaves the queue, or goes to its end when StayQueued
+	// (more waiters of the coordinator wait for the resource). On Release
+	// it says waiters of the coordinator wait for the resource: a release
+	// that deletes the lease hands it to them if the waiter is queued,
+	// and notifies nobody else.
+	Waiter     string
+	StayQueued bool
 }
 
 // Notifier is implemented by stores that announce releases, so that
@@ -51,6 +61,19 @@ type Notifier interface {
 	// Releases subscribes to the release notifications of every
 	// partition; the subscription is active when Releases returns.
 	Releases(ctx context.Context) (Subscription, error)
+}
+
+// QueueNotifier is a Notifier that keeps, per resource, a queue of the
+// coordinators waiting for it (Request.Waiter) and addresses each
+// release's notification to the first of them, so that a release wakes
+// one waiting process, not every process with a waiter.
+type QueueNotifier interface {
+	Notifier
+	// ReleasesFor subscribes like Releases, but delivers only the releases
+	// addressed to waiter or to nobody in particular.
+	ReleasesFor(ctx context.Context, waiter string) (Subscription, error)
+	// Unqueue removes waiter from r's queue: its last waiter gave up.
+	Unqueue(ctx context.Context, r Resource, waiter string) error
 }
 
 // Subscription delivers released resources until Close.

@@ -11,9 +11,12 @@ import (
 // Fallback retry delays of a waiting acquirer. With release notifications
 // the fallback only has to notice a holder that died (its lease expires
 // without a release), so it starts slower.
+// Queued in the store (a QueueNotifier), a waiter is told of the release
+// meant for it, so the fallback only covers a lost notification.
 var (
 	pollMin       = 10 * time.Millisecond
 	pollMinNotify = 100 * time.Millisecond
+	pollMinQueued = 500 * time.Millisecond
 	pollMax       = time.Second
 )
 
@@ -27,6 +30,9 @@ const (
 	// notification: one that did not come by then (lost) must not swallow
 	// a later release's.
 	skipFor = time.Second
+	// unqueueTimeout bounds the call that takes a coordinator out of a
+	// store's waiter queue.
+	unqueueTimeout = time.Second
 )
 
 // wait retries an acquisition refused with ce until it succeeds, d runs
@@ -46,17 +52,36 @@ func (c *Coordinator) wait(ctx context.Context, req Request, ce *ConflictError, 
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	w, notified, retry := c.hub.join(wctx, req.Resource, ce, tried, snap)
-	defer c.hub.leave(w)
+	queued := notified && c.hub.qn != nil // this coordinator queues in the store
+	stays := queued                       // and stays queued when w leaves
+	defer func() {
+		if c.hub.leave(w) && stays {
+			// the last waiter here for the resource leaves without the
+			// lease: a release must not pick this coordinator
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unqueueTimeout)
+			defer cancel()
+			if err := c.hub.qn.Unqueue(uctx, req.Resource, c.id); err != nil {
+				c.cfg.log.Warn().Err(err).Msg("leaving the waiter queue failed")
+			}
+		}
+	}()
 	backoff := pollMin
-	if notified {
+	switch {
+	case queued:
+		backoff = max(pollMinNotify, min(pollMinQueued, pollMax))
+	case notified:
 		backoff = pollMinNotify
 	}
 	bounded := true // ce's expiry bounds the next retry
 	for {
 		if retry {
 			req.RequestID = c.requestID()
+			if queued {
+				req.Waiter, req.StayQueued = c.id, c.hub.others(w)
+			}
 			l, err := c.acquireOnce(ctx, req)
 			if err == nil {
+				stays = req.StayQueued
 				c.m.waited(start, "acquired")
 				return l, nil
 			}
@@ -124,6 +149,7 @@ func stop(t *time.Timer) {
 // it at once, without waiting for the notification, which it then ignores.
 type hub struct {
 	c      *Coordinator
+	qn     QueueNotifier // the store, when it queues waiters; else nil
 	mu     sync.Mutex
 	closed bool
 	queues map[Resource]*queue
@@ -162,7 +188,39 @@ type hubState struct {
 }
 
 func newHub(c *Coordinator) *hub {
-	return &hub{c: c, queues: make(map[Resource]*queue)}
+	h := &hub{c: c, queues: make(map[Resource]*queue)}
+	h.qn, _ = c.store.(QueueNotifier)
+	return h
+}
+
+// count returns how many waiters wait for r.
+func (h *hub) count(r Resource) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if q := h.queues[r]; q != nil {
+		return len(q.ws)
+	}
+	return 0
+}
+
+// others reports whether waiters besides w wait for w's resource.
+func (h *hub) others(w *waiter) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	q := h.queues[w.r]
+	return q != nil && len(q.ws) > 1
+}
+
+// handsOver reports whether a release of r should go to waiters here:
+// some wait, and the store queues them.
+func (h *hub) handsOver(r Resource) bool {
+	if h.qn == nil {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	q := h.queues[r]
+	return h.sub != nil && q != nil && len(q.ws) > 0
 }
 
 // state returns the hub's state before an attempt.
@@ -208,7 +266,13 @@ func (h *hub) join(ctx context.Context, r Resource, ce *ConflictError, tried boo
 	}
 	if h.sub == nil && !h.closed {
 		if n, ok := h.c.store.(Notifier); ok {
-			sub, err := n.Releases(ctx)
+			var sub Subscription
+			var err error
+			if h.qn != nil {
+				sub, err = h.qn.ReleasesFor(ctx, h.c.id)
+			} else {
+				sub, err = n.Releases(ctx)
+			}
 			if err != nil {
 				h.c.cfg.log.Warn().Err(err).Msg("release notifications unavailable, waiting by polling")
 			} else {
@@ -245,13 +309,13 @@ func (h *hub) isHead(w *waiter) bool {
 
 // leave removes w; a wake-up it did not use goes to the next waiter, and a
 // new head is told so. The last waiter to leave schedules the end of the
-// subscription.
-func (h *hub) leave(w *waiter) {
+// subscription. It reports whether w was the last waiter for its resource.
+func (h *hub) leave(w *waiter) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	q := h.queues[w.r]
 	if q == nil {
-		return
+		return false
 	}
 	wasHead := len(q.ws) > 0 && q.ws[0] == w
 	for i, x := range q.ws {
@@ -277,6 +341,7 @@ func (h *hub) leave(w *waiter) {
 		gen := h.gen
 		h.linger = time.AfterFunc(subLinger, func() { h.idle(gen) })
 	}
+	return len(q.ws) == 0
 }
 
 // idle ends subscription gen if nobody waits.
@@ -307,7 +372,8 @@ func signal(ch chan struct{}) {
 
 // released hands r over to the head of its queue at once, after owner's
 // release through this coordinator deleted the lease; the release's
-// notification, when it comes, is ignored.
+// notification, when it comes, is ignored (a QueueNotifier sends none:
+// the release named this coordinator, see handsOver).
 func (h *hub) released(r Resource, owner string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -318,7 +384,7 @@ func (h *hub) released(r Resource, owner string) {
 	}
 	q.gone = owner
 	wake(q.ws[0])
-	if h.sub != nil {
+	if h.sub != nil && h.qn == nil {
 		q.skip++
 		q.skipAt = time.Now()
 	}

@@ -43,6 +43,15 @@ func (s *Store) lockKey(tag string, r coordinator.Resource) string {
 	return tag + ":lock:" + r.Type + ":" + r.ID
 }
 
+// QueueKey returns the key of the queue of coordinators waiting for r.
+func (s *Store) QueueKey(r coordinator.Resource) string {
+	return s.queueKey(s.tag(s.Partition(r)), r)
+}
+
+func (s *Store) queueKey(tag string, r coordinator.Resource) string {
+	return tag + ":waiters:" + r.Type + ":" + r.ID
+}
+
 // FenceKey returns the key of partition p's fencing counter.
 func (s *Store) FenceKey(p int) string { return s.tag(p) + ":fence" }
 

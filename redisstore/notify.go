@@ -34,18 +34,29 @@ const healthEvery = 5 * time.Second
 // master. Notifications sent meanwhile are lost, which waiters cover by
 // retrying.
 func (s *Store) Releases(ctx context.Context) (coordinator.Subscription, error) {
+	return s.subscribe(ctx, "")
+}
+
+// subscribe subscribes to the release notifications; with a waiter, also
+// to those addressed to it (each partition's channel + ":" + waiter).
+func (s *Store) subscribe(ctx context.Context, waiter string) (coordinator.Subscription, error) {
 	if err := s.ready(ctx); err != nil {
 		return nil, err
 	}
-	channels := make([]string, s.partitions)
-	for p := range channels {
-		channels[p] = s.Channel(p)
+	perPartition := make([][]string, s.partitions)
+	var channels []string
+	for p := range perPartition {
+		perPartition[p] = []string{s.Channel(p)}
+		if waiter != "" {
+			perPartition[p] = append(perPartition[p], s.Channel(p)+":"+waiter)
+		}
+		channels = append(channels, perPartition[p]...)
 	}
 	sub := &subscription{out: make(chan coordinator.Resource, 64), done: make(chan struct{})}
 	if cc, ok := s.client.(*redis.ClusterClient); ok {
-		for _, ch := range channels {
+		for _, chs := range perPartition {
 			sub.shards = append(sub.shards, &shard{
-				subscribe: func(ctx context.Context) *redis.PubSub { return cc.SSubscribe(ctx, ch) },
+				subscribe: func(ctx context.Context) *redis.PubSub { return cc.SSubscribe(ctx, chs...) },
 				reload:    func() { cc.ReloadState(context.Background()) },
 			})
 		}

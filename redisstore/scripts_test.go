@@ -107,7 +107,7 @@ func (h *evalRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // and ARGV its header documents.
 func TestScriptContracts(t *testing.T) {
 	want := map[string]contract{}
-	for name, s := range map[string]*redis.Script{"acquire": scripts.Acquire, "renew": scripts.Renew, "release": scripts.Release} {
+	for name, s := range map[string]*redis.Script{"acquire": scripts.Acquire, "renew": scripts.Renew, "release": scripts.Release, "unqueue": scripts.Unqueue} {
 		want[s.Hash()] = readContract(t, name)
 	}
 	b := newMiniBackend(t)
@@ -124,6 +124,9 @@ func TestScriptContracts(t *testing.T) {
 	lease(t)(s.ForceRelease(ctx, r, ids.next()))
 	lease(t)(s.Acquire(ctx, request(r, "w1", ids.next(), time.Minute)))
 	must[int](t)(s.ReleaseAll(ctx, "w1", ids.next()))
+	if err := s.Unqueue(ctx, r, "A"); err != nil {
+		t.Fatal(err)
+	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for hash, c := range want {
@@ -148,8 +151,8 @@ func TestScriptContracts(t *testing.T) {
 // hash Run uses for EVALSHA.
 func TestScriptsAll(t *testing.T) {
 	all := scripts.All()
-	if len(all) != 3 || all[0] != scripts.Acquire || all[1] != scripts.Renew || all[2] != scripts.Release {
-		t.Fatalf("All() = %v, want Acquire, Renew, Release", all)
+	if len(all) != 4 || all[0] != scripts.Acquire || all[1] != scripts.Renew || all[2] != scripts.Release || all[3] != scripts.Unqueue {
+		t.Fatalf("All() = %v, want Acquire, Renew, Release, Unqueue", all)
 	}
 	onBoth(t, func(t *testing.T, b *backend) {
 		ctx := testCtx(t)
@@ -164,10 +167,10 @@ func TestScriptsAll(t *testing.T) {
 			hashes = append(hashes, s.Hash())
 		}
 		exists := must[[]bool](t)(b.client.ScriptExists(ctx, hashes...).Result())
-		if !slices.Equal(exists, []bool{true, true, true}) {
+		if !slices.Equal(exists, []bool{true, true, true, true}) {
 			t.Fatalf("SCRIPT EXISTS = %v", exists)
 		}
-		if len(slices.Compact(slices.Sorted(slices.Values(hashes)))) != 3 {
+		if len(slices.Compact(slices.Sorted(slices.Values(hashes)))) != 4 {
 			t.Fatalf("scripts share a hash: %v", hashes)
 		}
 	})

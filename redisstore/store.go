@@ -38,6 +38,7 @@ type Store struct {
 	maxLenArg string // ARGV "stream MAXLEN ~ cap": "0" with the outbox off
 	retryArg  string // release.lua's memo lifetime, ms
 	noteArg   string // release.lua's notification mode
+	queueArg  string // acquire.lua's waiter queue lifetime, ms
 
 	checkMu sync.Mutex
 	checked bool
@@ -70,6 +71,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 		s.maxLenArg = strconv.FormatInt(s.maxLen, 10)
 	}
 	s.retryArg = strconv.FormatInt(ms(s.retryWindow), 10)
+	s.queueArg = strconv.FormatInt(queueLife.Milliseconds(), 10)
 	s.noteArg = "0"
 	if s.notify {
 		s.noteArg = "1"
@@ -143,9 +145,13 @@ func (s *Store) Acquire(ctx context.Context, req coordinator.Request) (coordinat
 	}
 	r := req.Resource
 	tag := s.tag(s.Partition(r))
-	keys := []string{s.lockKey(tag, r), tag + ":fence", tag + ":events", tag + ":owner:" + req.Owner}
+	keys := []string{s.lockKey(tag, r), tag + ":fence", tag + ":events", tag + ":owner:" + req.Owner, s.queueKey(tag, r)}
+	waiter, stay := s.waiter(req.Waiter), "0"
+	if req.StayQueued {
+		stay = "1"
+	}
 	v, ackErr, err := s.eval(ctx, scripts.Acquire, keys, acquireWrote,
-		req.Owner, strconv.FormatInt(ms(req.TTL), 10), req.RequestID, r.Type, r.ID, s.maxLenArg)
+		req.Owner, strconv.FormatInt(ms(req.TTL), 10), req.RequestID, r.Type, r.ID, s.maxLenArg, waiter, stay, s.queueArg)
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, err)
 	}
@@ -230,9 +236,9 @@ func (s *Store) release(ctx context.Context, req coordinator.Request, mode strin
 	}
 	r := req.Resource
 	tag := s.tag(s.Partition(r))
-	keys := []string{s.lockKey(tag, r), tag + ":events", tag + ":owner:" + req.Owner, tag + ":req:" + req.RequestID}
+	keys := []string{s.lockKey(tag, r), tag + ":events", tag + ":owner:" + req.Owner, tag + ":req:" + req.RequestID, s.queueKey(tag, r)}
 	v, err := scripts.Release.Run(ctx, s.client, keys,
-		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, tag+":released").Slice()
+		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, tag+":released", s.waiter(req.Waiter)).Slice()
 	s.refreshOnFailure(err)
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: release %s: %w", r, err)

@@ -4,12 +4,16 @@
 -- KEYS[2] fence counter  <prefix>:{p}:fence
 -- KEYS[3] event stream   <prefix>:{p}:events
 -- KEYS[4] owner index    <prefix>:{p}:owner:<owner>  (set of "type/id")
+-- KEYS[5] waiter queue   <prefix>:{p}:waiters:<type>:<id>  (string: waiter ids, first queued first, space-separated)
 -- ARGV[1] owner
 -- ARGV[2] ttl in milliseconds (integer >= 1)
 -- ARGV[3] request id (no spaces)
 -- ARGV[4] resource type
 -- ARGV[5] resource id
 -- ARGV[6] stream MAXLEN ~ cap; 0 switches the outbox off
+-- ARGV[7] waiter: the waiting coordinator's id (no spaces), or "" for an acquisition that does not wait
+-- ARGV[8] "1": the waiter stays queued after a success (more of its waiters wait), else "0"
+-- ARGV[9] lifetime of the waiter queue after its last registration, milliseconds
 -- Reply: {status, owner, count, token, acquired_at_ms, expires_at_ms}
 --   status 1 acquired, 2 re-entered, 3 repeated request id (nothing
 --   applied, the lease as it stands), 0 conflict (the holder's lease).
@@ -18,8 +22,10 @@
 --
 -- Cost: every redis.call is a command for Redis to look up, run and
 -- convert back to Lua, so the script issues as few as it can: a conflict
--- is one HMGET, a fresh acquisition HMGET TIME SET HSET PEXPIRE SADD PTTL
--- (+ XADD). The owner index keeps an empty-string member, so that it is not
+-- is one HMGET (+ GET SET for a waiter), a fresh acquisition HMGET TIME
+-- SET HSET PEXPIRE SADD PTTL (+ GET [SET|DEL] for a waiter, + XADD). The
+-- waiter queue is a plain string, so the scripts need no command beyond
+-- those of the worker's ACL in docs/operations.md. The owner index keeps an empty-string member, so that it is not
 -- deleted and created again with each lease of an owner that holds one at
 -- a time; its TTL is raised to twice the lease's when it falls below the
 -- lease's, so that most acquisitions leave it alone.
@@ -27,16 +33,65 @@
 -- formats a Lua number argument with printf("%.17g"), which costs more
 -- than the command it feeds, and Lua's tostring loses digits.
 
-local owner, req = ARGV[1], ARGV[3]
+local owner, req, waiter = ARGV[1], ARGV[3], ARGV[7]
 local h = redis.call('HMGET', KEYS[1], 'owner', 'count', 'token', 'acquired_at', 'expires_at', 'req')
 local held = h[1]
+
+-- the start and end of word w in the space-separated list l, or nil
+local function find(l, w)
+  local s, e = string.find(l, w, 1, true)
+  while s do
+    if (s == 1 or string.byte(l, s - 1) == 32) and (e == #l or string.byte(l, e + 1) == 32) then
+      return s, e
+    end
+    s, e = string.find(l, w, s + 1, true)
+  end
+end
+
+-- queue the waiter at the end, unless queued (it keeps its place); the
+-- queue lives ARGV[9] ms after this
+local function enqueue(q)
+  if not q then
+    redis.call('SET', KEYS[5], waiter, 'PX', ARGV[9])
+  elseif find(q, waiter) then
+    redis.call('PEXPIRE', KEYS[5], ARGV[9])
+  else
+    redis.call('SET', KEYS[5], q .. ' ' .. waiter, 'PX', ARGV[9])
+  end
+end
+
 if held and held ~= owner then
+  if waiter ~= '' then
+    -- the release that deletes the lease notifies the first waiter alone
+    enqueue(redis.call('GET', KEYS[5]))
+  end
   return {0, held, h[2], h[3], h[4], h[5]}
 end
 
 local fmt = string.format
 local ttl = tonumber(ARGV[2])
 local maxlen = ARGV[6]
+
+-- a waiter that got the lease leaves the queue, or goes to its end when
+-- more of its coordinator's waiters wait
+local function dequeue()
+  if waiter == '' then return end
+  local q = redis.call('GET', KEYS[5])
+  if ARGV[8] == '1' then
+    enqueue(q)
+    return
+  end
+  local s, e = nil, nil
+  if q then s, e = find(q, waiter) end
+  if not s then return end
+  local rest
+  if s == 1 then rest = string.sub(q, e + 2) else rest = string.sub(q, 1, s - 2) .. string.sub(q, e + 1) end
+  if rest == '' then
+    redis.call('DEL', KEYS[5])
+  else
+    redis.call('SET', KEYS[5], rest, 'KEEPTTL')
+  end
+end
 
 -- raise the owner index's TTL to at least ms (a number)
 local function extend_index(ms)
@@ -48,12 +103,8 @@ end
 if held then
   -- the owner's own lease: a repeated request id, or a re-entry
   local list = h[6] or ''
-  local s, e = string.find(list, req, 1, true)
-  while s do
-    if (s == 1 or string.byte(list, s - 1) == 32) and (e == #list or string.byte(list, e + 1) == 32) then
-      return {3, held, h[2], h[3], h[4], h[5]}
-    end
-    s, e = string.find(list, req, s + 1, true)
+  if find(list, req) then
+    return {3, held, h[2], h[3], h[4], h[5]}
   end
   local t = redis.call('TIME')
   local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -72,6 +123,7 @@ if held then
   redis.call('HSET', KEYS[1], 'count', count_s, 'expires_at', expires_s, 'req', list)
   redis.call('PEXPIRE', KEYS[1], fmt('%d', left))
   extend_index(left)
+  dequeue()
   if maxlen ~= '0' then
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
       'event', 'reentered', 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,
@@ -100,6 +152,7 @@ redis.call('HSET', KEYS[1], 'owner', owner, 'count', '1', 'token', token,
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[4] .. '/' .. ARGV[5], '')
 extend_index(ttl)
+dequeue()
 if maxlen ~= '0' then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
     'event', 'acquired', 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,

@@ -4,6 +4,7 @@
 -- KEYS[2] event stream   <prefix>:{p}:events
 -- KEYS[3] owner index    <prefix>:{p}:owner:<owner>
 -- KEYS[4] request memo   <prefix>:{p}:req:<request id>  (remembers a release that deleted the lease)
+-- KEYS[5] waiter queue   <prefix>:{p}:waiters:<type>:<id>  (see acquire.lua)
 -- ARGV[1] owner (for force: the holder the admin saw; a different holder is not touched)
 -- ARGV[2] request id (no spaces)
 -- ARGV[3] resource type
@@ -13,7 +14,10 @@
 --         (event "forced")
 -- ARGV[7] how long the request memo lives, milliseconds
 -- ARGV[8] release notification: 0 none, 1 PUBLISH, 2 SPUBLISH (Cluster)
--- ARGV[9] notification channel <prefix>:{p}:released; the message is "type/id"
+-- ARGV[9] notification channel <prefix>:{p}:released; the message is "type/id", sent on
+--         <channel>:<waiter> instead when addressed to the first queued waiter
+-- ARGV[10] the releasing coordinator's id when waiters of its own wait for the resource, else "":
+--         if it is queued, the lease is handed to them and nothing is published
 -- Reply: {status, owner, count_left, token, acquired_at_ms, expires_at_ms}
 --   status 1 released (lease deleted), 2 decremented, 3 repeated request
 --   id (nothing applied, the first reply), 0 held by another owner (the
@@ -21,8 +25,10 @@
 --
 -- The memo is a string "<token> <acquired_at> <expires_at> <owner>"
 -- written with one SET PX. A release that deletes a lease runs GET HMGET
--- DEL SREM SET PUBLISH (+ TIME XADD): every redis.call costs, see
--- acquire.lua.
+-- DEL SREM SET GET PUBLISH (+ TIME XADD): every redis.call costs, see
+-- acquire.lua. With no queued waiter the message goes to the partition's
+-- channel, which every waiting coordinator hears (those that do not queue
+-- too); with one, to that waiter's channel alone.
 
 local owner, req, mode = ARGV[1], ARGV[2], ARGV[6]
 local maxlen = ARGV[5]
@@ -78,10 +84,39 @@ else
   redis.call('SREM', KEYS[3], ARGV[3] .. '/' .. ARGV[4])
   redis.call('SET', KEYS[4], h[3] .. ' ' .. h[4] .. ' ' .. h[5] .. ' ' .. held, 'PX', ARGV[7])
   local note = ARGV[8]
-  if note == '1' then
-    redis.call('PUBLISH', ARGV[9], ARGV[3] .. '/' .. ARGV[4])
-  elseif note == '2' then
-    redis.call('SPUBLISH', ARGV[9], ARGV[3] .. '/' .. ARGV[4])
+  if note ~= '0' then
+    local channel = ARGV[9]
+    local q = redis.call('GET', KEYS[5])
+    if q then
+      -- hand the lease to the releaser's own waiters if it is queued (it
+      -- wakes them itself), else to the first queued waiter
+      local w = ARGV[10]
+      local s, e = nil, nil
+      if w ~= '' then
+        s, e = string.find(q, w, 1, true)
+        while s and not ((s == 1 or string.byte(q, s - 1) == 32) and (e == #q or string.byte(q, e + 1) == 32)) do
+          s, e = string.find(q, w, s + 1, true)
+        end
+      end
+      if s then
+        channel = nil
+      else
+        s, e = string.find(q, '^%S+')
+        channel = channel .. ':' .. string.sub(q, s, e)
+      end
+      local rest
+      if s == 1 then rest = string.sub(q, e + 2) else rest = string.sub(q, 1, s - 2) .. string.sub(q, e + 1) end
+      if rest == '' then
+        redis.call('DEL', KEYS[5])
+      else
+        redis.call('SET', KEYS[5], rest, 'KEEPTTL')
+      end
+    end
+    if channel and note == '1' then
+      redis.call('PUBLISH', channel, ARGV[3] .. '/' .. ARGV[4])
+    elseif channel then
+      redis.call('SPUBLISH', channel, ARGV[3] .. '/' .. ARGV[4])
+    end
   end
 end
 if maxlen ~= '0' then

@@ -13,6 +13,8 @@ var (
 	renewSrc string
 	//go:embed release.lua
 	releaseSrc string
+	//go:embed unqueue.lua
+	unqueueSrc string
 )
 
 // The scripts, each wrapped once. Run them with Run: EVALSHA, falling back
@@ -27,7 +29,10 @@ var (
 	// Release drops one hold, every hold, or forces a lease off
 	// (release.lua).
 	Release = redis.NewScript(releaseSrc)
+	// Unqueue takes a waiter out of a resource's waiter queue
+	// (unqueue.lua).
+	Unqueue = redis.NewScript(unqueueSrc)
 )
 
 // All returns every script, for preloading with Load.
-func All() []*redis.Script { return []*redis.Script{Acquire, Renew, Release} }
+func All() []*redis.Script { return []*redis.Script{Acquire, Renew, Release, Unqueue} }

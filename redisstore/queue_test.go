@@ -1,0 +1,133 @@
+package redisstore_test
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/redisstore"
+)
+
+func waiting(r coordinator.Resource, owner, id, waiter string, stay bool) coordinator.Request {
+	req := request(r, owner, id, time.Minute)
+	req.Waiter, req.StayQueued = waiter, stay
+	return req
+}
+
+// TestWaiterQueue: a refused waiting acquisition queues its coordinator;
+// a release notifies the first queued coordinator alone, on its own
+// channel, or nobody when it names a queued coordinator of its own.
+func TestWaiterQueue(t *testing.T) {
+	onBoth(t, func(t *testing.T, b *backend) {
+		ctx := testCtx(t)
+		s := b.newStore(t, redisstore.WithPartitions(1))
+		subA := must[coordinator.Subscription](t)(s.ReleasesFor(ctx, "A"))
+		defer subA.Close()
+		subB := must[coordinator.Subscription](t)(s.ReleasesFor(ctx, "B"))
+		defer subB.Close()
+		var ids reqIDs
+		r, other := coordinator.Plan("queued"), coordinator.Plan("other")
+		q := s.QueueKey(r)
+		queue := func() []string {
+			v, err := b.client.Get(ctx, q).Result()
+			if errors.Is(err, redis.Nil) {
+				return nil
+			}
+			return strings.Fields(must[string](t)(v, err))
+		}
+
+		lease(t)(s.Acquire(ctx, request(r, "holder", ids.next(), time.Minute)))
+		for _, w := range []string{"A", "B", "A"} {
+			_, err := s.Acquire(ctx, waiting(r, "o"+w, ids.next(), w, false))
+			if !errors.Is(err, coordinator.ErrConflict) {
+				t.Fatalf("waiting acquire of %s: %v", w, err)
+			}
+		}
+		if got := queue(); !slices.Equal(got, []string{"A", "B"}) {
+			t.Fatalf("queue %v, want [A B] (A keeps its place)", got)
+		}
+		if ttl := must[time.Duration](t)(b.client.PTTL(ctx, q).Result()); ttl <= 0 || ttl > 5*time.Second {
+			t.Fatalf("queue PTTL %v, want up to 5s", ttl)
+		}
+
+		// the release goes to A alone
+		lease(t)(s.Release(ctx, request(r, "holder", ids.next(), 0)))
+		if got := receive(t, subA); got != r {
+			t.Fatalf("A got %v", got)
+		}
+		if got := queue(); !slices.Equal(got, []string{"B"}) {
+			t.Fatalf("queue after the release %v, want [B]", got)
+		}
+		lease(t)(s.Acquire(ctx, waiting(r, "oA", ids.next(), "A", false)))
+		// A releases with waiters of its own, but is not queued: B is told
+		rel := request(r, "oA", ids.next(), 0)
+		rel.Waiter = "A"
+		lease(t)(s.Release(ctx, rel))
+		if got := receive(t, subB); got != r {
+			t.Fatalf("B got %v", got)
+		}
+		if got := queue(); len(got) != 0 {
+			t.Fatalf("queue %v, want empty", got)
+		}
+		// B takes it and stays queued for more of its waiters; its own
+		// release hands over at home: nothing is published
+		lease(t)(s.Acquire(ctx, waiting(r, "oB", ids.next(), "B", true)))
+		if got := queue(); !slices.Equal(got, []string{"B"}) {
+			t.Fatalf("queue %v, want [B] (stays queued)", got)
+		}
+		rel = request(r, "oB", ids.next(), 0)
+		rel.Waiter = "B"
+		lease(t)(s.Release(ctx, rel))
+		if got := queue(); len(got) != 0 {
+			t.Fatalf("queue %v, want empty after the hand-over at home", got)
+		}
+		// with nobody queued, a release is announced to every subscriber:
+		// the next message B and A get is other's, not r's
+		lease(t)(s.Acquire(ctx, request(other, "x", ids.next(), time.Minute)))
+		lease(t)(s.Release(ctx, request(other, "x", ids.next(), 0)))
+		if got := receive(t, subB); got != other {
+			t.Fatalf("B got %v, want %v (nothing for the hand-over at home)", got, other)
+		}
+		if got := receive(t, subA); got != other {
+			t.Fatalf("A got %v, want %v", got, other)
+		}
+
+		// a coordinator whose waiters gave up leaves the queue
+		lease(t)(s.Acquire(ctx, request(r, "holder", ids.next(), time.Minute)))
+		if _, err := s.Acquire(ctx, waiting(r, "oA", ids.next(), "A", false)); !errors.Is(err, coordinator.ErrConflict) {
+			t.Fatal(err)
+		}
+		if err := s.Unqueue(ctx, r, "A"); err != nil {
+			t.Fatal(err)
+		}
+		if got := queue(); len(got) != 0 {
+			t.Fatalf("queue after Unqueue %v", got)
+		}
+	})
+}
+
+func TestWaiterQueueNotificationsOff(t *testing.T) {
+	b := newMiniBackend(t)
+	ctx := testCtx(t)
+	s := redisstore.New(b.client, redisstore.WithNotifications(false))
+	r := coordinator.Plan("quiet")
+	lease(t)(s.Acquire(ctx, request(r, "holder", "1", time.Minute)))
+	if _, err := s.Acquire(ctx, waiting(r, "w", "2", "A", false)); !errors.Is(err, coordinator.ErrConflict) {
+		t.Fatal(err)
+	}
+	if b.mini.Exists(s.QueueKey(r)) {
+		t.Fatal("a waiter was queued without notifications")
+	}
+	if err := s.Unqueue(ctx, r, "A"); err != nil {
+		t.Fatal(err)
+	}
+	bad := redisstore.New(b.client, redisstore.WithPrefix("bad{"))
+	if err := bad.Unqueue(ctx, r, "A"); !errors.Is(err, coordinator.ErrInvalid) {
+		t.Fatalf("Unqueue on a misconfigured store: %v", err)
+	}
+}
