@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/cucumber/godog"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
@@ -23,10 +21,13 @@ import (
 type redisBackend interface {
 	// client returns the scenario's client; shutdown closes it.
 	client() redis.UniversalClient
-	// movableClock reports whether pass can move Redis's clock.
+	// movableClock reports whether Redis's clock moves (miniredis), or
+	// pass moves the data back in time instead (a real Redis).
 	movableClock() bool
-	// pass moves Redis's clock to now (every key's TTL by d, then TIME).
-	pass(d time.Duration, now time.Time)
+	// pass makes d pass: on miniredis it moves every key's TTL by d,
+	// then TIME to now; on a real Redis it takes d off every TTL and
+	// every lease's acquired_at and expires_at, deleting what expires.
+	pass(d time.Duration, now time.Time) error
 	// commands returns how many commands Redis has run (the step
 	// "Redis received no command" compares two readings).
 	commands() (int, error)
@@ -53,9 +54,10 @@ func newMiniBackend(now time.Time) (redisBackend, error) {
 
 func (b *miniBackend) client() redis.UniversalClient { return b.c }
 func (b *miniBackend) movableClock() bool            { return true }
-func (b *miniBackend) pass(d time.Duration, now time.Time) {
+func (b *miniBackend) pass(d time.Duration, now time.Time) error {
 	b.mr.FastForward(d)
 	b.mr.SetTime(now)
+	return nil
 }
 func (b *miniBackend) commands() (int, error) { return b.mr.CommandCount(), nil }
 func (b *miniBackend) flushAll() error        { b.mr.FlushAll(); return nil }
@@ -66,9 +68,9 @@ func (b *miniBackend) shutdown() error {
 }
 
 // clusterBackend is a real Redis Cluster, flushed before each scenario.
-// Its clock is the machine's: it cannot move, so the scenarios that make
-// time pass are skipped, and "expires N from now" allows for the time the
-// scenario took since the request.
+// Its clock is the machine's and cannot be moved: pass moves the data
+// back instead (the lease times and TTLs, and the mirror's rows), and
+// "expires N from now" allows for the time since the request.
 type clusterBackend struct {
 	c *redis.ClusterClient
 }
@@ -88,8 +90,46 @@ func newClusterBackend(addrs []string) func(time.Time) (redisBackend, error) {
 
 func (b *clusterBackend) client() redis.UniversalClient { return b.c }
 func (b *clusterBackend) movableClock() bool            { return false }
-func (b *clusterBackend) pass(time.Duration, time.Time) {}
 func (b *clusterBackend) shutdown() error               { return b.c.Close() }
+
+// shiftScript takes ARGV[1] ms off the TTL of KEYS[1] (deleting it
+// when that is all it had left) and, for a lease hash, off its
+// acquired_at and expires_at: as if that time had passed.
+var shiftScript = redis.NewScript(`
+local d = tonumber(ARGV[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then
+  if ttl <= d then
+    redis.call('DEL', KEYS[1])
+    return 0
+  end
+  redis.call('PEXPIRE', KEYS[1], ttl - d)
+end
+if redis.call('TYPE', KEYS[1]).ok == 'hash' then
+  for _, f in ipairs({'acquired_at', 'expires_at'}) do
+    local v = redis.call('HGET', KEYS[1], f)
+    if v then
+      redis.call('HSET', KEYS[1], f, string.format('%d', tonumber(v) - d))
+    end
+  end
+end
+return 1
+`)
+
+// pass shifts every key of every master, one key (one slot) per script.
+func (b *clusterBackend) pass(d time.Duration, _ time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return b.c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		iter := node.Scan(ctx, 0, "*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if err := shiftScript.Run(ctx, b.c, []string{iter.Val()}, d.Milliseconds()).Err(); err != nil {
+				return fmt.Errorf("shift %s: %w", iter.Val(), err)
+			}
+		}
+		return iter.Err()
+	})
+}
 
 func (b *clusterBackend) flushAll() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -135,22 +175,6 @@ func (b *clusterBackend) commands() (int, error) {
 		return nil
 	})
 	return total, err
-}
-
-// errNeedsClock skips a scenario that moves Redis's clock on a backend
-// whose clock cannot move.
-var errNeedsClock = fmt.Errorf("%w: the scenario moves Redis's clock, which only miniredis can do", godog.ErrSkip)
-
-var passStep = regexp.MustCompile(step(`{dur} pass(?:es)?(?: while the leases are kept alive)?`))
-
-// needsClock reports whether a scenario has a step that moves the clock.
-func needsClock(sc *godog.Scenario) bool {
-	for _, st := range sc.Steps {
-		if passStep.MatchString(st.Text) {
-			return true
-		}
-	}
-	return false
 }
 
 // fromNow reports whether t is d from Redis's now: exactly on miniredis;

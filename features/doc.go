@@ -13,7 +13,10 @@
 //
 // TestFeaturesOnCluster runs the same scenarios on a real Redis Cluster of
 // three masters (internal/testcluster), one after another, flushed
-// between them. Its clock cannot be moved, so the scenarios with a step
-// that makes time pass are skipped there, and "expires N from now" is
-// checked against the machine clock, allowing the time since the request.
+// between them. Its clock is the machine's and cannot be moved, so there a
+// step that makes time pass moves the data back instead: it takes the
+// time off every key's TTL (deleting what expires), off each lease's
+// acquired_at and expires_at, and off the mirror's rows; "expires N from
+// now" is checked against the machine clock, allowing for the time since
+// the request.
 package features

@@ -479,11 +479,10 @@ func (w *world) passWhileKeptAlive(d string) error {
 		return errors.New("no lease is being kept alive")
 	}
 	for _, k := range all {
-		want := w.now.Add(k.ttl)
 		deadline := time.Now().Add(eventually)
 		for {
 			l, err := w.inspectRes(k.r)
-			renewed := err == nil && l.ExpiresAt.Equal(want) && (k.ka == nil || k.ka.Lease().ExpiresAt.Equal(want))
+			renewed := err == nil && w.fromNow(l.ExpiresAt, k.ttl) && (k.ka == nil || w.fromNow(k.ka.Lease().ExpiresAt, k.ttl))
 			if renewed {
 				break
 			}
