@@ -28,6 +28,14 @@ func (s *Store) waiter(w string) string {
 	return w
 }
 
+// waiterArg is waiter as a script argument; "" boxes without allocating.
+func (s *Store) waiterArg(w string) any {
+	if w = s.waiter(w); w == "" {
+		return ""
+	}
+	return w
+}
+
 // ReleasesFor implements coordinator.QueueNotifier: Releases, plus the
 // channels of notifications addressed to waiter, <partition channel>:<waiter>
 // (on Cluster, both channels of a partition share its subscription).

@@ -34,11 +34,11 @@ type Store struct {
 	ackTimeout  time.Duration // WithReplicaAck
 	cfgErr      error
 
-	// script arguments fixed by the options, formatted once
-	maxLenArg string // ARGV "stream MAXLEN ~ cap": "0" with the outbox off
-	retryArg  string // release.lua's memo lifetime, ms
-	noteArg   string // release.lua's notification mode
-	queueArg  string // acquire.lua's waiter queue lifetime, ms
+	// script arguments fixed by the options, formatted and boxed once
+	maxLenArg any // ARGV "stream MAXLEN ~ cap": "0" with the outbox off
+	retryArg  any // release.lua's memo lifetime, ms
+	noteArg   any // release.lua's notification mode
+	queueArg  any // acquire.lua's waiter queue lifetime, ms
 
 	checkMu sync.Mutex
 	checked bool
@@ -146,12 +146,15 @@ func (s *Store) Acquire(ctx context.Context, req coordinator.Request) (coordinat
 	r := req.Resource
 	tag := s.tag(s.Partition(r))
 	keys := []string{s.lockKey(tag, r), tag + ":fence", tag + ":events", tag + ":owner:" + req.Owner, s.queueKey(tag, r)}
-	waiter, stay := s.waiter(req.Waiter), "0"
+	var waiter, stay any = "", "0"
+	if w := s.waiter(req.Waiter); w != "" {
+		waiter = w
+	}
 	if req.StayQueued {
 		stay = "1"
 	}
 	v, ackErr, err := s.eval(ctx, scripts.Acquire, keys, acquireWrote,
-		req.Owner, strconv.FormatInt(ms(req.TTL), 10), req.RequestID, r.Type, r.ID, s.maxLenArg, waiter, stay, s.queueArg)
+		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiter, stay, s.queueArg)
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, err)
 	}
@@ -178,7 +181,7 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 	tag := s.tag(s.Partition(r))
 	keys := []string{s.lockKey(tag, r), tag + ":events", tag + ":owner:" + req.Owner}
 	v, ackErr, err := s.eval(ctx, scripts.Renew, keys, renewWrote,
-		req.Owner, strconv.FormatInt(ms(req.TTL), 10), req.RequestID, r.Type, r.ID, s.maxLenArg, strconv.FormatUint(req.Token, 10))
+		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, strconv.FormatUint(req.Token, 10))
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: renew %s: %w", r, err)
 	}
@@ -238,7 +241,7 @@ func (s *Store) release(ctx context.Context, req coordinator.Request, mode strin
 	tag := s.tag(s.Partition(r))
 	keys := []string{s.lockKey(tag, r), tag + ":events", tag + ":owner:" + req.Owner, tag + ":req:" + req.RequestID, s.queueKey(tag, r)}
 	v, err := scripts.Release.Run(ctx, s.client, keys,
-		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, tag+":released", s.waiter(req.Waiter)).Slice()
+		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, tag+":released", s.waiterArg(req.Waiter)).Slice()
 	s.refreshOnFailure(err)
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: release %s: %w", r, err)

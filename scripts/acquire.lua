@@ -17,8 +17,8 @@
 -- Reply: {status, owner, count, token, acquired_at_ms, expires_at_ms}
 --   status 1 acquired, 2 re-entered, 3 repeated request id (nothing
 --   applied, the lease as it stands), 0 conflict (the holder's lease).
---   token is a decimal string: Lua numbers are doubles; count and the
---   times are integers or decimal strings.
+--   token is a decimal string: Lua numbers are doubles (integer replies
+--   of count and times, below 2^53, keep every digit).
 --
 -- Cost: every redis.call is a command for Redis to look up, run and
 -- convert back to Lua, so the script issues as few as it can: a conflict
@@ -65,7 +65,7 @@ if held and held ~= owner then
     -- the release that deletes the lease notifies the first waiter alone
     enqueue(redis.call('GET', KEYS[5]))
   end
-  return {0, held, h[2], h[3], h[4], h[5]}
+  return {0, held, tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
 end
 
 local fmt = string.format
@@ -104,11 +104,12 @@ if held then
   -- the owner's own lease: a repeated request id, or a re-entry
   local list = h[6] or ''
   if find(list, req) then
-    return {3, held, h[2], h[3], h[4], h[5]}
+    return {3, held, tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
   end
   local t = redis.call('TIME')
   local now = t[1] * 1000 + math.floor(t[2] / 1000)
-  local count_s = fmt('%d', tonumber(h[2]) + 1)
+  local count = tonumber(h[2]) + 1
+  local count_s = fmt('%d', count)
   local expires = math.max(tonumber(h[5]), now + ttl)
   local expires_s, left = fmt('%d', expires), expires - now
   -- remember the last 8 request ids applied to the lease, newest first
@@ -130,7 +131,7 @@ if held then
       'token', h[3], 'count', count_s, 'at', fmt('%d', now),
       'acquired_at', h[4], 'expires_at', expires_s, 'req', req)
   end
-  return {2, owner, count_s, h[3], h[4], expires_s}
+  return {2, owner, count, h[3], tonumber(h[4]), expires}
 end
 
 -- a free resource. token = max(last + 1, now_us), in one command when the
@@ -159,4 +160,4 @@ if maxlen ~= '0' then
     'token', token, 'count', '1', 'at', now_s,
     'acquired_at', now_s, 'expires_at', expires_s, 'req', req)
 end
-return {1, owner, 1, token, now_s, expires_s}
+return {1, owner, 1, token, now, now + ttl}

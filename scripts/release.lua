@@ -21,7 +21,7 @@
 -- Reply: {status, owner, count_left, token, acquired_at_ms, expires_at_ms}
 --   status 1 released (lease deleted), 2 decremented, 3 repeated request
 --   id (nothing applied, the first reply), 0 held by another owner (the
---   holder's lease), -1 free. Numbers are integers or decimal strings.
+--   holder's lease), -1 free. token is a decimal string.
 --
 -- The memo is a string "<token> <acquired_at> <expires_at> <owner>"
 -- written with one SET PX. A release that deletes a lease runs GET HMGET
@@ -36,7 +36,7 @@ local maxlen = ARGV[5]
 local memo = redis.call('GET', KEYS[4])
 if memo then
   local token, acq, exp, holder = string.match(memo, '^(%d+) (%d+) (%d+) (.*)$')
-  return {3, holder, 0, token, acq, exp}
+  return {3, holder, 0, token, tonumber(acq), tonumber(exp)}
 end
 
 local h = redis.call('HMGET', KEYS[1], 'owner', 'count', 'token', 'acquired_at', 'expires_at', 'req')
@@ -47,13 +47,13 @@ if not held then
 end
 if held ~= owner then
   redis.call('SREM', KEYS[3], ARGV[3] .. '/' .. ARGV[4])
-  return {0, held, h[2], h[3], h[4], h[5]}
+  return {0, held, tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
 end
 local list = h[6] or ''
 local s, e = string.find(list, req, 1, true)
 while s do
   if (s == 1 or string.byte(list, s - 1) == 32) and (e == #list or string.byte(list, e + 1) == 32) then
-    return {3, held, h[2], h[3], h[4], h[5]}
+    return {3, held, tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
   end
   s, e = string.find(list, req, s + 1, true)
 end
@@ -128,4 +128,4 @@ if maxlen ~= '0' then
 end
 local status = 2
 if count == 0 then status = 1 end
-return {status, held, count, h[3], h[4], h[5]}
+return {status, held, count, h[3], tonumber(h[4]), tonumber(h[5])}

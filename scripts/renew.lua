@@ -14,7 +14,7 @@
 --   status 1 renewed, 3 repeated request id (nothing applied),
 --   0 held by another owner (the holder's lease), -1 free (no lease),
 --   -2 the owner holds a lease with another token (that lease).
---   Numbers are integers or decimal strings.
+--   token is a decimal string.
 --
 -- A renewal runs HMGET TIME HSET PEXPIRE PTTL (+ XADD); the owner index's
 -- TTL is raised to twice the lease's when it falls below it (see
@@ -28,16 +28,16 @@ if not held then
   return {-1}
 end
 if held ~= owner then
-  return {0, held, h[2], h[3], h[4], h[5]}
+  return {0, held, tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
 end
 if ARGV[7] ~= '0' and h[3] ~= ARGV[7] then
-  return {-2, held, h[2], h[3], h[4], h[5]}
+  return {-2, held, tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
 end
 local list = h[6] or ''
 local s, e = string.find(list, req, 1, true)
 while s do
   if (s == 1 or string.byte(list, s - 1) == 32) and (e == #list or string.byte(list, e + 1) == 32) then
-    return {3, held, h[2], h[3], h[4], h[5]}
+    return {3, held, tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
   end
   s, e = string.find(list, req, s + 1, true)
 end
@@ -65,4 +65,4 @@ if ARGV[6] ~= '0' then
     'token', h[3], 'count', h[2], 'at', fmt('%d', now),
     'acquired_at', h[4], 'expires_at', expires_s, 'req', req)
 end
-return {1, owner, h[2], h[3], h[4], expires_s}
+return {1, owner, tonumber(h[2]), h[3], tonumber(h[4]), now + ttl}
