@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,10 +41,8 @@ const (
 	// propMinTTL and propMaxTTL bound the TTLs of the sequences.
 	propMinTTL = 10 * time.Minute
 	propMaxTTL = 60 * time.Minute
-	// pttlSlack is how far PTTL may be from expires_at - TIME in the same
-	// MULTI: the scripts set the key's expiry from their own reading of the
-	// clock, rounded to the millisecond.
-	pttlSlack = 3
+	// pttlSlack is the rounding of PTTL and TIME to the millisecond.
+	pttlSlack = 2
 )
 
 var (
@@ -57,15 +57,32 @@ type propLease struct {
 	token    uint64
 	acquired int64 // Redis ms
 	expires  int64 // Redis ms
+	// expHi is the latest the key itself may expire: the scripts set its
+	// TTL with PEXPIRE expires - now, which Redis counts from when it ran
+	// PEXPIRE, a little after the TIME the script read: the key outlives
+	// expires_at by that gap, at most the duration of the call that set
+	// it (never less than expires_at: a holder's loss deadline runs from
+	// when it sent the request, so the key must not die earlier)
+	expHi int64
 }
 
 // propStats counts what the property test did, over all sequences.
 type propStats struct {
 	sequences, steps, comparisons atomic.Int64
-	actions                       [16]atomic.Int64
+	// the key's expiry (PEXPIRETIME) less expires_at, ms: lowest and
+	// highest seen
+	mu             sync.Mutex
+	diffLo, diffHi int64
+	actions        [16]atomic.Int64
 }
 
 var propActionNames = []string{"acquire", "reenter", "renew", "release", "release-holder", "release-all", "expire", "inspect"}
+
+func (s *propStats) pttlDiff(d int64) {
+	s.mu.Lock()
+	s.diffLo, s.diffHi = min(s.diffLo, d), max(s.diffHi, d)
+	s.mu.Unlock()
+}
 
 func (s *propStats) action(name string) {
 	for i, n := range propActionNames {
@@ -88,9 +105,12 @@ type propRun struct {
 	leases map[coordinator.Resource]*propLease
 	fence  map[int]uint64 // highest token issued per partition
 	now    int64          // Redis ms of the last snapshot: the lower bound of the next step
-	last   snapshot       // the last snapshot
-	step   int
-	trail  []string // the steps so far, for the failure message
+	// the step's call: when its first request was sent and its reply
+	// came (the test's wall clock, the host's clock as Redis's)
+	callStart, callEnd time.Time
+	last               snapshot // the last snapshot
+	step               int
+	trail              []string // the steps so far, for the failure message
 }
 
 // TestLeaseModel is scenario 7: random sequences of lease operations by
@@ -104,7 +124,7 @@ func TestLeaseModel(t *testing.T) {
 	t.Cleanup(func() { _ = client.Close() })
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
 	t.Cleanup(func() { _ = admin.Close() })
-	stats := &propStats{}
+	stats := &propStats{diffLo: math.MaxInt64}
 	start := time.Now()
 	var seq atomic.Int64
 	rapid.Check(t, func(rt *rapid.T) {
@@ -139,9 +159,9 @@ func TestLeaseModel(t *testing.T) {
 	for i, n := range propActionNames {
 		by = append(by, fmt.Sprintf("%s %d", n, stats.actions[i].Load()))
 	}
-	report(t, "lease model: %d sequences, %d steps (%s), %d comparisons with the model and Redis, 0 mismatches; %v",
+	report(t, "lease model: %d sequences, %d steps (%s), %d comparisons with the model and Redis, 0 mismatches; a lease key expires from %d to %d ms after its expires_at; %v",
 		stats.sequences.Load(), stats.steps.Load(), strings.Join(by, ", "), stats.comparisons.Load(),
-		time.Since(start).Round(time.Millisecond))
+		stats.diffLo, stats.diffHi, time.Since(start).Round(time.Millisecond))
 }
 
 // propChecks is the number of sequences: -rapid.checks when given,
@@ -162,6 +182,16 @@ func (p *propRun) expect(ok bool, format string, args ...any) {
 	if !ok {
 		p.fail(format, args...)
 	}
+}
+
+// expHi is the latest a key may expire whose TTL the step's script set
+// for expires.
+func (p *propRun) expHi(expires int64) int64 {
+	return expires + (ceilMS(p.callEnd) - p.callStart.UnixMilli()) + pttlSlack
+}
+
+func ceilMS(t time.Time) int64 {
+	return (t.UnixNano() + int64(time.Millisecond) - 1) / int64(time.Millisecond)
 }
 
 func (p *propRun) begin(name string, format string, args ...any) {
@@ -200,7 +230,10 @@ func (p *propRun) drawHeld() coordinator.Resource {
 func (p *propRun) call(f func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
 	defer cancel()
-	return f(ctx)
+	p.callStart = time.Now()
+	err := f(ctx)
+	p.callEnd = time.Now()
+	return err
 }
 
 // acquire takes r for a random owner: a free resource, a re-entry of
@@ -237,7 +270,7 @@ func (p *propRun) doAcquire(name string, r coordinator.Resource, o string, ttl t
 		p.expect(l.Token >= uint64(t0)*1000, "new token %d of %s below Redis time %d ms", l.Token, r, t0)
 		p.expect(at >= t0 && at <= t1, "acquired_at %d outside the step [%d, %d]", at, t0, t1)
 		p.expect(l.ExpiresAt.UnixMilli() == at+ms, "expires_at %d, want acquired_at %d + TTL %d", l.ExpiresAt.UnixMilli(), at, ms)
-		p.leases[r] = &propLease{owner: o, count: 1, token: l.Token, acquired: at, expires: at + ms}
+		p.leases[r] = &propLease{owner: o, count: 1, token: l.Token, acquired: at, expires: at + ms, expHi: p.expHi(at + ms)}
 		p.fence[part] = l.Token
 	case old.owner == o: // re-entry: count + 1, same token, expiry never shortened
 		p.expect(err == nil, "re-entry of %s by %s: %v", r, o, err)
@@ -247,7 +280,7 @@ func (p *propRun) doAcquire(name string, r coordinator.Resource, o string, ttl t
 			"re-entry of %s: %+v, model %+v", r, l, *old)
 		p.expect(exp >= lo && exp <= hi, "re-entry expires_at %d outside [%d, %d] (was %d, TTL %d)", exp, lo, hi, old.expires, ms)
 		old.count++
-		old.expires = exp
+		old.expires, old.expHi = exp, p.expHi(exp)
 	default: // another owner's lease
 		ce, ok := errors.AsType[*coordinator.ConflictError](err)
 		p.expect(ok, "acquire of %s held by %s, by %s: %v, want a conflict", r, old.owner, o, err)
@@ -283,7 +316,7 @@ func (p *propRun) renew(t *rapid.T) {
 		p.expect(l.Owner == o && l.Count == old.count && l.Token == old.token && l.AcquiredAt.UnixMilli() == old.acquired,
 			"renew of %s: %+v, model %+v", r, l, *old)
 		p.expect(exp >= t0+ms && exp <= t1+ms, "renewed expires_at %d outside [%d, %d]", exp, t0+ms, t1+ms)
-		old.expires = exp
+		old.expires, old.expHi = exp, p.expHi(exp)
 	}
 	p.compare()
 }
@@ -396,11 +429,17 @@ func (p *propRun) inspect(t *rapid.T) {
 
 // snapshot is what Redis holds, read in one MULTI.
 type snapshot struct {
-	now    int64 // Redis TIME, ms
-	hashes map[coordinator.Resource]map[string]string
-	pttl   map[coordinator.Resource]time.Duration
-	index  map[coordinator.Resource]map[string]bool // owner index membership, per owner
-	fence  map[int]string
+	now int64 // Redis TIME at the start of the MULTI, ms
+	end int64 // Redis TIME at its end, ms
+	// the test's wall clock (the same host's clock as Redis's) before
+	// the MULTI was sent and after its reply, ms: Redis's cached command
+	// time, from which PTTL counts, lies between them
+	sent, got int64
+	hashes    map[coordinator.Resource]map[string]string
+	pttl      map[coordinator.Resource]time.Duration
+	expAt     map[coordinator.Resource]int64           // PEXPIRETIME, ms
+	index     map[coordinator.Resource]map[string]bool // owner index membership, per owner
+	fence     map[int]string
 }
 
 // snapshotTime reads the snapshot after a step and returns its time, the
@@ -413,21 +452,27 @@ func (p *propRun) snapshotTime() int64 {
 func (p *propRun) snapshot() {
 	p.t.Helper()
 	s := snapshot{hashes: map[coordinator.Resource]map[string]string{}, pttl: map[coordinator.Resource]time.Duration{},
+		expAt: map[coordinator.Resource]int64{},
 		index: map[coordinator.Resource]map[string]bool{}, fence: map[int]string{}}
 	var (
-		tm     *redis.TimeCmd
+		tm, te *redis.TimeCmd
 		hashes = map[coordinator.Resource]*redis.MapStringStringCmd{}
 		pttls  = map[coordinator.Resource]*redis.DurationCmd{}
+		expAts = map[coordinator.Resource]*redis.DurationCmd{}
 		member = map[coordinator.Resource]map[string]*redis.BoolCmd{}
 		fences = map[int]*redis.StringCmd{}
 	)
-	err := p.call(func(ctx context.Context) error {
+	sent := time.Now()
+	err := func() error {
+		ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+		defer cancel()
 		_, err := p.admin.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 			tm = pipe.Time(ctx)
 			for _, r := range propResources {
 				part := p.rs.Partition(r)
 				hashes[r] = pipe.HGetAll(ctx, p.rs.Key(r))
 				pttls[r] = pipe.PTTL(ctx, p.rs.Key(r))
+				expAts[r] = pipe.PExpireTime(ctx, p.rs.Key(r))
 				member[r] = map[string]*redis.BoolCmd{}
 				for _, o := range propOwners {
 					member[r][o] = pipe.SIsMember(ctx, p.rs.OwnerKey(part, o), r.String())
@@ -436,19 +481,21 @@ func (p *propRun) snapshot() {
 					fences[part] = pipe.Get(ctx, p.rs.FenceKey(part))
 				}
 			}
+			te = pipe.Time(ctx)
 			return nil
 		})
 		if errors.Is(err, redis.Nil) { // a fence not yet set
 			err = nil
 		}
 		return err
-	})
+	}()
 	if err != nil {
 		p.fail("snapshot: %v", err)
 	}
-	s.now = tm.Val().UnixMilli()
+	s.now, s.end = tm.Val().UnixMilli(), te.Val().UnixMilli()
+	s.sent, s.got = sent.UnixMilli(), ceilMS(time.Now())
 	for _, r := range propResources {
-		s.hashes[r], s.pttl[r] = hashes[r].Val(), pttls[r].Val()
+		s.hashes[r], s.pttl[r], s.expAt[r] = hashes[r].Val(), pttls[r].Val(), expAts[r].Val().Milliseconds()
 		s.index[r] = map[string]bool{}
 		for o, c := range member[r] {
 			s.index[r][o] = c.Val()
@@ -458,7 +505,7 @@ func (p *propRun) snapshot() {
 		s.fence[part] = c.Val()
 	}
 	p.expect(s.now >= p.now, "Redis time went back: %d after %d", s.now, p.now)
-	p.now = s.now
+	p.now = s.end
 	p.last = s
 }
 
@@ -490,10 +537,18 @@ func (p *propRun) compare() {
 		}
 		ids := strings.Fields(h["req"])
 		p.expect(len(ids) >= 1 && len(ids) <= 8, "%s: %d request ids remembered, want 1 to 8: %q", r, len(ids), h["req"])
-		left := (m.expires - s.now)
+		// the key expires at expires_at or a little after (see expHi);
+		// PTTL counts from Redis's cached time, which lies between the
+		// sending of the step's request and the snapshot's reply
+		ke := s.expAt[r]
+		p.expect(ke >= m.expires && ke <= m.expHi,
+			"%s: the key expires at %d (PEXPIRETIME), outside [%d, %d] (expires_at %d)", r, ke, m.expires, m.expHi, m.expires)
+		lo, hi := ke-s.got-pttlSlack, ke-p.callStart.UnixMilli()+pttlSlack
 		got := pttl.Milliseconds()
-		p.expect(got >= left-pttlSlack && got <= left+pttlSlack,
-			"%s: PTTL %d ms, the model's expiry %d is %d ms after Redis time %d", r, got, m.expires, left, s.now)
+		p.expect(got >= lo && got <= hi,
+			"%s: PTTL %d ms outside [%d, %d]: the key expires at %d, the step was sent at %d, the snapshot answered at %d",
+			r, got, lo, hi, ke, p.callStart.UnixMilli(), s.got)
+		p.stats.pttlDiff(ke - m.expires)
 		// the holder's owner index names the resource (others may keep
 		// stale entries of leases that expired: ReleaseAll prunes them)
 		p.expect(s.index[r][m.owner], "%s: missing from the owner index of its holder %s", r, m.owner)
