@@ -163,3 +163,55 @@ func TestReplicaAckCountsTheSlotsReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaAckFollowsAFailover: WithReplicaAck sends each script
+// straight to the master of its slot; after a CLUSTER FAILOVER the
+// client's slot map is stale, the old master (now a replica) answers
+// MOVED, and the store reloads the map and sends the script again to the
+// new master, where WAIT counts the new master's replica.
+func TestReplicaAckFollowsAFailover(t *testing.T) {
+	cl := env.NeedCluster(t)
+	ctx := testCtx(t)
+	cc := clusterClient(t)
+	s := newStore(t, cc, redisstore.WithReplicaAck(1, 10*time.Second))
+	r := resourcePerPartition(s, "job")[0]
+	first := need(t)(s.Acquire(ctx, request(r, "w1", "a1")))
+	need(t)(s.Release(ctx, request(r, "w1", "r1")))
+	slot, err := cc.ClusterKeySlot(ctx, s.Key(r)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim, err := cl.MasterOf(ctx, int(slot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	promoted, err := cl.Failover(ctx, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the client still maps the slot to the old master
+	if node, err := cc.MasterForKey(ctx, s.Key(r)); err != nil || node.Options().Addr != victim {
+		t.Logf("the slot map was already fresh (%v, %v): the redirect path is not exercised", node, err)
+	}
+	l := need(t)(s.Acquire(ctx, request(r, "w1", "a2")))
+	if l.Token <= first.Token {
+		t.Fatalf("token %d after the failover, not above %d", l.Token, first.Token)
+	}
+	need(t)(s.Renew(ctx, request(r, "w1", "n2")))
+	if got := need(t)(s.Inspect(ctx, r)); got.Token != l.Token || got.Owner != "w1" {
+		t.Fatalf("after the failover: %+v", got)
+	}
+	// the lease is on the promoted master and its replica
+	rep, err := cl.ReplicaOf(ctx, promoted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cl.Node(rep).Client()
+	defer func() { _ = c.Close() }()
+	if err := c.ReadOnly(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Exists(ctx, s.Key(r)).Result(); err != nil || n != 1 {
+		t.Fatalf("lease on %s, the replica of %s: %d, %v", rep, promoted, n, err)
+	}
+}
