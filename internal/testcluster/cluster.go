@@ -45,7 +45,30 @@ type Cluster struct {
 // redis-cli --cluster create --cluster-replicas, and waits until the
 // cluster is healthy: every slot served, every replica in sync. On error
 // it stops whatever it started. A missing binary gives ErrNotInstalled.
-func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error) {
+//
+// A free port can be taken by another process between the moment it is
+// picked and the moment a node binds it (test packages start clusters in
+// parallel): when it made the folder itself, StartCluster then tries
+// again on new ports, up to startAttempts times.
+func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
+	return retryStart(ctx, cfg.Dir == "", func() (*Cluster, error) { return startCluster(ctx, cfg) })
+}
+
+// startAttempts bounds the attempts of StartCluster and StartSentinel.
+const startAttempts = 3
+
+// retryStart calls start until it succeeds, up to startAttempts times when
+// retry is set; a missing binary or an ended ctx ends it at once.
+func retryStart[T any](ctx context.Context, retry bool, start func() (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		v, err := start()
+		if err == nil || !retry || attempt == startAttempts || errors.Is(err, ErrNotInstalled) || ctx.Err() != nil {
+			return v, err
+		}
+	}
+}
+
+func startCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error) {
 	if cfg.Masters == 0 {
 		cfg.Masters = 3
 	}

@@ -1,6 +1,8 @@
 package testcluster
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"testing"
 
@@ -44,5 +46,40 @@ func TestParseInfo(t *testing.T) {
 	m := parseInfo("# Replication\r\nrole:master\r\nslave0:ip=127.0.0.1,port=1,state=online\r\n")
 	if m["role"] != "master" || m["slave0"] != "ip=127.0.0.1,port=1,state=online" || len(m) != 2 {
 		t.Fatalf("parseInfo = %v", m)
+	}
+}
+
+func TestRetryStart(t *testing.T) {
+	ctx := context.Background()
+	boom := errors.New("port taken")
+	for _, tc := range []struct {
+		name  string
+		retry bool
+		errs  []error
+		calls int
+		err   error
+	}{
+		{"success at once", true, []error{nil}, 1, nil},
+		{"success on the second try", true, []error{boom, nil}, 2, nil},
+		{"gives up after three", true, []error{boom, boom, boom, nil}, startAttempts, boom},
+		{"no retry in a caller's folder", false, []error{boom, nil}, 1, boom},
+		{"no retry without binaries", true, []error{ErrNotInstalled, nil}, 1, ErrNotInstalled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			v, err := retryStart(ctx, tc.retry, func() (int, error) {
+				calls++
+				return calls, tc.errs[calls-1]
+			})
+			if calls != tc.calls || !errors.Is(err, tc.err) || (err == nil && v != calls) {
+				t.Fatalf("%d calls, %v, %v; want %d calls, %v", calls, v, err, tc.calls, tc.err)
+			}
+		})
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	calls := 0
+	if _, err := retryStart(cctx, true, func() (int, error) { calls++; return 0, boom }); calls != 1 || !errors.Is(err, boom) {
+		t.Fatalf("ended context: %d calls, %v", calls, err)
 	}
 }

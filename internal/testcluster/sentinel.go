@@ -51,7 +51,14 @@ type Sentinel struct {
 // authorised. Sentinel runs as redis-sentinel when installed, else as
 // redis-server --sentinel. On error it stops whatever it started; a
 // missing binary gives ErrNotInstalled.
-func StartSentinel(ctx context.Context, cfg SentinelConfig) (s *Sentinel, err error) {
+//
+// Like StartCluster, it tries again on new ports when a start fails and
+// it made the folder itself.
+func StartSentinel(ctx context.Context, cfg SentinelConfig) (*Sentinel, error) {
+	return retryStart(ctx, cfg.Dir == "", func() (*Sentinel, error) { return startSentinel(ctx, cfg) })
+}
+
+func startSentinel(ctx context.Context, cfg SentinelConfig) (s *Sentinel, err error) {
 	if cfg.MasterName == "" {
 		cfg.MasterName = "lockcoord"
 	}
