@@ -14,7 +14,9 @@
 //	<prefix>:{p}:events             stream: the audit outbox
 //	<prefix>:{p}:owner:<owner>      set: the owner's leases, for ReleaseAll
 //	<prefix>:{p}:req:<request id>   memo of a release that deleted a lease
+//	<prefix>:{p}:waiters:<type>:<id>  queue of the coordinators waiting for a resource
 //	<prefix>:{p}:released           pub/sub channel of release notifications
+//	<prefix>:{p}:released:<waiter>  ... addressed to one waiting coordinator
 //	<prefix>:partitions             the partition count all stores must share
 //
 // docs/redis-keys.md has redis-cli recipes to inspect them.
