@@ -31,6 +31,20 @@ func (s *Store) tag(p int) string {
 	return s.prefix + ":{" + strconv.Itoa(p) + "}"
 }
 
+// partKeys are partition p's tag and fixed keys, built once (New): the
+// scripts' hot path then builds only the keys that name a resource.
+type partKeys struct {
+	tag, fence, events, released string
+}
+
+func (s *Store) buildPartKeys() {
+	s.parts = make([]partKeys, s.partitions)
+	for p := range s.parts {
+		t := s.tag(p)
+		s.parts[p] = partKeys{tag: t, fence: t + ":fence", events: t + ":events", released: t + ":released"}
+	}
+}
+
 // Key returns the Redis key of the lease on r:
 // <prefix>:{<partition>}:lock:<type>:<id>. The partition tag is the first
 // "{...}" of the key, so the id never decides the Cluster slot.

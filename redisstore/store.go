@@ -39,6 +39,7 @@ type Store struct {
 	retryArg  any // release.lua's memo lifetime, ms
 	noteArg   any // release.lua's notification mode
 	queueArg  any // acquire.lua's waiter queue lifetime, ms
+	parts     []partKeys
 
 	checkMu sync.Mutex
 	checked bool
@@ -66,6 +67,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 			o(s)
 		}
 	}
+	s.buildPartKeys()
 	s.maxLenArg = "0"
 	if s.outbox {
 		s.maxLenArg = strconv.FormatInt(s.maxLen, 10)
@@ -144,8 +146,8 @@ func (s *Store) Acquire(ctx context.Context, req coordinator.Request) (coordinat
 		return coordinator.Lease{}, err
 	}
 	r := req.Resource
-	tag := s.tag(s.Partition(r))
-	keys := []string{s.lockKey(tag, r), tag + ":fence", tag + ":events", tag + ":owner:" + req.Owner, s.queueKey(tag, r)}
+	pk := &s.parts[s.Partition(r)]
+	keys := []string{s.lockKey(pk.tag, r), pk.fence, pk.events, pk.tag + ":owner:" + req.Owner, s.queueKey(pk.tag, r)}
 	var waiter, stay any = "", "0"
 	if w := s.waiter(req.Waiter); w != "" {
 		waiter = w
@@ -178,8 +180,8 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 		return coordinator.Lease{}, err
 	}
 	r := req.Resource
-	tag := s.tag(s.Partition(r))
-	keys := []string{s.lockKey(tag, r), tag + ":events", tag + ":owner:" + req.Owner}
+	pk := &s.parts[s.Partition(r)]
+	keys := []string{s.lockKey(pk.tag, r), pk.events, pk.tag + ":owner:" + req.Owner}
 	v, ackErr, err := s.eval(ctx, scripts.Renew, keys, renewWrote,
 		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, strconv.FormatUint(req.Token, 10))
 	if err != nil {
@@ -238,10 +240,10 @@ func (s *Store) release(ctx context.Context, req coordinator.Request, mode strin
 		return coordinator.Lease{}, err
 	}
 	r := req.Resource
-	tag := s.tag(s.Partition(r))
-	keys := []string{s.lockKey(tag, r), tag + ":events", tag + ":owner:" + req.Owner, tag + ":req:" + req.RequestID, s.queueKey(tag, r)}
+	pk := &s.parts[s.Partition(r)]
+	keys := []string{s.lockKey(pk.tag, r), pk.events, pk.tag + ":owner:" + req.Owner, pk.tag + ":req:" + req.RequestID, s.queueKey(pk.tag, r)}
 	v, err := scripts.Release.Run(ctx, s.client, keys,
-		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, tag+":released", s.waiterArg(req.Waiter)).Slice()
+		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, pk.released, s.waiterArg(req.Waiter)).Slice()
 	s.refreshOnFailure(err)
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: release %s: %w", r, err)
