@@ -364,8 +364,11 @@ func TestMetrics(t *testing.T) {
 	if _, err := e.c.Release(ctx, r, "w1"); err != nil {
 		t.Fatal(err)
 	}
-	// a lost lease
-	l, err := e.c.Acquire(ctx, coordinator.Plan("m3"), "w1", coordinator.TTL(30*time.Millisecond))
+	// a lost lease: Redis answers the first renewal (at TTL/3) with
+	// ErrExpired, a renewal failure; the TTL leaves room for a late first
+	// renewal on a loaded machine, which would otherwise run out the
+	// deadline and lose the lease with no failure counted
+	l, err := e.c.Acquire(ctx, coordinator.Plan("m3"), "w1", coordinator.TTL(600*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
