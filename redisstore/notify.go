@@ -18,7 +18,7 @@ var _ coordinator.Notifier = (*Store)(nil)
 // Health checking of an idle subscription connection: after healthEvery
 // without a message the subscription sends PING; when no reply comes
 // within another healthEvery the connection is replaced.
-const healthEvery = 5 * time.Second
+var healthEvery = 5 * time.Second
 
 // Releases implements coordinator.Notifier: it subscribes to the release
 // channel of every partition and returns once Redis confirmed the

@@ -1,0 +1,11 @@
+package redisstore
+
+import "time"
+
+// SetHealthEveryForTest shortens the health check of idle subscription
+// connections; the returned func restores it. Not for parallel tests.
+func SetHealthEveryForTest(d time.Duration) (restore func()) {
+	old := healthEvery
+	healthEvery = d
+	return func() { healthEvery = old }
+}
