@@ -15,7 +15,8 @@ var _ coordinator.QueueNotifier = (*Store)(nil)
 // registration. A waiting coordinator registers again with each attempt,
 // at least once per second (the waiters' longest fallback delay), so a
 // queue outlives its live waiters; a waiter whose process died without
-// leaving is dropped when a release picks it (that release's hand-off then
+// leaving is dropped when a release picks it (with PUBLISH, which counts
+// the listeners, that release goes on to the next waiter; on Cluster it
 // waits for the others' fallback retry) or with the queue.
 const queueLife = 5 * time.Second
 
@@ -43,12 +44,19 @@ func (s *Store) ReleasesFor(ctx context.Context, waiter string) (coordinator.Sub
 	return s.subscribe(ctx, waiter)
 }
 
-// Unqueue implements coordinator.QueueNotifier.
+// Unqueue implements coordinator.QueueNotifier. A waiter that is no
+// longer queued, while the lease is free and others are queued, was taken
+// out by the release that notified it, which its coordinator then did not
+// use (its last waiter left meanwhile): Unqueue passes that release on to
+// the next queued waiter, who would otherwise only learn of it by its
+// fallback retry.
 func (s *Store) Unqueue(ctx context.Context, r coordinator.Resource, waiter string) error {
 	if err := s.ready(ctx); err != nil {
 		return err
 	}
-	err := scripts.Unqueue.Run(ctx, s.client, []string{s.QueueKey(r)}, waiter).Err()
+	pk := &s.parts[s.Partition(r)]
+	err := scripts.Unqueue.Run(ctx, s.client, []string{s.queueKey(pk.tag, r), s.lockKey(pk.tag, r)},
+		waiter, s.noteArg, pk.released, r.String()).Err()
 	s.refreshOnFailure(err)
 	if err != nil {
 		return fmt.Errorf("redisstore: unqueue %s from %s: %w", waiter, r, err)

@@ -131,3 +131,101 @@ func TestWaiterQueueNotificationsOff(t *testing.T) {
 		t.Fatalf("Unqueue on a misconfigured store: %v", err)
 	}
 }
+
+// queueOf returns the waiter ids queued for r, first queued first.
+func queueOf(t *testing.T, b *backend, s *redisstore.Store, r coordinator.Resource) []string {
+	t.Helper()
+	v, err := b.client.Get(testCtx(t), s.QueueKey(r)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return strings.Fields(must[string](t)(v, err))
+}
+
+// TestWaiterQueueSkipsDeadWaiter: a queued coordinator that died (nobody
+// subscribes to its channel) does not swallow the release: the next
+// queued coordinator is told.
+func TestWaiterQueueSkipsDeadWaiter(t *testing.T) {
+	onBoth(t, func(t *testing.T, b *backend) {
+		ctx := testCtx(t)
+		s := b.newStore(t, redisstore.WithPartitions(1))
+		live := must[coordinator.Subscription](t)(s.ReleasesFor(ctx, "live"))
+		defer live.Close()
+		var ids reqIDs
+		r := coordinator.Plan("dead-head")
+		lease(t)(s.Acquire(ctx, request(r, "holder", ids.next(), time.Minute)))
+		for _, w := range []string{"dead", "live"} {
+			if _, err := s.Acquire(ctx, waiting(r, "o"+w, ids.next(), w, false)); !errors.Is(err, coordinator.ErrConflict) {
+				t.Fatalf("waiting acquire of %s: %v", w, err)
+			}
+		}
+		lease(t)(s.Release(ctx, request(r, "holder", ids.next(), 0)))
+		if got := receive(t, live); got != r {
+			t.Fatalf("live got %v", got)
+		}
+		if got := queueOf(t, b, s, r); len(got) != 0 {
+			t.Fatalf("queue %v, want empty", got)
+		}
+	})
+}
+
+// TestUnqueuePassesHandOff: a coordinator whose last waiter left after a
+// release had picked it (its notification found nobody waiting) passes
+// the hand-off to the next queued coordinator when it leaves the queue,
+// unless the lease was taken again meanwhile.
+func TestUnqueuePassesHandOff(t *testing.T) {
+	onBoth(t, func(t *testing.T, b *backend) {
+		ctx := testCtx(t)
+		s := b.newStore(t, redisstore.WithPartitions(1))
+		gone := must[coordinator.Subscription](t)(s.ReleasesFor(ctx, "gone"))
+		defer gone.Close()
+		next := must[coordinator.Subscription](t)(s.ReleasesFor(ctx, "next"))
+		defer next.Close()
+		var ids reqIDs
+		r, other := coordinator.Plan("passed-on"), coordinator.Plan("other")
+		queueBoth := func() {
+			t.Helper()
+			lease(t)(s.Acquire(ctx, request(r, "holder", ids.next(), time.Minute)))
+			for _, w := range []string{"gone", "next"} {
+				if _, err := s.Acquire(ctx, waiting(r, "o"+w, ids.next(), w, false)); !errors.Is(err, coordinator.ErrConflict) {
+					t.Fatalf("waiting acquire of %s: %v", w, err)
+				}
+			}
+			lease(t)(s.Release(ctx, request(r, "holder", ids.next(), 0)))
+			if got := receive(t, gone); got != r {
+				t.Fatalf("gone got %v", got)
+			}
+		}
+
+		// the lease is free when gone leaves: next is told
+		queueBoth()
+		if err := s.Unqueue(ctx, r, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		if got := receive(t, next); got != r {
+			t.Fatalf("next got %v", got)
+		}
+		if got := queueOf(t, b, s, r); len(got) != 0 {
+			t.Fatalf("queue %v, want empty", got)
+		}
+
+		// taken again meanwhile: next stays queued for its release
+		queueBoth()
+		lease(t)(s.Acquire(ctx, request(r, "barger", ids.next(), time.Minute)))
+		if err := s.Unqueue(ctx, r, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		if got := queueOf(t, b, s, r); !slices.Equal(got, []string{"next"}) {
+			t.Fatalf("queue %v, want [next]", got)
+		}
+		lease(t)(s.Acquire(ctx, request(other, "x", ids.next(), time.Minute)))
+		lease(t)(s.Release(ctx, request(other, "x", ids.next(), 0)))
+		if got := receive(t, next); got != other {
+			t.Fatalf("next got %v, want %v (nothing for a held lease)", got, other)
+		}
+		lease(t)(s.Release(ctx, request(r, "barger", ids.next(), 0)))
+		if got := receive(t, next); got != r {
+			t.Fatalf("next got %v", got)
+		}
+	})
+}

@@ -28,10 +28,50 @@
 -- DEL SREM SET GET PUBLISH (+ TIME XADD): every redis.call costs, see
 -- acquire.lua. With no queued waiter the message goes to the partition's
 -- channel, which every waiting coordinator hears (those that do not queue
--- too); with one, to that waiter's channel alone.
+-- too); with one, to that waiter's channel alone (with PUBLISH, to the
+-- first queued waiter that somebody listens for, else to the partition's
+-- channel).
 
 local owner, req, mode = ARGV[1], ARGV[2], ARGV[6]
 local maxlen = ARGV[5]
+
+-- the start and end of word w in the space-separated list l, or nil
+local function find(l, w)
+  local s, e = string.find(l, w, 1, true)
+  while s do
+    if (s == 1 or string.byte(l, s - 1) == 32) and (e == #l or string.byte(l, e + 1) == 32) then
+      return s, e
+    end
+    s, e = string.find(l, w, s + 1, true)
+  end
+end
+
+-- l without its word at s..e
+local function cut(l, s, e)
+  if s == 1 then return string.sub(l, e + 2) end
+  return string.sub(l, 1, s - 2) .. string.sub(l, e + 1)
+end
+
+-- tell the first waiter of queue q, on its channel ARGV[9]:<waiter>, and
+-- take it out; returns the rest of q and whether a waiter was told. With
+-- PUBLISH (note "1") a waiter nobody listens for (its process died, or
+-- its subscription is down) is taken out and the next one is told: the
+-- release would be lost on it. SPUBLISH's count covers only the node's
+-- own subscribers (a subscriber may be on a replica), so on Cluster the
+-- first waiter is told whatever the count.
+local function notify_first(q, note, msg)
+  while q ~= '' do
+    local s, e = string.find(q, '^%S+')
+    local ch = ARGV[9] .. ':' .. string.sub(q, s, e)
+    q = cut(q, s, e)
+    if note ~= '1' then
+      redis.call('SPUBLISH', ch, msg)
+      return q, true
+    end
+    if redis.call('PUBLISH', ch, msg) > 0 then return q, true end
+  end
+  return q, false
+end
 
 local memo = redis.call('GET', KEYS[4])
 if memo then
@@ -50,12 +90,8 @@ if held ~= owner then
   return {0, held, tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
 end
 local list = h[6] or ''
-local s, e = string.find(list, req, 1, true)
-while s do
-  if (s == 1 or string.byte(list, s - 1) == 32) and (e == #list or string.byte(list, e + 1) == 32) then
-    return {3, held, tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
-  end
-  s, e = string.find(list, req, s + 1, true)
+if find(list, req) then
+  return {3, held, tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
 end
 
 local fmt = string.format
@@ -85,37 +121,29 @@ else
   redis.call('SET', KEYS[4], h[3] .. ' ' .. h[4] .. ' ' .. h[5] .. ' ' .. held, 'PX', ARGV[7])
   local note = ARGV[8]
   if note ~= '0' then
-    local channel = ARGV[9]
+    local msg = ARGV[3] .. '/' .. ARGV[4]
+    local sent = false
     local q = redis.call('GET', KEYS[5])
     if q then
       -- hand the lease to the releaser's own waiters if it is queued (it
       -- wakes them itself), else to the first queued waiter
-      local w = ARGV[10]
       local s, e = nil, nil
-      if w ~= '' then
-        s, e = string.find(q, w, 1, true)
-        while s and not ((s == 1 or string.byte(q, s - 1) == 32) and (e == #q or string.byte(q, e + 1) == 32)) do
-          s, e = string.find(q, w, s + 1, true)
-        end
-      end
+      if ARGV[10] ~= '' then s, e = find(q, ARGV[10]) end
       if s then
-        channel = nil
+        q, sent = cut(q, s, e), true
       else
-        s, e = string.find(q, '^%S+')
-        channel = channel .. ':' .. string.sub(q, s, e)
+        q, sent = notify_first(q, note, msg)
       end
-      local rest
-      if s == 1 then rest = string.sub(q, e + 2) else rest = string.sub(q, 1, s - 2) .. string.sub(q, e + 1) end
-      if rest == '' then
+      if q == '' then
         redis.call('DEL', KEYS[5])
       else
-        redis.call('SET', KEYS[5], rest, 'KEEPTTL')
+        redis.call('SET', KEYS[5], q, 'KEEPTTL')
       end
     end
-    if channel and note == '1' then
-      redis.call('PUBLISH', channel, ARGV[3] .. '/' .. ARGV[4])
-    elseif channel then
-      redis.call('SPUBLISH', channel, ARGV[3] .. '/' .. ARGV[4])
+    if not sent and note == '1' then
+      redis.call('PUBLISH', ARGV[9], msg)
+    elseif not sent then
+      redis.call('SPUBLISH', ARGV[9], msg)
     end
   end
 end
