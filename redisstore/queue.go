@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/lockcoord/lockcoord/coordinator"
@@ -21,12 +22,19 @@ var _ coordinator.QueueNotifier = (*Store)(nil)
 const queueLife = 5 * time.Second
 
 // waiter returns the waiter argument of a script: none when notifications
-// are off, since nobody would be told.
+// are off, since nobody would be told, nor for an id the space-separated
+// queue cannot hold (empty words, spaces): such a waiter is not queued,
+// and hears of releases on the partition channel.
 func (s *Store) waiter(w string) string {
-	if !s.notify {
+	if !s.notify || !validWaiter(w) {
 		return ""
 	}
 	return w
+}
+
+// validWaiter reports whether w can be a word of a waiter queue.
+func validWaiter(w string) bool {
+	return w != "" && !strings.ContainsAny(w, " \t\n\r\v\f")
 }
 
 // waiterArg is waiter as a script argument; "" boxes without allocating.
@@ -53,6 +61,9 @@ func (s *Store) ReleasesFor(ctx context.Context, waiter string) (coordinator.Sub
 func (s *Store) Unqueue(ctx context.Context, r coordinator.Resource, waiter string) error {
 	if err := s.ready(ctx); err != nil {
 		return err
+	}
+	if !validWaiter(waiter) {
+		return nil // never queued
 	}
 	pk := &s.parts[s.Partition(r)]
 	err := scripts.Unqueue.Run(ctx, s.client, []string{s.queueKey(pk.tag, r), s.lockKey(pk.tag, r)},

@@ -229,3 +229,51 @@ func TestUnqueuePassesHandOff(t *testing.T) {
 		}
 	})
 }
+
+// TestReleaseMemoOwnerWithSpaces: the release memo ("<token> <acquired_at>
+// <expires_at> <owner>") gives a retried release back an owner with
+// spaces whole.
+func TestReleaseMemoOwnerWithSpaces(t *testing.T) {
+	onBoth(t, func(t *testing.T, b *backend) {
+		ctx := testCtx(t)
+		s := b.newStore(t, redisstore.WithPartitions(1))
+		r := coordinator.Plan("memo")
+		for _, owner := range []string{"worker 7 (eu west)", " lead", "trail ", "a  b", "élan 12 34 56"} {
+			l := lease(t)(s.Acquire(ctx, request(r, owner, "acq-"+strings.ReplaceAll(owner, " ", "_"), time.Minute)))
+			rel := request(r, owner, "rel-"+strings.ReplaceAll(owner, " ", "_"), 0)
+			first := lease(t)(s.Release(ctx, rel))
+			again := lease(t)(s.Release(ctx, rel))
+			if again.Owner != owner || first.Owner != owner || again.Token != l.Token || again.Count != 0 ||
+				!again.AcquiredAt.Equal(l.AcquiredAt) || !again.ExpiresAt.Equal(l.ExpiresAt) {
+				t.Fatalf("owner %q: release %+v, retried %+v, lease %+v", owner, first, again, l)
+			}
+		}
+	})
+}
+
+// TestWaiterIDWithSpaces: a waiter id the space-separated queue cannot
+// hold is not queued (its coordinator hears of releases on the partition
+// channel), and its Unqueue leaves the queue alone.
+func TestWaiterIDWithSpaces(t *testing.T) {
+	onBoth(t, func(t *testing.T, b *backend) {
+		ctx := testCtx(t)
+		s := b.newStore(t, redisstore.WithPartitions(1))
+		var ids reqIDs
+		r := coordinator.Plan("spaced")
+		lease(t)(s.Acquire(ctx, request(r, "holder", ids.next(), time.Minute)))
+		for _, w := range []string{"a", "b", "a b", "c\td", ""} {
+			if _, err := s.Acquire(ctx, waiting(r, "o", ids.next(), w, false)); !errors.Is(err, coordinator.ErrConflict) {
+				t.Fatalf("waiting acquire of %q: %v", w, err)
+			}
+		}
+		if got := queueOf(t, b, s, r); !slices.Equal(got, []string{"a", "b"}) {
+			t.Fatalf("queue %q, want [a b]", got)
+		}
+		if err := s.Unqueue(ctx, r, "a b"); err != nil {
+			t.Fatal(err)
+		}
+		if got := queueOf(t, b, s, r); !slices.Equal(got, []string{"a", "b"}) {
+			t.Fatalf("queue after Unqueue(\"a b\") %q, want [a b]", got)
+		}
+	})
+}
