@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -306,7 +308,7 @@ func (s *Store) ReleaseAll(ctx context.Context, owner, requestID string) (int, e
 	released := 0
 	var errs []error
 	for p, cmd := range cmds {
-		for i, member := range cmd.Val() {
+		for _, member := range cmd.Val() {
 			if member == "" {
 				continue // the index's placeholder (acquire.lua)
 			}
@@ -316,7 +318,12 @@ func (s *Store) ReleaseAll(ctx context.Context, owner, requestID string) (int, e
 				s.client.SRem(ctx, s.OwnerKey(p, owner), member)
 				continue
 			}
-			req := coordinator.Request{Resource: r, Owner: owner, RequestID: requestID + "." + strconv.Itoa(p) + "." + strconv.Itoa(i)}
+			// the release's request id names the member, not its place in
+			// SMEMBERS: a repeated ReleaseAll (same requestID) after a
+			// partial success sees fewer members in another order, and a
+			// place-based id could meet another lease's release memo
+			sum := sha256.Sum256([]byte(member))
+			req := coordinator.Request{Resource: r, Owner: owner, RequestID: requestID + "." + hex.EncodeToString(sum[:12])}
 			_, err = s.release(ctx, req, "all")
 			switch {
 			case err == nil:
