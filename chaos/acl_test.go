@@ -33,8 +33,6 @@ func aclRules(prefix, password string) []any {
 		"+subscribe", "+unsubscribe", "+ssubscribe", "+sunsubscribe",
 		// inside the scripts (SPUBLISH on Cluster)
 		"+time", "+hset", "+pexpire", "+pttl", "+sadd", "+del", "+xadd", "+publish", "+spublish",
-		// the queue of waiting acquirers
-		"+zadd", "+zrem", "+zpopmin",
 		// pgaudit: the mirror, cleanup, diagnostics
 		"+xreadgroup", "+xgroup|create", "+xack", "+xautoclaim", "+xinfo|groups", "+xpending",
 		"+xrange", "+xlen", "+xtrim", "+scan", "+hget",
