@@ -216,16 +216,23 @@ func (c *Coordinator) Release(ctx context.Context, r Resource, owner string) (Le
 
 func (c *Coordinator) release(ctx context.Context, req Request) (Lease, error) {
 	k := holdKey{req.Resource, req.Owner}
-	if c.hub.handsOver(req.Resource) {
-		req.Waiter = c.id // a deleted lease goes to the waiters here
-	}
 	start := time.Now()
-	l, err := c.store.Release(ctx, req)
+	var (
+		l      Lease
+		err    error
+		handed = true // without a queue in the store, a local waiter goes first
+	)
+	if qn := c.hub.qn; qn != nil && c.hub.handsOver(req.Resource) {
+		req.Waiter = c.id // a deleted lease goes to the waiters here if it is their turn
+		l, handed, err = qn.ReleaseHandOff(ctx, req)
+	} else {
+		l, err = c.store.Release(ctx, req)
+	}
 	c.m.observe(opRelease, start, err)
 	switch {
 	case err == nil && l.Count == 0:
 		c.forget(k)
-		c.hub.released(req.Resource, req.Owner) // hand over to a waiter here at once
+		c.hub.released(req.Resource, req.Owner, handed) // hand over to a waiter here at once
 	case err == nil:
 		c.track(k, -1)
 	case errors.Is(err, ErrNotHeld):

@@ -18,15 +18,11 @@ import (
 
 // TestWaitRemoteWaiterNotStarved: a coordinator queued in the store
 // before another's waiters gets the lease before those waiters have taken
-// it hundreds of times. Known to fail: release.lua hands a lease to the
-// releasing coordinator's own waiters when that coordinator is queued
-// anywhere in the queue, not only first, and the coordinator wakes its
-// waiter at once (before the remote one's pub/sub round trip), so a
-// process whose workers keep waiting for a resource keeps it from every
-// other process. Fixing it needs Release to tell the coordinator whether
-// the lease went to its waiters (a store reply change).
+// it hundreds of times. It failed when a release handed the lease to the
+// releasing coordinator's own waiters with that coordinator queued
+// anywhere, and woke them at once: now only a releaser first in the queue
+// keeps the turn (ReleaseHandOff), and otherwise its waiters wait theirs.
 func TestWaitRemoteWaiterNotStarved(t *testing.T) {
-	t.Skip("known starvation of remote waiters by a local hand-off; see the comment")
 	mr := miniredis.RunT(t)
 	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer func() { _ = client.Close() }()

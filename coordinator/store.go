@@ -48,8 +48,8 @@ type Request struct {
 	// that succeeds leaves the queue, or goes to its end when StayQueued
 	// (more waiters of the coordinator wait for the resource). On Release
 	// it says waiters of the coordinator wait for the resource: a release
-	// that deletes the lease hands it to them if the waiter is queued,
-	// and notifies nobody else.
+	// that deletes the lease hands it to them if the waiter is the first
+	// queued, and notifies nobody else (see ReleaseHandOff).
 	Waiter     string
 	StayQueued bool
 }
@@ -74,6 +74,12 @@ type QueueNotifier interface {
 	ReleasesFor(ctx context.Context, waiter string) (Subscription, error)
 	// Unqueue removes waiter from r's queue: its last waiter gave up.
 	Unqueue(ctx context.Context, r Resource, waiter string) error
+	// ReleaseHandOff is Release, also reporting whether a release that
+	// deleted the lease gave the resource's turn to the waiters of
+	// req.Waiter (the releasing coordinator, first in the queue): nobody
+	// else was notified, and the coordinator wakes its waiters itself.
+	// Queued behind another process, the coordinator waits its turn.
+	ReleaseHandOff(ctx context.Context, req Request) (Lease, bool, error)
 }
 
 // Subscription delivers released resources until Close.

@@ -374,7 +374,11 @@ func signal(ch chan struct{}) {
 // release through this coordinator deleted the lease; the release's
 // notification, when it comes, is ignored (a QueueNotifier sends none:
 // the release named this coordinator, see handsOver).
-func (h *hub) released(r Resource, owner string) {
+//
+// When the store's queue gave the turn to another process (handed
+// false), the waiters here are not woken: the lease went to that
+// process's waiter, and theirs comes with a later release's notification.
+func (h *hub) released(r Resource, owner string, handed bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.seq++
@@ -383,6 +387,9 @@ func (h *hub) released(r Resource, owner string) {
 		return
 	}
 	q.gone = owner
+	if !handed {
+		return
+	}
 	wake(q.ws[0])
 	if h.sub != nil && h.qn == nil {
 		q.skip++

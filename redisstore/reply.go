@@ -13,6 +13,7 @@ const (
 	statusOtherToken = -2
 	statusFree       = -1
 	statusConflict   = 0
+	statusHandedOff  = 4 // release.lua: released, the turn given to the releaser's waiters
 )
 
 // parseReply reads {status, owner, count, token, acquired_at, expires_at}.

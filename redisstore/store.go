@@ -208,11 +208,7 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 
 // Release implements coordinator.Store.
 func (s *Store) Release(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
-	mode := "one"
-	if req.All {
-		mode = "all"
-	}
-	return s.release(ctx, req, mode)
+	return s.release(ctx, req, releaseMode(req))
 }
 
 // ForceRelease deletes the lease on r whoever holds it, whatever its count,
@@ -238,8 +234,29 @@ func (s *Store) ForceRelease(ctx context.Context, r coordinator.Resource, reques
 }
 
 func (s *Store) release(ctx context.Context, req coordinator.Request, mode string) (coordinator.Lease, error) {
+	l, _, err := s.releaseHandOff(ctx, req, mode)
+	return l, err
+}
+
+// ReleaseHandOff implements coordinator.QueueNotifier: Release, also
+// reporting whether the lease went to the waiters of req.Waiter (the
+// releasing coordinator, first in the resource's queue), who are then
+// not notified: the coordinator wakes them itself.
+func (s *Store) ReleaseHandOff(ctx context.Context, req coordinator.Request) (coordinator.Lease, bool, error) {
+	return s.releaseHandOff(ctx, req, releaseMode(req))
+}
+
+// releaseMode is release.lua's mode of a coordinator's release.
+func releaseMode(req coordinator.Request) string {
+	if req.All {
+		return "all"
+	}
+	return "one"
+}
+
+func (s *Store) releaseHandOff(ctx context.Context, req coordinator.Request, mode string) (coordinator.Lease, bool, error) {
 	if err := s.ready(ctx); err != nil {
-		return coordinator.Lease{}, err
+		return coordinator.Lease{}, false, err
 	}
 	r := req.Resource
 	pk := &s.parts[s.Partition(r)]
@@ -248,18 +265,18 @@ func (s *Store) release(ctx context.Context, req coordinator.Request, mode strin
 		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, pk.released, s.waiterArg(req.Waiter)).Slice()
 	s.refreshOnFailure(err)
 	if err != nil {
-		return coordinator.Lease{}, fmt.Errorf("redisstore: release %s: %w", r, err)
+		return coordinator.Lease{}, false, fmt.Errorf("redisstore: release %s: %w", r, err)
 	}
 	st, l, err := parseReply(r, v)
 	switch {
 	case err != nil:
-		return coordinator.Lease{}, fmt.Errorf("redisstore: release %s: %w", r, err)
+		return coordinator.Lease{}, false, fmt.Errorf("redisstore: release %s: %w", r, err)
 	case st == statusFree:
-		return coordinator.Lease{}, &coordinator.LeaseError{Op: "release", Resource: r, Owner: req.Owner, Err: coordinator.ErrNotHeld}
+		return coordinator.Lease{}, false, &coordinator.LeaseError{Op: "release", Resource: r, Owner: req.Owner, Err: coordinator.ErrNotHeld}
 	case st == statusConflict:
-		return coordinator.Lease{}, &coordinator.LeaseError{Op: "release", Resource: r, Owner: req.Owner, Holder: l.Owner, Err: coordinator.ErrNotHeld}
+		return coordinator.Lease{}, false, &coordinator.LeaseError{Op: "release", Resource: r, Owner: req.Owner, Holder: l.Owner, Err: coordinator.ErrNotHeld}
 	}
-	return l, nil
+	return l, st == statusHandedOff, nil
 }
 
 // Inspect implements coordinator.Store.

@@ -17,9 +17,11 @@
 -- ARGV[9] notification channel <prefix>:{p}:released; the message is "type/id", sent on
 --         <channel>:<waiter> instead when addressed to the first queued waiter
 -- ARGV[10] the releasing coordinator's id when waiters of its own wait for the resource, else "":
---         if it is queued, the lease is handed to them and nothing is published
+--         if it is the first queued, the lease is handed to them (status 4) and nothing is
+--         published; queued behind another, it waits its turn like any waiter
 -- Reply: {status, owner, count_left, token, acquired_at_ms, expires_at_ms}
---   status 1 released (lease deleted), 2 decremented, 3 repeated request
+--   status 1 released (lease deleted), 4 released and handed to the
+--   releaser's own waiters (ARGV[10]), 2 decremented, 3 repeated request
 --   id (nothing applied, the first reply), 0 held by another owner (the
 --   holder's lease), -1 free. token is a decimal string.
 --
@@ -95,6 +97,7 @@ if find(list, req) then
 end
 
 local fmt = string.format
+local handed = false -- the lease went to the releaser's own waiters
 local count = tonumber(h[2]) - 1
 local name = 'decremented'
 if mode ~= 'one' or count <= 0 then
@@ -125,12 +128,13 @@ else
     local sent = false
     local q = redis.call('GET', KEYS[5])
     if q then
-      -- hand the lease to the releaser's own waiters if it is queued (it
-      -- wakes them itself), else to the first queued waiter
+      -- hand the lease to the releaser's own waiters if it is the first
+      -- queued (status 4: it wakes them itself), else to the first queued
+      -- waiter: a releaser queued behind another process waits its turn
       local s, e = nil, nil
       if ARGV[10] ~= '' then s, e = find(q, ARGV[10]) end
-      if s then
-        q, sent = cut(q, s, e), true
+      if s == 1 then
+        q, sent, handed = cut(q, s, e), true, true
       else
         q, sent = notify_first(q, note, msg)
       end
@@ -155,5 +159,5 @@ if maxlen ~= '0' then
     'acquired_at', h[4], 'expires_at', h[5], 'req', req)
 end
 local status = 2
-if count == 0 then status = 1 end
+if handed then status = 4 elseif count == 0 then status = 1 end
 return {status, held, count, h[3], tonumber(h[4]), tonumber(h[5])}
