@@ -95,3 +95,39 @@ func (e *LeaseError) Error() string {
 
 // Unwrap returns the sentinel (ErrNotHeld or ErrExpired).
 func (e *LeaseError) Unwrap() error { return e.Err }
+
+// ErrLeaseLost reports a lease that its holder no longer has, or can no
+// longer be sure to have: Redis said it was gone or held by another, or no
+// renewal succeeded before its expiry minus the safety margin. The error is
+// a *LostError carrying the reason.
+var ErrLeaseLost = errors.New("coordinator: lease lost")
+
+// ErrRenewTimeout is the reason of a loss declared because no renewal
+// succeeded before the lease's expiry minus the safety margin (Redis
+// unreachable or too slow).
+var ErrRenewTimeout = errors.New("coordinator: no renewal succeeded before the safety margin")
+
+// LostError reports a lost lease. errors.Is(err, ErrLeaseLost) holds, and
+// so does errors.Is(err, reason) for its Reason (ErrExpired, ErrNotHeld,
+// ErrRenewTimeout, ...).
+type LostError struct {
+	Resource Resource
+	Owner    string
+	Token    uint64
+	Reason   error
+}
+
+// Error implements error.
+func (e *LostError) Error() string {
+	return fmt.Sprintf("coordinator: lease lost: %s of %q (token %d): %v", e.Resource, e.Owner, e.Token, e.Reason)
+}
+
+// Unwrap returns ErrLeaseLost and the reason.
+func (e *LostError) Unwrap() []error { return []error{ErrLeaseLost, e.Reason} }
+
+// errDeadline is the outcome of a renewal that did not answer before the
+// keeper's deadline.
+var errDeadline = errors.New("renewal deadline passed")
+
+// errStopped is the outcome of a renewal cut short by the keeper's stop.
+var errStopped = errors.New("keeper stopped")
