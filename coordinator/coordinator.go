@@ -116,22 +116,42 @@ func (c *Coordinator) request(r Resource, owner string, opts []AcquireOption) (R
 	return Request{Resource: r, Owner: owner, TTL: cc.ttl, RequestID: c.requestID()}, cc, nil
 }
 
+// call is an operation in flight: the request it sends, its options, and
+// done, which ends it.
+type call struct {
+	req  Request
+	cc   callConfig
+	done func()
+}
+
+// startCall is the prologue of Acquire, Renew, Release and Hold: it
+// validates the arguments (no I/O for bad input), builds the request and
+// registers the call in flight, so that Close waits for it. The caller
+// must call done.
+func (c *Coordinator) startCall(r Resource, owner string, opts []AcquireOption) (call, error) {
+	req, cc, err := c.request(r, owner, opts)
+	if err != nil {
+		return call{}, err
+	}
+	done, err := c.begin()
+	if err != nil {
+		return call{}, err
+	}
+	return call{req: req, cc: cc, done: done}, nil
+}
+
 // Acquire takes r for owner. A free resource is taken with hold count 1
 // and a new fencing token; the owner's own lease is re-entered (count + 1,
 // same token, TTL refreshed, never shortened). A lease of another owner
 // gives a *ConflictError (errors.Is(err, ErrConflict)) naming the holder,
 // at once, or after waiting for its release with the Wait option.
 func (c *Coordinator) Acquire(ctx context.Context, r Resource, owner string, opts ...AcquireOption) (Lease, error) {
-	req, cc, err := c.request(r, owner, opts)
+	cl, err := c.startCall(r, owner, opts)
 	if err != nil {
 		return Lease{}, err
 	}
-	done, err := c.begin()
-	if err != nil {
-		return Lease{}, err
-	}
-	defer done()
-	return c.acquire(ctx, req, cc)
+	defer cl.done()
+	return c.acquire(ctx, cl.req, cl.cc)
 }
 
 // acquire takes the lease, waiting as cc says. A waiting acquirer queues
@@ -175,17 +195,13 @@ func (c *Coordinator) acquireOnce(ctx context.Context, req Request) (Lease, erro
 // leaving the hold count alone. A free resource gives ErrExpired, another
 // owner's lease ErrNotHeld, both as a *LeaseError.
 func (c *Coordinator) Renew(ctx context.Context, r Resource, owner string, opts ...AcquireOption) (Lease, error) {
-	req, _, err := c.request(r, owner, opts)
+	cl, err := c.startCall(r, owner, opts)
 	if err != nil {
 		return Lease{}, err
 	}
-	done, err := c.begin()
-	if err != nil {
-		return Lease{}, err
-	}
-	defer done()
+	defer cl.done()
 	start := time.Now()
-	l, err := c.store.Renew(ctx, req)
+	l, err := c.store.Renew(ctx, cl.req)
 	c.m.observe(opRenew, start, err)
 	if err != nil {
 		if errors.Is(err, ErrExpired) || errors.Is(err, ErrNotHeld) {
@@ -193,7 +209,7 @@ func (c *Coordinator) Renew(ctx context.Context, r Resource, owner string, opts 
 		}
 		return Lease{}, err
 	}
-	l.ttl, l.sent = req.TTL, start
+	l.ttl, l.sent = cl.req.TTL, start
 	return l, nil
 }
 
@@ -202,16 +218,12 @@ func (c *Coordinator) Renew(ctx context.Context, r Resource, owner string, opts 
 // resource or another owner's lease gives ErrNotHeld (a *LeaseError) and
 // changes nothing.
 func (c *Coordinator) Release(ctx context.Context, r Resource, owner string) (Lease, error) {
-	req, _, err := c.request(r, owner, nil)
+	cl, err := c.startCall(r, owner, nil)
 	if err != nil {
 		return Lease{}, err
 	}
-	done, err := c.begin()
-	if err != nil {
-		return Lease{}, err
-	}
-	defer done()
-	return c.release(ctx, req)
+	defer cl.done()
+	return c.release(ctx, cl.req)
 }
 
 func (c *Coordinator) release(ctx context.Context, req Request) (Lease, error) {
