@@ -495,18 +495,21 @@ func (s *countingStore) ReleaseAll(ctx context.Context, owner, id string) (int, 
 	return s.Store.ReleaseAll(ctx, owner, id)
 }
 
-func testValidation(t *testing.T, h Harness) {
-	ctx := ctxT(t)
-	cs := &countingStore{Store: h.NewStore(t)}
-	c := coordinator.New(cs)
+// invalidCall is a call with one bad argument, and the field its
+// *ValidationError must name.
+type invalidCall struct {
+	name  string
+	r     coordinator.Resource
+	owner string
+	opts  []coordinator.AcquireOption
+	field string
+}
+
+// invalidCalls breaks each rule of resource types, ids, owners and TTLs
+// once.
+func invalidCalls() []invalidCall {
 	long := strings.Repeat("x", coordinator.MaxNameLen+1)
-	cases := []struct {
-		name  string
-		r     coordinator.Resource
-		owner string
-		opts  []coordinator.AcquireOption
-		field string
-	}{
+	return []invalidCall{
 		{"empty type", coordinator.Resource{ID: "1"}, "w", nil, "resource type"},
 		{"upper-case type", coordinator.Resource{Type: "Plan", ID: "1"}, "w", nil, "resource type"},
 		{"type with a colon", coordinator.Resource{Type: "pl:an", ID: "1"}, "w", nil, "resource type"},
@@ -523,7 +526,13 @@ func testValidation(t *testing.T, h Harness) {
 		{"negative ttl", coordinator.Plan("1"), "w", []coordinator.AcquireOption{coordinator.TTL(-time.Second)}, "TTL"},
 		{"sub-millisecond ttl", coordinator.Plan("1"), "w", []coordinator.AcquireOption{coordinator.TTL(time.Microsecond)}, "TTL"},
 	}
-	for _, tc := range cases {
+}
+
+func testValidation(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	cs := &countingStore{Store: h.NewStore(t)}
+	c := coordinator.New(cs)
+	for _, tc := range invalidCalls() {
 		for op, call := range map[string]func() error{
 			"acquire": func() error { _, err := c.Acquire(ctx, tc.r, tc.owner, tc.opts...); return err },
 			"renew":   func() error { _, err := c.Renew(ctx, tc.r, tc.owner, tc.opts...); return err },
