@@ -80,7 +80,10 @@ func (h *harness) DropScripts(t testing.TB, _ coordinator.Store) {
 }
 
 func TestConformanceCluster(t *testing.T) {
-	storetest.Run(t, &harness{client: clusterClient(t)})
+	h := &harness{client: clusterClient(t)}
+	storetest.Run(t, h)
+	storetest.RunNotifier(t, h)
+	storetest.RunWaitQueue(t, h)
 }
 
 // TestConformanceClusterReplicaAck: every acquisition and renewal waits
@@ -91,6 +94,9 @@ func TestConformanceClusterReplicaAck(t *testing.T) {
 }
 
 func TestConformanceSentinel(t *testing.T) {
-	storetest.Run(t, &harness{client: sentinelClient(t),
-		opts: []redisstore.Option{redisstore.WithReplicaAck(1, 10*time.Second)}})
+	h := &harness{client: sentinelClient(t),
+		opts: []redisstore.Option{redisstore.WithReplicaAck(1, 10*time.Second)}}
+	storetest.Run(t, h)
+	storetest.RunNotifier(t, h)
+	storetest.RunWaitQueue(t, h)
 }

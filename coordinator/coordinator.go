@@ -21,7 +21,7 @@ type Coordinator struct {
 
 	reqPrefix string
 	reqSeq    atomic.Uint64
-	id        string // the coordinator's waiter id (Request.Waiter)
+	id        string // the coordinator's waiter id in a WaitQueue
 
 	m   *metrics
 	hub *hub
@@ -71,13 +71,6 @@ func (c *Coordinator) isClosing() bool {
 		return false
 	}
 }
-
-// Store returns the store the coordinator drives.
-func (c *Coordinator) Store() Store { return c.store }
-
-// TTLFor returns the TTL a call without the TTL option uses for the
-// resource type.
-func (c *Coordinator) TTLFor(resourceType string) time.Duration { return c.cfg.ttlFor(resourceType) }
 
 func (c *Coordinator) requestID() string {
 	return c.reqPrefix + strconv.FormatUint(c.reqSeq.Add(1), 36)
@@ -161,27 +154,44 @@ func (c *Coordinator) Acquire(ctx context.Context, r Resource, owner string, opt
 // attempt.
 func (c *Coordinator) acquire(ctx context.Context, req Request, cc callConfig) (Lease, error) {
 	if cc.wait <= 0 {
-		return c.acquireOnce(ctx, req)
+		return c.acquireOnce(ctx, req, queuing{})
 	}
 	if ce, gone := c.hub.behind(req.Resource); ce != nil && (gone || ce.Holder != req.Owner) && c.Held(req.Resource, req.Owner) == 0 {
-		return c.wait(ctx, req, ce, cc.wait, false, hubState{})
+		return c.wait(ctx, req, queuing{}, ce, cc.wait, false, hubState{})
 	}
 	snap := c.hub.state()
+	var qp queuing
 	if c.hub.qn != nil {
 		// a refusal queues this coordinator for the resource at once
-		req.Waiter, req.StayQueued = c.id, c.hub.count(req.Resource) > 0
+		qp = queuing{waiter: c.id, q: Queueing{StayQueued: c.hub.count(req.Resource) > 0}}
 	}
-	l, err := c.acquireOnce(ctx, req)
+	l, err := c.acquireOnce(ctx, req, qp)
 	if ce, ok := errors.AsType[*ConflictError](err); ok {
-		l, err = c.wait(ctx, req, ce, cc.wait, true, snap)
+		l, err = c.wait(ctx, req, qp, ce, cc.wait, true, snap)
 	}
 	return l, err
 }
 
-// acquireOnce sends one acquisition and records its outcome.
-func (c *Coordinator) acquireOnce(ctx context.Context, req Request) (Lease, error) {
+// queuing is how an acquisition waits in the store's WaitQueue: as the
+// waiter of this coordinator, with q. The zero value does not queue.
+type queuing struct {
+	waiter string
+	q      Queueing
+}
+
+// acquireOnce sends one acquisition, queued as qp says, and records its
+// outcome.
+func (c *Coordinator) acquireOnce(ctx context.Context, req Request, qp queuing) (Lease, error) {
 	start := time.Now()
-	l, err := c.store.Acquire(ctx, req)
+	var (
+		l   Lease
+		err error
+	)
+	if qp.waiter != "" {
+		l, err = c.hub.qn.AcquireQueued(ctx, req, qp.waiter, qp.q)
+	} else {
+		l, err = c.store.Acquire(ctx, req)
+	}
 	c.m.observe(opAcquire, start, err)
 	if err != nil {
 		return Lease{}, err
@@ -235,8 +245,8 @@ func (c *Coordinator) release(ctx context.Context, req Request) (Lease, error) {
 		handed = true // without a queue in the store, a local waiter goes first
 	)
 	if qn := c.hub.qn; qn != nil && c.hub.handsOver(req.Resource) {
-		req.Waiter = c.id // a deleted lease goes to the waiters here if it is their turn
-		l, handed, err = qn.ReleaseHandOff(ctx, req)
+		// a deleted lease goes to the waiters here if it is their turn
+		l, handed, err = qn.ReleaseHandOff(ctx, req, c.id)
 	} else {
 		l, err = c.store.Release(ctx, req)
 	}

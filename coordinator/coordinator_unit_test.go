@@ -45,8 +45,8 @@ func allCalls(ctx context.Context, c *coordinator.Coordinator, r coordinator.Res
 func TestCoordinatorNilStore(t *testing.T) {
 	ctx := bg(t)
 	c := coordinator.New(nil)
-	if c.Store() != nil {
-		t.Fatalf("Store() = %v", c.Store())
+	if c.StoreForTest() != nil {
+		t.Fatalf("Store() = %v", c.StoreForTest())
 	}
 	for call, err := range allCalls(ctx, c, coordinator.Plan("1"), "w1") {
 		var ve *coordinator.ValidationError
@@ -324,7 +324,7 @@ func TestCoordinatorRequests(t *testing.T) {
 		coordinator.Plan("1"): time.Minute, coordinator.Project("1"): coordinator.DefaultProjectTTL,
 		{Type: "job", ID: "1"}: 7 * time.Second, {Type: "other", ID: "1"}: 9 * time.Second,
 	} {
-		if got := c.TTLFor(r.Type); got != want {
+		if got := c.TTLForTest(r.Type); got != want {
 			t.Errorf("TTLFor(%s) = %v, want %v", r.Type, got, want)
 		}
 		ok[coordinator.Lease](t)(c.Acquire(ctx, r, "w1"))
@@ -345,8 +345,11 @@ func TestCoordinatorRequests(t *testing.T) {
 	}
 	defaults := coordinator.New(s)
 	for typ, want := range map[string]time.Duration{"plan": coordinator.DefaultPlanTTL, "project": coordinator.DefaultProjectTTL, "job": coordinator.DefaultTTL} {
-		if got := defaults.TTLFor(typ); got != want {
+		if got := defaults.TTLForTest(typ); got != want {
 			t.Errorf("default TTLFor(%s) = %v, want %v", typ, got, want)
+		}
+		if got := coordinator.DefaultTTLFor(typ); got != want {
+			t.Errorf("DefaultTTLFor(%s) = %v, want %v", typ, got, want)
 		}
 	}
 	ok[int](t)(c.ReleaseAll(ctx, "w1"))

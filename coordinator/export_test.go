@@ -19,3 +19,12 @@ func (c *Coordinator) WaitersForTest(r Resource) int {
 	}
 	return 0
 }
+
+// StoreForTest returns the store c drives.
+func (c *Coordinator) StoreForTest() Store { return c.store }
+
+// TTLForTest returns the TTL a call of c without the TTL option uses for
+// the resource type.
+func (c *Coordinator) TTLForTest(resourceType string) time.Duration {
+	return c.cfg.ttlFor(resourceType)
+}

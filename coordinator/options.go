@@ -18,6 +18,28 @@ const (
 	MinTTL = time.Millisecond
 )
 
+// DefaultTTLFor returns the TTL a coordinator without TTL options gives
+// a resource type: DefaultPlanTTL for "plan", DefaultProjectTTL for
+// "project", DefaultTTL for any other type.
+func DefaultTTLFor(resourceType string) time.Duration {
+	if d, ok := typeTTL(resourceType); ok {
+		return d
+	}
+	return DefaultTTL
+}
+
+// typeTTL returns the default TTL of a resource type that has one of its
+// own.
+func typeTTL(resourceType string) (time.Duration, bool) {
+	switch resourceType {
+	case "plan":
+		return DefaultPlanTTL, true
+	case "project":
+		return DefaultProjectTTL, true
+	}
+	return 0, false
+}
+
 // Option configures a Coordinator. An option given a value that breaks its
 // rule makes every call of the Coordinator return a *ValidationError
 // (ErrInvalid) naming it, so a misconfiguration cannot go unnoticed.
@@ -159,7 +181,7 @@ func checkTTL(field string, d time.Duration) error {
 
 func newConfig(opts []Option) config {
 	c := config{
-		ttls:       map[string]time.Duration{"plan": DefaultPlanTTL, "project": DefaultProjectTTL},
+		ttls:       map[string]time.Duration{},
 		defaultTTL: DefaultTTL,
 		log:        zerolog.Nop(),
 	}
@@ -187,9 +209,13 @@ func (c *config) renewTiming(ttl time.Duration) (interval, margin time.Duration)
 	return interval, margin
 }
 
-// ttlFor returns the configured TTL of a resource type.
+// ttlFor returns the configured TTL of a resource type: its WithTTL, else
+// the default of plan and project, else WithDefaultTTL.
 func (c *config) ttlFor(resourceType string) time.Duration {
 	if d, ok := c.ttls[resourceType]; ok {
+		return d
+	}
+	if d, ok := typeTTL(resourceType); ok {
 		return d
 	}
 	return c.defaultTTL

@@ -11,7 +11,11 @@ import (
 // *ConflictError from Acquire, a *LeaseError (ErrNotHeld, ErrExpired) from
 // Renew and Release, ErrNotHeld from Inspect of a free resource.
 //
-// The storetest package holds the conformance suite every Store must pass.
+// The storetest package holds the conformance suite every Store must pass
+// (storetest.Run). A Store may also offer the optional capabilities
+// Notifier and WaitQueue, which a Coordinator finds by type assertion and
+// does without; each has a conformance suite of its own
+// (storetest.RunNotifier, storetest.RunWaitQueue).
 type Store interface {
 	// Acquire takes r for req.Owner with req.TTL, or re-enters the owner's
 	// lease (count + 1, same token, expiry not shortened).
@@ -42,44 +46,56 @@ type Request struct {
 	// fencing token: a keep-alive must not extend a later lease of the
 	// same owner, or its holder would never learn that its own was lost.
 	Token uint64
-	// Waiter is set by a coordinator whose store is a QueueNotifier, to
-	// its id. On Acquire it says the acquisition waits: one refused queues
-	// the waiter for the resource (keeping its place when queued), one
-	// that succeeds leaves the queue, or goes to its end when StayQueued
-	// (more waiters of the coordinator wait for the resource). On Release
-	// it says waiters of the coordinator wait for the resource: a release
-	// that deletes the lease hands it to them if the waiter is the first
-	// queued, and notifies nobody else (see ReleaseHandOff).
-	Waiter     string
-	StayQueued bool
 }
 
-// Notifier is implemented by stores that announce releases, so that
-// waiting acquirers need not poll. redisstore.Store implements it with
-// Redis pub/sub.
+// Notifier is an optional capability of a Store: a store that announces
+// releases, so that waiting acquirers need not poll. A Coordinator finds
+// it by a type assertion on its store; redisstore.Store implements it with
+// Redis pub/sub. storetest.RunNotifier is its conformance suite.
 type Notifier interface {
 	// Releases subscribes to the release notifications of every
-	// partition; the subscription is active when Releases returns.
+	// resource; the subscription is active when Releases returns. A
+	// release that deletes a lease is announced to every subscriber,
+	// unless a WaitQueue addressed it to a queued waiter.
 	Releases(ctx context.Context) (Subscription, error)
 }
 
-// QueueNotifier is a Notifier that keeps, per resource, a queue of the
-// coordinators waiting for it (Request.Waiter) and addresses each
-// release's notification to the first of them, so that a release wakes
-// one waiting process, not every process with a waiter.
-type QueueNotifier interface {
+// WaitQueue is an optional capability of a Notifier: a store that keeps,
+// per resource, a queue of the coordinators waiting for it and addresses
+// each release's notification to the first of them, so that a release
+// wakes one waiting process, not every process with a waiter. A
+// Coordinator finds it by a type assertion on its store and names itself
+// in the queue by a waiter id of its own. storetest.RunWaitQueue is its
+// conformance suite.
+type WaitQueue interface {
 	Notifier
 	// ReleasesFor subscribes like Releases, but delivers only the releases
 	// addressed to waiter or to nobody in particular.
 	ReleasesFor(ctx context.Context, waiter string) (Subscription, error)
+	// AcquireQueued is Acquire by a waiting acquirer of the coordinator
+	// waiter: one refused queues waiter for the resource (keeping its
+	// place when queued), one that succeeds takes waiter out of the
+	// queue, or moves it to the end when q.StayQueued.
+	AcquireQueued(ctx context.Context, req Request, waiter string, q Queueing) (Lease, error)
+	// ReleaseHandOff is Release by a coordinator (waiter) whose own
+	// waiters wait for the resource. It also reports whether a release
+	// that deleted the lease gave the resource's turn to them, because
+	// waiter was the first queued: nobody else was notified, and the
+	// coordinator wakes its waiters itself. Queued behind another
+	// process, the coordinator waits its turn (the first queued is
+	// notified).
+	ReleaseHandOff(ctx context.Context, req Request, waiter string) (Lease, bool, error)
 	// Unqueue removes waiter from r's queue: its last waiter gave up.
 	Unqueue(ctx context.Context, r Resource, waiter string) error
-	// ReleaseHandOff is Release, also reporting whether a release that
-	// deleted the lease gave the resource's turn to the waiters of
-	// req.Waiter (the releasing coordinator, first in the queue): nobody
-	// else was notified, and the coordinator wakes its waiters itself.
-	// Queued behind another process, the coordinator waits its turn.
-	ReleaseHandOff(ctx context.Context, req Request) (Lease, bool, error)
+}
+
+// Queueing says what a queued acquisition (WaitQueue.AcquireQueued) does
+// with its waiter's place when it succeeds.
+type Queueing struct {
+	// StayQueued keeps the waiter queued, at the end of the queue: more
+	// waiters of its coordinator wait for the resource. Without it the
+	// waiter leaves the queue.
+	StayQueued bool
 }
 
 // Subscription delivers released resources until Close.

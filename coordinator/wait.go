@@ -11,7 +11,7 @@ import (
 // Fallback retry delays of a waiting acquirer. With release notifications
 // the fallback only has to notice a holder that died (its lease expires
 // without a release), so it starts slower.
-// Queued in the store (a QueueNotifier), a waiter is told of the release
+// Queued in the store (a WaitQueue), a waiter is told of the release
 // meant for it, so the fallback only covers a lost notification.
 var (
 	pollMin       = 10 * time.Millisecond
@@ -44,10 +44,11 @@ const (
 // only moves a retry, which pollMax bounds anyway). Without notifications
 // every waiter polls.
 //
-// tried says whether the caller made an attempt (which met ce) after
-// snap; otherwise ce is what the waiters already queued for the resource
-// met, and the waiter queues behind them without an attempt of its own.
-func (c *Coordinator) wait(ctx context.Context, req Request, ce *ConflictError, d time.Duration, tried bool, snap hubState) (Lease, error) {
+// tried says whether the caller made an attempt (which met ce, queued as
+// qp says) after snap; otherwise ce is what the waiters already queued for
+// the resource met, and the waiter queues behind them without an attempt
+// of its own.
+func (c *Coordinator) wait(ctx context.Context, req Request, qp queuing, ce *ConflictError, d time.Duration, tried bool, snap hubState) (Lease, error) {
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
@@ -77,11 +78,11 @@ func (c *Coordinator) wait(ctx context.Context, req Request, ce *ConflictError, 
 		if retry {
 			req.RequestID = c.requestID()
 			if queued {
-				req.Waiter, req.StayQueued = c.id, c.hub.others(w)
+				qp = queuing{waiter: c.id, q: Queueing{StayQueued: c.hub.others(w)}}
 			}
-			l, err := c.acquireOnce(ctx, req)
+			l, err := c.acquireOnce(ctx, req, qp)
 			if err == nil {
-				stays = req.StayQueued
+				stays = qp.q.StayQueued
 				c.m.waited(start, "acquired")
 				return l, nil
 			}
@@ -149,7 +150,7 @@ func stop(t *time.Timer) {
 // it at once, without waiting for the notification, which it then ignores.
 type hub struct {
 	c      *Coordinator
-	qn     QueueNotifier // the store, when it queues waiters; else nil
+	qn     WaitQueue // the store, when it queues waiters; else nil
 	mu     sync.Mutex
 	closed bool
 	queues map[Resource]*queue
@@ -189,7 +190,7 @@ type hubState struct {
 
 func newHub(c *Coordinator) *hub {
 	h := &hub{c: c, queues: make(map[Resource]*queue)}
-	h.qn, _ = c.store.(QueueNotifier)
+	h.qn, _ = c.store.(WaitQueue)
 	return h
 }
 
@@ -372,7 +373,7 @@ func signal(ch chan struct{}) {
 
 // released hands r over to the head of its queue at once, after owner's
 // release through this coordinator deleted the lease; the release's
-// notification, when it comes, is ignored (a QueueNotifier sends none:
+// notification, when it comes, is ignored (a WaitQueue sends none:
 // the release named this coordinator, see handsOver).
 //
 // When the store's queue gave the turn to another process (handed

@@ -143,10 +143,16 @@ func (h *realHarness) DropScripts(t testing.TB, _ coordinator.Store) {
 }
 
 func TestConformanceMiniredis(t *testing.T) {
-	storetest.Run(t, &miniHarness{servers: map[*redisstore.Store]*miniredis.Miniredis{}})
+	h := &miniHarness{servers: map[*redisstore.Store]*miniredis.Miniredis{}}
+	storetest.Run(t, h)
+	storetest.RunNotifier(t, h)
+	storetest.RunWaitQueue(t, h)
 }
 
 func TestConformanceRedis(t *testing.T) {
 	srv := testredis.Start(t)
-	storetest.Run(t, &realHarness{srv: srv, client: srv.Client(t)})
+	h := &realHarness{srv: srv, client: srv.Client(t)}
+	storetest.Run(t, h)
+	storetest.RunNotifier(t, h)
+	storetest.RunWaitQueue(t, h)
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/lockcoord/lockcoord/scripts"
 )
 
-var _ coordinator.QueueNotifier = (*Store)(nil)
+var _ coordinator.WaitQueue = (*Store)(nil)
 
 // queueLife is how long a resource's waiter queue lives after its last
 // registration. A waiting coordinator registers again with each attempt,
@@ -45,14 +45,14 @@ func (s *Store) waiterArg(w string) any {
 	return w
 }
 
-// ReleasesFor implements coordinator.QueueNotifier: Releases, plus the
+// ReleasesFor implements coordinator.WaitQueue: Releases, plus the
 // channels of notifications addressed to waiter, <partition channel>:<waiter>
 // (on Cluster, both channels of a partition share its subscription).
 func (s *Store) ReleasesFor(ctx context.Context, waiter string) (coordinator.Subscription, error) {
 	return s.subscribe(ctx, waiter)
 }
 
-// Unqueue implements coordinator.QueueNotifier. A waiter that is no
+// Unqueue implements coordinator.WaitQueue. A waiter that is no
 // longer queued, while the lease is free and others are queued, was taken
 // out by the release that notified it, which its coordinator then did not
 // use (its last waiter left meanwhile): Unqueue passes that release on to

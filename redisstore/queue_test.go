@@ -1,6 +1,7 @@
 package redisstore_test
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -13,10 +14,17 @@ import (
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
-func waiting(r coordinator.Resource, owner, id, waiter string, stay bool) coordinator.Request {
-	req := request(r, owner, id, time.Minute)
-	req.Waiter, req.StayQueued = waiter, stay
-	return req
+// acquireQueued is a waiting acquisition of r by owner, queued as waiter.
+func acquireQueued(ctx context.Context, s *redisstore.Store, r coordinator.Resource, owner, id, waiter string, stay bool) (coordinator.Lease, error) {
+	return s.AcquireQueued(ctx, request(r, owner, id, time.Minute), waiter, coordinator.Queueing{StayQueued: stay})
+}
+
+// handOff releases as ReleaseHandOff by waiter, and returns the lease and
+// whether the release handed the resource to waiter's own waiters.
+func handOff(ctx context.Context, t *testing.T, s *redisstore.Store, req coordinator.Request, waiter string) (coordinator.Lease, bool) {
+	t.Helper()
+	l, handed, err := s.ReleaseHandOff(ctx, req, waiter)
+	return lease(t)(l, err), handed
 }
 
 // TestWaiterQueue: a refused waiting acquisition queues its coordinator;
@@ -43,7 +51,7 @@ func TestWaiterQueue(t *testing.T) {
 
 		lease(t)(s.Acquire(ctx, request(r, "holder", ids.next(), time.Minute)))
 		for _, w := range []string{"A", "B", "A"} {
-			_, err := s.Acquire(ctx, waiting(r, "o"+w, ids.next(), w, false))
+			_, err := acquireQueued(ctx, s, r, "o"+w, ids.next(), w, false)
 			if !errors.Is(err, coordinator.ErrConflict) {
 				t.Fatalf("waiting acquire of %s: %v", w, err)
 			}
@@ -63,11 +71,12 @@ func TestWaiterQueue(t *testing.T) {
 		if got := queue(); !slices.Equal(got, []string{"B"}) {
 			t.Fatalf("queue after the release %v, want [B]", got)
 		}
-		lease(t)(s.Acquire(ctx, waiting(r, "oA", ids.next(), "A", false)))
+		lease(t)(acquireQueued(ctx, s, r, "oA", ids.next(), "A", false))
 		// A releases with waiters of its own, but is not queued: B is told
 		rel := request(r, "oA", ids.next(), 0)
-		rel.Waiter = "A"
-		lease(t)(s.Release(ctx, rel))
+		if _, handed := handOff(ctx, t, s, rel, "A"); handed {
+			t.Fatal("A's release handed the lease to A's waiters, with A not queued")
+		}
 		if got := receive(t, subB); got != r {
 			t.Fatalf("B got %v", got)
 		}
@@ -76,13 +85,14 @@ func TestWaiterQueue(t *testing.T) {
 		}
 		// B takes it and stays queued for more of its waiters; its own
 		// release hands over at home: nothing is published
-		lease(t)(s.Acquire(ctx, waiting(r, "oB", ids.next(), "B", true)))
+		lease(t)(acquireQueued(ctx, s, r, "oB", ids.next(), "B", true))
 		if got := queue(); !slices.Equal(got, []string{"B"}) {
 			t.Fatalf("queue %v, want [B] (stays queued)", got)
 		}
 		rel = request(r, "oB", ids.next(), 0)
-		rel.Waiter = "B"
-		lease(t)(s.Release(ctx, rel))
+		if _, handed := handOff(ctx, t, s, rel, "B"); !handed {
+			t.Fatal("B's release did not hand the lease to B's waiters, with B first queued")
+		}
 		if got := queue(); len(got) != 0 {
 			t.Fatalf("queue %v, want empty after the hand-over at home", got)
 		}
@@ -99,7 +109,7 @@ func TestWaiterQueue(t *testing.T) {
 
 		// a coordinator whose waiters gave up leaves the queue
 		lease(t)(s.Acquire(ctx, request(r, "holder", ids.next(), time.Minute)))
-		if _, err := s.Acquire(ctx, waiting(r, "oA", ids.next(), "A", false)); !errors.Is(err, coordinator.ErrConflict) {
+		if _, err := acquireQueued(ctx, s, r, "oA", ids.next(), "A", false); !errors.Is(err, coordinator.ErrConflict) {
 			t.Fatal(err)
 		}
 		if err := s.Unqueue(ctx, r, "A"); err != nil {
@@ -117,7 +127,7 @@ func TestWaiterQueueNotificationsOff(t *testing.T) {
 	s := redisstore.New(b.client, redisstore.WithNotifications(false))
 	r := coordinator.Plan("quiet")
 	lease(t)(s.Acquire(ctx, request(r, "holder", "1", time.Minute)))
-	if _, err := s.Acquire(ctx, waiting(r, "w", "2", "A", false)); !errors.Is(err, coordinator.ErrConflict) {
+	if _, err := acquireQueued(ctx, s, r, "w", "2", "A", false); !errors.Is(err, coordinator.ErrConflict) {
 		t.Fatal(err)
 	}
 	if b.mini.Exists(s.QueueKey(r)) {
@@ -155,7 +165,7 @@ func TestWaiterQueueSkipsDeadWaiter(t *testing.T) {
 		r := coordinator.Plan("dead-head")
 		lease(t)(s.Acquire(ctx, request(r, "holder", ids.next(), time.Minute)))
 		for _, w := range []string{"dead", "live"} {
-			if _, err := s.Acquire(ctx, waiting(r, "o"+w, ids.next(), w, false)); !errors.Is(err, coordinator.ErrConflict) {
+			if _, err := acquireQueued(ctx, s, r, "o"+w, ids.next(), w, false); !errors.Is(err, coordinator.ErrConflict) {
 				t.Fatalf("waiting acquire of %s: %v", w, err)
 			}
 		}
@@ -187,7 +197,7 @@ func TestUnqueuePassesHandOff(t *testing.T) {
 			t.Helper()
 			lease(t)(s.Acquire(ctx, request(r, "holder", ids.next(), time.Minute)))
 			for _, w := range []string{"gone", "next"} {
-				if _, err := s.Acquire(ctx, waiting(r, "o"+w, ids.next(), w, false)); !errors.Is(err, coordinator.ErrConflict) {
+				if _, err := acquireQueued(ctx, s, r, "o"+w, ids.next(), w, false); !errors.Is(err, coordinator.ErrConflict) {
 					t.Fatalf("waiting acquire of %s: %v", w, err)
 				}
 			}
@@ -262,7 +272,7 @@ func TestWaiterIDWithSpaces(t *testing.T) {
 		r := coordinator.Plan("spaced")
 		lease(t)(s.Acquire(ctx, request(r, "holder", ids.next(), time.Minute)))
 		for _, w := range []string{"a", "b", "a b", "c\td", ""} {
-			if _, err := s.Acquire(ctx, waiting(r, "o", ids.next(), w, false)); !errors.Is(err, coordinator.ErrConflict) {
+			if _, err := acquireQueued(ctx, s, r, "o", ids.next(), w, false); !errors.Is(err, coordinator.ErrConflict) {
 				t.Fatalf("waiting acquire of %q: %v", w, err)
 			}
 		}

@@ -144,21 +144,31 @@ func ms(d time.Duration) int64 {
 
 // Acquire implements coordinator.Store.
 func (s *Store) Acquire(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
+	return s.acquire(ctx, req, "", coordinator.Queueing{})
+}
+
+// AcquireQueued implements coordinator.WaitQueue: Acquire, queuing waiter
+// for the resource when refused (see acquire.lua).
+func (s *Store) AcquireQueued(ctx context.Context, req coordinator.Request, waiter string, q coordinator.Queueing) (coordinator.Lease, error) {
+	return s.acquire(ctx, req, waiter, q)
+}
+
+func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter string, q coordinator.Queueing) (coordinator.Lease, error) {
 	if err := s.ready(ctx); err != nil {
 		return coordinator.Lease{}, err
 	}
 	r := req.Resource
 	pk := &s.parts[s.Partition(r)]
 	keys := []string{s.lockKey(pk.tag, r), pk.fence, pk.events, pk.tag + ":owner:" + req.Owner, s.queueKey(pk.tag, r)}
-	var waiter, stay any = "", "0"
-	if w := s.waiter(req.Waiter); w != "" {
-		waiter = w
+	var waiterArg, stay any = "", "0"
+	if w := s.waiter(waiter); w != "" {
+		waiterArg = w
 	}
-	if req.StayQueued {
+	if q.StayQueued {
 		stay = "1"
 	}
 	v, ackErr, err := s.eval(ctx, scripts.Acquire, keys, acquireWrote,
-		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiter, stay, s.queueArg)
+		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg)
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, err)
 	}
@@ -234,16 +244,16 @@ func (s *Store) ForceRelease(ctx context.Context, r coordinator.Resource, reques
 }
 
 func (s *Store) release(ctx context.Context, req coordinator.Request, mode string) (coordinator.Lease, error) {
-	l, _, err := s.releaseHandOff(ctx, req, mode)
+	l, _, err := s.releaseHandOff(ctx, req, mode, "")
 	return l, err
 }
 
-// ReleaseHandOff implements coordinator.QueueNotifier: Release, also
-// reporting whether the lease went to the waiters of req.Waiter (the
+// ReleaseHandOff implements coordinator.WaitQueue: Release, also
+// reporting whether the lease went to the waiters of waiter (the
 // releasing coordinator, first in the resource's queue), who are then
 // not notified: the coordinator wakes them itself.
-func (s *Store) ReleaseHandOff(ctx context.Context, req coordinator.Request) (coordinator.Lease, bool, error) {
-	return s.releaseHandOff(ctx, req, releaseMode(req))
+func (s *Store) ReleaseHandOff(ctx context.Context, req coordinator.Request, waiter string) (coordinator.Lease, bool, error) {
+	return s.releaseHandOff(ctx, req, releaseMode(req), waiter)
 }
 
 // releaseMode is release.lua's mode of a coordinator's release.
@@ -254,7 +264,7 @@ func releaseMode(req coordinator.Request) string {
 	return "one"
 }
 
-func (s *Store) releaseHandOff(ctx context.Context, req coordinator.Request, mode string) (coordinator.Lease, bool, error) {
+func (s *Store) releaseHandOff(ctx context.Context, req coordinator.Request, mode, waiter string) (coordinator.Lease, bool, error) {
 	if err := s.ready(ctx); err != nil {
 		return coordinator.Lease{}, false, err
 	}
@@ -262,7 +272,7 @@ func (s *Store) releaseHandOff(ctx context.Context, req coordinator.Request, mod
 	pk := &s.parts[s.Partition(r)]
 	keys := []string{s.lockKey(pk.tag, r), pk.events, pk.tag + ":owner:" + req.Owner, pk.tag + ":req:" + req.RequestID, s.queueKey(pk.tag, r)}
 	v, err := scripts.Release.Run(ctx, s.client, keys,
-		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, pk.released, s.waiterArg(req.Waiter)).Slice()
+		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, pk.released, s.waiterArg(waiter)).Slice()
 	s.refreshOnFailure(err)
 	if err != nil {
 		return coordinator.Lease{}, false, fmt.Errorf("redisstore: release %s: %w", r, err)

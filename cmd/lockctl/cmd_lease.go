@@ -76,7 +76,7 @@ func (lf *leaseFlags) ttlFor(r coordinator.Resource) time.Duration {
 	if lf.ttl > 0 {
 		return lf.ttl
 	}
-	return coordinator.New(nopStore{}).TTLFor(r.Type)
+	return coordinator.DefaultTTLFor(r.Type)
 }
 
 // printOutcome prints the result of a lease command.
@@ -264,7 +264,3 @@ way out of a stuck lease. Its holder learns of the loss at its next renewal.
 	f.BoolVar(&lf.asJSON, "json", false, "print JSON")
 	return cmd
 }
-
-// nopStore is a Store that is never called: it gives a Coordinator whose
-// only use is TTLFor.
-type nopStore struct{ coordinator.Store }

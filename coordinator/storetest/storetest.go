@@ -2,6 +2,11 @@
 // pass, in the manner of golang-migrate's driver tests: a backend's test
 // calls Run with a Harness that creates isolated stores and can make the
 // backend forget, expire and lose things on demand.
+//
+// A store that offers the optional capabilities coordinator.Notifier and
+// coordinator.WaitQueue also runs their suites, RunNotifier and
+// RunWaitQueue, with the same Harness (as goose's optional StoreExtender
+// or golang-migrate's optional driver parts have tests of their own).
 package storetest
 
 import (
