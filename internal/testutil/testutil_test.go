@@ -1,0 +1,98 @@
+package testutil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestPollReturnsOnceCheckPasses(t *testing.T) {
+	calls := 0
+	err := Poll(t.Context(), time.Millisecond, func() error {
+		calls++
+		if calls < 3 {
+			return fmt.Errorf("call %d", calls)
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("Poll = %v after %d calls, want nil after 3", err, calls)
+	}
+}
+
+func TestPollReportsContextAndLastError(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	boom := errors.New("not ready")
+	err := Poll(ctx, time.Millisecond, func() error { return boom })
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, boom) {
+		t.Fatalf("Poll = %v, want the deadline and the last error", err)
+	}
+}
+
+func TestPollChecksNothingAfterCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	var calls atomic.Int32
+	err := Poll(ctx, time.Millisecond, func() error { calls.Add(1); return nil })
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrNotYet) || calls.Load() != 0 {
+		t.Fatalf("Poll = %v after %d calls, want Canceled, ErrNotYet and no call", err, calls.Load())
+	}
+}
+
+// recorder is a testing.TB that records Fatalf instead of ending the test.
+type recorder struct {
+	testing.TB
+	fatal string
+}
+
+func (r *recorder) Helper() {}
+
+func (r *recorder) Fatalf(format string, args ...any) { r.fatal = fmt.Sprintf(format, args...) }
+
+func TestEventually(t *testing.T) {
+	n := 0
+	r := &recorder{TB: t}
+	Eventually(r, time.Minute, "n to reach 3", func() bool { n++; return n == 3 })
+	if r.fatal != "" || n != 3 {
+		t.Fatalf("Eventually failed (%q) or stopped at %d", r.fatal, n)
+	}
+	Eventually(r, 10*time.Millisecond, "never", func() bool { return false })
+	if r.fatal != "timed out after 10ms waiting for never" {
+		t.Fatalf("Eventually reported %q", r.fatal)
+	}
+}
+
+func TestRequiredAndUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		ci, require string
+		want        bool
+	}{{"", "", false}, {"true", "", true}, {"", "1", true}, {"false", "0", false}} {
+		t.Setenv("CI", tc.ci)
+		t.Setenv("LOCKCOORD_REQUIRE_SERVICES", tc.require)
+		if got := Required(); got != tc.want {
+			t.Errorf("CI=%q LOCKCOORD_REQUIRE_SERVICES=%q: Required() = %v", tc.ci, tc.require, got)
+		}
+		r := &recorder{TB: t}
+		if tc.want {
+			Unavailable(r, "no %s", "redis")
+			if r.fatal != "no redis" {
+				t.Errorf("Unavailable under Required reported %q, want a failure", r.fatal)
+			}
+		}
+	}
+}
+
+func TestRandomHex(t *testing.T) {
+	a, b := RandomHex(6), RandomHex(6)
+	if len(a) != 12 || a == b {
+		t.Fatalf("RandomHex(6) = %q, %q", a, b)
+	}
+}
