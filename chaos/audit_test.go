@@ -16,8 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/lockcoord/lockcoord/chaos/internal/pgdb"
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testpg"
 	"github.com/lockcoord/lockcoord/pgaudit"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
@@ -37,7 +37,7 @@ func TestAuditUnderPostgresOutage(t *testing.T) {
 		nRes    = 40
 		nWork   = 4
 	)
-	pg := pgdb.StartServer(t)
+	pg := testpg.StartServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), size(3*time.Minute, 20*time.Minute))
 	defer cancel()
 	cfg, err := pgxpool.ParseConfig(pg.URL)

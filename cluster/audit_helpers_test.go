@@ -4,72 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/lockcoord/lockcoord/coordinator"
-	"github.com/lockcoord/lockcoord/internal/testcluster"
+	"github.com/lockcoord/lockcoord/internal/testpg"
 	"github.com/lockcoord/lockcoord/pgaudit"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
-
-func adminURL() string {
-	if u := os.Getenv("LOCKCOORD_TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-}
 
 // auditDB creates a migrated database of the test's own, dropped when t
 // ends, and returns a pool on it. Without Postgres it skips t (fails it
 // under CI=true or LOCKCOORD_REQUIRE_SERVICES=1).
 func auditDB(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, adminURL())
-	if err != nil {
-		if testcluster.Required() {
-			t.Fatalf("postgres at %s: %v", adminURL(), err)
-		}
-		t.Skipf("postgres at %s not available: %v", adminURL(), err)
-	}
-	defer func() { _ = admin.Close(ctx) }()
-	name := "lockcoord_cluster_" + randomPrefix()[4:]
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	cfg, err := pgxpool.ParseConfig(adminURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.Database = name
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		pool.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, adminURL())
-		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-			return
-		}
-		defer func() { _ = c.Close(ctx) }()
-		if _, err := c.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	if _, err := pgaudit.Migrate(ctx, pool, zerolog.Nop()); err != nil {
+	pool := testpg.New(t).Pool(t)
+	if _, err := pgaudit.Migrate(testCtx(t), pool, zerolog.Nop()); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	return pool

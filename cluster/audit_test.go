@@ -87,10 +87,9 @@ func TestMirrorOnCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		node := cl.Node(owner[slot]).Client()
+		node := cl.Node(owner[slot]).Client(t)
 		groups, err := node.XInfoGroups(ctx, s.StreamKey(p)).Result()
 		last, lerr := node.XInfoStream(ctx, s.StreamKey(p)).Result()
-		_ = node.Close()
 		if err != nil || lerr != nil || len(groups) != 1 {
 			t.Fatalf("partition %d on %s: XINFO %v, %v, %v", p, owner[slot], groups, err, lerr)
 		}

@@ -63,9 +63,7 @@ func TestPartitionsSpreadOverMasters(t *testing.T) {
 		need(t)(s.Acquire(ctx, request(r, "w1", fmt.Sprint("a", p))))
 		// the lease is on that master; the others redirect to it
 		for _, m := range masters {
-			c := cl.Node(m.Addr).Client()
-			n, err := c.Exists(ctx, s.Key(r)).Result()
-			_ = c.Close()
+			n, err := cl.Node(m.Addr).Client(t).Exists(ctx, s.Key(r)).Result()
 			if m.Addr == owner[slot] {
 				if err != nil || n != 1 {
 					t.Fatalf("lease %s not on %s, the master of slot %d: %d, %v", r, m.Addr, slot, n, err)

@@ -57,14 +57,14 @@ func TestFailoverToLaggingReplica(t *testing.T) {
 	}
 	// cut replication: freeze the replica so that it cannot reconnect,
 	// and drop the master's link to it
-	if err := replica.Pause(); err != nil {
+	if err := replica.Freeze(); err != nil {
 		t.Fatal(err)
 	}
 	resumed := false
 	resume := func() {
 		if !resumed {
 			resumed = true
-			if err := replica.Resume(); err != nil {
+			if err := replica.Thaw(); err != nil {
 				t.Error(err)
 			}
 		}
@@ -206,8 +206,7 @@ func TestReplicaAckFollowsAFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := cl.Node(rep).Client()
-	defer func() { _ = c.Close() }()
+	c := cl.Node(rep).Client(t)
 	if err := c.ReadOnly(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}

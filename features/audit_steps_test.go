@@ -2,27 +2,24 @@ package features_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/cucumber/godog"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
 	"github.com/lockcoord/lockcoord/coordinator"
-	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testpg"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/pgaudit"
 )
 
 // audit is the Postgres side of a scenario: a database of its own, made
 // when a scenario first asks for the mirror and dropped after it.
 type audit struct {
-	admin   string
-	dbName  string
+	db      *testpg.DB
 	pool    *pgxpool.Pool
 	mirror  *pgaudit.Mirror
 	cleaned []pgaudit.Row
@@ -31,38 +28,20 @@ type audit struct {
 
 var errNoPostgres = godog.ErrPending
 
-func adminURL() string {
-	if u := os.Getenv("LOCKCOORD_TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-}
-
 // mirrorHasDatabase creates, migrates and connects the scenario's database.
 func (w *world) mirrorHasDatabase() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin, err := pgx.Connect(ctx, adminURL())
-	if err != nil {
-		if testredis.Required() {
-			return fmt.Errorf("postgres at %s: %w", adminURL(), err)
-		}
-		return fmt.Errorf("%w: postgres at %s: %w", errNoPostgres, adminURL(), err)
+	db, err := testpg.Create(ctx, testpg.AdminURL())
+	if errors.Is(err, testpg.ErrUnavailable) && !testutil.Required() {
+		return fmt.Errorf("%w: %w", errNoPostgres, err)
 	}
-	defer func() { _ = admin.Close(ctx) }()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	a := &audit{admin: adminURL(), dbName: "lockcoord_features_" + hex.EncodeToString(b)}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+a.dbName); err != nil {
-		return fmt.Errorf("create database: %w", err)
-	}
-	w.audit = a
-	cfg, err := pgxpool.ParseConfig(a.admin)
 	if err != nil {
 		return err
 	}
-	cfg.ConnConfig.Database = a.dbName
-	if a.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+	a := &audit{db: db}
+	w.audit = a
+	if a.pool, err = pgxpool.New(ctx, db.URL); err != nil {
 		return err
 	}
 	if _, err := pgaudit.Migrate(ctx, a.pool, zerolog.Nop()); err != nil {
@@ -84,15 +63,7 @@ func (w *world) dropAudit() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin, err := pgx.Connect(ctx, a.admin)
-	if err != nil {
-		return fmt.Errorf("drop database %s: %w", a.dbName, err)
-	}
-	defer func() { _ = admin.Close(ctx) }()
-	if _, err := admin.Exec(ctx, "DROP DATABASE "+a.dbName+" WITH (FORCE)"); err != nil {
-		return fmt.Errorf("drop database %s: %w", a.dbName, err)
-	}
-	return nil
+	return a.db.Drop(ctx)
 }
 
 func (w *world) needAudit() (*audit, error) {

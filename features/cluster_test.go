@@ -9,6 +9,8 @@ import (
 	"github.com/cucumber/godog"
 
 	"github.com/lockcoord/lockcoord/internal/testcluster"
+	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // TestFeaturesOnCluster runs the scenarios on a real Redis Cluster of
@@ -25,8 +27,8 @@ func TestFeaturesOnCluster(t *testing.T) {
 	cl, err := testcluster.StartCluster(ctx, testcluster.ClusterConfig{Replicas: -1})
 	t.Cleanup(cl.Close)
 	if err != nil {
-		if errors.Is(err, testcluster.ErrNotInstalled) && !testcluster.Required() {
-			t.Skipf("Redis Cluster not started: %v", err)
+		if errors.Is(err, testredis.ErrNotInstalled) {
+			testutil.Unavailable(t, "Redis Cluster not started: %v", err)
 		}
 		t.Fatalf("Redis Cluster did not start: %v", err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/pgaudit"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
@@ -53,7 +54,7 @@ func adminConn(t testing.TB) *pgx.Conn {
 	defer cancel()
 	c, err := pgx.Connect(ctx, adminURL())
 	if err != nil {
-		if testredis.Required() {
+		if testutil.Required() {
 			t.Fatalf("postgres at %s: %v", adminURL(), err)
 		}
 		t.Skipf("postgres at %s not available: %v", adminURL(), err)

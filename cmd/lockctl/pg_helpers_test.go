@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 const defaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
@@ -41,7 +41,7 @@ func adminConn(t testing.TB) *pgx.Conn {
 	defer cancel()
 	c, err := pgx.Connect(ctx, adminURL())
 	if err != nil {
-		if testredis.Required() {
+		if testutil.Required() {
 			t.Fatalf("postgres at %s: %v", adminURL(), err)
 		}
 		t.Skipf("postgres at %s not available: %v", adminURL(), err)

@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // ClusterConfig shapes a Redis Cluster. Zero fields take the defaults.
@@ -44,7 +47,7 @@ type Cluster struct {
 // with --cluster-enabled yes on free loopback ports, joins them with
 // redis-cli --cluster create --cluster-replicas, and waits until the
 // cluster is healthy: every slot served, every replica in sync. On error
-// it stops whatever it started. A missing binary gives ErrNotInstalled.
+// it stops whatever it started. A missing binary gives testredis.ErrNotInstalled.
 //
 // A free port can be taken by another process between the moment it is
 // picked and the moment a node binds it (test packages start clusters in
@@ -62,18 +65,53 @@ const startAttempts = 3
 func retryStart[T any](ctx context.Context, retry bool, start func() (T, error)) (T, error) {
 	for attempt := 1; ; attempt++ {
 		v, err := start()
-		if err == nil || !retry || attempt == startAttempts || errors.Is(err, ErrNotInstalled) || ctx.Err() != nil {
+		if err == nil || !retry || attempt == startAttempts || errors.Is(err, testredis.ErrNotInstalled) || ctx.Err() != nil {
 			return v, err
 		}
 	}
 }
 
 func startCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error) {
+	if cfg, err = cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	server, err := testredis.LookPath("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	cli, err := testredis.LookPath("redis-cli")
+	if err != nil {
+		return nil, err
+	}
+	c = &Cluster{cfg: cfg}
+	if c.cfg.Dir, c.owned, err = ownDir(cfg.Dir, "testcluster-"); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			c.Close()
+			c = nil
+		}
+	}()
+	if c.Nodes, err = newClusterNodes(c.cfg, server); err != nil {
+		return c, err
+	}
+	if err := startAll(ctx, c.Nodes); err != nil {
+		return c, err
+	}
+	if err := c.create(ctx, cli); err != nil {
+		return c, err
+	}
+	return c, c.WaitHealthy(ctx)
+}
+
+// withDefaults fills the zero fields of cfg and checks it.
+func (cfg ClusterConfig) withDefaults() (ClusterConfig, error) {
 	if cfg.Masters == 0 {
 		cfg.Masters = 3
 	}
 	if cfg.Masters < 3 {
-		return nil, fmt.Errorf("testcluster: %d masters, want at least 3", cfg.Masters)
+		return cfg, fmt.Errorf("testcluster: %d masters, want at least 3", cfg.Masters)
 	}
 	switch {
 	case cfg.Replicas == 0:
@@ -84,83 +122,50 @@ func startCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 	if cfg.NodeTimeout == 0 {
 		cfg.NodeTimeout = 2 * time.Second
 	}
-	server, err := lookPath("redis-server")
-	if err != nil {
-		return nil, err
-	}
-	cli, err := lookPath("redis-cli")
-	if err != nil {
-		return nil, err
-	}
-	c = &Cluster{cfg: cfg}
-	if cfg.Dir == "" {
-		if c.cfg.Dir, err = os.MkdirTemp("", "testcluster-"); err != nil {
-			return nil, err
-		}
-		c.owned = true
-	}
-	defer func() {
+	return cfg, nil
+}
+
+// syncArgs make replicas sync without disk and at once.
+var syncArgs = []string{"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"}
+
+// newClusterNodes prepares (does not start) the cluster's nodes, each on
+// a free port and bus port, in a folder of its own under cfg.Dir.
+func newClusterNodes(cfg ClusterConfig, server string) ([]*Node, error) {
+	var nodes []*Node
+	for i := range cfg.Masters * (1 + cfg.Replicas) {
+		port, err := testredis.FreePort()
 		if err != nil {
-			c.Close()
-			c = nil
+			return nodes, err
 		}
-	}()
-	n := cfg.Masters * (1 + cfg.Replicas)
-	for i := range n {
-		port, err := freePort()
+		bus, err := testredis.FreePort()
 		if err != nil {
-			return c, err
+			return nodes, err
 		}
-		bus, err := freePort()
-		if err != nil {
-			return c, err
-		}
-		nd, err := newNode(c.cfg.Dir, "node"+strconv.Itoa(i), port, server,
-			"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--protected-mode", "no",
-			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+		args := append(testredis.ServerArgs(server, port), syncArgs...)
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-port", strconv.Itoa(bus),
 			"--cluster-node-timeout", strconv.FormatInt(cfg.NodeTimeout.Milliseconds(), 10),
 			// a replica takes over however long it was cut off
 			"--cluster-replica-validity-factor", "0",
-			"--save", "", "--appendonly", "no", "--dir", ".",
-			"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
 			"--logfile", "")
+		nd, err := testredis.New(filepath.Join(cfg.Dir, "node"+strconv.Itoa(i)), port, args...)
 		if err != nil {
-			return c, err
+			return nodes, err
 		}
-		c.Nodes = append(c.Nodes, nd)
+		nodes = append(nodes, nd)
 	}
-	if err := startAll(ctx, c.Nodes); err != nil {
-		return c, err
-	}
-	args := []string{"--cluster", "create"}
-	for _, nd := range c.Nodes {
-		args = append(args, nd.Addr)
-	}
-	args = append(args, "--cluster-replicas", strconv.Itoa(cfg.Replicas), "--cluster-yes")
-	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
-	if err != nil {
-		return c, fmt.Errorf("testcluster: redis-cli --cluster create: %w: %s", err, out)
-	}
-	if err := c.WaitHealthy(ctx); err != nil {
-		return c, err
-	}
-	return c, nil
+	return nodes, nil
 }
 
-// startAll starts nodes concurrently.
-func startAll(ctx context.Context, nodes []*Node) error {
-	errs := make([]error, len(nodes))
-	var wg sync.WaitGroup
-	for i, nd := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = nd.Start(ctx)
-		}()
+// create joins the started nodes with redis-cli --cluster create.
+func (c *Cluster) create(ctx context.Context, cli string) error {
+	args := append([]string{"--cluster", "create"}, c.Addrs()...)
+	args = append(args, "--cluster-replicas", strconv.Itoa(c.cfg.Replicas), "--cluster-yes")
+	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("testcluster: redis-cli --cluster create: %w: %s", err, out)
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return nil
 }
 
 // Close stops every node and removes the folder StartCluster created.
@@ -350,51 +355,49 @@ func (c *Cluster) Failover(ctx context.Context, addr string) (string, error) {
 // WaitPromoted waits until a node other than old serves every slot old
 // served (after old was killed), and returns its address.
 func (c *Cluster) WaitPromoted(ctx context.Context, old string, oldSlots [][2]int) (string, error) {
-	for {
+	promoted := ""
+	err := testutil.Poll(ctx, 20*time.Millisecond, func() error {
 		ms, err := c.Masters(ctx)
-		if err == nil {
-			for _, m := range ms {
-				if m.Addr != old && slices.Equal(m.Slots, oldSlots) {
-					if err := c.waitMaster(ctx, m.Addr); err != nil {
-						return "", err
-					}
-					return m.Addr, nil
-				}
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.Addr != old && slices.Equal(m.Slots, oldSlots) {
+				promoted = m.Addr
+				return nil
 			}
 		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
-			return "", fmt.Errorf("testcluster: no replica of %s took over: %w", old, err)
-		}
+		return errors.New("no new master serves its slots")
+	})
+	if err != nil {
+		return "", fmt.Errorf("testcluster: no replica of %s took over: %w", old, err)
 	}
+	return promoted, c.waitMaster(ctx, promoted)
 }
 
-// waitMaster waits until every running node sees addr as a master and the
-// node itself says role:master.
+// waitMaster waits until every running node sees addr as a master.
 func (c *Cluster) waitMaster(ctx context.Context, addr string) error {
-	for {
-		ok := true
+	err := testutil.Poll(ctx, 20*time.Millisecond, func() error {
 		for _, nd := range c.Nodes {
 			if !nd.Running() {
 				continue
 			}
 			top, err := c.Topology(ctx, nd.Addr)
 			if err != nil {
-				ok = false
-				break
+				return err
 			}
-			seen := false
-			for _, n := range top {
-				seen = seen || (n.Addr == addr && n.Master && !n.Failed && len(n.Slots) > 0)
+			if !slices.ContainsFunc(top, func(n ClusterNode) bool {
+				return n.Addr == addr && n.Master && !n.Failed && len(n.Slots) > 0
+			}) {
+				return fmt.Errorf("%s does not see it as a master", nd.Addr)
 			}
-			ok = ok && seen
 		}
-		if ok {
-			return nil
-		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
-			return fmt.Errorf("testcluster: %s did not become master everywhere: %w", addr, err)
-		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("testcluster: %s did not become master everywhere: %w", addr, err)
 	}
+	return nil
 }
 
 // Rejoin starts a killed node again; its nodes.conf makes it rejoin the
@@ -412,15 +415,10 @@ func (c *Cluster) Rejoin(ctx context.Context, nd *Node) error {
 // that serves no slot is a replica, and every replica's link to its
 // master is up.
 func (c *Cluster) WaitHealthy(ctx context.Context) error {
-	var last error
-	for {
-		if last = c.healthy(ctx); last == nil {
-			return nil
-		}
-		if err := sleep(ctx, 25*time.Millisecond); err != nil {
-			return fmt.Errorf("testcluster: cluster not healthy: %w (%w)", last, err)
-		}
+	if err := testutil.Poll(ctx, 25*time.Millisecond, func() error { return c.healthy(ctx) }); err != nil {
+		return fmt.Errorf("testcluster: cluster not healthy: %w", err)
 	}
+	return nil
 }
 
 func (c *Cluster) healthy(ctx context.Context) error {
@@ -468,7 +466,7 @@ func (c *Cluster) healthy(ctx context.Context) error {
 			return fmt.Errorf("nodes disagree: %s vs %s", v, view)
 		}
 		view = v
-		rep, err := nd.info(ctx, "replication")
+		rep, err := nd.Info(ctx, "replication")
 		if err != nil {
 			return err
 		}
@@ -482,15 +480,4 @@ func (c *Cluster) healthy(ctx context.Context) error {
 func (c *Cluster) running(addr string) bool {
 	nd := c.Node(addr)
 	return nd != nil && nd.Running()
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/lockcoord/lockcoord/internal/testredis"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -42,15 +44,8 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
 	}
 }
 
-func TestParseInfo(t *testing.T) {
-	m := parseInfo("# Replication\r\nrole:master\r\nslave0:ip=127.0.0.1,port=1,state=online\r\n")
-	if m["role"] != "master" || m["slave0"] != "ip=127.0.0.1,port=1,state=online" || len(m) != 2 {
-		t.Fatalf("parseInfo = %v", m)
-	}
-}
-
 func TestRetryStart(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	boom := errors.New("port taken")
 	for _, tc := range []struct {
 		name  string
@@ -63,7 +58,7 @@ func TestRetryStart(t *testing.T) {
 		{"success on the second try", true, []error{boom, nil}, 2, nil},
 		{"gives up after three", true, []error{boom, boom, boom, nil}, startAttempts, boom},
 		{"no retry in a caller's folder", false, []error{boom, nil}, 1, boom},
-		{"no retry without binaries", true, []error{ErrNotInstalled, nil}, 1, ErrNotInstalled},
+		{"no retry without binaries", true, []error{testredis.ErrNotInstalled, nil}, 1, testredis.ErrNotInstalled},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			calls := 0

@@ -2,15 +2,11 @@ package testcluster
 
 import (
 	"errors"
-	"os"
 	"testing"
-)
 
-// Required reports whether a missing Redis must fail a test rather than
-// skip it: under CI=true or LOCKCOORD_REQUIRE_SERVICES=1 it must.
-func Required() bool {
-	return os.Getenv("CI") == "true" || os.Getenv("LOCKCOORD_REQUIRE_SERVICES") == "1"
-}
+	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
+)
 
 // Env holds what a package's TestMain started, for its tests.
 type Env struct {
@@ -21,7 +17,7 @@ type Env struct {
 }
 
 // NeedCluster returns the cluster, or ends t: a skip when the Redis
-// binaries are missing (a failure when Required), a failure when the
+// binaries are missing (a failure when testutil.Required), a failure when the
 // cluster did not start.
 func (e *Env) NeedCluster(t testing.TB) *Cluster {
 	t.Helper()
@@ -40,8 +36,8 @@ func need(t testing.TB, ok bool, err error, what string) {
 	t.Helper()
 	switch {
 	case ok:
-	case errors.Is(err, ErrNotInstalled) && !Required():
-		t.Skipf("%s not started: %v", what, err)
+	case errors.Is(err, testredis.ErrNotInstalled):
+		testutil.Unavailable(t, "%s not started: %v", what, err)
 	case err == nil:
 		t.Fatalf("%s was not started (TestMain)", what)
 	default:

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // SentinelConfig shapes a Sentinel group. Zero fields take the defaults.
@@ -50,7 +53,7 @@ type Sentinel struct {
 // the replicas and the other Sentinels, so that a failover can be
 // authorised. Sentinel runs as redis-sentinel when installed, else as
 // redis-server --sentinel. On error it stops whatever it started; a
-// missing binary gives ErrNotInstalled.
+// missing binary gives testredis.ErrNotInstalled.
 //
 // Like StartCluster, it tries again on new ports when a start fails and
 // it made the folder itself.
@@ -59,6 +62,31 @@ func StartSentinel(ctx context.Context, cfg SentinelConfig) (*Sentinel, error) {
 }
 
 func startSentinel(ctx context.Context, cfg SentinelConfig) (s *Sentinel, err error) {
+	server, err := testredis.LookPath("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	s = &Sentinel{cfg: cfg.withDefaults()}
+	if s.cfg.Dir, s.owned, err = ownDir(cfg.Dir, "testsentinel-"); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+			s = nil
+		}
+	}()
+	if err := s.startData(ctx, server); err != nil {
+		return s, err
+	}
+	if err := s.startSentinels(ctx, sentinelCommand(server)); err != nil {
+		return s, err
+	}
+	return s, s.WaitReady(ctx)
+}
+
+// withDefaults fills the zero fields of cfg.
+func (cfg SentinelConfig) withDefaults() SentinelConfig {
 	if cfg.MasterName == "" {
 		cfg.MasterName = "lockcoord"
 	}
@@ -74,68 +102,71 @@ func startSentinel(ctx context.Context, cfg SentinelConfig) (s *Sentinel, err er
 	if cfg.FailoverTimeout == 0 {
 		cfg.FailoverTimeout = 5 * time.Second
 	}
-	server, err := lookPath("redis-server")
-	if err != nil {
-		return nil, err
+	return cfg
+}
+
+// sentinelCommand returns the command line of a Sentinel with config file
+// conf: redis-sentinel when installed, else redis-server --sentinel.
+func sentinelCommand(server string) func(conf string) []string {
+	if bin, err := testredis.LookPath("redis-sentinel"); err == nil {
+		return func(conf string) []string { return []string{bin, conf} }
 	}
-	sentinelArgs := func(conf string) []string { return []string{server, conf, "--sentinel"} }
-	if bin, err := lookPath("redis-sentinel"); err == nil {
-		sentinelArgs = func(conf string) []string { return []string{bin, conf} }
-	}
-	s = &Sentinel{cfg: cfg}
-	if cfg.Dir == "" {
-		if s.cfg.Dir, err = os.MkdirTemp("", "testsentinel-"); err != nil {
-			return nil, err
-		}
-		s.owned = true
-	}
-	defer func() {
+	return func(conf string) []string { return []string{server, conf, "--sentinel"} }
+}
+
+// startData starts the master and its replicas, and waits until the
+// replicas are in sync.
+func (s *Sentinel) startData(ctx context.Context, server string) error {
+	for i := range 1 + s.cfg.Replicas {
+		port, err := testredis.FreePort()
 		if err != nil {
-			s.Close()
-			s = nil
+			return err
 		}
-	}()
-	var masterPort int
-	for i := range 1 + cfg.Replicas {
-		port, err := freePort()
+		args := append(testredis.ServerArgs(server, port), syncArgs...)
+		if i > 0 {
+			args = append(args, "--replicaof", "127.0.0.1", strconv.Itoa(s.Data[0].Port))
+		}
+		nd, err := testredis.New(filepath.Join(s.cfg.Dir, "data"+strconv.Itoa(i)), port, args...)
 		if err != nil {
-			return s, err
-		}
-		args := []string{server, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--protected-mode", "no",
-			"--save", "", "--appendonly", "no", "--dir", ".",
-			"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"}
-		if i == 0 {
-			masterPort = port
-		} else {
-			args = append(args, "--replicaof", "127.0.0.1", strconv.Itoa(masterPort))
-		}
-		nd, err := newNode(s.cfg.Dir, "data"+strconv.Itoa(i), port, args...)
-		if err != nil {
-			return s, err
+			return err
 		}
 		s.Data = append(s.Data, nd)
 	}
 	if err := startAll(ctx, s.Data); err != nil {
-		return s, err
+		return err
 	}
 	// Sentinel learns the replicas from the master's INFO, which it reads
 	// on connecting and then every 10 seconds: start it once they are in
 	// sync, or it would wait for the second reading
-	if err := s.waitReplicasOnline(ctx, s.Data[0]); err != nil {
-		return s, err
-	}
-	quorum := cfg.Sentinels/2 + 1
-	for i := range cfg.Sentinels {
-		port, err := freePort()
+	return s.waitReplicasOnline(ctx, s.Data[0])
+}
+
+// startSentinels starts the Sentinels, each with a config file of its own
+// that monitors the first master.
+func (s *Sentinel) startSentinels(ctx context.Context, command func(conf string) []string) error {
+	for i := range s.cfg.Sentinels {
+		port, err := testredis.FreePort()
 		if err != nil {
-			return s, err
+			return err
 		}
 		dir := filepath.Join(s.cfg.Dir, "sentinel"+strconv.Itoa(i))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return s, err
+		nd, err := testredis.New(dir, port, command(filepath.Join(dir, "sentinel.conf"))...)
+		if err != nil {
+			return err
 		}
-		conf := filepath.Join(dir, "sentinel.conf")
-		text := fmt.Sprintf(`port %d
+		if err := os.WriteFile(filepath.Join(dir, "sentinel.conf"), []byte(s.sentinelConf(port, dir)), 0o644); err != nil {
+			return err
+		}
+		s.Sentinels = append(s.Sentinels, nd)
+	}
+	return startAll(ctx, s.Sentinels)
+}
+
+// sentinelConf is the config file of a Sentinel on port in dir: it
+// monitors the first master with a majority of the Sentinels as quorum.
+func (s *Sentinel) sentinelConf(port int, dir string) string {
+	cfg := s.cfg
+	return fmt.Sprintf(`port %d
 bind 127.0.0.1
 protected-mode no
 dir %s
@@ -143,23 +174,7 @@ sentinel monitor %s 127.0.0.1 %d %d
 sentinel down-after-milliseconds %[3]s %[6]d
 sentinel failover-timeout %[3]s %[7]d
 sentinel parallel-syncs %[3]s 1
-`, port, dir, cfg.MasterName, masterPort, quorum, cfg.DownAfter.Milliseconds(), cfg.FailoverTimeout.Milliseconds())
-		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-			return s, err
-		}
-		nd, err := newNode(s.cfg.Dir, "sentinel"+strconv.Itoa(i), port, sentinelArgs(conf)...)
-		if err != nil {
-			return s, err
-		}
-		s.Sentinels = append(s.Sentinels, nd)
-	}
-	if err := startAll(ctx, s.Sentinels); err != nil {
-		return s, err
-	}
-	if err := s.WaitReady(ctx); err != nil {
-		return s, err
-	}
-	return s, nil
+`, port, dir, cfg.MasterName, s.Data[0].Port, cfg.Sentinels/2+1, cfg.DownAfter.Milliseconds(), cfg.FailoverTimeout.Milliseconds())
 }
 
 // Close stops every process and removes the folder StartSentinel
@@ -245,15 +260,10 @@ func (s *Sentinel) MasterAddr(ctx context.Context) (string, error) {
 // run) and every Sentinel knows the other Sentinels and the running
 // replicas.
 func (s *Sentinel) WaitReady(ctx context.Context) error {
-	var last error
-	for {
-		if last = s.ready(ctx); last == nil {
-			return nil
-		}
-		if err := sleep(ctx, 25*time.Millisecond); err != nil {
-			return fmt.Errorf("testcluster: sentinel group not ready: %w (%w)", last, err)
-		}
+	if err := testutil.Poll(ctx, 25*time.Millisecond, func() error { return s.ready(ctx) }); err != nil {
+		return fmt.Errorf("testcluster: sentinel group not ready: %w", err)
 	}
+	return nil
 }
 
 func (s *Sentinel) ready(ctx context.Context) error {
@@ -312,7 +322,7 @@ func (s *Sentinel) ready(ctx context.Context) error {
 // replicasOnline checks that m is a master with every other running data
 // node online as its replica, and returns their number.
 func (s *Sentinel) replicasOnline(ctx context.Context, m *Node) (int, error) {
-	rep, err := m.info(ctx, "replication")
+	rep, err := m.Info(ctx, "replication")
 	if err != nil {
 		return 0, err
 	}
@@ -338,15 +348,14 @@ func (s *Sentinel) replicasOnline(ctx context.Context, m *Node) (int, error) {
 }
 
 func (s *Sentinel) waitReplicasOnline(ctx context.Context, m *Node) error {
-	for {
+	err := testutil.Poll(ctx, 10*time.Millisecond, func() error {
 		_, err := s.replicasOnline(ctx, m)
-		if err == nil {
-			return nil
-		}
-		if err := sleep(ctx, 10*time.Millisecond); err != nil {
-			return fmt.Errorf("testcluster: %w (%w)", err, ctx.Err())
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("testcluster: %w", err)
 	}
+	return nil
 }
 
 // fields reads a RESP2 flat list or a RESP3 map of strings.
@@ -368,19 +377,27 @@ func fields(v any) map[string]string {
 // WaitFailover waits until the Sentinels agree on a master other than old
 // that says role:master, and returns its address.
 func (s *Sentinel) WaitFailover(ctx context.Context, old string) (string, error) {
-	for {
-		addr, err := s.MasterAddr(ctx)
-		if err == nil && addr != old {
-			if nd := s.Node(addr); nd != nil && nd.Running() {
-				if rep, err := nd.info(ctx, "replication"); err == nil && rep["role"] == "master" {
-					return addr, nil
-				}
-			}
+	addr := ""
+	err := testutil.Poll(ctx, 10*time.Millisecond, func() (err error) {
+		if addr, err = s.MasterAddr(ctx); err != nil {
+			return err
 		}
-		if err := sleep(ctx, 10*time.Millisecond); err != nil {
-			return "", fmt.Errorf("testcluster: no failover away from %s: %w", old, err)
+		if nd := s.Node(addr); addr == old || nd == nil || !nd.Running() {
+			return fmt.Errorf("the master is still %s, or does not run", addr)
 		}
+		rep, err := s.Node(addr).Info(ctx, "replication")
+		if err != nil {
+			return err
+		}
+		if rep["role"] != "master" {
+			return fmt.Errorf("%s says role:%s", addr, rep["role"])
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("testcluster: no failover away from %s: %w", old, err)
 	}
+	return addr, nil
 }
 
 // RejoinAsReplica starts the killed data node nd again as a replica of the
@@ -391,7 +408,7 @@ func (s *Sentinel) RejoinAsReplica(ctx context.Context, nd *Node) error {
 		return err
 	}
 	host, port, _ := strings.Cut(addr, ":")
-	if err := nd.StartWith(ctx, "--replicaof", host, port); err != nil {
+	if err := nd.Start(ctx, "--replicaof", host, port); err != nil {
 		return err
 	}
 	return s.WaitReady(ctx)

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package testcluster
+package testredis
 
 import "syscall"
 

@@ -8,7 +8,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lockcoord/lockcoord/chaos/internal/fenced"
-	"github.com/lockcoord/lockcoord/chaos/internal/pgdb"
+	"github.com/lockcoord/lockcoord/internal/testpg"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -65,7 +65,7 @@ func TestFencedStores(t *testing.T) {
 	}
 	t.Run("memory", func(t *testing.T) { check(t, fenced.NewMemory()) })
 	t.Run("postgres", func(t *testing.T) {
-		pg, err := fenced.NewPostgres(context.Background(), pgdb.New(t))
+		pg, err := fenced.NewPostgres(context.Background(), testpg.New(t).Pool(t))
 		if err != nil {
 			t.Fatal(err)
 		}
