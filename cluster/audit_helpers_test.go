@@ -24,7 +24,7 @@ import (
 func auditDB(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	pool := testpg.New(t).Pool(t)
-	if _, err := pgaudit.Migrate(testCtx(t), pool, zerolog.Nop()); err != nil {
+	if _, err := pgaudit.Migrate(t.Context(), pool, zerolog.Nop()); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	return pool
@@ -162,7 +162,7 @@ func (a *auditFollower) stop() {
 // from that was and the diagnostics then.
 func (a *auditFollower) catchUp(t testing.TB, from time.Time) (time.Duration, pgaudit.Report) {
 	t.Helper()
-	ctx := testCtx(t)
+	ctx := t.Context()
 	for {
 		rep, err := a.m.Diagnose(ctx, pgaudit.DiagnoseOptions{MissingGrace: -1})
 		if err == nil && rep.Lag.Undelivered == 0 && rep.Lag.Pending == 0 {

@@ -21,7 +21,7 @@ import (
 // trimming work across the masters.
 func TestMirrorOnCluster(t *testing.T) {
 	cl := env.NeedCluster(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	pool := auditDB(t)
 	cc := clusterClient(t)
 	s := newStore(t, cc)

@@ -32,7 +32,7 @@ func quickSentinel(o *redis.FailoverOptions) {
 // with fault (which returns when the new master is in place), and checks
 // and reports what the workload and the mirror saw.
 func clusterFailover(t *testing.T, fault func(ctx context.Context, master string) error) report {
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cc := clusterClient(t, quickCluster)
 	s := newStore(t, cc)
 	audit := followAudit(t, s)
@@ -143,7 +143,7 @@ func TestClusterMasterKilled(t *testing.T) {
 // old master then rejoins as a replica.
 func TestSentinelMasterKilled(t *testing.T) {
 	sg := env.NeedSentinel(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	client := sentinelClient(t, quickSentinel)
 	s := newStore(t, client)
 	audit := followAudit(t, s)

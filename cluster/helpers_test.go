@@ -14,12 +14,6 @@ import (
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func randomPrefix() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])

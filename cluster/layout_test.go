@@ -37,7 +37,7 @@ func masterOfSlot(t *testing.T, ctx context.Context, cc *redis.ClusterClient) ma
 // a lease is stored on the master of its partition.
 func TestPartitionsSpreadOverMasters(t *testing.T) {
 	cl := env.NeedCluster(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cc := clusterClient(t)
 	s := newStore(t, cc)
 	owner := masterOfSlot(t, ctx, cc)

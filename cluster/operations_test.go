@@ -19,7 +19,7 @@ import (
 // tag; ReleaseAll's pipelined reads of the owner indexes span every slot,
 // which go-redis splits by node.
 func TestEveryOperationOnCluster(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cc := clusterClient(t)
 	s := newStore(t, cc)
 	c := coordinator.New(s)
@@ -92,7 +92,7 @@ func TestEveryOperationOnCluster(t *testing.T) {
 // TestReleasesOnEveryMaster: the release notification subscription, one
 // SSUBSCRIBE per partition, delivers releases from every partition.
 func TestReleasesOnEveryMaster(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cc := clusterClient(t)
 	s := newStore(t, cc)
 	sub, err := s.Releases(ctx)
@@ -134,7 +134,7 @@ func TestReleasesOnEveryMaster(t *testing.T) {
 // or more when its fallback polling did (TestReleasesOnEveryMaster checks
 // the notifications themselves; a benchmark, not a test, judges speed).
 func TestWaitHandOffOnCluster(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cc := clusterClient(t)
 	s := newStore(t, cc)
 	holder, waiter := coordinator.New(s), coordinator.New(s)
@@ -176,7 +176,7 @@ func TestWaitHandOffOnCluster(t *testing.T) {
 // is), and a waiter on that partition is still woken.
 func TestReleasesFollowAFailover(t *testing.T) {
 	cl := env.NeedCluster(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cc := clusterClient(t, quickCluster)
 	s := newStore(t, cc)
 	sub, err := s.Releases(ctx)
@@ -229,7 +229,7 @@ func TestReleasesFollowAFailover(t *testing.T) {
 // releases and how long that took. Other notifications are drained.
 func awaitNotified(t *testing.T, s *redisstore.Store, sub coordinator.Subscription, r coordinator.Resource) (int, time.Duration) {
 	t.Helper()
-	ctx := testCtx(t)
+	ctx := t.Context()
 	start, tries := time.Now(), 0
 	for {
 		tries++

@@ -28,7 +28,7 @@ import (
 //     fencing refuses the lost holders' writes.
 func TestFailoverToLaggingReplica(t *testing.T) {
 	sg := env.NeedSentinel(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	client := sentinelClient(t, quickSentinel)
 	plain := newStore(t, client)
 	// a generous timeout while the replica is connected (a loaded machine
@@ -146,7 +146,7 @@ func TestFailoverToLaggingReplica(t *testing.T) {
 // master of the partition's slot, which has one replica: one
 // acknowledgement comes, two cannot, and the acquisition is then undone.
 func TestReplicaAckCountsTheSlotsReplicas(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cc := clusterClient(t)
 	one := newStore(t, cc, redisstore.WithReplicaAck(1, 5*time.Second))
 	two := redisstore.New(cc, redisstore.WithPrefix(one.Prefix()), redisstore.WithReplicaAck(2, 50*time.Millisecond))
@@ -171,7 +171,7 @@ func TestReplicaAckCountsTheSlotsReplicas(t *testing.T) {
 // new master, where WAIT counts the new master's replica.
 func TestReplicaAckFollowsAFailover(t *testing.T) {
 	cl := env.NeedCluster(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cc := clusterClient(t)
 	s := newStore(t, cc, redisstore.WithReplicaAck(1, 10*time.Second))
 	r := resourcePerPartition(s, "job")[0]
