@@ -1,0 +1,315 @@
+package coordinator
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+const (
+	// subLinger is how long the release subscription outlives its last
+	// waiter: a worker that waits again right after its hold (the usual
+	// loop) finds it open, instead of opening a connection and
+	// subscribing for every wait.
+	subLinger = 250 * time.Millisecond
+	// skipFor bounds how long a local hand-off expects the release's own
+	// notification: one that did not come by then (lost) must not swallow
+	// a later release's.
+	skipFor = time.Second
+)
+
+// hub shares one release subscription among a coordinator's waiters and
+// keeps them in a queue per resource. The subscription starts with the
+// first waiter and ends subLinger after the last left. A release wakes one
+// waiter of the resource (the longest waiting), so a hand-off costs one
+// attempt, not one per waiter; a release through this coordinator wakes
+// it at once, without waiting for the notification, which it then ignores.
+type hub struct {
+	c      *Coordinator
+	qn     WaitQueue // the store, when it queues waiters; else nil
+	mu     sync.Mutex
+	closed bool
+	queues map[Resource]*queue
+	n      int
+	seq    uint64 // releases seen (notified or local)
+	gen    uint64 // subscriptions started
+	sub    Subscription
+	subEnd chan struct{} // closed when the dispatch goroutine returned
+	linger *time.Timer   // ends the subscription once idle
+	idling chan struct{} // closed when idle has ended a subscription
+}
+
+// queue is the coordinator's waiters for one resource, the longest waiting
+// first.
+type queue struct {
+	ws   []*waiter
+	last *ConflictError // the latest conflict a waiter met
+	gone string         // last's holder released the lease through this coordinator
+	// skip counts notifications to ignore: their release was local and
+	// already woke the head
+	skip   int
+	skipAt time.Time
+}
+
+type waiter struct {
+	r    Resource
+	ch   chan struct{} // one pending wake-up: try now
+	head chan struct{} // became the head of its queue
+}
+
+// hubState is what a waiter needs to know of the hub before its first
+// attempt: whether a release it could have missed came in between.
+type hubState struct {
+	seq, gen uint64
+	active   bool
+}
+
+func newHub(c *Coordinator) *hub {
+	h := &hub{c: c, queues: make(map[Resource]*queue)}
+	h.qn, _ = c.store.(WaitQueue)
+	return h
+}
+
+// count returns how many waiters wait for r.
+func (h *hub) count(r Resource) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if q := h.queues[r]; q != nil {
+		return len(q.ws)
+	}
+	return 0
+}
+
+// others reports whether waiters besides w wait for w's resource.
+func (h *hub) others(w *waiter) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	q := h.queues[w.r]
+	return q != nil && len(q.ws) > 1
+}
+
+// handsOver reports whether a release of r should go to waiters here:
+// some wait, and the store queues them.
+func (h *hub) handsOver(r Resource) bool {
+	if h.qn == nil {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	q := h.queues[r]
+	return h.sub != nil && q != nil && len(q.ws) > 0
+}
+
+// state returns the hub's state before an attempt.
+func (h *hub) state() hubState {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return hubState{seq: h.seq, gen: h.gen, active: h.sub != nil}
+}
+
+// behind returns the latest conflict met by the waiters queued for r, or
+// nil when none waits, and whether its holder released the lease through
+// this coordinator since.
+func (h *hub) behind(r Resource) (*ConflictError, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if q := h.queues[r]; q != nil && len(q.ws) > 0 {
+		return q.last, q.last != nil && q.gone == q.last.Holder
+	}
+	return nil, false
+}
+
+// join queues a waiter for r that met ce, subscribing first if it is the
+// first. It reports whether release notifications are active, and whether
+// the waiter must try at once: when it is the head of the queue and a
+// release may have gone unseen since its attempt (or it made none).
+func (h *hub) join(ctx context.Context, r Resource, ce *ConflictError, tried bool, snap hubState) (*waiter, bool, bool) {
+	w := &waiter{r: r, ch: make(chan struct{}, 1), head: make(chan struct{}, 1)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	q := h.queues[r]
+	if q == nil {
+		q = &queue{}
+		h.queues[r] = q
+	}
+	q.ws = append(q.ws, w)
+	if ce != nil && tried {
+		q.last, q.gone = ce, ""
+	}
+	h.n++
+	if h.linger != nil {
+		h.linger.Stop()
+		h.linger = nil
+	}
+	if h.sub == nil && !h.closed {
+		if n, ok := h.c.store.(Notifier); ok {
+			var sub Subscription
+			var err error
+			if h.qn != nil {
+				sub, err = h.qn.ReleasesFor(ctx, h.c.id)
+			} else {
+				sub, err = n.Releases(ctx)
+			}
+			if err != nil {
+				h.c.cfg.log.Warn().Err(err).Msg("release notifications unavailable, waiting by polling")
+			} else {
+				h.sub, h.subEnd = sub, make(chan struct{})
+				h.gen++
+				go h.dispatch(sub, h.subEnd)
+			}
+		}
+	}
+	notified := h.sub != nil
+	// nothing was released since the attempt, and a release now would be
+	// notified to this queue
+	quiet := tried && notified && snap.active && snap.gen == h.gen && snap.seq == h.seq
+	retry := !notified || (len(q.ws) == 1 && !quiet)
+	return w, notified, retry
+}
+
+// conflict records the conflict w met, for the waiters that join later.
+func (h *hub) conflict(w *waiter, ce *ConflictError) {
+	h.mu.Lock()
+	if q := h.queues[w.r]; q != nil {
+		q.last, q.gone = ce, ""
+	}
+	h.mu.Unlock()
+}
+
+// isHead reports whether w is the first of its queue.
+func (h *hub) isHead(w *waiter) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	q := h.queues[w.r]
+	return q != nil && len(q.ws) > 0 && q.ws[0] == w
+}
+
+// leave removes w; a wake-up it did not use goes to the next waiter, and a
+// new head is told so. The last waiter to leave schedules the end of the
+// subscription. It reports whether w was the last waiter for its resource.
+func (h *hub) leave(w *waiter) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	q := h.queues[w.r]
+	if q == nil {
+		return false
+	}
+	wasHead := len(q.ws) > 0 && q.ws[0] == w
+	for i, x := range q.ws {
+		if x == w {
+			q.ws = append(q.ws[:i:i], q.ws[i+1:]...)
+			break
+		}
+	}
+	if len(q.ws) == 0 {
+		delete(h.queues, w.r)
+	} else {
+		select {
+		case <-w.ch:
+			wake(q.ws[0])
+		default:
+			if wasHead {
+				signal(q.ws[0].head)
+			}
+		}
+	}
+	h.n--
+	if h.n == 0 && h.sub != nil && h.linger == nil {
+		gen := h.gen
+		h.linger = time.AfterFunc(subLinger, func() { h.idle(gen) })
+	}
+	return len(q.ws) == 0
+}
+
+// idle ends subscription gen if nobody waits.
+func (h *hub) idle(gen uint64) {
+	h.mu.Lock()
+	if h.n != 0 || h.sub == nil || h.gen != gen {
+		h.mu.Unlock()
+		return
+	}
+	sub, end := h.sub, h.subEnd
+	h.sub, h.subEnd, h.linger = nil, nil, nil
+	done := make(chan struct{})
+	h.idling = done
+	h.mu.Unlock()
+	_ = sub.Close()
+	<-end
+	close(done)
+}
+
+func wake(w *waiter) { signal(w.ch) }
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// released hands r over to the head of its queue at once, after owner's
+// release through this coordinator deleted the lease; the release's
+// notification, when it comes, is ignored (a WaitQueue sends none:
+// the release named this coordinator, see handsOver).
+//
+// When the store's queue gave the turn to another process (handed
+// false), the waiters here are not woken: the lease went to that
+// process's waiter, and theirs comes with a later release's notification.
+func (h *hub) released(r Resource, owner string, handed bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seq++
+	q := h.queues[r]
+	if q == nil || len(q.ws) == 0 {
+		return
+	}
+	q.gone = owner
+	if !handed {
+		return
+	}
+	wake(q.ws[0])
+	if h.sub != nil && h.qn == nil {
+		q.skip++
+		q.skipAt = time.Now()
+	}
+}
+
+func (h *hub) dispatch(sub Subscription, end chan struct{}) {
+	defer close(end)
+	for r := range sub.Released() {
+		h.mu.Lock()
+		h.seq++
+		if q := h.queues[r]; q != nil && len(q.ws) > 0 {
+			switch {
+			case q.skip > 0 && time.Since(q.skipAt) < skipFor:
+				q.skip--
+			default:
+				q.skip = 0
+				wake(q.ws[0])
+			}
+		}
+		h.mu.Unlock()
+	}
+}
+
+// close ends the subscription and keeps new waits from subscribing (the
+// waits themselves end on the coordinator's closing channel).
+func (h *hub) close() {
+	h.mu.Lock()
+	h.closed = true
+	sub, end := h.sub, h.subEnd
+	h.sub, h.subEnd = nil, nil
+	if h.linger != nil {
+		h.linger.Stop()
+		h.linger = nil
+	}
+	idling := h.idling
+	h.mu.Unlock()
+	if sub != nil {
+		_ = sub.Close()
+		<-end
+	}
+	if idling != nil {
+		<-idling // a subscription idle was ending
+	}
+}
