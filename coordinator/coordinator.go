@@ -147,29 +147,12 @@ func (c *Coordinator) Acquire(ctx context.Context, r Resource, owner string, opt
 	return c.acquire(ctx, cl.req, cl.cc)
 }
 
-// acquire takes the lease, waiting as cc says. A waiting acquirer queues
-// behind the coordinator's waiters for the resource without trying first,
-// unless the holder they met is its own owner (a re-entry): it could not
-// get the lease before them but by barging, which would cost them an
-// attempt.
+// acquire takes the lease, waiting as cc says.
 func (c *Coordinator) acquire(ctx context.Context, req Request, cc callConfig) (Lease, error) {
 	if cc.wait <= 0 {
 		return c.acquireOnce(ctx, req, queuing{})
 	}
-	if ce, gone := c.hub.behind(req.Resource); ce != nil && (gone || ce.Holder != req.Owner) && c.Held(req.Resource, req.Owner) == 0 {
-		return c.wait(ctx, req, queuing{}, ce, cc.wait, false, hubState{})
-	}
-	snap := c.hub.state()
-	var qp queuing
-	if c.hub.qn != nil {
-		// a refusal queues this coordinator for the resource at once
-		qp = queuing{waiter: c.id, q: Queueing{StayQueued: c.hub.count(req.Resource) > 0}}
-	}
-	l, err := c.acquireOnce(ctx, req, qp)
-	if ce, ok := errors.AsType[*ConflictError](err); ok {
-		l, err = c.wait(ctx, req, qp, ce, cc.wait, true, snap)
-	}
-	return l, err
+	return c.acquireWaiting(ctx, req, cc.wait)
 }
 
 // queuing is how an acquisition waits in the store's WaitQueue: as the

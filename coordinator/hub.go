@@ -119,11 +119,18 @@ func (h *hub) behind(r Resource) (*ConflictError, bool) {
 	return nil, false
 }
 
-// join queues a waiter for r that met ce, subscribing first if it is the
-// first. It reports whether release notifications are active, and whether
-// the waiter must try at once: when it is the head of the queue and a
-// release may have gone unseen since its attempt (or it made none).
-func (h *hub) join(ctx context.Context, r Resource, ce *ConflictError, tried bool, snap hubState) (*waiter, bool, bool) {
+// joined is what a waiter learns when it joins the hub.
+type joined struct {
+	notified bool // release notifications are active
+	// retry: the waiter must try at once, being the head of its queue
+	// when a release may have gone unseen since its attempt (or it made
+	// none), or being without notifications
+	retry bool
+}
+
+// join queues a waiter for r that arrived as a says, subscribing first if
+// it is the first.
+func (h *hub) join(ctx context.Context, r Resource, a arrival) (*waiter, joined) {
 	w := &waiter{r: r, ch: make(chan struct{}, 1), head: make(chan struct{}, 1)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -133,8 +140,8 @@ func (h *hub) join(ctx context.Context, r Resource, ce *ConflictError, tried boo
 		h.queues[r] = q
 	}
 	q.ws = append(q.ws, w)
-	if ce != nil && tried {
-		q.last, q.gone = ce, ""
+	if a.ce != nil && a.tried {
+		q.last, q.gone = a.ce, ""
 	}
 	h.n++
 	if h.linger != nil {
@@ -162,9 +169,9 @@ func (h *hub) join(ctx context.Context, r Resource, ce *ConflictError, tried boo
 	notified := h.sub != nil
 	// nothing was released since the attempt, and a release now would be
 	// notified to this queue
-	quiet := tried && notified && snap.active && snap.gen == h.gen && snap.seq == h.seq
-	retry := !notified || (len(q.ws) == 1 && !quiet)
-	return w, notified, retry
+	snap := a.snap
+	quiet := a.tried && notified && snap.active && snap.gen == h.gen && snap.seq == h.seq
+	return w, joined{notified: notified, retry: !notified || (len(q.ws) == 1 && !quiet)}
 }
 
 // conflict records the conflict w met, for the waiters that join later.
