@@ -28,3 +28,10 @@ func (c *Coordinator) StoreForTest() Store { return c.store }
 func (c *Coordinator) TTLForTest(resourceType string) time.Duration {
 	return c.cfg.ttlFor(resourceType)
 }
+
+// HubClosedForTest reports whether Close has closed c's hub of waiters.
+func (c *Coordinator) HubClosedForTest() bool {
+	c.hub.mu.Lock()
+	defer c.hub.mu.Unlock()
+	return c.hub.closed
+}

@@ -24,19 +24,27 @@ const (
 // waiter of the resource (the longest waiting), so a hand-off costs one
 // attempt, not one per waiter; a release through this coordinator wakes
 // it at once, without waiting for the notification, which it then ignores.
+//
+// A release through the coordinator takes mu, so nothing holds mu across
+// a call to the store: the subscription is opened outside it, by one
+// waiter, while the others that join meanwhile wait for it (starting).
 type hub struct {
-	c      *Coordinator
-	qn     WaitQueue // the store, when it queues waiters; else nil
-	mu     sync.Mutex
-	closed bool
-	queues map[Resource]*queue
-	n      int
-	seq    uint64 // releases seen (notified or local)
-	gen    uint64 // subscriptions started
-	sub    Subscription
-	subEnd chan struct{} // closed when the dispatch goroutine returned
-	linger *time.Timer   // ends the subscription once idle
-	idling chan struct{} // closed when idle has ended a subscription
+	c  *Coordinator
+	qn WaitQueue // the store, when it queues waiters; else nil
+	// open subscribes to the release notifications meant for this
+	// coordinator; nil when the store sends none
+	open     func(context.Context) (Subscription, error)
+	mu       sync.Mutex
+	closed   bool
+	queues   map[Resource]*queue
+	n        int
+	seq      uint64 // releases seen (notified or local)
+	gen      uint64 // subscriptions started
+	sub      Subscription
+	subEnd   chan struct{} // closed when the dispatch goroutine returned
+	starting chan struct{} // closed when the subscription being opened is ready or failed
+	linger   *time.Timer   // ends the subscription once idle
+	idling   chan struct{} // closed when idle has ended a subscription
 }
 
 // queue is the coordinator's waiters for one resource, the longest waiting
@@ -67,6 +75,12 @@ type hubState struct {
 func newHub(c *Coordinator) *hub {
 	h := &hub{c: c, queues: make(map[Resource]*queue)}
 	h.qn, _ = c.store.(WaitQueue)
+	if n, ok := c.store.(Notifier); ok {
+		h.open = n.Releases
+	}
+	if h.qn != nil {
+		h.open = func(ctx context.Context) (Subscription, error) { return h.qn.ReleasesFor(ctx, c.id) }
+	}
 	return h
 }
 
@@ -89,7 +103,10 @@ func (h *hub) others(w *waiter) bool {
 }
 
 // handsOver reports whether a release of r should go to waiters here:
-// some wait, and the store queues them.
+// some wait, the store queues them, and their subscription is open or
+// being opened (the release need not wait for it: a turn it hands over
+// wakes them at once, and one it leaves to another process means a later
+// release for them).
 func (h *hub) handsOver(r Resource) bool {
 	if h.qn == nil {
 		return false
@@ -97,7 +114,7 @@ func (h *hub) handsOver(r Resource) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	q := h.queues[r]
-	return h.sub != nil && q != nil && len(q.ws) > 0
+	return (h.sub != nil || h.starting != nil) && q != nil && len(q.ws) > 0
 }
 
 // state returns the hub's state before an attempt.
@@ -128,9 +145,17 @@ type joined struct {
 	retry bool
 }
 
-// join queues a waiter for r that arrived as a says, subscribing first if
-// it is the first.
+// join queues a waiter for r that arrived as a says, and subscribes to
+// the release notifications if nobody has.
 func (h *hub) join(ctx context.Context, r Resource, a arrival) (*waiter, joined) {
+	w, first := h.enqueue(r, a)
+	h.subscribe(ctx)
+	return w, h.joinedAs(first, a)
+}
+
+// enqueue puts a new waiter for r at the end of its queue and reports
+// whether it is the first.
+func (h *hub) enqueue(r Resource, a arrival) (*waiter, bool) {
 	w := &waiter{r: r, ch: make(chan struct{}, 1), head: make(chan struct{}, 1)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -148,30 +173,67 @@ func (h *hub) join(ctx context.Context, r Resource, a arrival) (*waiter, joined)
 		h.linger.Stop()
 		h.linger = nil
 	}
-	if h.sub == nil && !h.closed {
-		if n, ok := h.c.store.(Notifier); ok {
-			var sub Subscription
-			var err error
-			if h.qn != nil {
-				sub, err = h.qn.ReleasesFor(ctx, h.c.id)
-			} else {
-				sub, err = n.Releases(ctx)
-			}
-			if err != nil {
-				h.c.cfg.log.Warn().Err(err).Msg("release notifications unavailable, waiting by polling")
-			} else {
-				h.sub, h.subEnd = sub, make(chan struct{})
-				h.gen++
-				go h.dispatch(sub, h.subEnd)
-			}
-		}
+	return w, len(q.ws) == 1
+}
+
+// subscribe opens the release subscription unless it is open, being
+// opened (then it waits for that, or for ctx's end), or the store sends
+// no notifications. The call to the store is made without holding mu.
+func (h *hub) subscribe(ctx context.Context) {
+	h.mu.Lock()
+	if h.sub != nil || h.closed || h.open == nil {
+		h.mu.Unlock()
+		return
 	}
+	if ready := h.starting; ready != nil {
+		h.mu.Unlock()
+		select {
+		case <-ready:
+		case <-ctx.Done():
+		}
+		return
+	}
+	ready := make(chan struct{})
+	h.starting = ready
+	h.mu.Unlock()
+	defer close(ready)
+	sub, err := h.open(ctx)
+	if err != nil {
+		h.c.cfg.log.Warn().Err(err).Msg("release notifications unavailable, waiting by polling")
+	}
+	h.opened(sub, err)
+}
+
+// opened puts the subscription that subscribe opened to work, or closes
+// it when the hub was closed meanwhile.
+func (h *hub) opened(sub Subscription, err error) {
+	h.mu.Lock()
+	h.starting = nil
+	closed := h.closed
+	if err == nil && !closed {
+		h.sub, h.subEnd = sub, make(chan struct{})
+		h.gen++
+		go h.dispatch(sub, h.subEnd)
+	}
+	h.mu.Unlock()
+	if err == nil && closed {
+		_ = sub.Close()
+	}
+}
+
+// joinedAs tells a waiter that joined (first in its queue or not) after
+// an arrival a whether it is notified and must try at once. Any release
+// since a's snapshot either counts in seq by now or woke the waiter, which
+// was queued before this check.
+func (h *hub) joinedAs(first bool, a arrival) joined {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	notified := h.sub != nil
 	// nothing was released since the attempt, and a release now would be
 	// notified to this queue
-	snap := a.snap
-	quiet := a.tried && notified && snap.active && snap.gen == h.gen && snap.seq == h.seq
-	return w, joined{notified: notified, retry: !notified || (len(q.ws) == 1 && !quiet)}
+	s := a.snap
+	quiet := a.tried && notified && s.active && s.gen == h.gen && s.seq == h.seq
+	return joined{notified: notified, retry: !notified || (first && !quiet)}
 }
 
 // conflict records the conflict w met, for the waiters that join later.
