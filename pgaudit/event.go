@@ -73,7 +73,7 @@ func parseStreamID(id string) (ms, seq int64, err error) {
 }
 
 // parseEvent reads a stream entry written by the scripts (see the XADD
-// calls of scripts/*.lua for the fields).
+// calls of internal/scripts/*.lua for the fields).
 func parseEvent(partition int, msg redis.XMessage) (event, error) {
 	e := event{partition: partition, id: msg.ID}
 	var err error

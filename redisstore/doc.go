@@ -2,10 +2,10 @@
 // through go-redis v9's UniversalClient: a standalone server, Sentinel or
 // Cluster.
 //
-// Every change runs as one embedded Lua script (package scripts), so it is
-// atomic; time comes from Redis TIME; each change appends its event to the
-// partition's stream (the audit outbox that package pgaudit mirrors into
-// Postgres) in the same script. Resources are spread over partitions by
+// Every change runs as one embedded Lua script (internal/scripts), so it
+// is atomic; time comes from Redis TIME; each change appends its event to
+// the partition's stream (the audit outbox that package pgaudit mirrors
+// into Postgres) in the same script. Resources are spread over partitions by
 // crc32; every key of a script carries the partition's hash tag, so each
 // script touches one Cluster slot:
 //

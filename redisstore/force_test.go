@@ -12,8 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/scripts"
 	"github.com/lockcoord/lockcoord/redisstore"
-	"github.com/lockcoord/lockcoord/scripts"
 )
 
 func TestForceRelease(t *testing.T) {
@@ -116,7 +116,7 @@ func TestForceReleaseRace(t *testing.T) {
 			s := redisstore.New(b.client)
 			r := coordinator.Plan("contended")
 			lease(t)(s.Acquire(ctx, request(r, "w1", "a", time.Minute)))
-			if err := scripts.Release.Load(ctx, b.client).Err(); err != nil {
+			if err := scripts.Release().Load(ctx, b.client).Err(); err != nil {
 				t.Fatal(err)
 			}
 			h := &thief{key: s.Key(r), steals: tc.steals, mini: func(key, owner string) { b.mini.HSet(key, "owner", owner) }}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/lockcoord/lockcoord/coordinator"
-	"github.com/lockcoord/lockcoord/scripts"
+	"github.com/lockcoord/lockcoord/internal/scripts"
 )
 
 var _ coordinator.WaitQueue = (*Store)(nil)
@@ -66,7 +66,7 @@ func (s *Store) Unqueue(ctx context.Context, r coordinator.Resource, waiter stri
 		return nil // never queued
 	}
 	pk := &s.parts[s.Partition(r)]
-	err := scripts.Unqueue.Run(ctx, s.client, []string{s.queueKey(pk.tag, r), s.lockKey(pk.tag, r)},
+	err := scripts.Unqueue().Run(ctx, s.client, []string{s.queueKey(pk.tag, r), s.lockKey(pk.tag, r)},
 		waiter, s.noteArg, pk.released, r.String()).Err()
 	s.refreshOnFailure(err)
 	if err != nil {

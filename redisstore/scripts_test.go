@@ -14,8 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/scripts"
 	"github.com/lockcoord/lockcoord/redisstore"
-	"github.com/lockcoord/lockcoord/scripts"
 )
 
 // contract is what a script's header documents: its KEYS and ARGV count.
@@ -23,12 +23,12 @@ type contract struct{ keys, argv int }
 
 var slotRE = regexp.MustCompile(`\b(KEYS|ARGV)\[(\d+)\]`)
 
-// readContract reads ../scripts/<name>.lua and checks that its header
-// documents KEYS[1..k] and ARGV[1..a] in order, a Reply line, and that the
-// body uses no slot the header does not document.
+// readContract reads ../internal/scripts/<name>.lua and checks that its
+// header documents KEYS[1..k] and ARGV[1..a] in order, a Reply line, and
+// that the body uses no slot the header does not document.
 func readContract(t *testing.T, name string) contract {
 	t.Helper()
-	src, err := os.ReadFile("../scripts/" + name + ".lua")
+	src, err := os.ReadFile("../internal/scripts/" + name + ".lua")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func (h *evalRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // and ARGV its header documents.
 func TestScriptContracts(t *testing.T) {
 	want := map[string]contract{}
-	for name, s := range map[string]*redis.Script{"acquire": scripts.Acquire, "renew": scripts.Renew, "release": scripts.Release, "unqueue": scripts.Unqueue} {
+	for name, s := range map[string]*redis.Script{"acquire": scripts.Acquire(), "renew": scripts.Renew(), "release": scripts.Release(), "unqueue": scripts.Unqueue()} {
 		want[s.Hash()] = readContract(t, name)
 	}
 	b := newMiniBackend(t)
@@ -151,7 +151,7 @@ func TestScriptContracts(t *testing.T) {
 // hash Run uses for EVALSHA.
 func TestScriptsAll(t *testing.T) {
 	all := scripts.All()
-	if len(all) != 4 || all[0] != scripts.Acquire || all[1] != scripts.Renew || all[2] != scripts.Release || all[3] != scripts.Unqueue {
+	if len(all) != 4 || all[0] != scripts.Acquire() || all[1] != scripts.Renew() || all[2] != scripts.Release() || all[3] != scripts.Unqueue() {
 		t.Fatalf("All() = %v, want Acquire, Renew, Release, Unqueue", all)
 	}
 	onBoth(t, func(t *testing.T, b *backend) {

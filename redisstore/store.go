@@ -13,7 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
-	"github.com/lockcoord/lockcoord/scripts"
+	"github.com/lockcoord/lockcoord/internal/scripts"
 )
 
 // ErrPartitionMismatch reports a store configured with a partition count
@@ -167,7 +167,7 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 	if q.StayQueued {
 		stay = "1"
 	}
-	v, ackErr, err := s.eval(ctx, scripts.Acquire, keys, acquireWrote,
+	v, ackErr, err := s.eval(ctx, scripts.Acquire(), keys, acquireWrote,
 		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg)
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, err)
@@ -194,7 +194,7 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 	r := req.Resource
 	pk := &s.parts[s.Partition(r)]
 	keys := []string{s.lockKey(pk.tag, r), pk.events, pk.tag + ":owner:" + req.Owner}
-	v, ackErr, err := s.eval(ctx, scripts.Renew, keys, renewWrote,
+	v, ackErr, err := s.eval(ctx, scripts.Renew(), keys, renewWrote,
 		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, strconv.FormatUint(req.Token, 10))
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: renew %s: %w", r, err)
@@ -271,7 +271,7 @@ func (s *Store) releaseHandOff(ctx context.Context, req coordinator.Request, mod
 	r := req.Resource
 	pk := &s.parts[s.Partition(r)]
 	keys := []string{s.lockKey(pk.tag, r), pk.events, pk.tag + ":owner:" + req.Owner, pk.tag + ":req:" + req.RequestID, s.queueKey(pk.tag, r)}
-	v, err := scripts.Release.Run(ctx, s.client, keys,
+	v, err := scripts.Release().Run(ctx, s.client, keys,
 		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, pk.released, s.waiterArg(waiter)).Slice()
 	s.refreshOnFailure(err)
 	if err != nil {

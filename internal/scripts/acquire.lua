@@ -32,21 +32,13 @@
 -- Numbers go to redis.call as strings formatted once with %d: Redis
 -- formats a Lua number argument with printf("%.17g"), which costs more
 -- than the command it feeds, and Lua's tostring loses digits.
+--
+-- The helpers it calls (find, cut, remember, read_lease, ...) are those
+-- of lib.lua, which package scripts prepends when it builds the script.
 
 local owner, req, waiter = ARGV[1], ARGV[3], ARGV[7]
-local h = redis.call('HMGET', KEYS[1], 'owner', 'count', 'token', 'acquired_at', 'expires_at', 'req')
+local h = read_lease(KEYS[1])
 local held = h[1]
-
--- the start and end of word w in the space-separated list l, or nil
-local function find(l, w)
-  local s, e = string.find(l, w, 1, true)
-  while s do
-    if (s == 1 or string.byte(l, s - 1) == 32) and (e == #l or string.byte(l, e + 1) == 32) then
-      return s, e
-    end
-    s, e = string.find(l, w, s + 1, true)
-  end
-end
 
 -- queue the waiter at the end, unless queued (it keeps its place); the
 -- queue lives ARGV[9] ms after this
@@ -65,10 +57,9 @@ if held and held ~= owner then
     -- the release that deletes the lease notifies the first waiter alone
     enqueue(redis.call('GET', KEYS[5]))
   end
-  return {0, held, tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
+  return lease_reply(0, h)
 end
 
-local fmt = string.format
 local ttl = tonumber(ARGV[2])
 local maxlen = ARGV[6]
 
@@ -84,46 +75,23 @@ local function dequeue()
   local s, e = nil, nil
   if q then s, e = find(q, waiter) end
   if not s then return end
-  local rest
-  if s == 1 then rest = string.sub(q, e + 2) else rest = string.sub(q, 1, s - 2) .. string.sub(q, e + 1) end
-  if rest == '' then
-    redis.call('DEL', KEYS[5])
-  else
-    redis.call('SET', KEYS[5], rest, 'KEEPTTL')
-  end
-end
-
--- raise the owner index's TTL to at least ms (a number)
-local function extend_index(ms)
-  if redis.call('PTTL', KEYS[4]) < ms then
-    redis.call('PEXPIRE', KEYS[4], fmt('%d', 2 * ms))
-  end
+  store_queue(KEYS[5], cut(q, s, e))
 end
 
 if held then
   -- the owner's own lease: a repeated request id, or a re-entry
   local list = h[6] or ''
   if find(list, req) then
-    return {3, held, tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
+    return lease_reply(3, h)
   end
-  local t = redis.call('TIME')
-  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  local now = now_ms()
   local count = tonumber(h[2]) + 1
   local count_s = fmt('%d', count)
   local expires = math.max(tonumber(h[5]), now + ttl)
   local expires_s, left = fmt('%d', expires), expires - now
-  -- remember the last 8 request ids applied to the lease, newest first
-  local cut, n = 0, 1
-  while n < 8 do
-    cut = string.find(list, ' ', cut + 1, true)
-    if not cut then break end
-    n = n + 1
-  end
-  if cut then list = string.sub(list, 1, cut - 1) end
-  if list ~= '' then list = req .. ' ' .. list else list = req end
-  redis.call('HSET', KEYS[1], 'count', count_s, 'expires_at', expires_s, 'req', list)
+  redis.call('HSET', KEYS[1], 'count', count_s, 'expires_at', expires_s, 'req', remember(list, req))
   redis.call('PEXPIRE', KEYS[1], fmt('%d', left))
-  extend_index(left)
+  raise_ttl(KEYS[4], left)
   dequeue()
   if maxlen ~= '0' then
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
@@ -152,7 +120,7 @@ redis.call('HSET', KEYS[1], 'owner', owner, 'count', '1', 'token', token,
   'acquired_at', now_s, 'expires_at', expires_s, 'req', req)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[4] .. '/' .. ARGV[5], '')
-extend_index(ttl)
+raise_ttl(KEYS[4], ttl)
 dequeue()
 if maxlen ~= '0' then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',

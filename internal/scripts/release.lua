@@ -33,47 +33,12 @@
 -- too); with one, to that waiter's channel alone (with PUBLISH, to the
 -- first queued waiter that somebody listens for, else to the partition's
 -- channel).
+--
+-- The helpers it calls (find, cut, remember, read_lease, ...) are those
+-- of lib.lua, which package scripts prepends when it builds the script.
 
 local owner, req, mode = ARGV[1], ARGV[2], ARGV[6]
 local maxlen = ARGV[5]
-
--- the start and end of word w in the space-separated list l, or nil
-local function find(l, w)
-  local s, e = string.find(l, w, 1, true)
-  while s do
-    if (s == 1 or string.byte(l, s - 1) == 32) and (e == #l or string.byte(l, e + 1) == 32) then
-      return s, e
-    end
-    s, e = string.find(l, w, s + 1, true)
-  end
-end
-
--- l without its word at s..e
-local function cut(l, s, e)
-  if s == 1 then return string.sub(l, e + 2) end
-  return string.sub(l, 1, s - 2) .. string.sub(l, e + 1)
-end
-
--- tell the first waiter of queue q, on its channel ARGV[9]:<waiter>, and
--- take it out; returns the rest of q and whether a waiter was told. With
--- PUBLISH (note "1") a waiter nobody listens for (its process died, or
--- its subscription is down) is taken out and the next one is told: the
--- release would be lost on it. SPUBLISH's count covers only the node's
--- own subscribers (a subscriber may be on a replica), so on Cluster the
--- first waiter is told whatever the count.
-local function notify_first(q, note, msg)
-  while q ~= '' do
-    local s, e = string.find(q, '^%S+')
-    local ch = ARGV[9] .. ':' .. string.sub(q, s, e)
-    q = cut(q, s, e)
-    if note ~= '1' then
-      redis.call('SPUBLISH', ch, msg)
-      return q, true
-    end
-    if redis.call('PUBLISH', ch, msg) > 0 then return q, true end
-  end
-  return q, false
-end
 
 local memo = redis.call('GET', KEYS[4])
 if memo then
@@ -81,7 +46,7 @@ if memo then
   return {3, holder, 0, token, tonumber(acq), tonumber(exp)}
 end
 
-local h = redis.call('HMGET', KEYS[1], 'owner', 'count', 'token', 'acquired_at', 'expires_at', 'req')
+local h = read_lease(KEYS[1])
 local held = h[1]
 if not held then
   redis.call('SREM', KEYS[3], ARGV[3] .. '/' .. ARGV[4])
@@ -89,14 +54,13 @@ if not held then
 end
 if held ~= owner then
   redis.call('SREM', KEYS[3], ARGV[3] .. '/' .. ARGV[4])
-  return {0, held, tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
+  return lease_reply(0, h)
 end
 local list = h[6] or ''
 if find(list, req) then
-  return {3, held, tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
+  return lease_reply(3, h)
 end
 
-local fmt = string.format
 local handed = false -- the lease went to the releaser's own waiters
 local count = tonumber(h[2]) - 1
 local name = 'decremented'
@@ -108,16 +72,7 @@ end
 local count_s = fmt('%d', count)
 
 if count > 0 then
-  -- remember the last 8 request ids applied to the lease, newest first
-  local cut, n = 0, 1
-  while n < 8 do
-    cut = string.find(list, ' ', cut + 1, true)
-    if not cut then break end
-    n = n + 1
-  end
-  if cut then list = string.sub(list, 1, cut - 1) end
-  if list ~= '' then list = req .. ' ' .. list else list = req end
-  redis.call('HSET', KEYS[1], 'count', count_s, 'req', list)
+  redis.call('HSET', KEYS[1], 'count', count_s, 'req', remember(list, req))
 else
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[3], ARGV[3] .. '/' .. ARGV[4])
@@ -136,13 +91,9 @@ else
       if s == 1 then
         q, sent, handed = cut(q, s, e), true, true
       else
-        q, sent = notify_first(q, note, msg)
+        q, sent = notify_first(q, note, ARGV[9], msg)
       end
-      if q == '' then
-        redis.call('DEL', KEYS[5])
-      else
-        redis.call('SET', KEYS[5], q, 'KEEPTTL')
-      end
+      store_queue(KEYS[5], q)
     end
     if not sent and note == '1' then
       redis.call('PUBLISH', ARGV[9], msg)
@@ -152,10 +103,9 @@ else
   end
 end
 if maxlen ~= '0' then
-  local t = redis.call('TIME')
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
     'event', name, 'type', ARGV[3], 'id', ARGV[4], 'owner', held,
-    'token', h[3], 'count', count_s, 'at', fmt('%d', t[1] * 1000 + math.floor(t[2] / 1000)),
+    'token', h[3], 'count', count_s, 'at', fmt('%d', now_ms()),
     'acquired_at', h[4], 'expires_at', h[5], 'req', req)
 end
 local status = 2

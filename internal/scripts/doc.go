@@ -1,0 +1,22 @@
+// Package scripts embeds the Lua scripts that make lease changes atomic in
+// Redis, one per operation:
+//
+//   - acquire.lua takes a free resource or re-enters the owner's lease, and
+//     queues a waiting acquirer that is refused (Acquire);
+//   - renew.lua sets the expiry of the owner's lease (Renew);
+//   - release.lua drops one hold, every hold, or forces a lease off, and
+//     tells the first queued waiter or every listener (Release);
+//   - unqueue.lua takes a waiter out of a resource's waiter queue (Unqueue).
+//
+// lib.lua holds the helpers they share (finding and cutting a word of a
+// space-separated list, remembering the last request ids of a lease,
+// telling the first live waiter, raising an owner index's TTL, reading
+// Redis time); each script is built as lib.lua followed by its own file.
+// Each file begins with its KEYS / ARGV / reply / cost contract. Every key
+// a script touches shares the partition's hash tag, so each script runs on
+// one Redis Cluster slot; every change appends its event to the
+// partition's stream (the audit outbox) in the same script.
+//
+// The scripts take time from Redis (TIME), never from the caller, and keep
+// fencing tokens integer-exact by storing them as decimal strings.
+package scripts

@@ -1,0 +1,51 @@
+package scripts
+
+import (
+	_ "embed"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	//go:embed lib.lua
+	libSrc string
+	//go:embed acquire.lua
+	acquireSrc string
+	//go:embed renew.lua
+	renewSrc string
+	//go:embed release.lua
+	releaseSrc string
+	//go:embed unqueue.lua
+	unqueueSrc string
+)
+
+// The scripts, each built and wrapped once: lib.lua, then the script's
+// own file.
+var (
+	acquire = build(acquireSrc)
+	renew   = build(renewSrc)
+	release = build(releaseSrc)
+	unqueue = build(unqueueSrc)
+)
+
+// build returns src with the shared helpers of lib.lua in front.
+func build(src string) *redis.Script { return redis.NewScript(libSrc + src) }
+
+// Acquire returns acquire.lua: take a free resource or re-enter the
+// owner's lease. Run it with Run: EVALSHA, falling back to EVAL when
+// Redis lost its script cache; so for the others.
+func Acquire() *redis.Script { return acquire }
+
+// Renew returns renew.lua: set the expiry of the owner's lease.
+func Renew() *redis.Script { return renew }
+
+// Release returns release.lua: drop one hold, every hold, or force a
+// lease off.
+func Release() *redis.Script { return release }
+
+// Unqueue returns unqueue.lua: take a waiter out of a resource's waiter
+// queue.
+func Unqueue() *redis.Script { return unqueue }
+
+// All returns every script, for preloading with Load.
+func All() []*redis.Script { return []*redis.Script{acquire, renew, release, unqueue} }
