@@ -43,10 +43,21 @@ const PollInterval = 2 * time.Millisecond
 // never held.
 var ErrNotYet = errors.New("testutil: condition does not hold")
 
+// Permanent marks an error of a Poll check as final: Poll returns it at
+// once instead of trying again.
+func Permanent(err error) error { return permanent{err} }
+
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+
+func (p permanent) Unwrap() error { return p.err }
+
 // Poll calls check every interval until it returns nil, and then returns
-// nil. When ctx ends first, it returns an error wrapping both ctx's error
-// and check's last error. It never fails a test, so goroutines and
-// helpers that return errors may use it.
+// nil, or until it returns an error made by Permanent, and then returns
+// that error. When ctx ends first, it returns an error wrapping both
+// ctx's error and check's last error. It never fails a test, so
+// goroutines and helpers that return errors may use it.
 func Poll(ctx context.Context, interval time.Duration, check func() error) error {
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
@@ -57,6 +68,9 @@ func Poll(ctx context.Context, interval time.Duration, check func() error) error
 		}
 		if last = check(); last == nil {
 			return nil
+		}
+		if p, ok := errors.AsType[permanent](last); ok {
+			return p.err
 		}
 		timer.Reset(interval)
 		select {

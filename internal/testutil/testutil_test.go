@@ -37,6 +37,24 @@ func TestPollReportsContextAndLastError(t *testing.T) {
 	}
 }
 
+func TestPollStopsOnPermanentError(t *testing.T) {
+	boom := errors.New("broken")
+	calls := 0
+	err := Poll(t.Context(), time.Millisecond, func() error {
+		calls++
+		if calls < 2 {
+			return ErrNotYet
+		}
+		return fmt.Errorf("wrapped: %w", Permanent(boom))
+	})
+	if err != boom || calls != 2 { //nolint:errorlint // the very error, unwrapped
+		t.Fatalf("Poll = %v after %d calls, want %v after 2", err, calls, boom)
+	}
+	if p := Permanent(boom); p.Error() != "broken" || !errors.Is(p, boom) {
+		t.Fatalf("Permanent(boom) = %v", p)
+	}
+}
+
 func TestPollChecksNothingAfterCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
