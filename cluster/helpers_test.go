@@ -1,9 +1,6 @@
 package cluster_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"strconv"
 	"testing"
 	"time"
@@ -11,14 +8,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/redisharness"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
-
-func randomPrefix() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return "lcc-" + hex.EncodeToString(b[:])
-}
 
 // clusterClient returns a client of the package's Cluster, closed when t
 // ends.
@@ -40,34 +33,7 @@ func sentinelClient(t testing.TB, opts ...func(*redis.FailoverOptions)) *redis.C
 
 // newStore returns a store on client with a prefix of its own (opts may
 // replace it); its keys are deleted when t ends.
-func newStore(t testing.TB, client redis.UniversalClient, opts ...redisstore.Option) *redisstore.Store {
-	t.Helper()
-	s := redisstore.New(client, append([]redisstore.Option{redisstore.WithPrefix(randomPrefix())}, opts...)...)
-	t.Cleanup(func() { deletePrefix(t, client, s.Prefix()) })
-	return s
-}
-
-// deletePrefix deletes every key of prefix, on every master of a Cluster.
-func deletePrefix(t testing.TB, client redis.UniversalClient, prefix string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	del := func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-		return iter.Err()
-	}
-	var err error
-	if cc, ok := client.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, del)
-	} else {
-		err = del(ctx, client.(*redis.Client))
-	}
-	if err != nil {
-		t.Errorf("clean up %s: %v", prefix, err)
-	}
-}
+var newStore = redisharness.NewStore
 
 // resourcePerPartition returns one resource of type typ in each partition
 // of s, in partition order.
@@ -98,4 +64,14 @@ func need(t testing.TB) func(coordinator.Lease, error) coordinator.Lease {
 // request is a store request with a one-minute TTL.
 func request(r coordinator.Resource, owner, id string) coordinator.Request {
 	return coordinator.Request{Resource: r, Owner: owner, RequestID: id, TTL: time.Minute}
+}
+
+// waitQueued waits until a waiter for r is queued in Redis: subscribed
+// to the release notifications, and named in r's waiter queue, so that a
+// release hands the lease to it.
+func waitQueued(t testing.TB, client redis.UniversalClient, s *redisstore.Store, r coordinator.Resource) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, "a waiter queued for "+r.String(), func() bool {
+		return client.Exists(t.Context(), s.QueueKey(r)).Val() == 1
+	})
 }

@@ -3,6 +3,7 @@ package testredis_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -113,5 +114,31 @@ func TestNewFailsOnAFile(t *testing.T) {
 	defer cancel()
 	if err := srv.Start(ctx); err == nil || srv.Running() {
 		t.Fatalf("a process that never answers: %v, running %v", err, srv.Running())
+	}
+}
+
+func TestDeletePrefix(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := t.Context()
+	c := srv.Client(t)
+	for _, k := range []string{"a:1", "a:2", "a:{x}:3", "ab:1", "b:1"} {
+		if err := c.Set(ctx, k, "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := testredis.DeletePrefix(ctx, c, "a"); err != nil {
+		t.Fatal(err)
+	}
+	left, err := c.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(left)
+	if !slices.Equal(left, []string{"ab:1", "b:1"}) {
+		t.Fatalf("after DeletePrefix(a): %v", left)
+	}
+	srv.Kill()
+	if err := testredis.DeletePrefix(ctx, c, "b"); err == nil {
+		t.Fatal("DeletePrefix on a stopped server passed")
 	}
 }
