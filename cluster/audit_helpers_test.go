@@ -14,6 +14,7 @@ import (
 
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/internal/testpg"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/pgaudit"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
@@ -162,20 +163,27 @@ func (a *auditFollower) stop() {
 // from that was and the diagnostics then.
 func (a *auditFollower) catchUp(t testing.TB, from time.Time) (time.Duration, pgaudit.Report) {
 	t.Helper()
-	ctx := t.Context()
-	for {
-		rep, err := a.m.Diagnose(ctx, pgaudit.DiagnoseOptions{MissingGrace: -1})
-		if err == nil && rep.Lag.Undelivered == 0 && rep.Lag.Pending == 0 {
-			took := time.Since(from)
-			a.stop()
-			return took, rep
-		}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var rep pgaudit.Report
+	err := testutil.Poll(ctx, 20*time.Millisecond, func() (err error) {
 		select {
-		case <-ctx.Done():
-			t.Fatalf("the mirror did not catch up: %+v, %v", rep.Lag, err)
 		case err := <-a.done:
-			t.Fatalf("the mirror stopped: %v", err)
-		case <-time.After(20 * time.Millisecond):
+			a.cancel() // the mirror ended: nothing for stop to wait for
+			a.cancel = nil
+			return testutil.Permanent(fmt.Errorf("the mirror stopped: %w", err))
+		default:
 		}
+		rep, err = a.m.Diagnose(ctx, pgaudit.DiagnoseOptions{MissingGrace: -1})
+		if err == nil && (rep.Lag.Undelivered > 0 || rep.Lag.Pending > 0) {
+			err = testutil.ErrNotYet
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("the mirror did not catch up: %+v, %v", rep.Lag, err)
 	}
+	took := time.Since(from)
+	a.stop()
+	return took, rep
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/pgaudit"
 )
 
@@ -118,14 +119,13 @@ func TestMirrorOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range dead {
-		for {
-			if _, err := s.Inspect(ctx, r); errors.Is(err, coordinator.ErrNotHeld) {
-				break
-			} else if err != nil {
+		testutil.Eventually(t, 10*time.Second, r.String()+" to expire", func() bool {
+			_, err := s.Inspect(ctx, r)
+			if err != nil && !errors.Is(err, coordinator.ErrNotHeld) {
 				t.Fatal(err)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return err != nil
+		})
 	}
 	rep, err = m.Diagnose(ctx, pgaudit.DiagnoseOptions{Limit: 100})
 	if err != nil || rep.StaleCount != len(dead) {
@@ -155,15 +155,25 @@ func TestMirrorOnCluster(t *testing.T) {
 		need(t)(c.Acquire(ctx, r, "w2"))
 	}
 	want += len(late)
-	for countRows(t, pool, `SELECT count(*) FROM lock_events`) < want || trimmed(t, cc, s) > 0 {
+	pctx, pcancel := context.WithTimeout(ctx, time.Minute)
+	defer pcancel()
+	err = testutil.Poll(pctx, 20*time.Millisecond, func() error {
 		select {
 		case err := <-done:
-			t.Fatalf("Run ended: %v", err)
-		case <-ctx.Done():
-			t.Fatalf("Run did not apply and trim every partition's events: %d of %d events, %d entries left",
-				countRows(t, pool, `SELECT count(*) FROM lock_events`), want, trimmed(t, cc, s))
-		case <-time.After(20 * time.Millisecond):
+			return testutil.Permanent(fmt.Errorf("Run ended: %w", err))
+		default:
 		}
+		if countRows(t, pool, `SELECT count(*) FROM lock_events`) < want || trimmed(t, cc, s) > 0 {
+			return testutil.ErrNotYet
+		}
+		return nil
+	})
+	if err != nil && pctx.Err() == nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatalf("Run did not apply and trim every partition's events: %d of %d events, %d entries left",
+			countRows(t, pool, `SELECT count(*) FROM lock_events`), want, trimmed(t, cc, s))
 	}
 	cancel()
 	if err := <-done; err != nil {

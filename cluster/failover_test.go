@@ -62,14 +62,14 @@ func clusterFailover(t *testing.T, fault func(ctx context.Context, master string
 	}
 
 	w := startWorkload(c, rs, workers, opTimeout)
-	time.Sleep(warmUp)
+	time.Sleep(warmUp) // the workload runs a while before the fault: part of the scenario
 	t0 := time.Now()
 	if err := fault(ctx, victim); err != nil {
 		w.finish()
 		t.Fatalf("failover of %s: %v", victim, err)
 	}
 	recovered := time.Now()
-	time.Sleep(cooldown)
+	time.Sleep(cooldown) // and a while after the recovery
 	w.finish()
 	rep := w.analyse(t, func(r coordinator.Resource) bool { return hit[r] }, t0, recovered)
 	t.Logf("master %s failed over in %v; %s", victim, recovered.Sub(t0).Round(time.Millisecond), rep)
@@ -166,7 +166,7 @@ func TestSentinelMasterKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := startWorkload(c, rs, workers, opTimeout)
-	time.Sleep(warmUp)
+	time.Sleep(warmUp) // the workload runs a while before the fault: part of the scenario
 	t0 := time.Now()
 	nd := sg.Node(old)
 	nd.Kill()
@@ -181,7 +181,7 @@ func TestSentinelMasterKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	recovered := time.Now()
-	time.Sleep(cooldown)
+	time.Sleep(cooldown) // and a while after the recovery
 	w.finish()
 	rep := w.analyse(t, func(coordinator.Resource) bool { return true }, t0, recovered)
 	t.Logf("Sentinel failed over %s -> %s in %v; %s", old, nm, recovered.Sub(t0).Round(time.Millisecond), rep)

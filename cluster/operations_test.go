@@ -155,7 +155,7 @@ func TestWaitHandOffOnCluster(t *testing.T) {
 			l, err := waiter.Acquire(ctx, r, "waiter", coordinator.Wait(20*time.Second))
 			done <- result{l, err, time.Now()}
 		}()
-		time.Sleep(150 * time.Millisecond) // the waiter is subscribed and waiting
+		waitQueued(t, cc, s, r)
 		released := time.Now()
 		need(t)(holder.Release(ctx, r, "holder"))
 		res := <-done
@@ -216,7 +216,7 @@ func TestReleasesFollowAFailover(t *testing.T) {
 		_, err := waiter.Acquire(ctx, r, "waiter", coordinator.Wait(20*time.Second))
 		done <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // the waiter is waiting
+	waitQueued(t, cc, s, r)
 	need(t)(holder.Release(ctx, r, "holder"))
 	if err := <-done; err != nil {
 		t.Fatalf("waiter after the failover: %v", err)
@@ -229,7 +229,8 @@ func TestReleasesFollowAFailover(t *testing.T) {
 // releases and how long that took. Other notifications are drained.
 func awaitNotified(t *testing.T, s *redisstore.Store, sub coordinator.Subscription, r coordinator.Resource) (int, time.Duration) {
 	t.Helper()
-	ctx := t.Context()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
 	start, tries := time.Now(), 0
 	for {
 		tries++

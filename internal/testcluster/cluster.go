@@ -15,7 +15,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/internal/testredis"
-	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // ClusterConfig shapes a Redis Cluster. Zero fields take the defaults.
@@ -356,7 +355,7 @@ func (c *Cluster) Failover(ctx context.Context, addr string) (string, error) {
 // served (after old was killed), and returns its address.
 func (c *Cluster) WaitPromoted(ctx context.Context, old string, oldSlots [][2]int) (string, error) {
 	promoted := ""
-	err := testutil.Poll(ctx, 20*time.Millisecond, func() error {
+	err := poll(ctx, 20*time.Millisecond, func() error {
 		ms, err := c.Masters(ctx)
 		if err != nil {
 			return err
@@ -377,7 +376,7 @@ func (c *Cluster) WaitPromoted(ctx context.Context, old string, oldSlots [][2]in
 
 // waitMaster waits until every running node sees addr as a master.
 func (c *Cluster) waitMaster(ctx context.Context, addr string) error {
-	err := testutil.Poll(ctx, 20*time.Millisecond, func() error {
+	err := poll(ctx, 20*time.Millisecond, func() error {
 		for _, nd := range c.Nodes {
 			if !nd.Running() {
 				continue
@@ -415,7 +414,7 @@ func (c *Cluster) Rejoin(ctx context.Context, nd *Node) error {
 // that serves no slot is a replica, and every replica's link to its
 // master is up.
 func (c *Cluster) WaitHealthy(ctx context.Context) error {
-	if err := testutil.Poll(ctx, 25*time.Millisecond, func() error { return c.healthy(ctx) }); err != nil {
+	if err := poll(ctx, 25*time.Millisecond, func() error { return c.healthy(ctx) }); err != nil {
 		return fmt.Errorf("testcluster: cluster not healthy: %w", err)
 	}
 	return nil

@@ -13,7 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/internal/testredis"
-	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // SentinelConfig shapes a Sentinel group. Zero fields take the defaults.
@@ -260,7 +259,7 @@ func (s *Sentinel) MasterAddr(ctx context.Context) (string, error) {
 // run) and every Sentinel knows the other Sentinels and the running
 // replicas.
 func (s *Sentinel) WaitReady(ctx context.Context) error {
-	if err := testutil.Poll(ctx, 25*time.Millisecond, func() error { return s.ready(ctx) }); err != nil {
+	if err := poll(ctx, 25*time.Millisecond, func() error { return s.ready(ctx) }); err != nil {
 		return fmt.Errorf("testcluster: sentinel group not ready: %w", err)
 	}
 	return nil
@@ -348,7 +347,7 @@ func (s *Sentinel) replicasOnline(ctx context.Context, m *Node) (int, error) {
 }
 
 func (s *Sentinel) waitReplicasOnline(ctx context.Context, m *Node) error {
-	err := testutil.Poll(ctx, 10*time.Millisecond, func() error {
+	err := poll(ctx, 10*time.Millisecond, func() error {
 		_, err := s.replicasOnline(ctx, m)
 		return err
 	})
@@ -378,7 +377,7 @@ func fields(v any) map[string]string {
 // that says role:master, and returns its address.
 func (s *Sentinel) WaitFailover(ctx context.Context, old string) (string, error) {
 	addr := ""
-	err := testutil.Poll(ctx, 10*time.Millisecond, func() (err error) {
+	err := poll(ctx, 10*time.Millisecond, func() (err error) {
 		if addr, err = s.MasterAddr(ctx); err != nil {
 			return err
 		}
