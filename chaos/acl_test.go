@@ -11,6 +11,7 @@ import (
 
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/pgaudit"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
@@ -94,7 +95,9 @@ func TestACLUser(t *testing.T) {
 		_, err := c2.Acquire(ctx, r, "b", coordinator.Wait(30*time.Second))
 		got <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	testutil.Eventually(t, 10*time.Second, "the waiter queued for the release", func() bool {
+		return admin.Exists(ctx, store.QueueKey(r)).Val() == 1
+	})
 	if _, err := c1.Release(ctx, r, "a"); err != nil {
 		t.Fatalf("release: %v", err)
 	}
@@ -168,7 +171,9 @@ func TestACLUser(t *testing.T) {
 		if n == 0 {
 			t.Fatal("the mirror found no event")
 		}
-		time.Sleep(100 * time.Millisecond) // the 50 ms lease expires
+		testutil.Eventually(t, 10*time.Second, "the 50 ms lease to expire", func() bool {
+			return admin.Exists(ctx, store.Key(coordinator.Plan("acl-dies"))).Val() == 0
+		})
 		rows, err := m.Cleanup(ctx)
 		if err != nil {
 			t.Fatalf("cleanup as the ACL user: %v", err)

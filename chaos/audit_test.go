@@ -18,6 +18,7 @@ import (
 
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/internal/testpg"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/pgaudit"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
@@ -126,19 +127,27 @@ func TestAuditUnderPostgresOutage(t *testing.T) {
 		})
 	}
 
+	// reached waits until the workload made n changes (or failed, or ran
+	// out of time)
+	reached := func(n int) {
+		_ = testutil.Poll(ctx, 5*time.Millisecond, func() error {
+			if events.Load() < int64(n) && !t.Failed() {
+				return testutil.ErrNotYet
+			}
+			return nil
+		})
+	}
 	// two outages, at a third and two thirds of the changes
 	var outages []string
 	var downFor time.Duration
 	for i, immediate := range []bool{true, false} {
-		for events.Load() < int64(changes*(i+1)/3) && ctx.Err() == nil && !t.Failed() {
-			time.Sleep(5 * time.Millisecond)
-		}
+		reached(changes * (i + 1) / 3)
 		at := events.Load()
 		start := time.Now()
 		if err := pg.Stop(immediate); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(down)
+		time.Sleep(down) // the outage itself: what the mirror must ride out
 		if err := pg.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -146,9 +155,7 @@ func TestAuditUnderPostgresOutage(t *testing.T) {
 		outages = append(outages, fmt.Sprintf("%s stop after %d changes, down %v",
 			map[bool]string{true: "immediate", false: "fast"}[immediate], at, time.Since(start).Round(10*time.Millisecond)))
 	}
-	for events.Load() < int64(changes) && ctx.Err() == nil && !t.Failed() {
-		time.Sleep(5 * time.Millisecond)
-	}
+	reached(changes)
 	wstop()
 	wg.Wait()
 	if t.Failed() {
@@ -172,16 +179,20 @@ func TestAuditUnderPostgresOutage(t *testing.T) {
 	}
 	total := len(streamEntries)
 	// wait until the mirror caught up
-	deadline := time.Now().Add(size(time.Minute, 5*time.Minute))
+	cctx, ccancel := context.WithTimeout(ctx, size(time.Minute, 5*time.Minute))
+	defer ccancel()
 	var rows int
-	for {
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM lock_events`).Scan(&rows); err != nil && time.Now().After(deadline) {
-			t.Fatal(err)
+	err = testutil.Poll(cctx, 50*time.Millisecond, func() error {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM lock_events`).Scan(&rows); err != nil {
+			return err
 		}
-		if rows >= total || time.Now().After(deadline) {
-			break
+		if rows < total {
+			return testutil.ErrNotYet
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if err != nil && !errors.Is(err, testutil.ErrNotYet) {
+		t.Fatal(err)
 	}
 	mstop()
 	mwg.Wait()

@@ -58,7 +58,7 @@ func TestContention(t *testing.T) {
 			delay := time.Duration(rand.Int64N(int64(50 * time.Millisecond)))
 			wg.Go(func() {
 				<-start
-				time.Sleep(delay)
+				time.Sleep(delay) // the random start of the race, part of the scenario
 				l, err := wk.c.Acquire(ctx, r, owner, coordinator.TTL(time.Minute))
 				mu.Lock()
 				defer mu.Unlock()

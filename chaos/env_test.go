@@ -128,7 +128,7 @@ func (w *world) kill(down time.Duration, persistent bool) error {
 	defer w.wipeMu.Unlock()
 	start := time.Now()
 	w.srv.Kill()
-	time.Sleep(down)
+	time.Sleep(down) // how long the server stays down: part of the fault
 	err := w.srv.Restart()
 	if !persistent {
 		w.rec.Wipe(start, time.Now())

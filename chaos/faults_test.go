@@ -123,7 +123,8 @@ func redisFaults(t *testing.T, args []string, persistent bool) {
 		})
 	}
 
-	// the faults
+	// the faults, on a schedule: each sleep is how long a fault, a gap
+	// between faults or the calm around them lasts while the workers run
 	time.Sleep(before)
 	var injected []fault
 	faultsStart := time.Now()

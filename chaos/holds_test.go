@@ -83,7 +83,7 @@ func hold(ctx context.Context, wk *worker, tr *fenced.Tracker, r coordinator.Res
 		}
 		if stall > 0 {
 			wk.proc.Pause(stall)
-			time.Sleep(stall)
+			time.Sleep(stall) // the holder stalls, as in a GC pause: part of the scenario
 		}
 		if work > 0 {
 			select {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
@@ -390,13 +391,16 @@ func (p *propRun) expire(t *rapid.T) {
 		if err := p.admin.PExpire(ctx, key, time.Millisecond).Err(); err != nil {
 			return err
 		}
-		for {
+		return testutil.Poll(ctx, time.Millisecond, func() error {
 			n, err := p.admin.Exists(ctx, key).Result()
-			if err != nil || n == 0 {
-				return err
+			switch {
+			case err != nil:
+				return testutil.Permanent(err)
+			case n > 0:
+				return testutil.ErrNotYet
 			}
-			time.Sleep(time.Millisecond)
-		}
+			return nil
+		})
 	})
 	if err != nil {
 		p.fail("expire %s: %v", r, err)

@@ -208,6 +208,7 @@ func TestRetriedRequestsCountOnce(t *testing.T) {
 			}
 		})
 	}
+	// the fault schedule: a pause every so often while the workload runs
 	for range pauses {
 		time.Sleep(every - pause)
 		if err := w.srv.Pause(ctx, pause); err != nil {

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/pgaudit"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
@@ -98,20 +100,24 @@ func TestTokensNeverGoBackward(t *testing.T) {
 	}
 	// wait until the ledger has every token the clients saw
 	caughtUp := func(round int) {
-		deadline := time.Now().Add(30 * time.Second)
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
 		for _, r := range rs {
-			for {
-				got, err := ledgerMax(r)
-				if err != nil {
-					t.Fatalf("ledger: %v", err)
+			var got uint64
+			err := testutil.Poll(cctx, 10*time.Millisecond, func() (err error) {
+				if got, err = ledgerMax(r); err != nil {
+					return testutil.Permanent(fmt.Errorf("ledger: %w", err))
 				}
-				if got >= seen[r] {
-					break
+				if got < seen[r] {
+					return testutil.ErrNotYet
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("round %d: the ledger's highest token of %s is %d, the clients saw %d", round, r, got, seen[r])
-				}
-				time.Sleep(10 * time.Millisecond)
+				return nil
+			})
+			if err != nil && cctx.Err() == nil {
+				t.Fatal(err)
+			}
+			if err != nil {
+				t.Fatalf("round %d: the ledger's highest token of %s is %d, the clients saw %d", round, r, got, seen[r])
 			}
 		}
 	}
