@@ -10,6 +10,7 @@ import (
 	"github.com/cucumber/godog"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // Real-time bounds of the lifecycle steps. Keep-alives, waits and hand-offs
@@ -292,34 +293,35 @@ func (w *world) toldLost(owner, t, id, within string) error {
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(eventually)
-	for {
-		if in, ok := j.interrupted(); ok {
-			cause := in.cause
-			if !errors.Is(cause, coordinator.ErrLeaseLost) {
-				return fmt.Errorf("the work of %q on %s was stopped with %w, want ErrLeaseLost", j.owner, j.r, cause)
-			}
-			le, ok := errors.AsType[*coordinator.LostError](cause)
-			if !ok {
-				return fmt.Errorf("%w is not a *LostError", cause)
-			}
-			if le.Resource != j.r || le.Owner != j.owner || le.Token != j.lease.Token {
-				return fmt.Errorf("the loss names %s of %q with token %d, want %s of %q with token %d",
-					le.Resource, le.Owner, le.Token, j.r, j.owner, j.lease.Token)
-			}
-			if !errors.Is(cause, coordinator.ErrNotHeld) && !errors.Is(cause, coordinator.ErrExpired) {
-				return fmt.Errorf("the loss gives another reason, want what Redis said (ErrNotHeld or ErrExpired): %w", le.Reason)
-			}
-			if late := in.at.Sub(w.changedAt); late > d {
-				return fmt.Errorf("the worker was told %s after its lease was taken away, want within %s", late, d)
-			}
+	var in interruption
+	if err := poll(func() (err error) {
+		if i, ok := j.interrupted(); ok {
+			in = i
 			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the work of %q on %s was not told of any loss", j.owner, j.r)
-		}
-		time.Sleep(pollEvery)
+		return testutil.ErrNotYet
+	}); err != nil {
+		return fmt.Errorf("the work of %q on %s was not told of any loss", j.owner, j.r)
 	}
+	cause := in.cause
+	if !errors.Is(cause, coordinator.ErrLeaseLost) {
+		return fmt.Errorf("the work of %q on %s was stopped with %w, want ErrLeaseLost", j.owner, j.r, cause)
+	}
+	le, ok := errors.AsType[*coordinator.LostError](cause)
+	if !ok {
+		return fmt.Errorf("%w is not a *LostError", cause)
+	}
+	if le.Resource != j.r || le.Owner != j.owner || le.Token != j.lease.Token {
+		return fmt.Errorf("the loss names %s of %q with token %d, want %s of %q with token %d",
+			le.Resource, le.Owner, le.Token, j.r, j.owner, j.lease.Token)
+	}
+	if !errors.Is(cause, coordinator.ErrNotHeld) && !errors.Is(cause, coordinator.ErrExpired) {
+		return fmt.Errorf("the loss gives another reason, want what Redis said (ErrNotHeld or ErrExpired): %w", le.Reason)
+	}
+	if late := in.at.Sub(w.changedAt); late > d {
+		return fmt.Errorf("the worker was told %s after its lease was taken away, want within %s", late, d)
+	}
+	return nil
 }
 
 func (w *world) workEndsLost(owner, t, id string) error {
@@ -479,20 +481,26 @@ func (w *world) passWhileKeptAlive(d string) error {
 		return errors.New("no lease is being kept alive")
 	}
 	for _, k := range all {
-		deadline := time.Now().Add(eventually)
-		for {
-			l, err := w.inspectRes(k.r)
-			renewed := err == nil && w.fromNow(l.ExpiresAt, k.ttl) && (k.ka == nil || w.fromNow(k.ka.Lease().ExpiresAt, k.ttl))
-			if renewed {
-				break
+		var l coordinator.Lease
+		err := poll(func() (err error) {
+			l, err = w.inspectRes(k.r)
+			if err == nil && w.fromNow(l.ExpiresAt, k.ttl) && (k.ka == nil || w.fromNow(k.ka.Lease().ExpiresAt, k.ttl)) {
+				return nil
 			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s was not renewed to expire %s from now (Redis: %+v, %w)", k.r, k.ttl, l, err)
-			}
-			time.Sleep(pollEvery)
+			return errors.Join(testutil.ErrNotYet, err)
+		})
+		if err != nil {
+			return fmt.Errorf("%s was not renewed to expire %s from now (Redis: %+v, %w)", k.r, k.ttl, l, err)
 		}
 	}
 	return nil
+}
+
+// poll calls check until it returns nil, for up to eventually.
+func poll(check func() error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), eventually)
+	defer cancel()
+	return testutil.Poll(ctx, pollEvery, check)
 }
 
 // ---- taking leases away ------------------------------------------------

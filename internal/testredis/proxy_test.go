@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -140,17 +141,10 @@ func TestBlackholedRequestAppliedAfterHeal(t *testing.T) {
 		t.Fatalf("n = %d before heal", n)
 	}
 	p.Heal()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Eventually(t, 5*time.Second, "the held INCR applied after heal", func() bool {
 		n, _ := direct.Get(ctx, "n").Int()
-		if n == 1 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("n = %d after heal, want the held INCR applied", n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return n == 1
+	})
 }
 
 func TestKillRestartPersistence(t *testing.T) {
