@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+)
+
+// helperCommand returns the argv that runs the test binary as helper
+// name: a child process without a shell, whose every step is known.
+func helperCommand(t *testing.T, name string, args ...string) []string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]string{"env", helperEnv + "=" + name, exe}, args...)
+}
+
+// runHelper runs helper name with args and returns its exit status.
+func runHelper(name string, args []string) int {
+	switch name {
+	case "signals":
+		return signalsHelper(args[0])
+	}
+	fmt.Fprintf(os.Stderr, "no helper %q\n", name)
+	return 2
+}
+
+// signalsHelper prints "got HUP" for each SIGHUP, then creates the file
+// marker+".hup"; on SIGTERM it prints "got TERM" and exits 3. It creates
+// marker once it listens.
+func signalsHelper(marker string) int {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM)
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		return 1
+	}
+	for s := range sigs {
+		if s == syscall.SIGTERM {
+			fmt.Println("got TERM")
+			return 3
+		}
+		fmt.Println("got HUP")
+		if err := os.WriteFile(marker+".hup", nil, 0o600); err != nil {
+			return 1
+		}
+	}
+	return 1
+}
