@@ -22,10 +22,24 @@ LOCKCOORD_TOKEN (the fencing token: pass it with every write to the
 protected resource), LOCKCOORD_RESOURCE and LOCKCOORD_OWNER. run is
 Unix-only.
 
-The command runs in a process group of its own. SIGINT, SIGTERM, SIGHUP,
-SIGQUIT, SIGUSR1 and SIGUSR2 sent to lockctl are forwarded to that group
-(before the command started, the first four abort the wait). The command
-cannot read from the terminal.
+Signals. Before the command starts, SIGINT, SIGTERM, SIGHUP and SIGQUIT
+abort the wait for the lease (exit status 128+N). Once it runs, lockctl
+keeps the lease until the command exits, and:
+  - stdin not a terminal (a script, cron, CI, a service): the command runs
+    in a process group of its own. SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+    SIGUSR1 and SIGUSR2 sent to lockctl are forwarded to that group, and
+    the lease's loss ends the whole group.
+  - stdin a terminal: the command stays in lockctl's process group, the
+    terminal's job, so it uses the terminal as it would without lockctl:
+    it can read it, Ctrl-C, Ctrl-\ and Ctrl-Z reach it, the job can be
+    stopped and resumed. The terminal sends SIGINT, SIGQUIT and SIGHUP to
+    the command itself, so lockctl does not forward them again; SIGTERM,
+    SIGUSR1 and SIGUSR2 are forwarded to the command's process, and the
+    lease's loss ends that process (not the processes it started). A job
+    stopped for longer than the TTL loses the lease (exit status 5 once
+    resumed).
+A forwarded SIGTERM, SIGINT, SIGHUP or SIGQUIT is followed by SIGCONT, so
+that a stopped command gets it and the run ends.
 
 If the lease is lost (Redis says it is gone or held by another, or no
 renewal succeeded before its expiry minus a safety margin), the command

@@ -24,6 +24,9 @@ func runHelper(name string, args []string) int {
 	switch name {
 	case "signals":
 		return signalsHelper(args[0])
+	case "lockctl":
+		os.Args = append([]string{"lockctl"}, args...)
+		main()
 	}
 	fmt.Fprintf(os.Stderr, "no helper %q\n", name)
 	return 2

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/term"
 
 	"github.com/lockcoord/lockcoord/coordinator"
 )
@@ -44,27 +46,58 @@ func terminating(s os.Signal) bool {
 	return false
 }
 
-// child is run's command as lockctl signals it: the leader of a process
-// group of its own.
-type child struct {
-	pid int
+// fromTerminal reports whether a terminal sends s to its foreground
+// process group itself: Ctrl-C, Ctrl-\ and the hangup.
+func fromTerminal(s os.Signal) bool {
+	switch s {
+	case syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP:
+		return true
+	}
+	return false
 }
 
-func (c child) kill(sig syscall.Signal) error { return syscall.Kill(-c.pid, sig) }
+// isTerminalReader reports whether r is a terminal.
+func isTerminalReader(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
 
-// send delivers sig.
-func (c child) send(sig syscall.Signal) { _ = c.kill(sig) }
+// child is run's command as lockctl signals it.
+type child struct {
+	pid int
+	// terminal: the command is in lockctl's process group, signalled
+	// alone; else it leads a group of its own, signalled whole
+	terminal bool
+}
+
+func (c child) kill(sig syscall.Signal) error {
+	if c.terminal {
+		return syscall.Kill(c.pid, sig)
+	}
+	return syscall.Kill(-c.pid, sig)
+}
+
+// send delivers sig; a terminating one is followed by SIGCONT, so that a
+// stopped command (Ctrl-Z, or a read from the terminal in the background)
+// receives it and the run ends.
+func (c child) send(sig syscall.Signal) {
+	_ = c.kill(sig)
+	if terminating(sig) {
+		_ = c.kill(syscall.SIGCONT)
+	}
+}
 
 // supervisor passes signals to the command once it runs, and aborts the
 // wait for the lease before.
 type supervisor struct {
-	mu      sync.Mutex
-	started bool        // the command is being started or runs: no more aborts
-	cmd     *child      // the running command, nil when none
-	pending []os.Signal // received while the command was being started
-	aborted os.Signal   // the signal that aborted the wait
-	abort   context.CancelCauseFunc
-	log     zerolog.Logger
+	mu       sync.Mutex
+	terminal bool        // the command shares lockctl's terminal and process group
+	started  bool        // the command is being started or runs: no more aborts
+	cmd      *child      // the running command, nil when none
+	pending  []os.Signal // received while the command was being started
+	aborted  os.Signal   // the signal that aborted the wait
+	abort    context.CancelCauseFunc
+	log      zerolog.Logger
 }
 
 var errInterrupted = errors.New("interrupted")
@@ -73,9 +106,17 @@ func (s *supervisor) signal(sig os.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
+	case s.cmd != nil && s.terminal && fromTerminal(sig):
+		// the terminal sent it to the whole process group, the command
+		// included: forwarding it would deliver it twice
+		s.log.Info().Str("signal", signalName(sig)).Int("pid", s.cmd.pid).
+			Msg("the terminal signalled the command itself: not forwarded")
 	case s.cmd != nil:
 		s.forward(sig)
 	case s.started:
+		// the command's start may come before or after the signal: it is
+		// forwarded once the command runs (in a terminal, a signal of the
+		// terminal in this window may reach the command twice, never none)
 		s.pending = append(s.pending, sig)
 	case terminating(sig) && s.aborted == nil:
 		s.aborted = sig
@@ -122,7 +163,7 @@ func (s *supervisor) begin() bool {
 func (s *supervisor) running(pid int) child {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cmd = &child{pid: pid}
+	s.cmd = &child{pid: pid, terminal: s.terminal}
 	for _, sig := range s.pending {
 		s.forward(sig)
 	}
@@ -190,7 +231,7 @@ func (a *app) runLeased(ctx context.Context, spec runSpec) error {
 	// it exits
 	hctx, abort := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer abort(nil)
-	sup := &supervisor{abort: abort, log: a.log}
+	sup := &supervisor{abort: abort, log: a.log, terminal: isTerminalReader(a.stdin)}
 	defer a.forwardSignals(ctx, sup)()
 
 	cctx, cancel := a.opContext(ctx)
@@ -220,14 +261,16 @@ func (r *leasedRun) underLease(lctx context.Context, l coordinator.Lease) error 
 	}
 	a := r.a
 	a.log.Info().Str("resource", r.spec.resource.String()).Str("owner", r.spec.owner).Uint64("token", l.Token).
-		Strs("command", r.spec.argv).Msg("lease held, starting the command")
+		Strs("command", r.spec.argv).Bool("terminal", r.sup.terminal).Msg("lease held, starting the command")
 	cmd := r.command(l.Token)
 	waited, err := startCommand(cmd)
 	if err != nil {
 		r.startErr = err
 		return err
 	}
-	lost, waitErr := r.supervise(lctx, r.sup.running(cmd.Process.Pid), waited)
+	ch := r.sup.running(cmd.Process.Pid)
+	a.log.Debug().Int("pid", ch.pid).Msg("command started")
+	lost, waitErr := r.supervise(lctx, ch, waited)
 	a.log.Debug().AnErr("wait", waitErr).Msg("command ended")
 	r.sup.exited()
 	r.status = exitStatus(cmd.ProcessState)
@@ -245,7 +288,9 @@ func (r *leasedRun) command(token uint64) *exec.Cmd {
 	cmd.Env = append(os.Environ(), "LOCKCOORD_TOKEN="+strconv.FormatUint(token, 10),
 		"LOCKCOORD_RESOURCE="+r.spec.resource.String(), "LOCKCOORD_OWNER="+r.spec.owner)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = r.a.stdin, r.a.stdout, r.a.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// in a terminal, the command stays in lockctl's process group: the
+	// terminal's job, which may read it and gets its keys
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: !r.sup.terminal}
 	cmd.WaitDelay = time.Second // for pipes held open by orphans
 	return cmd
 }
