@@ -100,7 +100,7 @@ func fill(tb testing.TB, c *redis.Client, lk locker, n int) []string {
 			r := resource("m" + strconv.Itoa(i))
 			_, err := st.Acquire(ctx, coordinator.Request{Resource: r, Owner: owner, TTL: leaseTTL,
 				RequestID: "fill-" + strconv.Itoa(i)})
-			return st.Key(r), err
+			return st.Layout().LeaseKey(r), err
 		}
 	}
 	var (
@@ -219,7 +219,7 @@ func BenchmarkList(b *testing.B) {
 		fill(b, c, lk, *leases)
 		st := lk.stores[0]
 		srv := server(b)
-		args := []string{"list", "--json", "--redis-url", "redis://" + srv.Addr + "/0", "--prefix", st.Prefix()}
+		args := []string{"list", "--json", "--redis-url", "redis://" + srv.Addr + "/0", "--prefix", st.Layout().Prefix()}
 		var out countWriter
 		for b.Loop() {
 			out.n = 0

@@ -96,7 +96,7 @@ func TestACLUser(t *testing.T) {
 		got <- err
 	}()
 	testutil.Eventually(t, 10*time.Second, "the waiter queued for the release", func() bool {
-		return admin.Exists(ctx, store.QueueKey(r)).Val() == 1
+		return admin.Exists(ctx, store.Layout().QueueKey(r)).Val() == 1
 	})
 	if _, err := c1.Release(ctx, r, "a"); err != nil {
 		t.Fatalf("release: %v", err)
@@ -172,7 +172,7 @@ func TestACLUser(t *testing.T) {
 			t.Fatal("the mirror found no event")
 		}
 		testutil.Eventually(t, 10*time.Second, "the 50 ms lease to expire", func() bool {
-			return admin.Exists(ctx, store.Key(coordinator.Plan("acl-dies"))).Val() == 0
+			return admin.Exists(ctx, store.Layout().LeaseKey(coordinator.Plan("acl-dies"))).Val() == 0
 		})
 		rows, err := m.Cleanup(ctx)
 		if err != nil {

@@ -168,8 +168,8 @@ func TestAuditUnderPostgresOutage(t *testing.T) {
 		id        string
 	}
 	streamEntries := map[entry]bool{}
-	for p := range store.Partitions() {
-		msgs, err := w.admin.XRange(ctx, store.StreamKey(p), "-", "+").Result()
+	for p := range store.Layout().Partitions() {
+		msgs, err := w.admin.XRange(ctx, store.Layout().StreamKey(p), "-", "+").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -231,12 +231,12 @@ func TestAuditUnderPostgresOutage(t *testing.T) {
 
 	// the locks table against the leases in Redis
 	redisLeases := map[coordinator.Resource]string{}
-	keys, err := w.keys(ctx, w.prefix+":*:lock:*")
+	keys, err := w.keys(ctx, w.layout().LeaseKeyPattern(""))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range keys {
-		r, _, err := store.ParseKey(k)
+		r, _, err := store.Layout().ParseLeaseKey(k)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -98,6 +98,9 @@ func (w *world) store(c redis.UniversalClient) *redisstore.Store {
 	return redisstore.New(c, append([]redisstore.Option{redisstore.WithPrefix(w.prefix)}, w.cfg.store...)...)
 }
 
+// layout returns the key layout of the scenario's stores.
+func (w *world) layout() redisstore.Layout { return w.store(w.admin).Layout() }
+
 // worker is one worker process: its own client, store and coordinator,
 // its store calls recorded, and a pause switch that freezes its I/O.
 type worker struct {

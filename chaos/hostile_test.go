@@ -83,7 +83,7 @@ func (h *hostile) try(t testing.TB, typ, id, owner string) {
 	if err != nil {
 		t.Fatalf("Acquire(%q, %q, owner %q) = %v", short(typ), short(id), short(owner), err)
 	}
-	key := h.store.Key(r)
+	key := h.store.Layout().LeaseKey(r)
 	if !strings.HasPrefix(key, hostilePrefix+":{") {
 		t.Fatalf("key %q of %v is outside the prefix", short(key), r)
 	}
@@ -91,7 +91,7 @@ func (h *hostile) try(t testing.TB, typ, id, owner string) {
 		t.Fatalf("resources %q and %q share the key %q", short(other.String()), short(r.String()), short(key))
 	}
 	h.seen[key] = r
-	if pr, p, err := h.store.ParseKey(key); err != nil || pr != r || p != h.store.Partition(r) {
+	if pr, p, err := h.store.Layout().ParseLeaseKey(key); err != nil || pr != r || p != h.store.Layout().Partition(r) {
 		t.Fatalf("ParseKey(%q) = %v, %d, %v", short(key), pr, p, err)
 	}
 	got, err := h.admin.HGet(ctx, key, "owner").Result()

@@ -264,7 +264,7 @@ func (p *propRun) doAcquire(name string, r coordinator.Resource, o string, ttl t
 	switch {
 	case old == nil: // a new lease
 		p.expect(err == nil, "acquire of free %s by %s: %v", r, o, err)
-		part := p.rs.Partition(r)
+		part := p.rs.Layout().Partition(r)
 		at := l.AcquiredAt.UnixMilli()
 		p.expect(l.Owner == o && l.Count == 1 && l.Resource == r, "acquire of free %s: %+v", r, l)
 		p.expect(l.Token > p.fence[part], "new token %d of %s not above %d, the partition's last", l.Token, r, p.fence[part])
@@ -386,7 +386,7 @@ func (p *propRun) releaseAll(t *rapid.T) {
 func (p *propRun) expire(t *rapid.T) {
 	r := p.drawHeld()
 	p.begin("expire", "%s (held by %s)", r, p.leases[r].owner)
-	key := p.rs.Key(r)
+	key := p.rs.Layout().LeaseKey(r)
 	err := p.call(func(ctx context.Context) error {
 		if err := p.admin.PExpire(ctx, key, time.Millisecond).Err(); err != nil {
 			return err
@@ -473,16 +473,16 @@ func (p *propRun) snapshot() {
 		_, err := p.admin.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 			tm = pipe.Time(ctx)
 			for _, r := range propResources {
-				part := p.rs.Partition(r)
-				hashes[r] = pipe.HGetAll(ctx, p.rs.Key(r))
-				pttls[r] = pipe.PTTL(ctx, p.rs.Key(r))
-				expAts[r] = pipe.PExpireTime(ctx, p.rs.Key(r))
+				part := p.rs.Layout().Partition(r)
+				hashes[r] = pipe.HGetAll(ctx, p.rs.Layout().LeaseKey(r))
+				pttls[r] = pipe.PTTL(ctx, p.rs.Layout().LeaseKey(r))
+				expAts[r] = pipe.PExpireTime(ctx, p.rs.Layout().LeaseKey(r))
 				member[r] = map[string]*redis.BoolCmd{}
 				for _, o := range propOwners {
-					member[r][o] = pipe.SIsMember(ctx, p.rs.OwnerKey(part, o), r.String())
+					member[r][o] = pipe.SIsMember(ctx, p.rs.Layout().OwnerKey(part, o), r.String())
 				}
 				if fences[part] == nil {
-					fences[part] = pipe.Get(ctx, p.rs.FenceKey(part))
+					fences[part] = pipe.Get(ctx, p.rs.Layout().FenceKey(part))
 				}
 			}
 			te = pipe.Time(ctx)

@@ -228,13 +228,18 @@ func TestRetriedRequestsCountOnce(t *testing.T) {
 
 	// no key of a lease, owner index or request memo three TTLs later
 	time.Sleep(time.Until(stopped.Add(3 * ttl)))
-	left, err := w.keys(context.Background(), w.prefix+":*")
+	layout := w.layout()
+	left, err := w.keys(context.Background(), layout.KeyPattern())
 	if err != nil {
 		t.Fatal(err)
 	}
+	kept := map[string]bool{layout.ConfigKey(): true}
+	for p := range layout.Partitions() {
+		kept[layout.FenceKey(p)], kept[layout.StreamKey(p)] = true, true
+	}
 	var stray []string
 	for _, k := range left {
-		if strings.HasSuffix(k, ":fence") || strings.HasSuffix(k, ":events") || k == w.prefix+":partitions" {
+		if kept[k] {
 			continue
 		}
 		stray = append(stray, k)

@@ -46,12 +46,12 @@ func countRows(t testing.TB, pool *pgxpool.Pool, query string, args ...any) int 
 func streamEntries(t testing.TB, client redis.UniversalClient, s *redisstore.Store) ([]int64, int64) {
 	t.Helper()
 	ctx := context.Background()
-	per := make([]int64, s.Partitions())
+	per := make([]int64, s.Layout().Partitions())
 	var total int64
 	for p := range per {
-		n, err := client.XLen(ctx, s.StreamKey(p)).Result()
+		n, err := client.XLen(ctx, s.Layout().StreamKey(p)).Result()
 		if err != nil {
-			t.Fatalf("XLEN %s: %v", s.StreamKey(p), err)
+			t.Fatalf("XLEN %s: %v", s.Layout().StreamKey(p), err)
 		}
 		per[p] = n
 		total += n
@@ -67,9 +67,9 @@ func mirrorMatchesRedis(t testing.TB, client redis.UniversalClient, s *redisstor
 	redisLeases := map[coordinator.Resource]coordinator.Lease{}
 	var mu sync.Mutex // ForEachMaster calls scan on every master at once
 	scan := func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, s.Prefix()+":{*}:lock:*", 1000).Iterator()
+		iter := c.Scan(ctx, 0, s.Layout().LeaseKeyPattern(""), 1000).Iterator()
 		for iter.Next(ctx) {
-			r, _, err := s.ParseKey(iter.Val())
+			r, _, err := s.Layout().ParseLeaseKey(iter.Val())
 			if err != nil {
 				return err
 			}

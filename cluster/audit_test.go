@@ -54,12 +54,12 @@ func TestMirrorOnCluster(t *testing.T) {
 	// entries a crashed consumer read and never acknowledged, in every
 	// partition: the mirror claims them (XAUTOCLAIM, per partition)
 	const group = "lockcoord-mirror"
-	for p := range s.Partitions() {
-		if err := cc.XGroupCreateMkStream(ctx, s.StreamKey(p), group, "0").Err(); err != nil {
+	for p := range s.Layout().Partitions() {
+		if err := cc.XGroupCreateMkStream(ctx, s.Layout().StreamKey(p), group, "0").Err(); err != nil {
 			t.Fatal(err)
 		}
 		if err := cc.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: "crashed",
-			Streams: []string{s.StreamKey(p), ">"}, Count: 1, Block: -1}).Err(); err != nil {
+			Streams: []string{s.Layout().StreamKey(p), ">"}, Count: 1, Block: -1}).Err(); err != nil {
 			t.Fatalf("XREADGROUP partition %d: %v", p, err)
 		}
 	}
@@ -83,14 +83,14 @@ func TestMirrorOnCluster(t *testing.T) {
 	// the group state lives with each stream, on the master of its slot:
 	// read it there, without redirection
 	owner := masterOfSlot(t, ctx, cc)
-	for p := range s.Partitions() {
-		slot, err := cc.ClusterKeySlot(ctx, s.StreamKey(p)).Result()
+	for p := range s.Layout().Partitions() {
+		slot, err := cc.ClusterKeySlot(ctx, s.Layout().StreamKey(p)).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
 		node := cl.Node(owner[slot]).Client(t)
-		groups, err := node.XInfoGroups(ctx, s.StreamKey(p)).Result()
-		last, lerr := node.XInfoStream(ctx, s.StreamKey(p)).Result()
+		groups, err := node.XInfoGroups(ctx, s.Layout().StreamKey(p)).Result()
+		last, lerr := node.XInfoStream(ctx, s.Layout().StreamKey(p)).Result()
 		if err != nil || lerr != nil || len(groups) != 1 {
 			t.Fatalf("partition %d on %s: XINFO %v, %v, %v", p, owner[slot], groups, err, lerr)
 		}
@@ -163,7 +163,7 @@ func TestMirrorOnCluster(t *testing.T) {
 			return testutil.Permanent(fmt.Errorf("Run ended: %w", err))
 		default:
 		}
-		if countRows(t, pool, `SELECT count(*) FROM lock_events`) < want || trimmed(t, cc, s) > 0 {
+		if countRows(t, pool, `SELECT count(*) FROM lock_events`) < want || trimmed(t, cc, s.Layout()) > 0 {
 			return testutil.ErrNotYet
 		}
 		return nil
@@ -173,7 +173,7 @@ func TestMirrorOnCluster(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("Run did not apply and trim every partition's events: %d of %d events, %d entries left",
-			countRows(t, pool, `SELECT count(*) FROM lock_events`), want, trimmed(t, cc, s))
+			countRows(t, pool, `SELECT count(*) FROM lock_events`), want, trimmed(t, cc, s.Layout()))
 	}
 	cancel()
 	if err := <-done; err != nil {

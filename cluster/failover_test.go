@@ -43,16 +43,16 @@ func clusterFailover(t *testing.T, fault func(ctx context.Context, master string
 		rs = append(rs, resourcePerPartition(s, "plan")...)
 	}
 	for i := range rs {
-		rs[i].ID += "-" + string(rune('a'+i/s.Partitions()))
+		rs[i].ID += "-" + string(rune('a'+i/s.Layout().Partitions()))
 	}
 	owner := masterOfSlot(t, ctx, cc)
-	slot, err := cc.ClusterKeySlot(ctx, s.FenceKey(0)).Result()
+	slot, err := cc.ClusterKeySlot(ctx, s.Layout().FenceKey(0)).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	victim := owner[slot]
 	affected := func(r coordinator.Resource) bool {
-		sl, _ := cc.ClusterKeySlot(context.Background(), s.FenceKey(s.Partition(r))).Result()
+		sl, _ := cc.ClusterKeySlot(context.Background(), s.Layout().FenceKey(s.Layout().Partition(r))).Result()
 		return owner[sl] == victim
 	}
 	// the slot of each partition, computed before the fault

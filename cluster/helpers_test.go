@@ -38,11 +38,11 @@ var newStore = redisharness.NewStore
 // resourcePerPartition returns one resource of type typ in each partition
 // of s, in partition order.
 func resourcePerPartition(s *redisstore.Store, typ string) []coordinator.Resource {
-	out := make([]coordinator.Resource, s.Partitions())
+	out := make([]coordinator.Resource, s.Layout().Partitions())
 	found := 0
 	for i := 0; found < len(out); i++ {
 		r := coordinator.Resource{Type: typ, ID: strconv.Itoa(i)}
-		if p := s.Partition(r); out[p].Type == "" {
+		if p := s.Layout().Partition(r); out[p].Type == "" {
 			out[p] = r
 			found++
 		}
@@ -72,6 +72,6 @@ func request(r coordinator.Resource, owner, id string) coordinator.Request {
 func waitQueued(t testing.TB, client redis.UniversalClient, s *redisstore.Store, r coordinator.Resource) {
 	t.Helper()
 	testutil.Eventually(t, 10*time.Second, "a waiter queued for "+r.String(), func() bool {
-		return client.Exists(t.Context(), s.QueueKey(r)).Val() == 1
+		return client.Exists(t.Context(), s.Layout().QueueKey(r)).Val() == 1
 	})
 }

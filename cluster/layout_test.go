@@ -47,8 +47,8 @@ func TestPartitionsSpreadOverMasters(t *testing.T) {
 	}
 	perMaster := map[string][]int{}
 	for _, r := range resourcePerPartition(s, "job") {
-		p := s.Partition(r)
-		keys := []string{s.Key(r), s.FenceKey(p), s.StreamKey(p), s.OwnerKey(p, "w1"), s.Channel(p)}
+		p := s.Layout().Partition(r)
+		keys := []string{s.Layout().LeaseKey(r), s.Layout().FenceKey(p), s.Layout().StreamKey(p), s.Layout().OwnerKey(p, "w1"), s.Layout().ReleaseChannel(p)}
 		slot, err := cc.ClusterKeySlot(ctx, keys[0]).Result()
 		if err != nil {
 			t.Fatal(err)
@@ -63,7 +63,7 @@ func TestPartitionsSpreadOverMasters(t *testing.T) {
 		need(t)(s.Acquire(ctx, request(r, "w1", fmt.Sprint("a", p))))
 		// the lease is on that master; the others redirect to it
 		for _, m := range masters {
-			n, err := cl.Node(m.Addr).Client(t).Exists(ctx, s.Key(r)).Result()
+			n, err := cl.Node(m.Addr).Client(t).Exists(ctx, s.Layout().LeaseKey(r)).Result()
 			if m.Addr == owner[slot] {
 				if err != nil || n != 1 {
 					t.Fatalf("lease %s not on %s, the master of slot %d: %d, %v", r, m.Addr, slot, n, err)
@@ -92,7 +92,7 @@ func TestPartitionsSpreadOverMasters(t *testing.T) {
 	if err := s.CheckPartitions(ctx); err != nil {
 		t.Fatalf("CheckPartitions on Cluster: %v", err)
 	}
-	other := redisstore.New(cc, redisstore.WithPrefix(s.Prefix()), redisstore.WithPartitions(8))
+	other := redisstore.New(cc, redisstore.WithPrefix(s.Layout().Prefix()), redisstore.WithPartitions(8))
 	if err := other.CheckPartitions(ctx); err == nil {
 		t.Fatal("a store with another partition count passed CheckPartitions")
 	}

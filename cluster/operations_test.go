@@ -82,8 +82,8 @@ func TestEveryOperationOnCluster(t *testing.T) {
 		t.Fatalf("Hold on Cluster: %v", err)
 	}
 	// every change is in its partition's stream: the outbox the mirror reads
-	for p := range s.Partitions() {
-		if n, err := cc.XLen(ctx, s.StreamKey(p)).Result(); err != nil || n == 0 {
+	for p := range s.Layout().Partitions() {
+		if n, err := cc.XLen(ctx, s.Layout().StreamKey(p)).Result(); err != nil || n == 0 {
 			t.Fatalf("stream of partition %d: %d entries, %v", p, n, err)
 		}
 	}
@@ -189,7 +189,7 @@ func TestReleasesFollowAFailover(t *testing.T) {
 		}
 	}()
 	r := resourcePerPartition(s, "plan")[0]
-	slot, err := cc.ClusterKeySlot(ctx, s.Key(r)).Result()
+	slot, err := cc.ClusterKeySlot(ctx, s.Layout().LeaseKey(r)).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

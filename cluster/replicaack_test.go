@@ -33,8 +33,8 @@ func TestFailoverToLaggingReplica(t *testing.T) {
 	plain := newStore(t, client)
 	// a generous timeout while the replica is connected (a loaded machine
 	// may take a while to acknowledge), a short one once it is cut off
-	acked := redisstore.New(client, redisstore.WithPrefix(plain.Prefix()), redisstore.WithReplicaAck(1, 10*time.Second))
-	cutOff := redisstore.New(client, redisstore.WithPrefix(plain.Prefix()), redisstore.WithReplicaAck(1, 100*time.Millisecond))
+	acked := redisstore.New(client, redisstore.WithPrefix(plain.Layout().Prefix()), redisstore.WithReplicaAck(1, 10*time.Second))
+	cutOff := redisstore.New(client, redisstore.WithPrefix(plain.Layout().Prefix()), redisstore.WithReplicaAck(1, 100*time.Millisecond))
 	id := 0
 	next := func() string { id++; return "req" + strconv.Itoa(id) }
 
@@ -120,8 +120,8 @@ func TestFailoverToLaggingReplica(t *testing.T) {
 			t.Errorf("lease %s, taken while the replica was cut off, survived: %v", r, err)
 		}
 		// the promoted replica's fencing counter lags behind the lost token
-		p := plain.Partition(r)
-		last, err := client.Get(ctx, plain.FenceKey(p)).Uint64()
+		p := plain.Layout().Partition(r)
+		last, err := client.Get(ctx, plain.Layout().FenceKey(p)).Uint64()
 		if err != nil || last >= lostTokens[r] {
 			t.Errorf("partition %d: fence %d, %v after the failover; want below the lost token %d", p, last, err, lostTokens[r])
 		}
@@ -149,7 +149,7 @@ func TestReplicaAckCountsTheSlotsReplicas(t *testing.T) {
 	ctx := t.Context()
 	cc := clusterClient(t)
 	one := newStore(t, cc, redisstore.WithReplicaAck(1, 5*time.Second))
-	two := redisstore.New(cc, redisstore.WithPrefix(one.Prefix()), redisstore.WithReplicaAck(2, 50*time.Millisecond))
+	two := redisstore.New(cc, redisstore.WithPrefix(one.Layout().Prefix()), redisstore.WithReplicaAck(2, 50*time.Millisecond))
 	for i, r := range resourcePerPartition(one, "job") {
 		need(t)(one.Acquire(ctx, request(r, "w1", fmt.Sprint("a", i))))
 		need(t)(one.Renew(ctx, request(r, "w1", fmt.Sprint("n", i))))
@@ -177,7 +177,7 @@ func TestReplicaAckFollowsAFailover(t *testing.T) {
 	r := resourcePerPartition(s, "job")[0]
 	first := need(t)(s.Acquire(ctx, request(r, "w1", "a1")))
 	need(t)(s.Release(ctx, request(r, "w1", "r1")))
-	slot, err := cc.ClusterKeySlot(ctx, s.Key(r)).Result()
+	slot, err := cc.ClusterKeySlot(ctx, s.Layout().LeaseKey(r)).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestReplicaAckFollowsAFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	// the client still maps the slot to the old master
-	if node, err := cc.MasterForKey(ctx, s.Key(r)); err != nil || node.Options().Addr != victim {
+	if node, err := cc.MasterForKey(ctx, s.Layout().LeaseKey(r)); err != nil || node.Options().Addr != victim {
 		t.Logf("the slot map was already fresh (%v, %v): the redirect path is not exercised", node, err)
 	}
 	l := need(t)(s.Acquire(ctx, request(r, "w1", "a2")))
@@ -210,7 +210,7 @@ func TestReplicaAckFollowsAFailover(t *testing.T) {
 	if err := c.ReadOnly(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := c.Exists(ctx, s.Key(r)).Result(); err != nil || n != 1 {
+	if n, err := c.Exists(ctx, s.Layout().LeaseKey(r)).Result(); err != nil || n != 1 {
 		t.Fatalf("lease on %s, the replica of %s: %d, %v", rep, promoted, n, err)
 	}
 }

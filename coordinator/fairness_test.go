@@ -33,7 +33,7 @@ func TestWaitRemoteWaiterNotStarved(t *testing.T) {
 	defer func() { _ = b.Close(ctx) }()
 	r := coordinator.Plan("fair")
 	queued := func(n int) bool {
-		v, _ := client.Get(ctx, s.QueueKey(r)).Result()
+		v, _ := client.Get(ctx, s.Layout().QueueKey(r)).Result()
 		return len(strings.Fields(v)) == n
 	}
 

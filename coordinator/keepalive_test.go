@@ -59,9 +59,9 @@ func TestHoldSignalsLoss(t *testing.T) {
 		steal  func(e *miniEnv, r coordinator.Resource)
 		reason error
 	}{
-		{"key deleted", func(e *miniEnv, r coordinator.Resource) { e.mr.Del(e.store.Key(r)) }, coordinator.ErrExpired},
+		{"key deleted", func(e *miniEnv, r coordinator.Resource) { e.mr.Del(e.store.Layout().LeaseKey(r)) }, coordinator.ErrExpired},
 		{"taken by another", func(e *miniEnv, r coordinator.Resource) {
-			e.mr.Del(e.store.Key(r))
+			e.mr.Del(e.store.Layout().LeaseKey(r))
 			if _, err := coordinator.New(e.store).Acquire(context.Background(), r, "thief"); err != nil {
 				panic(err)
 			}
@@ -122,7 +122,7 @@ func TestLossSignalledBeforeExpiryWhenRedisUnreachable(t *testing.T) {
 		cut = time.Now()
 		<-ctx.Done()
 		var err error
-		pttlAtSignal, err = direct.PTTL(context.Background(), store.Key(r)).Result()
+		pttlAtSignal, err = direct.PTTL(context.Background(), store.Layout().LeaseKey(r)).Result()
 		if err != nil {
 			t.Errorf("PTTL: %v", err)
 		}
@@ -225,7 +225,7 @@ func TestKeepAliveNeverRenewsALaterLease(t *testing.T) {
 	}
 	// the old lease expires and the same owner takes the resource again
 	// through another coordinator: the old keep-alive must report a loss
-	e.mr.Del(e.store.Key(r))
+	e.mr.Del(e.store.Layout().LeaseKey(r))
 	other := coordinator.New(e.store)
 	if _, err := other.Acquire(ctx, r, "w1"); err != nil {
 		t.Fatal(err)
@@ -327,7 +327,7 @@ func TestHoldReleaseFindsLoss(t *testing.T) {
 	r := coordinator.Plan("quiet")
 	// a loss between renewals that only the final release sees
 	err := e.c.Hold(ctx, r, "w1", func(ctx context.Context, l coordinator.Lease) error {
-		e.mr.Del(e.store.Key(r))
+		e.mr.Del(e.store.Layout().LeaseKey(r))
 		return nil
 	}, coordinator.TTL(time.Hour))
 	if !errors.Is(err, coordinator.ErrLeaseLost) || !errors.Is(err, coordinator.ErrNotHeld) {
@@ -373,7 +373,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	ka := e.c.KeepAlive(ctx, l)
-	e.mr.Del(e.store.Key(l.Resource))
+	e.mr.Del(e.store.Layout().LeaseKey(l.Resource))
 	<-ka.Done()
 	if err := c2.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -440,7 +440,7 @@ func TestCloseCancelsRunningHolds(t *testing.T) {
 			<-ctx.Done()
 			cause = context.Cause(ctx)
 			time.Sleep(10 * time.Millisecond) // winding down, still under the lease
-			if !e.mr.Exists(e.store.Key(r)) {
+			if !e.mr.Exists(e.store.Layout().LeaseKey(r)) {
 				t.Error("lease released before the work returned")
 			}
 			return ctx.Err()
@@ -454,7 +454,7 @@ func TestCloseCancelsRunningHolds(t *testing.T) {
 	if !errors.Is(cause, coordinator.ErrClosed) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("cause %v, Hold = %v", cause, err)
 	}
-	if e.mr.Exists(e.store.Key(r)) {
+	if e.mr.Exists(e.store.Layout().LeaseKey(r)) {
 		t.Fatal("lease left after Close")
 	}
 }

@@ -68,7 +68,7 @@ func testCtx(t *testing.T) context.Context {
 // events returns the event names in the partition stream of r.
 func (e *miniEnv) events(t *testing.T, r coordinator.Resource) []string {
 	t.Helper()
-	msgs, err := e.rc.XRange(context.Background(), e.store.StreamKey(e.store.Partition(r)), "-", "+").Result()
+	msgs, err := e.rc.XRange(context.Background(), e.store.Layout().StreamKey(e.store.Layout().Partition(r)), "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}

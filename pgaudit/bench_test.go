@@ -26,7 +26,7 @@ func fillBacklog(tb testing.TB, rd *redisEnv, n, round int) {
 	added := 0
 	for lease := 0; added < n; lease++ {
 		r := coordinator.Resource{Type: "job", ID: "j" + strconv.Itoa(lease%5000)}
-		stream := rd.store.StreamKey(rd.store.Partition(r))
+		stream := rd.store.Layout().StreamKey(rd.store.Layout().Partition(r))
 		token := strconv.Itoa((round+1)*10_000_000 + lease)
 		acquired := now + int64(lease)
 		steps := []struct {

@@ -154,7 +154,7 @@ func (m *Mirror) liveTokens(ctx context.Context, rows []Row) ([]bool, error) {
 	cmds := make([]*redis.StringCmd, len(rows))
 	_, _ = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range rows {
-			cmds[i] = p.HGet(ctx, m.store.Key(r.Resource), "token")
+			cmds[i] = p.HGet(ctx, m.layout.LeaseKey(r.Resource), "token")
 		}
 		return nil
 	})
@@ -179,7 +179,7 @@ func (m *Mirror) expire(ctx context.Context, now time.Time, rows []Row) ([]Row, 
 	var partitions []int32
 	for i, r := range rows {
 		typs[i], ids[i], tokens[i] = r.Resource.Type, r.Resource.ID, int64(r.Token)
-		parts[i] = int32(m.store.Partition(r.Resource))
+		parts[i] = int32(m.layout.Partition(r.Resource))
 		if !slices.Contains(partitions, parts[i]) {
 			partitions = append(partitions, parts[i])
 		}

@@ -100,9 +100,9 @@ func TestLateEventsDoNotResurrectOrRewind(t *testing.T) {
 	ctx := context.Background()
 	m := mirror(pg.pool, rd, pgaudit.WithBatchSize(1), pgaudit.WithClaimIdle(time.Minute), pgaudit.WithTrimInterval(-1))
 	gone, kept := coordinator.Plan("gone"), coordinator.Plan("kept")
-	pgone, pkept := rd.store.Partition(gone), rd.store.Partition(kept)
+	pgone, pkept := rd.store.Layout().Partition(gone), rd.store.Layout().Partition(kept)
 	for _, p := range []int{pgone, pkept} {
-		if err := rd.client.XGroupCreateMkStream(ctx, rd.store.StreamKey(p), m.Group(), "0").Err(); err != nil && p == pgone {
+		if err := rd.client.XGroupCreateMkStream(ctx, rd.store.Layout().StreamKey(p), m.Group(), "0").Err(); err != nil && p == pgone {
 			t.Fatal(err)
 		}
 	}
@@ -111,7 +111,7 @@ func TestLateEventsDoNotResurrectOrRewind(t *testing.T) {
 	ghost := func(p int) string {
 		t.Helper()
 		res, err := rd.client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: m.Group(), Consumer: "ghost",
-			Streams: []string{rd.store.StreamKey(p), ">"}, Count: 1, Block: -1}).Result()
+			Streams: []string{rd.store.Layout().StreamKey(p), ">"}, Count: 1, Block: -1}).Result()
 		if err != nil || len(res[0].Messages) != 1 {
 			t.Fatalf("ghost read: %v %v", res, err)
 		}

@@ -104,7 +104,7 @@ func (m *Mirror) Diagnose(ctx context.Context, opts DiagnoseOptions) (Report, er
 	budget := cmp.Or(opts.HoldBudget, DefaultHoldBudget)
 	grace := cmp.Or(opts.MissingGrace, DefaultMissingGrace)
 	limit := cmp.Or(opts.Limit, DefaultListLimit)
-	r := Report{Prefix: m.store.Prefix(), Partitions: len(m.streams), Group: m.cfg.group, HoldBudget: max(budget, 0)}
+	r := Report{Prefix: m.layout.Prefix(), Partitions: len(m.streams), Group: m.cfg.group, HoldBudget: max(budget, 0)}
 	var err error
 	if r.At, err = m.redisNow(ctx); err != nil {
 		return r, err
@@ -174,13 +174,13 @@ func head[T any](s []T, n int) []T {
 // redisLeases reads every lease of the store's prefix: SCAN for the lease
 // keys (on every master of a Cluster), HMGET of each.
 func (m *Mirror) redisLeases(ctx context.Context) (map[resKey]coordinator.Lease, error) {
-	match := m.store.Prefix() + ":{*}:lock:*"
+	match := m.layout.LeaseKeyPattern("")
 	var mu sync.Mutex
 	var keys []string
 	scan := func(ctx context.Context, c redis.Cmdable) error {
 		iter := c.Scan(ctx, 0, match, 1000).Iterator()
 		for iter.Next(ctx) {
-			if _, _, err := m.store.ParseKey(iter.Val()); err == nil {
+			if _, _, err := m.layout.ParseLeaseKey(iter.Val()); err == nil {
 				mu.Lock()
 				keys = append(keys, iter.Val())
 				mu.Unlock()
@@ -214,7 +214,7 @@ func (m *Mirror) redisLeases(ctx context.Context) (map[resKey]coordinator.Lease,
 			if v[0] == nil {
 				continue // gone since the scan
 			}
-			res, _, _ := m.store.ParseKey(chunk[i])
+			res, _, _ := m.layout.ParseLeaseKey(chunk[i])
 			l, err := leaseOf(res, v)
 			if err != nil {
 				return nil, fmt.Errorf("pgaudit: read lease %s: %w", chunk[i], err)

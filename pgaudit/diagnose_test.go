@@ -69,7 +69,7 @@ func TestDiagnoseCountsStaleMissingLongHeldAndLag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.At.Equal(rd.now) || r.Prefix != rd.store.Prefix() || r.Partitions != 4 || r.Group != pgaudit.DefaultGroup ||
+	if !r.At.Equal(rd.now) || r.Prefix != rd.store.Layout().Prefix() || r.Partitions != 4 || r.Group != pgaudit.DefaultGroup ||
 		r.HoldBudget != pgaudit.DefaultHoldBudget {
 		t.Errorf("header: %+v", r)
 	}
@@ -91,7 +91,7 @@ func TestDiagnoseCountsStaleMissingLongHeldAndLag(t *testing.T) {
 
 	// a consumer reads an entry and does not acknowledge it
 	res, err := rd.client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: m.Group(), Consumer: "slow",
-		Streams: []string{rd.store.StreamKey(rd.store.Partition(coordinator.Plan("missing"))), ">"}, Count: 1, Block: -1}).Result()
+		Streams: []string{rd.store.Layout().StreamKey(rd.store.Layout().Partition(coordinator.Plan("missing"))), ">"}, Count: 1, Block: -1}).Result()
 	if err != nil || len(res[0].Messages) != 1 {
 		t.Fatal(res, err)
 	}

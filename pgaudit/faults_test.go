@@ -91,9 +91,9 @@ func TestRedisFailuresAreReported(t *testing.T) {
 	rd.advance(2 * time.Second)
 	rd.mustAcquire(t, coordinator.Plan("new"), "w", time.Hour)
 	// a consumer holds an entry pending
-	p := rd.store.Partition(coordinator.Plan("new"))
+	p := rd.store.Layout().Partition(coordinator.Plan("new"))
 	if _, err := rd.client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: m.Group(), Consumer: "ghost",
-		Streams: []string{rd.store.StreamKey(p), ">"}, Count: 1, Block: -1}).Result(); err != nil {
+		Streams: []string{rd.store.Layout().StreamKey(p), ">"}, Count: 1, Block: -1}).Result(); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -151,7 +151,7 @@ func TestDiagnoseRejectsCorruptLeases(t *testing.T) {
 	pg, rd := newDB(t), newMini(t)
 	ctx := context.Background()
 	m := mirror(pg.pool, rd)
-	key := rd.store.Key(coordinator.Plan("bad"))
+	key := rd.store.Layout().LeaseKey(coordinator.Plan("bad"))
 	// a hash without an owner is not a lease; one with a bad count is corrupt
 	rd.mr.HSet(key, "count", "1")
 	if r, err := m.Diagnose(ctx, pgaudit.DiagnoseOptions{}); err != nil || r.LeasesHeld != 0 {
@@ -195,7 +195,7 @@ func TestRunSurvivesRedisFailures(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	x, _ := rd.client.XPending(context.Background(), rd.store.StreamKey(rd.store.Partition(coordinator.Plan("1"))), m.Group()).Result()
+	x, _ := rd.client.XPending(context.Background(), rd.store.Layout().StreamKey(rd.store.Layout().Partition(coordinator.Plan("1"))), m.Group()).Result()
 	if x.Count != 1 {
 		t.Fatalf("%d pending after the failed acknowledgement, want 1", x.Count)
 	}
@@ -249,7 +249,7 @@ func TestPostgresRejectingWritesIsRetriedAndReported(t *testing.T) {
 func TestBatchOfOnlyMalformedEntries(t *testing.T) {
 	pg, rd := newDB(t), newMini(t)
 	ctx := context.Background()
-	if err := rd.client.XAdd(ctx, &redis.XAddArgs{Stream: rd.store.StreamKey(0), Values: []string{"event", "noise"}}).Err(); err != nil {
+	if err := rd.client.XAdd(ctx, &redis.XAddArgs{Stream: rd.store.Layout().StreamKey(0), Values: []string{"event", "noise"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	m := mirror(pg.pool, rd)

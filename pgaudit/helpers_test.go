@@ -216,8 +216,8 @@ type entry struct {
 func (e *redisEnv) entries(t testing.TB) []entry {
 	t.Helper()
 	var out []entry
-	for p := range e.store.Partitions() {
-		msgs, err := e.client.XRange(context.Background(), e.store.StreamKey(p), "-", "+").Result()
+	for p := range e.store.Layout().Partitions() {
+		msgs, err := e.client.XRange(context.Background(), e.store.Layout().StreamKey(p), "-", "+").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,8 +235,8 @@ func (e *redisEnv) entries(t testing.TB) []entry {
 func (e *redisEnv) streamLen(t testing.TB) int {
 	t.Helper()
 	n := 0
-	for p := range e.store.Partitions() {
-		l, err := e.client.XLen(context.Background(), e.store.StreamKey(p)).Result()
+	for p := range e.store.Layout().Partitions() {
+		l, err := e.client.XLen(context.Background(), e.store.Layout().StreamKey(p)).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -265,9 +265,9 @@ func (e *redisEnv) redisLeases(t testing.TB) []lease {
 	t.Helper()
 	ctx := context.Background()
 	var out []lease
-	iter := e.client.Scan(ctx, 0, e.store.Prefix()+":*", 1000).Iterator()
+	iter := e.client.Scan(ctx, 0, e.store.Layout().LeaseKeyPattern(""), 1000).Iterator()
 	for iter.Next(ctx) {
-		r, _, err := e.store.ParseKey(iter.Val())
+		r, _, err := e.store.Layout().ParseLeaseKey(iter.Val())
 		if err != nil {
 			continue
 		}

@@ -30,6 +30,7 @@ import (
 type Mirror struct {
 	pool    *pgxpool.Pool
 	store   *redisstore.Store
+	layout  redisstore.Layout // the store's
 	rdb     redis.UniversalClient
 	cfg     config
 	metrics *metrics
@@ -54,11 +55,11 @@ func NewMirror(pool *pgxpool.Pool, store *redisstore.Store, opts ...MirrorOption
 	if m.err != nil {
 		return m
 	}
-	m.rdb = store.Client()
+	m.rdb, m.layout = store.Client(), store.Layout()
 	m.cfg.perPartition = m.cfg.perPartition || store.Cluster()
-	m.lockKey = int32(crc32.ChecksumIEEE([]byte(store.Prefix())))
-	for p := range store.Partitions() {
-		s := store.StreamKey(p)
+	m.lockKey = int32(crc32.ChecksumIEEE([]byte(m.layout.Prefix())))
+	for p := range m.layout.Partitions() {
+		s := m.layout.StreamKey(p)
 		m.streams = append(m.streams, s)
 		m.partOf[s] = p
 	}

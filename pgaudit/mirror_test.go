@@ -60,8 +60,8 @@ func TestEveryEventKindLandsOnce(t *testing.T) {
 		t.Fatalf("second Drain handled %d entries", n)
 	}
 	// every entry delivered again (the group made anew): replays are no-ops
-	for p := range rd.store.Partitions() {
-		if err := rd.client.XGroupDestroy(ctx, rd.store.StreamKey(p), m.Group()).Err(); err != nil {
+	for p := range rd.store.Layout().Partitions() {
+		if err := rd.client.XGroupDestroy(ctx, rd.store.Layout().StreamKey(p), m.Group()).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}

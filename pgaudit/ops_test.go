@@ -111,7 +111,7 @@ func aclClient(t *testing.T, rd *redisEnv, user string, rules []string) *redis.C
 func TestLeastPrivilegeSetupOfTheOperationsGuide(t *testing.T) {
 	pg, rd := newDB(t), newReal(t)
 	ctx := context.Background()
-	prefix := rd.store.Prefix()
+	prefix := rd.store.Layout().Prefix()
 
 	role := "lockcoord_mirror_" + randomHex(4)
 	pool := rolePool(t, pg, role, mirrorRoleSQL(role, pg.name))
@@ -124,7 +124,7 @@ func TestLeastPrivilegeSetupOfTheOperationsGuide(t *testing.T) {
 
 	worker := redisstore.New(aclClient(t, rd, "worker", workerACL(prefix)), redisstore.WithPrefix(prefix), redisstore.WithPartitions(4))
 	mstore := redisstore.New(aclClient(t, rd, "mirror", mirrorACL(prefix)), redisstore.WithPrefix(prefix), redisstore.WithPartitions(4))
-	if err := mstore.Client().Set(ctx, prefix+":{0}:lock:plan:x", "forged", 0).Err(); err == nil {
+	if err := mstore.Client().Set(ctx, mstore.Layout().LeaseKey(coordinator.Plan("x")), "forged", 0).Err(); err == nil {
 		t.Fatal("the mirror's Redis user may write a lease")
 	}
 
@@ -211,7 +211,7 @@ func TestLeastPrivilegeSetupOfTheOperationsGuide(t *testing.T) {
 	if _, err := monPool.Exec(ctx, "DELETE FROM locks"); err == nil {
 		t.Fatal("the monitor may delete rows")
 	}
-	if err := monStore.Client().XTrimMinID(ctx, prefix+":{0}:events", "0-1").Err(); err == nil {
+	if err := monStore.Client().XTrimMinID(ctx, monStore.Layout().StreamKey(0), "0-1").Err(); err == nil {
 		t.Fatal("the monitor may trim streams")
 	}
 }

@@ -31,7 +31,7 @@ func TestStreamIDHelpers(t *testing.T) {
 func TestTrimKeepsWhatAnyGroupStillNeeds(t *testing.T) {
 	pg, rd := newDB(t), newMini(t, redisstore.WithPartitions(1))
 	ctx := context.Background()
-	stream := rd.store.StreamKey(0)
+	stream := rd.store.Layout().StreamKey(0)
 	// another group (another database's mirror) that has read nothing
 	if err := rd.client.XGroupCreateMkStream(ctx, stream, "other", "0").Err(); err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ func TestTrimKeepsWhatAnyGroupStillNeeds(t *testing.T) {
 func TestMalformedEntriesAreSkippedAndAcknowledged(t *testing.T) {
 	pg, rd := newDB(t), newMini(t, redisstore.WithPartitions(1))
 	ctx := context.Background()
-	stream := rd.store.StreamKey(0)
+	stream := rd.store.Layout().StreamKey(0)
 	// a token past 2^53 (a float64 would round it) is kept exactly
 	good := map[string]any{"event": "acquired", "type": "plan", "id": "1", "owner": "w", "token": "1152921504606846977", "count": "1",
 		"at": "5", "acquired_at": "5", "expires_at": "100", "req": "r"}
@@ -128,7 +128,7 @@ func TestMalformedEntriesAreSkippedAndAcknowledged(t *testing.T) {
 func TestEntriesTrimmedBeforeTheyWereAppliedAreCountedLost(t *testing.T) {
 	pg, rd := newDB(t), newReal(t, redisstore.WithPartitions(1))
 	ctx := context.Background()
-	stream := rd.store.StreamKey(0)
+	stream := rd.store.Layout().StreamKey(0)
 	for i := range 4 {
 		rd.mustAcquire(t, coordinator.Plan(itoa(i)), "w", time.Hour)
 	}
@@ -314,7 +314,7 @@ func TestPostgresDownAtShutdownLeavesTheBatchPending(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("Run took %v to stop with Postgres down", d)
 	}
-	x, err := rd.client.XPending(context.Background(), rd.store.StreamKey(rd.store.Partition(coordinator.Plan("1"))), m.Group()).Result()
+	x, err := rd.client.XPending(context.Background(), rd.store.Layout().StreamKey(rd.store.Layout().Partition(coordinator.Plan("1"))), m.Group()).Result()
 	if err != nil || x.Count != 1 {
 		t.Fatalf("pending %+v, %v; want the entry still pending", x, err)
 	}

@@ -236,7 +236,7 @@ func TestKilledBetweenCommitAndAckAppliesOnce(t *testing.T) {
 		t.Fatalf("Run = %v, want the hook's error", err)
 	}
 	committed := pg.count(t, "SELECT count(*) FROM lock_events")
-	pending, err := rd.client.XPending(ctx, rd.store.StreamKey(0), pgaudit.DefaultGroup).Result()
+	pending, err := rd.client.XPending(ctx, rd.store.Layout().StreamKey(0), pgaudit.DefaultGroup).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,8 +246,8 @@ func TestKilledBetweenCommitAndAckAppliesOnce(t *testing.T) {
 
 	// A holds the batch it committed and the one it had read ahead
 	pendingA := 0
-	for p := range rd.store.Partitions() {
-		x, err := rd.client.XPending(ctx, rd.store.StreamKey(p), pgaudit.DefaultGroup).Result()
+	for p := range rd.store.Layout().Partitions() {
+		x, err := rd.client.XPending(ctx, rd.store.Layout().StreamKey(p), pgaudit.DefaultGroup).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -266,14 +266,14 @@ func TestKilledBetweenCommitAndAckAppliesOnce(t *testing.T) {
 	if got := pg.count(t, "SELECT count(*) FROM lock_events"); got < total-pendingA || got >= total+1 {
 		t.Fatalf("after B: %d ledger rows, want all %d but (some of) A's %d pending", got, total, pendingA)
 	}
-	left, _ := rd.client.XPending(ctx, rd.store.StreamKey(0), pgaudit.DefaultGroup).Result()
+	left, _ := rd.client.XPending(ctx, rd.store.Layout().StreamKey(0), pgaudit.DefaultGroup).Result()
 	if left.Count == 0 && pending.Count > 0 {
 		t.Fatal("B claimed A's entries before they were idle")
 	}
 	rd.tick(time.Minute + time.Millisecond)
 	drain(t, b)
-	for p := range rd.store.Partitions() {
-		x, err := rd.client.XPending(ctx, rd.store.StreamKey(p), pgaudit.DefaultGroup).Result()
+	for p := range rd.store.Layout().Partitions() {
+		x, err := rd.client.XPending(ctx, rd.store.Layout().StreamKey(p), pgaudit.DefaultGroup).Result()
 		if err != nil || x.Count != 0 {
 			t.Fatalf("partition %d: %d entries still pending (%v)", p, x.Count, err)
 		}

@@ -48,7 +48,7 @@ func onBoth(t *testing.T, fn func(t *testing.T, b *backend)) {
 
 func (b *backend) newStore(t testing.TB, opts ...redisstore.Option) *redisstore.Store {
 	s := redisstore.New(b.client, append([]redisstore.Option{redisstore.WithPrefix(randomPrefix())}, opts...)...)
-	t.Cleanup(func() { deletePrefix(t, b.client, s.Prefix()) })
+	t.Cleanup(func() { deletePrefix(t, b.client, s.Layout()) })
 	return s
 }
 

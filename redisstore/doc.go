@@ -19,5 +19,7 @@
 //	<prefix>:{p}:released:<waiter>  ... addressed to one waiting coordinator
 //	<prefix>:partitions             the partition count all stores must share
 //
-// docs/redis-keys.md has redis-cli recipes to inspect them.
+// A Layout (Store.Layout, or NewLayout for a prefix and partition count)
+// names each of them; docs/redis-keys.md has redis-cli recipes to inspect
+// them.
 package redisstore

@@ -27,7 +27,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	key := store.Key(r)
+	key := store.Layout().LeaseKey(r)
 	fmt.Println(key)
 	fields, _ := client.HMGet(context.Background(), key, "owner", "count").Result()
 	fmt.Println(fields...)

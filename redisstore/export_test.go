@@ -9,3 +9,7 @@ func SetHealthEveryForTest(d time.Duration) (restore func()) {
 	healthEvery = d
 	return func() { healthEvery = old }
 }
+
+// OutboxForTest reports whether s appends lease changes to the event
+// streams.
+func (s *Store) OutboxForTest() bool { return s.outbox }

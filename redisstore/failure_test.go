@@ -126,7 +126,7 @@ func TestCorruptLease(t *testing.T) {
 					fv = append(fv, k, v)
 				}
 			}
-			if err := b.client.HSet(ctx, s.Key(r), fv...).Err(); err != nil {
+			if err := b.client.HSet(ctx, s.Layout().LeaseKey(r), fv...).Err(); err != nil {
 				t.Fatal(err)
 			}
 			_, err := s.Inspect(ctx, r)
@@ -143,11 +143,11 @@ func TestCorruptLease(t *testing.T) {
 
 		// a non-numeric count in every script that reads it
 		r := coordinator.Resource{Type: "job", ID: "bad-count"}
-		if err := b.client.HSet(ctx, s.Key(r), "owner", "w1", "count", "many", "token", "9",
+		if err := b.client.HSet(ctx, s.Layout().LeaseKey(r), "owner", "w1", "count", "many", "token", "9",
 			"acquired_at", "1700000000000", "expires_at", "1700000060000").Err(); err != nil {
 			t.Fatal(err)
 		}
-		if err := b.client.SAdd(ctx, s.OwnerKey(s.Partition(r), "w1"), r.String()).Err(); err != nil {
+		if err := b.client.SAdd(ctx, s.Layout().OwnerKey(s.Layout().Partition(r), "w1"), r.String()).Err(); err != nil {
 			t.Fatal(err)
 		}
 		var ids reqIDs
@@ -168,19 +168,19 @@ func TestCorruptLease(t *testing.T) {
 				t.Errorf("%s: a corrupt lease reported as a lease state: %v", call, err)
 			}
 		}
-		if got := must[string](t)(b.client.HGet(ctx, s.Key(r), "count").Result()); got != "many" {
+		if got := must[string](t)(b.client.HGet(ctx, s.Layout().LeaseKey(r), "count").Result()); got != "many" {
 			t.Fatalf("a failed script changed the hash: count = %q", got)
 		}
 
 		// a corrupt fence counter stops new leases with an error
 		f := coordinator.Resource{Type: "job", ID: "bad-fence"}
-		if err := b.client.Set(ctx, s.FenceKey(s.Partition(f)), "not-a-number", 0).Err(); err != nil {
+		if err := b.client.Set(ctx, s.Layout().FenceKey(s.Layout().Partition(f)), "not-a-number", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.Acquire(ctx, request(f, "w1", ids.next(), time.Minute)); err == nil || !strings.Contains(err.Error(), f.String()) {
 			t.Fatalf("Acquire with a corrupt fence: %v, want an error", err)
 		}
-		if n := must[int64](t)(b.client.Exists(ctx, s.Key(f)).Result()); n != 0 {
+		if n := must[int64](t)(b.client.Exists(ctx, s.Layout().LeaseKey(f)).Result()); n != 0 {
 			t.Fatal("a lease was written with a corrupt fence")
 		}
 	})

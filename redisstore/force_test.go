@@ -35,8 +35,8 @@ func TestForceRelease(t *testing.T) {
 		if _, err := s.Inspect(ctx, r); !errors.Is(err, coordinator.ErrNotHeld) {
 			t.Fatalf("Inspect after ForceRelease: %v", err)
 		}
-		p := s.Partition(r)
-		if ok := must[bool](t)(b.client.SIsMember(ctx, s.OwnerKey(p, "dead-worker"), r.String()).Result()); ok {
+		p := s.Layout().Partition(r)
+		if ok := must[bool](t)(b.client.SIsMember(ctx, s.Layout().OwnerKey(p, "dead-worker"), r.String()).Result()); ok {
 			t.Fatal("the forced lease is still in the owner's index")
 		}
 		if got := lease(t)(s.Inspect(ctx, other)); got.Count != 1 {
@@ -119,7 +119,7 @@ func TestForceReleaseRace(t *testing.T) {
 			if err := scripts.Release().Load(ctx, b.client).Err(); err != nil {
 				t.Fatal(err)
 			}
-			h := &thief{key: s.Key(r), steals: tc.steals, mini: func(key, owner string) { b.mini.HSet(key, "owner", owner) }}
+			h := &thief{key: s.Layout().LeaseKey(r), steals: tc.steals, mini: func(key, owner string) { b.mini.HSet(key, "owner", owner) }}
 			b.client.AddHook(h)
 			l, err := s.ForceRelease(ctx, r, "force-1")
 			if tc.wantErr {

@@ -33,20 +33,20 @@ func idleClient(f *testing.F) redis.UniversalClient {
 // {...} the partition tag crc32(type/id) mod P, and parsed back.
 func checkKey(t *testing.T, s *redisstore.Store, r coordinator.Resource) string {
 	t.Helper()
-	key := s.Key(r)
-	if !strings.HasPrefix(key, s.Prefix()+":{") {
-		t.Fatalf("key %q of %v is not under %q", key, r, s.Prefix()+":{")
+	key := s.Layout().LeaseKey(r)
+	if !strings.HasPrefix(key, s.Layout().Prefix()+":{") {
+		t.Fatalf("key %q of %v is not under %q", key, r, s.Layout().Prefix()+":{")
 	}
-	p := int(crc32.ChecksumIEEE([]byte(r.Type+"/"+r.ID)) % uint32(s.Partitions()))
+	p := int(crc32.ChecksumIEEE([]byte(r.Type+"/"+r.ID)) % uint32(s.Layout().Partitions()))
 	open := strings.IndexByte(key, '{')
 	end := strings.IndexByte(key[open:], '}')
 	if end < 0 || key[open:open+end+1] != "{"+strconv.Itoa(p)+"}" {
 		t.Fatalf("key %q of %v: first hash tag is not {%d}", key, r, p)
 	}
-	if s.Partition(r) != p {
-		t.Fatalf("Partition(%v) = %d, want %d", r, s.Partition(r), p)
+	if s.Layout().Partition(r) != p {
+		t.Fatalf("Partition(%v) = %d, want %d", r, s.Layout().Partition(r), p)
 	}
-	got, gp, err := s.ParseKey(key)
+	got, gp, err := s.Layout().ParseLeaseKey(key)
 	if err != nil || got != r || gp != p {
 		t.Fatalf("ParseKey(%q) = %v, %d, %v; want %v, %d", key, got, gp, err, r, p)
 	}
@@ -100,15 +100,15 @@ func FuzzParseKey(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, prefix uint8, partitions uint16, key string) {
 		s := keyStore(t, c, prefix, partitions)
-		r, p, err := s.ParseKey(key)
+		r, p, err := s.Layout().ParseLeaseKey(key)
 		if err != nil {
 			if !errors.Is(err, coordinator.ErrInvalid) {
 				t.Fatalf("ParseKey(%q): %v, want ErrInvalid", key, err)
 			}
 			return
 		}
-		if s.Key(r) != key || s.Partition(r) != p || r.Validate() != nil {
-			t.Fatalf("ParseKey(%q) = %v, %d: Key gives %q, partition %d", key, r, p, s.Key(r), s.Partition(r))
+		if s.Layout().LeaseKey(r) != key || s.Layout().Partition(r) != p || r.Validate() != nil {
+			t.Fatalf("ParseKey(%q) = %v, %d: Key gives %q, partition %d", key, r, p, s.Layout().LeaseKey(r), s.Layout().Partition(r))
 		}
 	})
 }

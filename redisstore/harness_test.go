@@ -33,7 +33,7 @@ func (h *miniHarness) NewStore(t testing.TB) coordinator.Store {
 
 func (h *miniHarness) Expire(t testing.TB, s coordinator.Store, r coordinator.Resource) {
 	mr := h.servers[s.(*redisstore.Store)]
-	ttl := mr.TTL(s.(*redisstore.Store).Key(r))
+	ttl := mr.TTL(s.(*redisstore.Store).Layout().LeaseKey(r))
 	if ttl <= 0 {
 		t.Fatalf("no TTL on %s", r)
 	}
@@ -42,7 +42,7 @@ func (h *miniHarness) Expire(t testing.TB, s coordinator.Store, r coordinator.Re
 
 func (h *miniHarness) RemainingTTL(t testing.TB, s coordinator.Store, r coordinator.Resource) time.Duration {
 	mr := h.servers[s.(*redisstore.Store)]
-	key := s.(*redisstore.Store).Key(r)
+	key := s.(*redisstore.Store).Layout().LeaseKey(r)
 	if !mr.Exists(key) {
 		return -1
 	}
@@ -55,7 +55,7 @@ func (h *miniHarness) LoseData(t testing.TB, s coordinator.Store) {
 
 func (h *miniHarness) SetFence(t testing.TB, s coordinator.Store, r coordinator.Resource, token uint64) {
 	st := s.(*redisstore.Store)
-	if err := h.servers[st].Set(st.FenceKey(st.Partition(r)), strconv.FormatUint(token, 10)); err != nil {
+	if err := h.servers[st].Set(st.Layout().FenceKey(st.Layout().Partition(r)), strconv.FormatUint(token, 10)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -81,24 +81,24 @@ func randomPrefix() string {
 
 func (h *realHarness) NewStore(t testing.TB) coordinator.Store {
 	s := redisstore.New(h.client, redisstore.WithPrefix(randomPrefix()))
-	t.Cleanup(func() { deletePrefix(t, h.client, s.Prefix()) })
+	t.Cleanup(func() { deletePrefix(t, h.client, s.Layout()) })
 	return s
 }
 
-func deletePrefix(t testing.TB, c redis.UniversalClient, prefix string) {
+func deletePrefix(t testing.TB, c redis.UniversalClient, layout redisstore.Layout) {
 	ctx := context.Background()
-	iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+	iter := c.Scan(ctx, 0, layout.KeyPattern(), 1000).Iterator()
 	for iter.Next(ctx) {
 		c.Del(ctx, iter.Val())
 	}
 	if err := iter.Err(); err != nil {
-		t.Errorf("clean up %s: %v", prefix, err)
+		t.Errorf("clean up %s: %v", layout.Prefix(), err)
 	}
 }
 
 func (h *realHarness) Expire(t testing.TB, s coordinator.Store, r coordinator.Resource) {
 	ctx := context.Background()
-	key := s.(*redisstore.Store).Key(r)
+	key := s.(*redisstore.Store).Layout().LeaseKey(r)
 	if err := h.client.PExpire(ctx, key, time.Millisecond).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func (h *realHarness) Expire(t testing.TB, s coordinator.Store, r coordinator.Re
 }
 
 func (h *realHarness) RemainingTTL(t testing.TB, s coordinator.Store, r coordinator.Resource) time.Duration {
-	d, err := h.client.PTTL(context.Background(), s.(*redisstore.Store).Key(r)).Result()
+	d, err := h.client.PTTL(context.Background(), s.(*redisstore.Store).Layout().LeaseKey(r)).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,12 +126,12 @@ func (h *realHarness) RemainingTTL(t testing.TB, s coordinator.Store, r coordina
 }
 
 func (h *realHarness) LoseData(t testing.TB, s coordinator.Store) {
-	deletePrefix(t, h.client, s.(*redisstore.Store).Prefix())
+	deletePrefix(t, h.client, s.(*redisstore.Store).Layout())
 }
 
 func (h *realHarness) SetFence(t testing.TB, s coordinator.Store, r coordinator.Resource, token uint64) {
 	st := s.(*redisstore.Store)
-	if err := h.client.Set(context.Background(), st.FenceKey(st.Partition(r)), token, 0).Err(); err != nil {
+	if err := h.client.Set(context.Background(), st.Layout().FenceKey(st.Layout().Partition(r)), token, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -17,12 +17,12 @@ import (
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
-// keysUnder lists the keys of a prefix with their types.
-func keysUnder(t *testing.T, b *backend, prefix string) map[string]string {
+// keysUnder lists the keys of a layout's prefix with their types.
+func keysUnder(t *testing.T, b *backend, layout redisstore.Layout) map[string]string {
 	t.Helper()
 	ctx := testCtx(t)
 	out := map[string]string{}
-	iter := b.client.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+	iter := b.client.Scan(ctx, 0, layout.KeyPattern(), 1000).Iterator()
 	for iter.Next(ctx) {
 		out[iter.Val()] = must[string](t)(b.client.Type(ctx, iter.Val()).Result())
 	}
@@ -36,27 +36,33 @@ func TestKeyLayout(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
 		ctx := testCtx(t)
 		s := b.newStore(t)
-		pfx := s.Prefix()
+		pfx := s.Layout().Prefix()
 		r := coordinator.Plan("42")
 		p := int(crc32.ChecksumIEEE([]byte("plan/42")) % 16)
 		for got, want := range map[string]string{
-			s.Key(r):               fmt.Sprintf("%s:{%d}:lock:plan:42", pfx, p),
-			s.FenceKey(3):          pfx + ":{3}:fence",
-			s.StreamKey(3):         pfx + ":{3}:events",
-			s.OwnerKey(3, "w 1/ü"): pfx + ":{3}:owner:w 1/ü",
-			s.Channel(15):          pfx + ":{15}:released",
-			s.ConfigKey():          pfx + ":partitions",
+			s.Layout().LeaseKey(r):                 fmt.Sprintf("%s:{%d}:lock:plan:42", pfx, p),
+			s.Layout().FenceKey(3):                 pfx + ":{3}:fence",
+			s.Layout().StreamKey(3):                pfx + ":{3}:events",
+			s.Layout().OwnerKey(3, "w 1/ü"):        pfx + ":{3}:owner:w 1/ü",
+			s.Layout().ReleaseChannel(15):          pfx + ":{15}:released",
+			s.Layout().ConfigKey():                 pfx + ":partitions",
+			s.Layout().QueueKey(r):                 fmt.Sprintf("%s:{%d}:waiters:plan:42", pfx, p),
+			s.Layout().RequestKey(3, "r-1"):        pfx + ":{3}:req:r-1",
+			s.Layout().WaiterChannel(15, "c0ffee"): pfx + ":{15}:released:c0ffee",
+			s.Layout().KeyPattern():                pfx + ":*",
+			s.Layout().LeaseKeyPattern(""):         pfx + ":{*}:lock:*",
+			s.Layout().LeaseKeyPattern("plan"):     pfx + ":{*}:lock:plan:*",
 		} {
 			if got != want {
 				t.Errorf("key %q, want %q", got, want)
 			}
 		}
-		if s.Partition(r) != p {
-			t.Fatalf("Partition = %d, want crc32 mod 16 = %d", s.Partition(r), p)
+		if s.Layout().Partition(r) != p {
+			t.Fatalf("Partition = %d, want crc32 mod 16 = %d", s.Layout().Partition(r), p)
 		}
 
 		l := lease(t)(s.Acquire(ctx, request(r, "w1", "a1", 90*time.Second)))
-		key := s.Key(r)
+		key := s.Layout().LeaseKey(r)
 		h := must[map[string]string](t)(b.client.HGetAll(ctx, key).Result())
 		want := map[string]string{"owner": "w1", "count": "1", "token": strconv.FormatUint(l.Token, 10),
 			"acquired_at": ms(l.AcquiredAt), "expires_at": ms(l.ExpiresAt)}
@@ -75,17 +81,17 @@ func TestKeyLayout(t *testing.T) {
 		if pttl := must[time.Duration](t)(b.client.PTTL(ctx, key).Result()); pttl <= 85*time.Second || pttl > 90*time.Second {
 			t.Errorf("PTTL %s = %v, want about 90s", key, pttl)
 		}
-		wantKeys := map[string]string{key: "hash", s.FenceKey(p): "string", s.StreamKey(p): "stream",
-			s.OwnerKey(p, "w1"): "set", s.ConfigKey(): "string"}
-		if got := keysUnder(t, b, pfx); !maps.Equal(got, wantKeys) {
+		wantKeys := map[string]string{key: "hash", s.Layout().FenceKey(p): "string", s.Layout().StreamKey(p): "stream",
+			s.Layout().OwnerKey(p, "w1"): "set", s.Layout().ConfigKey(): "string"}
+		if got := keysUnder(t, b, s.Layout()); !maps.Equal(got, wantKeys) {
 			t.Errorf("keys after acquire: %v, want %v", got, wantKeys)
 		}
-		if f := must[string](t)(b.client.Get(ctx, s.FenceKey(p)).Result()); f != strconv.FormatUint(l.Token, 10) {
+		if f := must[string](t)(b.client.Get(ctx, s.Layout().FenceKey(p)).Result()); f != strconv.FormatUint(l.Token, 10) {
 			t.Errorf("fence = %s, want the last token %d", f, l.Token)
 		}
 		// the index keeps an empty placeholder member, so that an owner
 		// taking one lease at a time does not create it again each time
-		if m := must[[]string](t)(b.client.SMembers(ctx, s.OwnerKey(p, "w1")).Result()); !slices.Equal(slices.Sorted(slices.Values(m)), []string{"", "plan/42"}) {
+		if m := must[[]string](t)(b.client.SMembers(ctx, s.Layout().OwnerKey(p, "w1")).Result()); !slices.Equal(slices.Sorted(slices.Values(m)), []string{"", "plan/42"}) {
 			t.Errorf("owner index = %q, want [\"\" plan/42]", m)
 		}
 
@@ -98,15 +104,18 @@ func TestKeyLayout(t *testing.T) {
 		// released: the lease is gone, the index lists only its placeholder
 		// until its TTL; the release is remembered for the retry window
 		memo := pfx + fmt.Sprintf(":{%d}:req:r2", p)
-		wantKeys = map[string]string{s.FenceKey(p): "string", s.StreamKey(p): "stream", s.ConfigKey(): "string", memo: "string",
-			s.OwnerKey(p, "w1"): "set"}
-		if got := keysUnder(t, b, pfx); !maps.Equal(got, wantKeys) {
+		if got := s.Layout().RequestKey(p, "r2"); got != memo {
+			t.Errorf("RequestKey = %q, want %q", got, memo)
+		}
+		wantKeys = map[string]string{s.Layout().FenceKey(p): "string", s.Layout().StreamKey(p): "stream", s.Layout().ConfigKey(): "string", memo: "string",
+			s.Layout().OwnerKey(p, "w1"): "set"}
+		if got := keysUnder(t, b, s.Layout()); !maps.Equal(got, wantKeys) {
 			t.Errorf("keys after release: %v, want %v", got, wantKeys)
 		}
 		if pttl := must[time.Duration](t)(b.client.PTTL(ctx, memo).Result()); pttl <= 0 || pttl > redisstore.DefaultRetryWindow {
 			t.Errorf("PTTL %s = %v, want at most the retry window %v", memo, pttl, redisstore.DefaultRetryWindow)
 		}
-		if m := must[[]string](t)(b.client.SMembers(ctx, s.OwnerKey(p, "w1")).Result()); !slices.Equal(m, []string{""}) {
+		if m := must[[]string](t)(b.client.SMembers(ctx, s.Layout().OwnerKey(p, "w1")).Result()); !slices.Equal(m, []string{""}) {
 			t.Errorf("owner index after release = %q, want only the placeholder", m)
 		}
 		if v := must[string](t)(b.client.Get(ctx, memo).Result()); !strings.HasPrefix(v, strconv.FormatUint(l.Token, 10)+" "+ms(l.AcquiredAt)+" ") || !strings.HasSuffix(v, " w1") {
@@ -121,13 +130,13 @@ func TestKeyLayout(t *testing.T) {
 func TestParseKey(t *testing.T) {
 	s := redisstore.New(nil, redisstore.WithPrefix("app.locks"), redisstore.WithPartitions(8))
 	for _, r := range []coordinator.Resource{coordinator.Plan("42"), {Type: "job", ID: "a:b:c/{x}"}, {Type: "x-1_y", ID: "ünï cödé"}} {
-		got, p, err := s.ParseKey(s.Key(r))
-		if err != nil || got != r || p != s.Partition(r) {
+		got, p, err := s.Layout().ParseLeaseKey(s.Layout().LeaseKey(r))
+		if err != nil || got != r || p != s.Layout().Partition(r) {
 			t.Errorf("ParseKey(Key(%v)) = %v, %d, %v", r, got, p, err)
 		}
 	}
 	r := coordinator.Plan("42")
-	p := s.Partition(r)
+	p := s.Layout().Partition(r)
 	for _, key := range []string{
 		"", "other:{0}:lock:plan:42", "app.locks:{" + strconv.Itoa(p) + "}:fence",
 		"app.locks:{x}:lock:plan:42", "app.locks:{-1}:lock:plan:42", "app.locks:{8}:lock:plan:42",
@@ -135,12 +144,12 @@ func TestParseKey(t *testing.T) {
 		"app.locks:{" + strconv.Itoa((p+1)%8) + "}:lock:plan:42",
 		"app.locks:{" + strconv.Itoa(p) + "}:lock:plan", "app.locks:{" + strconv.Itoa(p) + "}:lock:Plan:42",
 	} {
-		if got, _, err := s.ParseKey(key); !errors.Is(err, coordinator.ErrInvalid) {
+		if got, _, err := s.Layout().ParseLeaseKey(key); !errors.Is(err, coordinator.ErrInvalid) {
 			t.Errorf("ParseKey(%q) = %v, %v; want ErrInvalid", key, got, err)
 		}
 	}
 	var ve *coordinator.ValidationError
-	if _, _, err := s.ParseKey("app.locks:{9}:lock:plan:42"); !errors.As(err, &ve) || ve.Field != "lease key" || !strings.Contains(ve.Rule, "0 to 7") {
+	if _, _, err := s.Layout().ParseLeaseKey("app.locks:{9}:lock:plan:42"); !errors.As(err, &ve) || ve.Field != "lease key" || !strings.Contains(ve.Rule, "0 to 7") {
 		t.Errorf("ParseKey with partition 9 of 8: %v", err)
 	}
 }
@@ -151,18 +160,18 @@ func checkOwnerIndex(t *testing.T, b *backend, s *redisstore.Store, owners []str
 	t.Helper()
 	ctx := context.Background()
 	for _, r := range resources {
-		owner, err := b.client.HGet(ctx, s.Key(r), "owner").Result()
+		owner, err := b.client.HGet(ctx, s.Layout().LeaseKey(r), "owner").Result()
 		if err != nil {
 			continue // free
 		}
 		if !slices.Contains(owners, owner) {
 			t.Fatalf("%s: unknown owner %q", step, owner)
 		}
-		idx := s.OwnerKey(s.Partition(r), owner)
+		idx := s.Layout().OwnerKey(s.Layout().Partition(r), owner)
 		if !must[bool](t)(b.client.SIsMember(ctx, idx, r.String()).Result()) {
 			t.Fatalf("%s: %s of %s is not in %s", step, r, owner, idx)
 		}
-		lockTTL := must[time.Duration](t)(b.client.PTTL(ctx, s.Key(r)).Result())
+		lockTTL := must[time.Duration](t)(b.client.PTTL(ctx, s.Layout().LeaseKey(r)).Result())
 		idxTTL := must[time.Duration](t)(b.client.PTTL(ctx, idx).Result())
 		if idxTTL < lockTTL {
 			t.Fatalf("%s: %s lives %v, less than %s of %s (%v)", step, idx, idxTTL, r, owner, lockTTL)
@@ -176,7 +185,7 @@ func TestOwnerIndexTTL(t *testing.T) {
 	s := redisstore.New(b.client, redisstore.WithPartitions(1))
 	a, bb, c := coordinator.Plan("a"), coordinator.Plan("b"), coordinator.Plan("c")
 	all := []coordinator.Resource{a, bb, c}
-	idx := s.OwnerKey(0, "w1")
+	idx := s.Layout().OwnerKey(0, "w1")
 	var ids reqIDs
 	for _, step := range []struct {
 		name string
@@ -253,18 +262,18 @@ func TestReleaseAllDropsStaleMembers(t *testing.T) {
 	lease(t)(s.Acquire(ctx, request(taken, "w2", ids.next(), time.Hour)))
 	// members this version never writes: not a resource, and a resource
 	// filed under the wrong partition
-	wrong := (s.Partition(live) + 1) % s.Partitions()
-	if _, err := b.mini.SetAdd(s.OwnerKey(wrong, "w1"), "not a resource", live.String()); err != nil {
+	wrong := (s.Layout().Partition(live) + 1) % s.Layout().Partitions()
+	if _, err := b.mini.SetAdd(s.Layout().OwnerKey(wrong, "w1"), "not a resource", live.String()); err != nil {
 		t.Fatal(err)
 	}
-	b.mini.SetTTL(s.OwnerKey(wrong, "w1"), time.Hour)
+	b.mini.SetTTL(s.Layout().OwnerKey(wrong, "w1"), time.Hour)
 
 	n, err := s.ReleaseAll(ctx, "w1", "all-1")
 	if err != nil || n != 1 {
 		t.Fatalf("ReleaseAll = %d, %v; want 1 (the live lease, both holds)", n, err)
 	}
-	for p := range s.Partitions() {
-		if k := s.OwnerKey(p, "w1"); b.mini.Exists(k) {
+	for p := range s.Layout().Partitions() {
+		if k := s.Layout().OwnerKey(p, "w1"); b.mini.Exists(k) {
 			if m, _ := b.mini.Members(k); !slices.Equal(m, []string{""}) {
 				t.Errorf("%s still lists %q", k, m)
 			}
@@ -273,7 +282,7 @@ func TestReleaseAllDropsStaleMembers(t *testing.T) {
 	if got := lease(t)(s.Inspect(ctx, taken)); got.Owner != "w2" {
 		t.Fatalf("ReleaseAll of w1 touched w2's lease: %+v", got)
 	}
-	if m, _ := b.mini.Members(s.OwnerKey(s.Partition(taken), "w2")); !slices.Equal(m, []string{"", taken.String()}) {
+	if m, _ := b.mini.Members(s.Layout().OwnerKey(s.Layout().Partition(taken), "w2")); !slices.Equal(m, []string{"", taken.String()}) {
 		t.Fatalf("w2's index = %v", m)
 	}
 	if _, err := s.ReleaseAll(ctx, "", "all-2"); !errors.Is(err, coordinator.ErrInvalid) {
@@ -288,7 +297,7 @@ func TestRetryWindow(t *testing.T) {
 	r := coordinator.Plan("retry")
 	a := lease(t)(s.Acquire(ctx, request(r, "w1", "a1", time.Hour)))
 	lease(t)(s.Release(ctx, request(r, "w1", "r1", 0)))
-	memo := fmt.Sprintf("%s:{%d}:req:r1", s.Prefix(), s.Partition(r))
+	memo := fmt.Sprintf("%s:{%d}:req:r1", s.Layout().Prefix(), s.Layout().Partition(r))
 	if got := b.mini.TTL(memo); got != 2*time.Second {
 		t.Fatalf("memo TTL %v, want the 2s retry window", got)
 	}
@@ -312,8 +321,57 @@ func TestSubMillisecondTTL(t *testing.T) {
 		if d := l.ExpiresAt.Sub(l.AcquiredAt); d != time.Millisecond {
 			t.Errorf("store TTL %v: lease of %v, want 1ms (Redis's resolution, never 0)", ttl, d)
 		}
-		if got := b.mini.TTL(s.Key(r)); got != time.Millisecond {
+		if got := b.mini.TTL(s.Layout().LeaseKey(r)); got != time.Millisecond {
 			t.Errorf("store TTL %v: PTTL %v, want 1ms", ttl, got)
 		}
+	}
+}
+
+// TestNewLayout: a layout is validated when it is built, naming the field
+// and its rule, and a store's layout is the one of its options.
+func TestNewLayout(t *testing.T) {
+	for _, tc := range []struct {
+		prefix     string
+		partitions int
+		field      string
+	}{
+		{"", 16, "prefix"},
+		{"app{1}", 16, "prefix"},
+		{"my app", 16, "prefix"},
+		{"lockcoörd", 16, "prefix"},
+		{strings.Repeat("p", 65), 16, "prefix"},
+		{"ok", 0, "partitions"},
+		{"ok", -1, "partitions"},
+		{"ok", redisstore.MaxPartitions + 1, "partitions"},
+		{"bad{", 0, "prefix"},
+	} {
+		_, err := redisstore.NewLayout(tc.prefix, tc.partitions)
+		var ve *coordinator.ValidationError
+		if !errors.Is(err, coordinator.ErrInvalid) || !errors.As(err, &ve) || ve.Field != tc.field || ve.Rule == "" {
+			t.Errorf("NewLayout(%q, %d) = %v, want a *ValidationError naming %s and its rule", tc.prefix, tc.partitions, err, tc.field)
+		}
+	}
+	for _, tc := range []struct {
+		prefix     string
+		partitions int
+	}{
+		{"Az09_.:-" + strings.Repeat("x", 56), 1},
+		{"p", redisstore.MaxPartitions},
+		{redisstore.DefaultPrefix, redisstore.DefaultPartitions},
+	} {
+		l, err := redisstore.NewLayout(tc.prefix, tc.partitions)
+		if err != nil || l.Prefix() != tc.prefix || l.Partitions() != tc.partitions {
+			t.Errorf("NewLayout(%q, %d) = %+v, %v", tc.prefix, tc.partitions, l, err)
+		}
+		s := redisstore.New(nil, redisstore.WithPrefix(tc.prefix), redisstore.WithPartitions(tc.partitions))
+		if s.Layout() != l {
+			t.Errorf("store layout %+v, want %+v", s.Layout(), l)
+		}
+	}
+	// a store whose prefix or partition option is invalid keeps the
+	// defaults in its layout (every call fails: TestOptionValidation)
+	def := must[redisstore.Layout](t)(redisstore.NewLayout(redisstore.DefaultPrefix, redisstore.DefaultPartitions))
+	if got := redisstore.New(nil, redisstore.WithPrefix("a b"), redisstore.WithPartitions(0)).Layout(); got != def {
+		t.Errorf("layout of a misconfigured store %+v, want the defaults %+v", got, def)
 	}
 }

@@ -43,12 +43,12 @@ func (s *Store) subscribe(ctx context.Context, waiter string) (coordinator.Subsc
 	if err := s.ready(ctx); err != nil {
 		return nil, err
 	}
-	perPartition := make([][]string, s.partitions)
+	perPartition := make([][]string, s.layout.partitions)
 	var channels []string
 	for p := range perPartition {
-		perPartition[p] = []string{s.Channel(p)}
+		perPartition[p] = []string{s.layout.ReleaseChannel(p)}
 		if waiter != "" {
-			perPartition[p] = append(perPartition[p], s.Channel(p)+":"+waiter)
+			perPartition[p] = append(perPartition[p], s.layout.WaiterChannel(p, waiter))
 		}
 		channels = append(channels, perPartition[p]...)
 	}

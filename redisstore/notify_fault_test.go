@@ -50,9 +50,9 @@ func TestReleasesAfterBlackhole(t *testing.T) {
 	t.Cleanup(func() { _ = viaProxy.Close() })
 	direct := srv.Client(t)
 	prefix := randomPrefix()
-	t.Cleanup(func() { deletePrefix(t, direct, prefix) })
 	listen := redisstore.New(viaProxy, redisstore.WithPrefix(prefix), redisstore.WithPartitions(2))
 	s := redisstore.New(direct, redisstore.WithPrefix(prefix), redisstore.WithPartitions(2))
+	t.Cleanup(func() { deletePrefix(t, direct, s.Layout()) })
 	ctx := testCtx(t)
 	sub, err := listen.Releases(ctx)
 	if err != nil {

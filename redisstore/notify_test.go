@@ -47,8 +47,8 @@ func TestReleaseNotification(t *testing.T) {
 		// one partition: every release is announced on the same channel,
 		// so the order of the messages shows which releases published
 		s := b.newStore(t, redisstore.WithPartitions(1))
-		ch := s.Channel(0)
-		if want := s.Prefix() + ":{0}:released"; ch != want {
+		ch := s.Layout().ReleaseChannel(0)
+		if want := s.Layout().Prefix() + ":{0}:released"; ch != want {
 			t.Fatalf("Channel(0) = %q, want %q", ch, want)
 		}
 		ps := subscribe(t, ctx, b.client.Subscribe(ctx, ch))
@@ -82,8 +82,8 @@ func TestNotificationsOff(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
 		ctx := testCtx(t)
 		quiet := b.newStore(t, redisstore.WithPartitions(1), redisstore.WithNotifications(false))
-		loud := redisstore.New(b.client, redisstore.WithPrefix(quiet.Prefix()), redisstore.WithPartitions(1))
-		ch := quiet.Channel(0)
+		loud := redisstore.New(b.client, redisstore.WithPrefix(quiet.Layout().Prefix()), redisstore.WithPartitions(1))
+		ch := quiet.Layout().ReleaseChannel(0)
 		ps := subscribe(t, ctx, b.client.Subscribe(ctx, ch))
 		var ids reqIDs
 		x, y, z := coordinator.Plan("x"), coordinator.Plan("y"), coordinator.Plan("z")
@@ -137,7 +137,7 @@ func TestClusterShardedNotification(t *testing.T) {
 	s := redisstore.New(cc, redisstore.WithPrefix(randomPrefix()))
 	t.Cleanup(func() {
 		_ = cc.ForEachMaster(context.Background(), func(ctx context.Context, c *redis.Client) error {
-			deletePrefix(t, c, s.Prefix())
+			deletePrefix(t, c, s.Layout())
 			return nil
 		})
 	})
@@ -148,7 +148,7 @@ func TestClusterShardedNotification(t *testing.T) {
 		t.Fatal("Cluster() = true on a plain client")
 	}
 	r := coordinator.Plan("sharded/1")
-	ch := s.Channel(s.Partition(r))
+	ch := s.Layout().ReleaseChannel(s.Layout().Partition(r))
 	ps := subscribe(t, ctx, cc.SSubscribe(ctx, ch))
 	var ids reqIDs
 	lease(t)(s.Acquire(ctx, request(r, "w1", ids.next(), time.Minute)))
@@ -197,7 +197,7 @@ func TestReleases(t *testing.T) {
 			t.Fatalf("first notification %v, want %v", got, r1)
 		}
 		// a message that is not a resource is skipped
-		if err := b.client.Publish(ctx, s.Channel(s.Partition(r2)), "not a resource").Err(); err != nil {
+		if err := b.client.Publish(ctx, s.Layout().ReleaseChannel(s.Layout().Partition(r2)), "not a resource").Err(); err != nil {
 			t.Fatal(err)
 		}
 		lease(t)(s.Release(ctx, request(r2, "w1", ids.next(), 0)))
@@ -227,7 +227,7 @@ func TestReleasesSlowReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 100 {
-		if err := b.client.Publish(ctx, s.Channel(0), "job/"+string(rune('a'+i%26))).Err(); err != nil {
+		if err := b.client.Publish(ctx, s.Layout().ReleaseChannel(0), "job/"+string(rune('a'+i%26))).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -26,11 +26,11 @@ type Option func(*Store)
 // [A-Za-z0-9_.:-], so it can never contain the braces of a hash tag.
 func WithPrefix(prefix string) Option {
 	return func(s *Store) {
-		if err := validatePrefix(prefix); err != nil {
+		if err := checkPrefix("WithPrefix", prefix); err != nil {
 			s.fail(err)
 			return
 		}
-		s.prefix = prefix
+		s.layout.prefix = prefix
 	}
 }
 
@@ -40,12 +40,11 @@ func WithPrefix(prefix string) Option {
 // another number refuses to run (ErrPartitionMismatch).
 func WithPartitions(n int) Option {
 	return func(s *Store) {
-		if n < 1 || n > MaxPartitions {
-			s.fail(&coordinator.ValidationError{Field: "WithPartitions", Value: fmt.Sprint(n),
-				Rule: fmt.Sprintf("must be from 1 to %d", MaxPartitions)})
+		if err := checkPartitions("WithPartitions", n); err != nil {
+			s.fail(err)
 			return
 		}
-		s.partitions = n
+		s.layout.partitions = n
 	}
 }
 
@@ -138,17 +137,4 @@ func (s *Store) fail(err error) {
 	if s.cfgErr == nil {
 		s.cfgErr = err
 	}
-}
-
-func validatePrefix(p string) error {
-	bad := p == "" || len(p) > 64
-	for i := 0; i < len(p) && !bad; i++ {
-		c := p[i]
-		bad = !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '_' || c == '.' || c == ':' || c == '-')
-	}
-	if bad {
-		return &coordinator.ValidationError{Field: "WithPrefix", Value: p, Rule: "must be 1-64 characters of [A-Za-z0-9_.:-]"}
-	}
-	return nil
 }

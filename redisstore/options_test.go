@@ -100,11 +100,11 @@ func TestOptionBoundaries(t *testing.T) {
 			s := redisstore.New(b.client, opts...)
 			r := coordinator.Resource{Type: "job", ID: name}
 			l := lease(t)(s.Acquire(ctx, request(r, "w1", "a", time.Minute)))
-			if !strings.HasPrefix(s.Key(r), s.Prefix()+":{") || !b.mini.Exists(s.Key(r)) {
-				t.Fatalf("no lease key %s", s.Key(r))
+			if !strings.HasPrefix(s.Layout().LeaseKey(r), s.Layout().Prefix()+":{") || !b.mini.Exists(s.Layout().LeaseKey(r)) {
+				t.Fatalf("no lease key %s", s.Layout().LeaseKey(r))
 			}
-			if p := s.Partition(r); p < 0 || p >= s.Partitions() {
-				t.Fatalf("partition %d out of [0, %d)", p, s.Partitions())
+			if p := s.Layout().Partition(r); p < 0 || p >= s.Layout().Partitions() {
+				t.Fatalf("partition %d out of [0, %d)", p, s.Layout().Partitions())
 			}
 			if n, err := s.ReleaseAll(ctx, "w1", "all"); err != nil || n != 1 {
 				t.Fatalf("ReleaseAll = %d, %v", n, err)
@@ -113,8 +113,8 @@ func TestOptionBoundaries(t *testing.T) {
 		})
 	}
 	s := redisstore.New(b.client)
-	if s.Prefix() != redisstore.DefaultPrefix || s.Partitions() != redisstore.DefaultPartitions || !s.Outbox() || s.Client() != b.client {
-		t.Fatalf("defaults: prefix %q, %d partitions, outbox %v", s.Prefix(), s.Partitions(), s.Outbox())
+	if s.Layout().Prefix() != redisstore.DefaultPrefix || s.Layout().Partitions() != redisstore.DefaultPartitions || !s.OutboxForTest() || s.Client() != b.client {
+		t.Fatalf("defaults: prefix %q, %d partitions, outbox %v", s.Layout().Prefix(), s.Layout().Partitions(), s.OutboxForTest())
 	}
 }
 
@@ -122,14 +122,14 @@ func TestPartitionAgreement(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
 		ctx := testCtx(t)
 		first := b.newStore(t) // 16 partitions, the default
-		prefix := first.Prefix()
+		prefix := first.Layout().Prefix()
 		r := coordinator.Plan("shared")
 		lease(t)(first.Acquire(ctx, request(r, "w1", "a", time.Minute)))
-		if got := must[string](t)(b.client.Get(ctx, first.ConfigKey()).Result()); got != "16" {
-			t.Fatalf("%s = %q, want 16", first.ConfigKey(), got)
+		if got := must[string](t)(b.client.Get(ctx, first.Layout().ConfigKey()).Result()); got != "16" {
+			t.Fatalf("%s = %q, want 16", first.Layout().ConfigKey(), got)
 		}
-		if want := prefix + ":partitions"; first.ConfigKey() != want {
-			t.Fatalf("ConfigKey = %q, want %q", first.ConfigKey(), want)
+		if want := prefix + ":partitions"; first.Layout().ConfigKey() != want {
+			t.Fatalf("ConfigKey = %q, want %q", first.Layout().ConfigKey(), want)
 		}
 
 		other := redisstore.New(b.client, redisstore.WithPrefix(prefix), redisstore.WithPartitions(8))
@@ -138,7 +138,7 @@ func TestPartitionAgreement(t *testing.T) {
 				t.Errorf("%s with 8 partitions on a 16-partition prefix: %v, want ErrPartitionMismatch", call, err)
 				continue
 			}
-			for _, part := range []string{prefix, "16", "8", other.ConfigKey()} {
+			for _, part := range []string{prefix, "16", "8", other.Layout().ConfigKey()} {
 				if !strings.Contains(err.Error(), part) {
 					t.Errorf("%s: message %q does not mention %q", call, err, part)
 				}
@@ -162,18 +162,18 @@ func TestPartitionAgreement(t *testing.T) {
 		if err := eight.CheckPartitions(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if got := must[string](t)(b.client.Get(ctx, eight.ConfigKey()).Result()); got != "8" {
-			t.Fatalf("%s = %q, want 8", eight.ConfigKey(), got)
+		if got := must[string](t)(b.client.Get(ctx, eight.Layout().ConfigKey()).Result()); got != "8" {
+			t.Fatalf("%s = %q, want 8", eight.Layout().ConfigKey(), got)
 		}
 
 		// a corrupt record is an error, not a mismatch nor a panic
-		if err := b.client.Set(ctx, eight.ConfigKey(), "sixteen", 0).Err(); err != nil {
+		if err := b.client.Set(ctx, eight.Layout().ConfigKey(), "sixteen", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
-		late := redisstore.New(b.client, redisstore.WithPrefix(eight.Prefix()), redisstore.WithPartitions(8))
+		late := redisstore.New(b.client, redisstore.WithPrefix(eight.Layout().Prefix()), redisstore.WithPartitions(8))
 		_, err := late.Acquire(ctx, request(r, "w2", "d", time.Minute))
-		if err == nil || errors.Is(err, redisstore.ErrPartitionMismatch) || !strings.Contains(err.Error(), eight.ConfigKey()) {
-			t.Fatalf("corrupt partition record: %v, want an error naming %s", err, eight.ConfigKey())
+		if err == nil || errors.Is(err, redisstore.ErrPartitionMismatch) || !strings.Contains(err.Error(), eight.Layout().ConfigKey()) {
+			t.Fatalf("corrupt partition record: %v, want an error naming %s", err, eight.Layout().ConfigKey())
 		}
 	})
 }

@@ -83,14 +83,14 @@ func TestOutboxEvents(t *testing.T) {
 		ctx := testCtx(t)
 		s := b.newStore(t)
 		r := coordinator.Resource{Type: "job", ID: "audit/1 ünï"}
-		p := s.Partition(r)
+		p := s.Layout().Partition(r)
 		// a fence above 2^52, so that a token printed as a Lua double
 		// would lose digits
 		const base = uint64(1)<<52 + 777
-		if err := b.client.Set(ctx, s.FenceKey(p), strconv.FormatUint(base, 10), 0).Err(); err != nil {
+		if err := b.client.Set(ctx, s.Layout().FenceKey(p), strconv.FormatUint(base, 10), 0).Err(); err != nil {
 			t.Fatal(err)
 		}
-		o := &outbox{t: t, b: b, key: s.StreamKey(p)}
+		o := &outbox{t: t, b: b, key: s.Layout().StreamKey(p)}
 
 		a := lease(t)(s.Acquire(ctx, request(r, "w1", "a1", 30*time.Second)))
 		if a.Token != base+1 {
@@ -122,7 +122,7 @@ func TestOutboxEvents(t *testing.T) {
 		_, _ = s.Release(ctx, request(free, "w1", "x5", 0))
 		lease(t)(s.Acquire(ctx, request(r, "w1", "a1", 30*time.Second)))
 		o.none("failed operations and a repeated acquire")
-		if n := len(entries(t, b.client, s.StreamKey(s.Partition(free)))); s.Partition(free) != p && n != 0 {
+		if n := len(entries(t, b.client, s.Layout().StreamKey(s.Layout().Partition(free)))); s.Layout().Partition(free) != p && n != 0 {
 			t.Fatalf("operations on a free resource wrote %d events", n)
 		}
 
@@ -197,7 +197,7 @@ func TestOutboxOff(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
 		ctx := testCtx(t)
 		s := b.newStore(t, redisstore.WithOutbox(false), redisstore.WithPartitions(4))
-		if s.Outbox() {
+		if s.OutboxForTest() {
 			t.Fatal("Outbox() = true with WithOutbox(false)")
 		}
 		var ids reqIDs
@@ -217,19 +217,19 @@ func TestOutboxOff(t *testing.T) {
 		if _, err := s.ReleaseAll(ctx, "w1", ids.next()); err != nil {
 			t.Fatal(err)
 		}
-		for p := range s.Partitions() {
-			if n := must[int64](t)(b.client.Exists(ctx, s.StreamKey(p)).Result()); n != 0 {
+		for p := range s.Layout().Partitions() {
+			if n := must[int64](t)(b.client.Exists(ctx, s.Layout().StreamKey(p)).Result()); n != 0 {
 				t.Fatalf("partition %d has a stream with the outbox off", p)
 			}
 		}
 		// the same operations with the outbox on do write
-		on := redisstore.New(b.client, redisstore.WithPrefix(s.Prefix()), redisstore.WithPartitions(4))
-		if !on.Outbox() {
+		on := redisstore.New(b.client, redisstore.WithPrefix(s.Layout().Prefix()), redisstore.WithPartitions(4))
+		if !on.OutboxForTest() {
 			t.Fatal("Outbox() = false by default")
 		}
 		r := coordinator.Resource{Type: "job", ID: "0"}
 		lease(t)(on.Acquire(ctx, request(r, "w1", ids.next(), time.Minute)))
-		if n := len(entries(t, b.client, on.StreamKey(on.Partition(r)))); n != 1 {
+		if n := len(entries(t, b.client, on.Layout().StreamKey(on.Layout().Partition(r)))); n != 1 {
 			t.Fatalf("outbox on: %d events, want 1", n)
 		}
 	})
@@ -257,7 +257,7 @@ func TestStreamMaxLen(t *testing.T) {
 				last = ids.next()
 				lease(t)(s.Release(ctx, request(r, "w1", last, 0)))
 			}
-			all := entries(t, b.client, s.StreamKey(0))
+			all := entries(t, b.client, s.Layout().StreamKey(0))
 			n := int64(len(all))
 			if s == uncapped {
 				if n != 2*cycles {

@@ -65,8 +65,8 @@ func (s *Store) Unqueue(ctx context.Context, r coordinator.Resource, waiter stri
 	if !validWaiter(waiter) {
 		return nil // never queued
 	}
-	pk := &s.parts[s.Partition(r)]
-	err := scripts.Unqueue().Run(ctx, s.client, []string{s.queueKey(pk.tag, r), s.lockKey(pk.tag, r)},
+	pk := &s.parts[s.layout.Partition(r)]
+	err := scripts.Unqueue().Run(ctx, s.client, []string{queueKey(pk.tag, r), leaseKey(pk.tag, r)},
 		waiter, s.noteArg, pk.released, r.String()).Err()
 	s.refreshOnFailure(err)
 	if err != nil {

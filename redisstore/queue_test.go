@@ -40,7 +40,7 @@ func TestWaiterQueue(t *testing.T) {
 		defer subB.Close()
 		var ids reqIDs
 		r, other := coordinator.Plan("queued"), coordinator.Plan("other")
-		q := s.QueueKey(r)
+		q := s.Layout().QueueKey(r)
 		queue := func() []string {
 			v, err := b.client.Get(ctx, q).Result()
 			if errors.Is(err, redis.Nil) {
@@ -130,7 +130,7 @@ func TestWaiterQueueNotificationsOff(t *testing.T) {
 	if _, err := acquireQueued(ctx, s, r, "w", "2", "A", false); !errors.Is(err, coordinator.ErrConflict) {
 		t.Fatal(err)
 	}
-	if b.mini.Exists(s.QueueKey(r)) {
+	if b.mini.Exists(s.Layout().QueueKey(r)) {
 		t.Fatal("a waiter was queued without notifications")
 	}
 	if err := s.Unqueue(ctx, r, "A"); err != nil {
@@ -145,7 +145,7 @@ func TestWaiterQueueNotificationsOff(t *testing.T) {
 // queueOf returns the waiter ids queued for r, first queued first.
 func queueOf(t *testing.T, b *backend, s *redisstore.Store, r coordinator.Resource) []string {
 	t.Helper()
-	v, err := b.client.Get(testCtx(t), s.QueueKey(r)).Result()
+	v, err := b.client.Get(testCtx(t), s.Layout().QueueKey(r)).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil
 	}

@@ -83,7 +83,7 @@ func TestReplicaAck(t *testing.T) {
 	l := lease(t)(s.Acquire(ctx, request(held, "w1", ids.next(), time.Minute)))
 	// the replica has it: WAIT returned after the replica applied it
 	rc := replica.Client(t)
-	if got := must[string](t)(rc.HGet(ctx, s.Key(held), "token").Result()); got != strconv.FormatUint(l.Token, 10) {
+	if got := must[string](t)(rc.HGet(ctx, s.Layout().LeaseKey(held), "token").Result()); got != strconv.FormatUint(l.Token, 10) {
 		t.Fatalf("replica has token %s, want %d", got, l.Token)
 	}
 	lease(t)(s.Renew(ctx, request(held, "w1", ids.next(), time.Minute)))
@@ -94,7 +94,7 @@ func TestReplicaAck(t *testing.T) {
 	}
 
 	replica.Kill()
-	quick := b.newStore(t, redisstore.WithPrefix(s.Prefix()), redisstore.WithReplicaAck(1, 50*time.Millisecond))
+	quick := b.newStore(t, redisstore.WithPrefix(s.Layout().Prefix()), redisstore.WithReplicaAck(1, 50*time.Millisecond))
 	fresh := coordinator.Plan("fresh")
 	_, err := quick.Acquire(ctx, request(fresh, "w1", ids.next(), time.Minute))
 	if !errors.Is(err, redisstore.ErrReplicaAck) || !strings.Contains(err.Error(), "0 of 1 replicas") {
@@ -105,7 +105,7 @@ func TestReplicaAck(t *testing.T) {
 	}
 	// the undone acquisition is in the outbox as acquired, then released
 	var events []string
-	for _, e := range entries(t, c, s.StreamKey(s.Partition(fresh))) {
+	for _, e := range entries(t, c, s.Layout().StreamKey(s.Layout().Partition(fresh))) {
 		if e["id"] == fresh.ID {
 			events = append(events, e["event"])
 		}
@@ -160,7 +160,7 @@ type ackHarness struct{ *realHarness }
 
 func (h ackHarness) NewStore(t testing.TB) coordinator.Store {
 	s := redisstore.New(h.client, redisstore.WithPrefix(randomPrefix()), redisstore.WithReplicaAck(1, 10*time.Second))
-	t.Cleanup(func() { deletePrefix(t, h.client, s.Prefix()) })
+	t.Cleanup(func() { deletePrefix(t, h.client, s.Layout()) })
 	return s
 }
 

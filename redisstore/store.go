@@ -25,8 +25,7 @@ var ErrPartitionMismatch = errors.New("redisstore: partition count mismatch")
 // through go-redis's UniversalClient. It is safe for concurrent use.
 type Store struct {
 	client      redis.UniversalClient
-	prefix      string
-	partitions  int
+	layout      Layout
 	outbox      bool
 	maxLen      int64
 	retryWindow time.Duration
@@ -53,8 +52,7 @@ var _ coordinator.Store = (*Store)(nil)
 func New(client redis.UniversalClient, opts ...Option) *Store {
 	s := &Store{
 		client:      client,
-		prefix:      DefaultPrefix,
-		partitions:  DefaultPartitions,
+		layout:      Layout{prefix: DefaultPrefix, partitions: DefaultPartitions},
 		outbox:      true,
 		maxLen:      DefaultStreamMaxLen,
 		retryWindow: DefaultRetryWindow,
@@ -69,7 +67,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 			o(s)
 		}
 	}
-	s.buildPartKeys()
+	s.parts = s.layout.partKeys()
 	s.maxLenArg = "0"
 	if s.outbox {
 		s.maxLenArg = strconv.FormatInt(s.maxLen, 10)
@@ -86,11 +84,13 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 	return s
 }
 
+// Layout returns the store's key layout: its prefix and partition count
+// (the defaults where an option was invalid), and where it keeps each
+// key and channel.
+func (s *Store) Layout() Layout { return s.layout }
+
 // Client returns the Redis client of the store.
 func (s *Store) Client() redis.UniversalClient { return s.client }
-
-// Outbox reports whether lease changes are appended to the event streams.
-func (s *Store) Outbox() bool { return s.outbox }
 
 // Cluster reports whether the store runs on a Redis Cluster client.
 func (s *Store) Cluster() bool { return s.cluster }
@@ -113,23 +113,24 @@ func (s *Store) ready(ctx context.Context) error {
 	return nil
 }
 
-// CheckPartitions records the store's partition count under ConfigKey if
-// none is recorded, and returns ErrPartitionMismatch if another is.
+// CheckPartitions records the store's partition count under its layout's
+// ConfigKey if none is recorded, and returns ErrPartitionMismatch if
+// another is.
 func (s *Store) CheckPartitions(ctx context.Context) error {
 	if s.cfgErr != nil {
 		return s.cfgErr
 	}
-	key := s.ConfigKey()
-	if err := s.client.SetNX(ctx, key, s.partitions, 0).Err(); err != nil {
+	key, n := s.layout.ConfigKey(), s.layout.partitions
+	if err := s.client.SetNX(ctx, key, n, 0).Err(); err != nil {
 		return fmt.Errorf("redisstore: record partition count: %w", err)
 	}
 	got, err := s.client.Get(ctx, key).Int()
 	if err != nil {
 		return fmt.Errorf("redisstore: read partition count from %s: %w", key, err)
 	}
-	if got != s.partitions {
+	if got != n {
 		return fmt.Errorf("%w: prefix %q is used with %d partitions (%s), this store has %d",
-			ErrPartitionMismatch, s.prefix, got, key, s.partitions)
+			ErrPartitionMismatch, s.layout.prefix, got, key, n)
 	}
 	return nil
 }
@@ -158,8 +159,8 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 		return coordinator.Lease{}, err
 	}
 	r := req.Resource
-	pk := &s.parts[s.Partition(r)]
-	keys := []string{s.lockKey(pk.tag, r), pk.fence, pk.events, pk.tag + ":owner:" + req.Owner, s.queueKey(pk.tag, r)}
+	pk := &s.parts[s.layout.Partition(r)]
+	keys := []string{leaseKey(pk.tag, r), pk.fence, pk.events, ownerKey(pk.tag, req.Owner), queueKey(pk.tag, r)}
 	var waiterArg, stay any = "", "0"
 	if w := s.waiter(waiter); w != "" {
 		waiterArg = w
@@ -192,8 +193,8 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 		return coordinator.Lease{}, err
 	}
 	r := req.Resource
-	pk := &s.parts[s.Partition(r)]
-	keys := []string{s.lockKey(pk.tag, r), pk.events, pk.tag + ":owner:" + req.Owner}
+	pk := &s.parts[s.layout.Partition(r)]
+	keys := []string{leaseKey(pk.tag, r), pk.events, ownerKey(pk.tag, req.Owner)}
 	v, ackErr, err := s.eval(ctx, scripts.Renew(), keys, renewWrote,
 		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, strconv.FormatUint(req.Token, 10))
 	if err != nil {
@@ -269,8 +270,8 @@ func (s *Store) releaseHandOff(ctx context.Context, req coordinator.Request, mod
 		return coordinator.Lease{}, false, err
 	}
 	r := req.Resource
-	pk := &s.parts[s.Partition(r)]
-	keys := []string{s.lockKey(pk.tag, r), pk.events, pk.tag + ":owner:" + req.Owner, pk.tag + ":req:" + req.RequestID, s.queueKey(pk.tag, r)}
+	pk := &s.parts[s.layout.Partition(r)]
+	keys := []string{leaseKey(pk.tag, r), pk.events, ownerKey(pk.tag, req.Owner), requestKey(pk.tag, req.RequestID), queueKey(pk.tag, r)}
 	v, err := scripts.Release().Run(ctx, s.client, keys,
 		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, pk.released, s.waiterArg(waiter)).Slice()
 	s.refreshOnFailure(err)
@@ -294,7 +295,7 @@ func (s *Store) Inspect(ctx context.Context, r coordinator.Resource) (coordinato
 	if err := s.ready(ctx); err != nil {
 		return coordinator.Lease{}, err
 	}
-	v, err := s.client.HMGet(ctx, s.Key(r), "owner", "count", "token", "acquired_at", "expires_at").Result()
+	v, err := s.client.HMGet(ctx, s.layout.LeaseKey(r), "owner", "count", "token", "acquired_at", "expires_at").Result()
 	s.refreshOnFailure(err)
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: inspect %s: %w", r, err)
@@ -321,10 +322,10 @@ func (s *Store) ReleaseAll(ctx context.Context, owner, requestID string) (int, e
 	if err := s.ready(ctx); err != nil {
 		return 0, err
 	}
-	cmds := make([]*redis.StringSliceCmd, s.partitions)
+	cmds := make([]*redis.StringSliceCmd, s.layout.partitions)
 	_, err := s.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for p := range cmds {
-			cmds[p] = pipe.SMembers(ctx, s.OwnerKey(p, owner))
+			cmds[p] = pipe.SMembers(ctx, s.layout.OwnerKey(p, owner))
 		}
 		return nil
 	})
@@ -340,9 +341,9 @@ func (s *Store) ReleaseAll(ctx context.Context, owner, requestID string) (int, e
 				continue // the index's placeholder (acquire.lua)
 			}
 			r, err := coordinator.ParseResource(member)
-			if err != nil || s.Partition(r) != p {
+			if err != nil || s.layout.Partition(r) != p {
 				// not written by this store version: drop it from the index
-				s.client.SRem(ctx, s.OwnerKey(p, owner), member)
+				s.client.SRem(ctx, s.layout.OwnerKey(p, owner), member)
 				continue
 			}
 			// the release's request id names the member, not its place in

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
@@ -277,13 +278,13 @@ func (a *app) connect(ctx context.Context) (*redisConn, error) {
 	opts := []redisstore.Option{redisstore.WithPrefix(a.g.prefix)}
 	n := a.g.partitions
 	if n == 0 {
-		if err := validatePrefix(a.g.prefix); err != nil {
+		layout, err := prefixLayout(a.g.prefix, redisstore.DefaultPartitions)
+		if err != nil {
 			_ = client.Close()
 			return nil, err
 		}
-		tmp := redisstore.New(client, opts...) // only for ConfigKey
 		octx, cancel := a.opContext(ctx)
-		v, err := client.Get(octx, tmp.ConfigKey()).Result()
+		v, err := client.Get(octx, layout.ConfigKey()).Result()
 		cancel()
 		switch {
 		case errors.Is(err, redis.Nil):
@@ -294,7 +295,7 @@ func (a *app) connect(ctx context.Context) (*redisConn, error) {
 		default:
 			if n, err = strconv.Atoi(v); err != nil {
 				_ = client.Close()
-				return nil, fmt.Errorf("partition count %q recorded under %s is not a number", v, tmp.ConfigKey())
+				return nil, fmt.Errorf("partition count %q recorded under %s is not a number", v, layout.ConfigKey())
 			}
 		}
 	}
@@ -305,17 +306,13 @@ func (a *app) connect(ctx context.Context) (*redisConn, error) {
 // flagSet reports whether a global flag was given (flag or environment).
 func (a *app) flagSet(name string) bool { return a.set[name] }
 
-// validatePrefix checks --prefix by redisstore.WithPrefix's rule before
-// the prefix is used to read the recorded partition count.
-func validatePrefix(p string) error {
-	ok := p != "" && len(p) <= 64
-	for i := 0; i < len(p) && ok; i++ {
-		c := p[i]
-		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '_' || c == '.' || c == ':' || c == '-'
+// prefixLayout returns the key layout of --prefix with n partitions, for
+// the commands that need a key before (or without) a store; a bad prefix
+// is a usage error naming --prefix and the rule of redisstore.NewLayout.
+func prefixLayout(prefix string, n int) (redisstore.Layout, error) {
+	l, err := redisstore.NewLayout(prefix, n)
+	if ve, ok := errors.AsType[*coordinator.ValidationError](err); ok && ve.Field == "prefix" {
+		return l, usagef("bad --prefix %q: %s", prefix, ve.Rule)
 	}
-	if !ok {
-		return usagef("bad --prefix %q: must be 1-64 characters of [A-Za-z0-9_.:-]", p)
-	}
-	return nil
+	return l, err
 }

@@ -42,10 +42,10 @@ func startClusterAndSentinel(t *testing.T) (*testcluster.Cluster, *testcluster.S
 // the default 16, in partition order.
 func onePerPartition(typ string) []coordinator.Resource {
 	s := redisstore.New(nil)
-	out := make([]coordinator.Resource, s.Partitions())
+	out := make([]coordinator.Resource, s.Layout().Partitions())
 	for i, found := 0, 0; found < len(out); i++ {
 		r := coordinator.Resource{Type: typ, ID: strconv.Itoa(i)}
-		if p := s.Partition(r); out[p].Type == "" {
+		if p := s.Layout().Partition(r); out[p].Type == "" {
 			out[p] = r
 			found++
 		}

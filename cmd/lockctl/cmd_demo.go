@@ -122,7 +122,7 @@ func (a *app) demoRedis(ctx context.Context) (*demoRedis, error) {
 		_, _ = rand.Read(b[:])
 		prefix = "lockcoord-demo-" + hex.EncodeToString(b[:])
 	}
-	if err := validatePrefix(prefix); err != nil {
+	if _, err := prefixLayout(prefix, partitions); err != nil {
 		return nil, err
 	}
 	client := t.client()
@@ -136,7 +136,7 @@ func (a *app) demoRedis(ctx context.Context) (*demoRedis, error) {
 
 // deletePrefix deletes every key of the store's prefix (the demo's own).
 func deletePrefix(ctx context.Context, s *redisstore.Store) error {
-	pattern := s.Prefix() + ":*"
+	pattern := s.Layout().KeyPattern()
 	del := func(ctx context.Context, c redis.UniversalClient) error {
 		it := c.Scan(ctx, 0, pattern, 500).Iterator()
 		for it.Next(ctx) {
@@ -189,7 +189,7 @@ func (a *app) runDemo(ctx context.Context, df *demoFlags) error {
 	if dr.cleanup != nil {
 		cctx, cancel := a.opContext(context.WithoutCancel(ctx))
 		if cerr := dr.cleanup(cctx); cerr != nil {
-			a.log.Warn().Err(cerr).Str("prefix", dr.store.Prefix()).Msg("could not delete the demo's keys")
+			a.log.Warn().Err(cerr).Str("prefix", dr.store.Layout().Prefix()).Msg("could not delete the demo's keys")
 		}
 		cancel()
 	}

@@ -96,15 +96,15 @@ Exit status: 0, or 2 for a bad resource.`,
 			if err != nil {
 				return err
 			}
-			if err := validatePrefix(a.g.prefix); err != nil {
-				return err
-			}
 			n := a.g.partitions
 			if n == 0 {
 				n = redisstore.DefaultPartitions
 			}
-			s := redisstore.New(nil, redisstore.WithPrefix(a.g.prefix), redisstore.WithPartitions(n))
-			_, err = fmt.Fprintln(a.stdout, s.Key(r))
+			layout, err := prefixLayout(a.g.prefix, n)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(a.stdout, layout.LeaseKey(r))
 			return err
 		},
 	}
@@ -183,7 +183,7 @@ Exit status: 0 held, 3 free, 2 bad resource, 4 Redis unreachable.`,
 
 // inspectLease reads the lease hash and the key's PTTL in one transaction.
 func inspectLease(ctx context.Context, s *redisstore.Store, r coordinator.Resource) (leaseView, error) {
-	key := s.Key(r)
+	key := s.Layout().LeaseKey(r)
 	var all *redis.MapStringStringCmd
 	var pttl *redis.DurationCmd
 	_, err := s.Client().TxPipelined(ctx, func(p redis.Pipeliner) error {

@@ -83,21 +83,10 @@ Exit status: 0, 2 bad flag, 4 Redis unreachable.`,
 	return cmd
 }
 
-// scanPattern is the MATCH pattern of the lease keys of s, of one type
-// when typ is not empty. Prefix and type characters are never glob
-// characters (their rules exclude them).
-func scanPattern(s *redisstore.Store, typ string) string {
-	p := s.Prefix() + ":{*}:lock:"
-	if typ != "" {
-		return p + typ + ":*"
-	}
-	return p + "*"
-}
-
 // listLeases scans every node for lease keys of s and calls emit for each
 // lease of owner (any owner when empty), batch by batch.
 func (a *app) listLeases(ctx context.Context, s *redisstore.Store, typ, owner string, count int64, emit func(leaseView) error) error {
-	pattern := scanPattern(s, typ)
+	pattern := s.Layout().LeaseKeyPattern(typ)
 	scan := func(ctx context.Context, node redis.UniversalClient) error {
 		var cursor uint64
 		for {
@@ -139,7 +128,7 @@ func (a *app) emitBatch(ctx context.Context, s *redisstore.Store, keys []string,
 	items := make([]item, 0, len(keys))
 	_, err := s.Client().Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range keys {
-			r, _, err := s.ParseKey(k)
+			r, _, err := s.Layout().ParseLeaseKey(k)
 			if err != nil || (typ != "" && r.Type != typ) {
 				a.log.Debug().Str("key", k).Msg("not a lease key of this prefix and partition count, skipped")
 				continue

@@ -71,7 +71,7 @@ Exit status: 0, 2 bad flag, 4 Redis unreachable.`,
 // partitionLayout finds the node of every partition of s, its stream
 // length and fencing counter.
 func partitionLayout(ctx context.Context, client redis.UniversalClient, s *redisstore.Store) ([]partitionInfo, error) {
-	ps := make([]partitionInfo, s.Partitions())
+	ps := make([]partitionInfo, s.Layout().Partitions())
 	if cc, ok := client.(*redis.ClusterClient); ok {
 		if err := clusterLayout(ctx, cc, s, ps); err != nil {
 			return nil, err
@@ -90,8 +90,8 @@ func partitionLayout(ctx context.Context, client redis.UniversalClient, s *redis
 	fences := make([]*redis.StringCmd, len(ps))
 	_, err := client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for p := range ps {
-			lens[p] = pipe.XLen(ctx, s.StreamKey(p))
-			fences[p] = pipe.Get(ctx, s.FenceKey(p))
+			lens[p] = pipe.XLen(ctx, s.Layout().StreamKey(p))
+			fences[p] = pipe.Get(ctx, s.Layout().FenceKey(p))
 		}
 		return nil
 	})
@@ -102,7 +102,7 @@ func partitionLayout(ctx context.Context, client redis.UniversalClient, s *redis
 		ps[p].Events = lens[p].Val()
 		if v, err := fences[p].Result(); err == nil {
 			if ps[p].Fence, err = strconv.ParseUint(v, 10, 64); err != nil {
-				return nil, fmt.Errorf("fencing counter %s = %q: %w", s.FenceKey(p), v, err)
+				return nil, fmt.Errorf("fencing counter %s = %q: %w", s.Layout().FenceKey(p), v, err)
 			}
 		}
 	}
@@ -119,7 +119,7 @@ func clusterLayout(ctx context.Context, cc *redis.ClusterClient, s *redisstore.S
 	slots := make([]*redis.IntCmd, len(ps))
 	_, err = cc.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for p := range ps {
-			slots[p] = pipe.ClusterKeySlot(ctx, s.FenceKey(p))
+			slots[p] = pipe.ClusterKeySlot(ctx, s.Layout().FenceKey(p))
 		}
 		return nil
 	})

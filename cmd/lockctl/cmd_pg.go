@@ -183,8 +183,8 @@ Exit status: 0, 2 bad flag or partition count, 4 unreachable at start, 6 refused
 					_, err = fmt.Fprintf(a.stdout, "applied %d events\n", n)
 					return err
 				}
-				a.log.Info().Str("redis", a.target.addr()).Str("postgres", a.pgAddr).Str("prefix", rc.store.Prefix()).
-					Int("partitions", rc.store.Partitions()).Msg("mirror starting")
+				a.log.Info().Str("redis", a.target.addr()).Str("postgres", a.pgAddr).Str("prefix", rc.store.Layout().Prefix()).
+					Int("partitions", rc.store.Layout().Partitions()).Msg("mirror starting")
 				if err := m.Run(ctx); err != nil {
 					return err
 				}

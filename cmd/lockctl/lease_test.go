@@ -24,12 +24,12 @@ func TestKey(t *testing.T) {
 	c := newCLI(t, "")
 	r := c.run("key", "plan/42").want(t, ExitOK)
 	s := redisstore.New(nil)
-	if want := s.Key(coordinator.Plan("42")) + "\n"; r.stdout != want {
+	if want := s.Layout().LeaseKey(coordinator.Plan("42")) + "\n"; r.stdout != want {
 		t.Fatalf("key = %q, want %q", r.stdout, want)
 	}
 	r = c.run("key", "--prefix", "app", "--partitions", "64", "project/alpha").want(t, ExitOK)
 	s = redisstore.New(nil, redisstore.WithPrefix("app"), redisstore.WithPartitions(64))
-	if want := s.Key(coordinator.Project("alpha")) + "\n"; r.stdout != want {
+	if want := s.Layout().LeaseKey(coordinator.Project("alpha")) + "\n"; r.stdout != want {
 		t.Fatalf("key = %q, want %q", r.stdout, want)
 	}
 	// the environment is the fallback, the flag wins over it
@@ -70,8 +70,8 @@ func TestAcquireRenewRelease(t *testing.T) {
 		t.Fatalf("acquire: %+v", got)
 	}
 	s := storeOn(t, mr)
-	if got.Key != s.Key(coordinator.Plan("42")) {
-		t.Fatalf("key %q, want %q", got.Key, s.Key(coordinator.Plan("42")))
+	if got.Key != s.Layout().LeaseKey(coordinator.Plan("42")) {
+		t.Fatalf("key %q, want %q", got.Key, s.Layout().LeaseKey(coordinator.Plan("42")))
 	}
 	if ttl := mr.TTL(got.Key); ttl != 30*time.Second {
 		t.Fatalf("TTL of the key %s, want 30s", ttl)
@@ -180,11 +180,11 @@ func TestForceRelease(t *testing.T) {
 	}
 	s := storeOn(t, mr)
 	r := coordinator.Plan("9")
-	if mr.Exists(s.Key(r)) {
+	if mr.Exists(s.Layout().LeaseKey(r)) {
 		t.Fatal("lease still in Redis after release --force")
 	}
 	// the forced event is in the partition's stream
-	entries, err := mr.Stream(s.StreamKey(s.Partition(r)))
+	entries, err := mr.Stream(s.Layout().StreamKey(s.Layout().Partition(r)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,8 +356,8 @@ func TestErrors(t *testing.T) {
 	var v leaseView
 	c.run("inspect", "plan/1", "--json").want(t, ExitOK).json(t, &v)
 	s8 := redisstore.New(nil, redisstore.WithPartitions(8))
-	if v.Key != s8.Key(coordinator.Plan("1")) {
-		t.Fatalf("inspect used key %s, want %s", v.Key, s8.Key(coordinator.Plan("1")))
+	if v.Key != s8.Layout().LeaseKey(coordinator.Plan("1")) {
+		t.Fatalf("inspect used key %s, want %s", v.Key, s8.Layout().LeaseKey(coordinator.Plan("1")))
 	}
 
 	// bad global flags

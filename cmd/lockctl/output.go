@@ -32,7 +32,7 @@ type leaseView struct {
 
 // newLeaseView describes l (Count 0: released or free) on store s.
 func newLeaseView(s *redisstore.Store, r coordinator.Resource, l coordinator.Lease) leaseView {
-	v := leaseView{Resource: r.String(), Type: r.Type, ID: r.ID, Key: s.Key(r), Partition: s.Partition(r)}
+	v := leaseView{Resource: r.String(), Type: r.Type, ID: r.ID, Key: s.Layout().LeaseKey(r), Partition: s.Layout().Partition(r)}
 	if l.Owner != "" {
 		v.Owner, v.Token, v.Count, v.Held = l.Owner, l.Token, l.Count, l.Count > 0
 		if !l.AcquiredAt.IsZero() {

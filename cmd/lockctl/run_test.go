@@ -38,10 +38,10 @@ func TestRunStatusAndEnvironment(t *testing.T) {
 	}
 	s := storeOn(t, mr)
 	res := coordinator.Plan("1")
-	if mr.Exists(s.Key(res)) {
+	if mr.Exists(s.Layout().LeaseKey(res)) {
 		t.Fatal("run left its lease behind")
 	}
-	entries, err := mr.Stream(s.StreamKey(s.Partition(res)))
+	entries, err := mr.Stream(s.Layout().StreamKey(s.Layout().Partition(res)))
 	if err != nil || len(entries) != 2 {
 		t.Fatalf("events %v, %v: want acquired and released", entries, err)
 	}
@@ -103,7 +103,7 @@ func TestRunInterruptedWhileWaiting(t *testing.T) {
 func stealWhenHeld(t *testing.T, mr *miniredis.Miniredis, r coordinator.Resource) {
 	t.Helper()
 	s := storeOn(t, mr)
-	waitFor(t, "the lease", func() bool { return mr.Exists(s.Key(r)) })
+	waitFor(t, "the lease", func() bool { return mr.Exists(s.Layout().LeaseKey(r)) })
 	if _, err := s.ForceRelease(testCtx(t), r, requestID()); err != nil {
 		t.Fatal(err)
 	}

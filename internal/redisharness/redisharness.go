@@ -54,7 +54,7 @@ func NewStore(t testing.TB, client redis.UniversalClient, opts ...redisstore.Opt
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := testredis.DeletePrefix(ctx, client, s.Prefix()); err != nil {
+		if err := testredis.DeletePrefix(ctx, client, s.Layout().Prefix()); err != nil {
 			t.Errorf("clean up: %v", err)
 		}
 	})
@@ -64,7 +64,7 @@ func NewStore(t testing.TB, client redis.UniversalClient, opts ...redisstore.Opt
 // Expire gives the lease on r a TTL of 1 ms and waits until it is gone.
 func (h *Client) Expire(t testing.TB, s coordinator.Store, r coordinator.Resource) {
 	t.Helper()
-	key := s.(*redisstore.Store).Key(r)
+	key := s.(*redisstore.Store).Layout().LeaseKey(r)
 	if err := h.Client.PExpire(t.Context(), key, time.Millisecond).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func (h *Client) Expire(t testing.TB, s coordinator.Store, r coordinator.Resourc
 // RemainingTTL returns the PTTL of the lease on r.
 func (h *Client) RemainingTTL(t testing.TB, s coordinator.Store, r coordinator.Resource) time.Duration {
 	t.Helper()
-	d, err := h.Client.PTTL(t.Context(), s.(*redisstore.Store).Key(r)).Result()
+	d, err := h.Client.PTTL(t.Context(), s.(*redisstore.Store).Layout().LeaseKey(r)).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func (h *Client) RemainingTTL(t testing.TB, s coordinator.Store, r coordinator.R
 // LoseData deletes every key of the store's prefix.
 func (h *Client) LoseData(t testing.TB, s coordinator.Store) {
 	t.Helper()
-	if err := testredis.DeletePrefix(t.Context(), h.Client, s.(*redisstore.Store).Prefix()); err != nil {
+	if err := testredis.DeletePrefix(t.Context(), h.Client, s.(*redisstore.Store).Layout().Prefix()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -99,7 +99,7 @@ func (h *Client) LoseData(t testing.TB, s coordinator.Store) {
 func (h *Client) SetFence(t testing.TB, s coordinator.Store, r coordinator.Resource, token uint64) {
 	t.Helper()
 	st := s.(*redisstore.Store)
-	if err := h.Client.Set(t.Context(), st.FenceKey(st.Partition(r)), token, 0).Err(); err != nil {
+	if err := h.Client.Set(t.Context(), st.Layout().FenceKey(st.Layout().Partition(r)), token, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -155,7 +155,7 @@ func (h *Mini) server(s coordinator.Store) (*miniredis.Miniredis, *redisstore.St
 func (h *Mini) Expire(t testing.TB, s coordinator.Store, r coordinator.Resource) {
 	t.Helper()
 	mr, st := h.server(s)
-	ttl := mr.TTL(st.Key(r))
+	ttl := mr.TTL(st.Layout().LeaseKey(r))
 	if ttl <= 0 {
 		t.Fatalf("no TTL on %s", r)
 	}
@@ -165,10 +165,10 @@ func (h *Mini) Expire(t testing.TB, s coordinator.Store, r coordinator.Resource)
 // RemainingTTL returns the lease's TTL, negative when there is no lease.
 func (h *Mini) RemainingTTL(_ testing.TB, s coordinator.Store, r coordinator.Resource) time.Duration {
 	mr, st := h.server(s)
-	if !mr.Exists(st.Key(r)) {
+	if !mr.Exists(st.Layout().LeaseKey(r)) {
 		return -1
 	}
-	return mr.TTL(st.Key(r))
+	return mr.TTL(st.Layout().LeaseKey(r))
 }
 
 // LoseData flushes the store's miniredis.
@@ -181,7 +181,7 @@ func (h *Mini) LoseData(_ testing.TB, s coordinator.Store) {
 func (h *Mini) SetFence(t testing.TB, s coordinator.Store, r coordinator.Resource, token uint64) {
 	t.Helper()
 	mr, st := h.server(s)
-	if err := mr.Set(st.FenceKey(st.Partition(r)), strconv.FormatUint(token, 10)); err != nil {
+	if err := mr.Set(st.Layout().FenceKey(st.Layout().Partition(r)), strconv.FormatUint(token, 10)); err != nil {
 		t.Fatal(err)
 	}
 }

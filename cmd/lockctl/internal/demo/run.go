@@ -154,7 +154,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	prog.done(progressLine{rec: rec.Stats(), store: plans.Stats()})
 
 	sum := Summary{Workers: cfg.Workers, Duration: elapsed, Plans: cfg.Plans, Projects: cfg.Projects,
-		TTL: cfg.TTL, Chaos: cfg.Chaos, Seed: seed, Prefix: cfg.Store.Prefix()}
+		TTL: cfg.TTL, Chaos: cfg.Chaos, Seed: seed, Prefix: cfg.Store.Layout().Prefix()}
 	rs, ps := rec.Stats(), plans.Stats()
 	sum.fill(rs, ps)
 	for _, w := range workers {
@@ -215,7 +215,7 @@ func leftovers(ctx context.Context, s *redisstore.Store, ttl time.Duration) ([]s
 // LeaseKeys returns the lease keys of the store's prefix (SCAN, on every
 // master of a Cluster).
 func LeaseKeys(ctx context.Context, s *redisstore.Store) ([]string, error) {
-	pattern := s.Prefix() + ":{*}:lock:*"
+	pattern := s.Layout().LeaseKeyPattern("")
 	var keys []string
 	scan := func(ctx context.Context, c redis.UniversalClient) error {
 		it := c.Scan(ctx, 0, pattern, 500).Iterator()

@@ -30,11 +30,11 @@ func newStore(t *testing.T) (*miniredis.Miniredis, *redisstore.Store) {
 func streamEvents(t *testing.T, mr *miniredis.Miniredis, s *redisstore.Store) int {
 	t.Helper()
 	n := 0
-	for p := range s.Partitions() {
-		if !mr.Exists(s.StreamKey(p)) {
+	for p := range s.Layout().Partitions() {
+		if !mr.Exists(s.Layout().StreamKey(p)) {
 			continue
 		}
-		entries, err := mr.Stream(s.StreamKey(p))
+		entries, err := mr.Stream(s.Layout().StreamKey(p))
 		if err != nil {
 			t.Fatal(err)
 		}
