@@ -103,7 +103,7 @@ func TestRunOnATerminal(t *testing.T) {
 	s := storeOn(t, mr)
 	released := func(id string) {
 		t.Helper()
-		if mr.Exists(s.Key(coordinator.Plan(id))) {
+		if mr.Exists(s.Layout().LeaseKey(coordinator.Plan(id))) {
 			t.Fatalf("plan/%s is still held", id)
 		}
 	}
