@@ -49,6 +49,11 @@ token before releasing it: if the lease was lost at any moment — also when
 the command had already finished, or lockctl itself was frozen — the exit
 status is 5, never 0.
 
+If lockctl itself is killed (kill -9), on Linux and FreeBSD the command
+gets SIGKILL with it (its own process, not processes it started);
+elsewhere it can outlive lockctl, and only the fencing token guards the
+resource from its writes.
+
 --owner defaults to <hostname>:lockctl-run:<pid>; --ttl to the resource
 type's TTL (plan 5m, project 10m, others 1m).
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -288,20 +289,31 @@ func (r *leasedRun) command(token uint64) *exec.Cmd {
 	cmd.Env = append(os.Environ(), "LOCKCOORD_TOKEN="+strconv.FormatUint(token, 10),
 		"LOCKCOORD_RESOURCE="+r.spec.resource.String(), "LOCKCOORD_OWNER="+r.spec.owner)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = r.a.stdin, r.a.stdout, r.a.stderr
-	// in a terminal, the command stays in lockctl's process group: the
-	// terminal's job, which may read it and gets its keys
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: !r.sup.terminal}
+	cmd.SysProcAttr = childAttr(r.sup.terminal)
 	cmd.WaitDelay = time.Second // for pipes held open by orphans
 	return cmd
 }
 
 // startCommand starts cmd and returns the channel of its Wait's result.
+// The command is started and waited for from one goroutine locked to its
+// OS thread: on Linux the parent-death signal (childAttr) fires when the
+// thread that started the child ends, not the process, so that thread
+// must outlive the command.
 func startCommand(cmd *exec.Cmd) (<-chan error, error) {
-	if err := cmd.Start(); err != nil {
+	started, waited := make(chan error, 1), make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		waited <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
 		return nil, err
 	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
 	return waited, nil
 }
 
