@@ -172,6 +172,10 @@ func WithLogger(l zerolog.Logger) Option {
 	return func(c *config) { c.log = l }
 }
 
+// ValidateTTL checks the TTL of a lease: at least MinTTL. The error, a
+// *ValidationError, names the field "TTL".
+func ValidateTTL(d time.Duration) error { return checkTTL("TTL", d) }
+
 func checkTTL(field string, d time.Duration) error {
 	if d < MinTTL {
 		return invalid(field, d.String(), fmt.Sprintf("must be at least %s", MinTTL))

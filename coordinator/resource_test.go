@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lockcoord/lockcoord/coordinator"
 )
@@ -170,5 +171,31 @@ func TestValidationErrorShortensValue(t *testing.T) {
 	want := `coordinator: invalid resource id "` + strings.Repeat("x", 40) + `…": must be 1-512 bytes, got 600`
 	if err.Error() != want {
 		t.Fatalf("Error() = %q, want %q", err, want)
+	}
+}
+
+func TestValidateRequestIDAndTTL(t *testing.T) {
+	for id, ok := range map[string]bool{
+		"a": true, "0f3e9a7b5c1d2e4f-1z": true, "A.b_c:d-e": true, strings.Repeat("r", 128): true,
+		"": false, "a b": false, "a\x00": false, "a/b": false, "ü": false, "a\n": false, strings.Repeat("r", 129): false,
+	} {
+		err := coordinator.ValidateRequestID(id)
+		var ve *coordinator.ValidationError
+		switch {
+		case ok && err != nil:
+			t.Errorf("ValidateRequestID(%q) = %v", id, err)
+		case !ok && (!errors.As(err, &ve) || ve.Field != "request id" || !strings.Contains(ve.Rule, "[A-Za-z0-9._:-]")):
+			t.Errorf("ValidateRequestID(%.40q) = %v, want a ValidationError naming request id and its rule", id, err)
+		}
+	}
+	for d, ok := range map[time.Duration]bool{time.Millisecond: true, time.Hour: true, 0: false, -time.Second: false, time.Microsecond: false} {
+		err := coordinator.ValidateTTL(d)
+		var ve *coordinator.ValidationError
+		switch {
+		case ok && err != nil:
+			t.Errorf("ValidateTTL(%v) = %v", d, err)
+		case !ok && (!errors.As(err, &ve) || ve.Field != "TTL"):
+			t.Errorf("ValidateTTL(%v) = %v, want a ValidationError naming TTL", d, err)
+		}
 	}
 }

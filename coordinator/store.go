@@ -48,6 +48,27 @@ type Request struct {
 	Token uint64
 }
 
+// MaxRequestIDLen is the longest request ID, in bytes.
+const MaxRequestIDLen = 128
+
+// ValidateRequestID checks a request ID: 1-128 bytes of [A-Za-z0-9._:-],
+// so that a store can keep it in a key name and in a space-separated list.
+// The IDs a Coordinator makes (its id, a dash, a sequence number) follow
+// the rule; a Store checks the IDs it is given with it.
+func ValidateRequestID(id string) error {
+	const rule = "must be 1-128 bytes of [A-Za-z0-9._:-]"
+	if id == "" || len(id) > MaxRequestIDLen {
+		return invalid("request id", id, rule)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return invalid("request id", id, rule)
+		}
+	}
+	return nil
+}
+
 // Notifier is an optional capability of a Store: a store that announces
 // releases, so that waiting acquirers need not poll. A Coordinator finds
 // it by a type assertion on its store; redisstore.Store implements it with
