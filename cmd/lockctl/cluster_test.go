@@ -12,6 +12,8 @@ import (
 
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/internal/testcluster"
+	"github.com/lockcoord/lockcoord/internal/testpg"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
@@ -60,7 +62,7 @@ func onePerPartition(typ string) []coordinator.Resource {
 // diagnostics, and partitions showing which master holds which partition.
 func TestClusterAndSentinelURLs(t *testing.T) {
 	cl, sg := startClusterAndSentinel(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	addrs := cl.Addrs()
 	clusterURL := "redis://" + addrs[0] + "?addr=" + strings.Join(addrs[1:3], "&addr=")
 	sas := sg.SentinelAddrs()
@@ -69,10 +71,10 @@ func TestClusterAndSentinelURLs(t *testing.T) {
 
 	for _, tc := range []struct{ name, url string }{{"cluster", clusterURL}, {"sentinel", sentinelURL}} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := newTestDB(t)
+			db := testpg.New(t)
 			c := newCLI(t, tc.url)
-			c.env["LOCKCOORD_PREFIX"] = "lockctl-" + randomHex(4)
-			c.env["LOCKCOORD_DATABASE_URL"] = db.url
+			c.env["LOCKCOORD_PREFIX"] = "lockctl-" + testutil.RandomHex(4)
+			c.env["LOCKCOORD_DATABASE_URL"] = db.URL
 			c.run("migrate").want(t, ExitOK)
 			for _, r := range rs {
 				c.run("acquire", r.String(), "--owner", "w1", "--ttl", "5m").want(t, ExitOK)
@@ -140,7 +142,7 @@ func TestClusterAndSentinelURLs(t *testing.T) {
 				t.Fatalf("%d leases left after release", len(leases))
 			}
 			c.run("mirror", "--once").want(t, ExitOK)
-			if n := db.count(t, "SELECT count(*) FROM locks"); n != 0 {
+			if n := db.Count(t, "SELECT count(*) FROM locks"); n != 0 {
 				t.Fatalf("%d rows mirrored after release", n)
 			}
 		})

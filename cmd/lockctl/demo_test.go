@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/lockcoord/lockcoord/internal/testpg"
 )
 
 func TestDemoEmbedded(t *testing.T) {
@@ -52,9 +54,9 @@ func TestDemoOnRedisURL(t *testing.T) {
 }
 
 func TestDemoWithPostgres(t *testing.T) {
-	db := newTestDB(t)
+	db := testpg.New(t)
 	c := newCLI(t, "")
-	c.env["LOCKCOORD_DATABASE_URL"] = db.url
+	c.env["LOCKCOORD_DATABASE_URL"] = db.URL
 	r := c.run("demo", "--duration", "2s", "--ttl", "500ms", "--workers", "3", "--plans", "4", "--json", "--quiet").want(t, ExitOK)
 	var m map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
@@ -71,7 +73,7 @@ func TestDemoWithPostgres(t *testing.T) {
 	if !names["ledger rows equal events written"] || !names["mirror holds none of the demo's leases"] {
 		t.Fatalf("invariants %v", names)
 	}
-	if n := db.count(t, "SELECT count(*) FROM lock_events WHERE event <> 'expired'"); float64(n) != rows {
+	if n := db.Count(t, "SELECT count(*) FROM lock_events WHERE event <> 'expired'"); float64(n) != rows {
 		t.Fatalf("%d ledger rows in the database, summary says %v", n, rows)
 	}
 }

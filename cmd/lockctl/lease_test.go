@@ -156,7 +156,7 @@ func TestAcquireWait(t *testing.T) {
 	c.run("acquire", "plan/1", "--owner", "b", "--wait", "20ms").want(t, ExitConflict)
 	done := make(chan result)
 	go func() { done <- c.run("acquire", "plan/1", "--owner", "b", "--wait", "20s", "--json") }()
-	time.Sleep(50 * time.Millisecond) // let the waiter subscribe (it also polls)
+	waitQueued(t, mr, coordinator.Plan("1"))
 	c.run("release", "plan/1", "--owner", "a").want(t, ExitOK)
 	var got outcomeView
 	(<-done).want(t, ExitOK).json(t, &got)
@@ -242,7 +242,7 @@ func TestInspect(t *testing.T) {
 func TestList(t *testing.T) {
 	mr, url := newMiniredis(t)
 	s := storeOn(t, mr)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	const n = 600
 	want := map[string]string{}
 	for i := range n {

@@ -10,16 +10,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockcoord/lockcoord/internal/testpg"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 func TestPostgresCommands(t *testing.T) {
-	db := newTestDB(t)
+	db := testpg.New(t)
 	mr, url := newMiniredis(t)
 	// Redis time is the test's: TIME follows SetTime, TTLs FastForward
 	now := time.Now().Truncate(time.Millisecond)
 	mr.SetTime(now)
 	c := newCLI(t, url)
-	c.env["LOCKCOORD_DATABASE_URL"] = db.url
+	c.env["LOCKCOORD_DATABASE_URL"] = db.URL
 
 	r := c.run("migrate").want(t, ExitOK)
 	if !strings.Contains(r.stdout, "applied 00001") {
@@ -29,7 +32,7 @@ func TestPostgresCommands(t *testing.T) {
 	if !strings.Contains(r.stdout, "up to date") {
 		t.Fatalf("second migrate: %q", r.stdout)
 	}
-	if n := db.count(t, "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('locks', 'lock_events')"); n != 2 {
+	if n := db.Count(t, "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('locks', 'lock_events')"); n != 2 {
 		t.Fatalf("%d audit tables", n)
 	}
 
@@ -42,10 +45,10 @@ func TestPostgresCommands(t *testing.T) {
 	if r.stdout != "applied 5 events\n" {
 		t.Fatalf("mirror --once: %q", r.stdout)
 	}
-	if n := db.count(t, "SELECT count(*) FROM lock_events"); n != 5 {
+	if n := db.Count(t, "SELECT count(*) FROM lock_events"); n != 5 {
 		t.Fatalf("%d ledger rows, want 5", n)
 	}
-	if n := db.count(t, "SELECT count(*) FROM locks WHERE hold_count = 2 AND resource_id = 'a'"); n != 1 {
+	if n := db.Count(t, "SELECT count(*) FROM locks WHERE hold_count = 2 AND resource_id = 'a'"); n != 1 {
 		t.Fatalf("plan/a not mirrored with two holds")
 	}
 
@@ -79,7 +82,7 @@ func TestPostgresCommands(t *testing.T) {
 	if len(rows) != 1 || rows[0]["resource"] != "plan/dies" || rows[0]["owner"] != "w2" {
 		t.Fatalf("cleanup %v", rows)
 	}
-	if n := db.count(t, "SELECT count(*) FROM lock_events WHERE event = 'expired' AND resource_id = 'dies'"); n != 1 {
+	if n := db.Count(t, "SELECT count(*) FROM lock_events WHERE event = 'expired' AND resource_id = 'dies'"); n != 1 {
 		t.Fatalf("%d expired ledger rows", n)
 	}
 	r = c.run("cleanup").want(t, ExitOK)
@@ -121,8 +124,8 @@ func TestPostgresErrors(t *testing.T) {
 		t.Fatalf("diagnostics unreachable: %q %q", r.stdout, r.stderr)
 	}
 	// authentication refused (needs a Postgres)
-	db := newTestDB(t)
-	u := strings.Replace(db.url, "postgres://postgres@", "postgres://no_such_role_"+randomHex(3)+"@", 1)
+	db := testpg.New(t)
+	u := strings.Replace(db.URL, "postgres://postgres@", "postgres://no_such_role_"+testutil.RandomHex(3)+"@", 1)
 	c.env["LOCKCOORD_DATABASE_URL"] = u
 	r = c.run("migrate").want(t, ExitAuth)
 	if !strings.Contains(r.stderr, "refused the credentials") {
@@ -131,10 +134,10 @@ func TestPostgresErrors(t *testing.T) {
 }
 
 func TestMirrorUntilCancelled(t *testing.T) {
-	db := newTestDB(t)
+	db := testpg.New(t)
 	_, url := newMiniredis(t)
 	c := newCLI(t, url)
-	c.env["LOCKCOORD_DATABASE_URL"] = db.url
+	c.env["LOCKCOORD_DATABASE_URL"] = db.URL
 	c.run("migrate").want(t, ExitOK)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -149,8 +152,8 @@ func TestMirrorUntilCancelled(t *testing.T) {
 	for i := range 10 {
 		c.run("acquire", fmt.Sprintf("job/%d", i), "--owner", "w").want(t, ExitOK)
 	}
-	waitFor(t, "the mirror to apply the events", func() bool {
-		return db.count(t, "SELECT count(*) FROM lock_events") == 10
+	testutil.Eventually(t, 10*time.Second, "the mirror to apply the events", func() bool {
+		return db.Count(t, "SELECT count(*) FROM lock_events") == 10
 	})
 	resp, err := http.Get("http://" + metrics + "/metrics")
 	if err != nil {
@@ -169,7 +172,7 @@ func TestMirrorUntilCancelled(t *testing.T) {
 	if err := json.Unmarshal([]byte(line), &first); err != nil || first["level"] != "info" {
 		t.Fatalf("mirror log %q: %v", r.stderr, err)
 	}
-	if n := db.count(t, "SELECT count(*) FROM locks"); n != 10 {
+	if n := db.Count(t, "SELECT count(*) FROM locks"); n != 10 {
 		t.Fatalf("%d rows mirrored", n)
 	}
 }

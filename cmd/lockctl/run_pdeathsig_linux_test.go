@@ -9,6 +9,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // TestRunCommandDiesWithLockctl: kill -9 of lockctl kills run's command
@@ -36,7 +39,7 @@ func TestRunCommandDiesWithLockctl(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
-	waitFor(t, "the command's pid", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the command's pid", func() bool {
 		b, err := os.ReadFile(pidFile)
 		if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
 			return false
@@ -44,7 +47,7 @@ func TestRunCommandDiesWithLockctl(t *testing.T) {
 		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
 		return err == nil
 	})
-	waitFor(t, "the command to run sleep", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the command to run sleep", func() bool {
 		comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 		return err == nil && strings.TrimSpace(string(comm)) == "sleep"
 	})
@@ -53,5 +56,5 @@ func TestRunCommandDiesWithLockctl(t *testing.T) {
 	}
 	_ = lockctl.Wait()
 	// gone, or a zombie its new parent has not reaped: dead either way
-	waitFor(t, "the command to die with lockctl", func() bool { s := procState(pid); return s == "" || s == "Z" })
+	testutil.Eventually(t, 10*time.Second, "the command to die with lockctl", func() bool { s := procState(pid); return s == "" || s == "Z" })
 }

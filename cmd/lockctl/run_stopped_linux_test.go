@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // procState is the state letter of process pid in /proc (T: stopped),
@@ -39,7 +41,7 @@ func TestRunEndsAStoppedCommand(t *testing.T) {
 		done <- c.run("run", "plan/stopped", "--", "sh", "-c", `echo $$ > `+pidFile+`; kill -STOP $$; echo continued`)
 	}()
 	var pid int
-	waitFor(t, "the command's pid", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the command's pid", func() bool {
 		b, err := os.ReadFile(pidFile)
 		if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
 			return false
@@ -47,7 +49,7 @@ func TestRunEndsAStoppedCommand(t *testing.T) {
 		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
 		return err == nil
 	})
-	waitFor(t, "the command to stop", func() bool { return procState(pid) == "T" })
+	testutil.Eventually(t, 10*time.Second, "the command to stop", func() bool { return procState(pid) == "T" })
 	c.sigs <- syscall.SIGTERM
 	select {
 	case r := <-done:

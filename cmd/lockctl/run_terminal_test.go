@@ -17,6 +17,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // onTerminal is lockctl (the test binary as helper "lockctl") run on a
@@ -64,7 +65,7 @@ func startOnTerminal(t *testing.T, url string, args ...string) *onTerminal {
 func (o *onTerminal) waitOutput(re string) {
 	o.t.Helper()
 	rx := regexp.MustCompile(re)
-	waitFor(o.t, "the terminal to show "+re, func() bool { return rx.MatchString(o.out.String()) })
+	testutil.Eventually(o.t, 10*time.Second, "the terminal to show "+re, func() bool { return rx.MatchString(o.out.String()) })
 }
 
 // write types s on the terminal.

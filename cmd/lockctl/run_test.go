@@ -13,19 +13,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
-
-// waitFor polls cond every few milliseconds until it holds or 10 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 func TestRunStatusAndEnvironment(t *testing.T) {
 	mr, url := newMiniredis(t)
@@ -54,7 +43,7 @@ func TestRunStatusAndEnvironment(t *testing.T) {
 }
 
 func TestRunConflictAndWait(t *testing.T) {
-	_, url := newMiniredis(t)
+	mr, url := newMiniredis(t)
 	c := newCLI(t, url)
 	marker := filepath.Join(t.TempDir(), "ran")
 	c.run("acquire", "project/x", "--owner", "other").want(t, ExitOK)
@@ -67,7 +56,7 @@ func TestRunConflictAndWait(t *testing.T) {
 	}
 	done := make(chan result)
 	go func() { done <- c.run("run", "project/x", "--wait", "20s", "--", "touch", marker) }()
-	time.Sleep(50 * time.Millisecond)
+	waitQueued(t, mr, coordinator.Project("x"))
 	c.run("release", "project/x", "--owner", "other").want(t, ExitOK)
 	(<-done).want(t, ExitOK)
 	if _, err := os.Stat(marker); err != nil {
@@ -76,7 +65,7 @@ func TestRunConflictAndWait(t *testing.T) {
 }
 
 func TestRunInterruptedWhileWaiting(t *testing.T) {
-	_, url := newMiniredis(t)
+	mr, url := newMiniredis(t)
 	c := newCLI(t, url)
 	c.run("acquire", "plan/w", "--owner", "other").want(t, ExitOK)
 	c.sigs = make(chan os.Signal, 1)
@@ -84,7 +73,7 @@ func TestRunInterruptedWhileWaiting(t *testing.T) {
 	done := make(chan result)
 	start := time.Now()
 	go func() { done <- c.run("run", "plan/w", "--wait", "1m", "--", "touch", marker) }()
-	time.Sleep(50 * time.Millisecond)
+	waitQueued(t, mr, coordinator.Plan("w"))
 	c.sigs <- syscall.SIGINT
 	r := (<-done).want(t, 128+int(syscall.SIGINT))
 	if !strings.Contains(r.stderr, "SIGINT") || time.Since(start) > 10*time.Second {
@@ -99,12 +88,21 @@ func TestRunInterruptedWhileWaiting(t *testing.T) {
 	c.runCtx(ctx, "run", "plan/w", "--wait", "1m", "--", "touch", marker).want(t, 128+int(syscall.SIGTERM))
 }
 
+// waitQueued waits until a waiter for r is queued in Redis: subscribed to
+// the release notifications and named in r's waiter queue, so that a
+// release hands the lease to it.
+func waitQueued(t *testing.T, mr *miniredis.Miniredis, r coordinator.Resource) {
+	t.Helper()
+	key := storeOn(t, mr).Layout().QueueKey(r)
+	testutil.Eventually(t, 10*time.Second, "a waiter queued for "+r.String(), func() bool { return mr.Exists(key) })
+}
+
 // stealWhenHeld force-releases r as soon as it is held.
 func stealWhenHeld(t *testing.T, mr *miniredis.Miniredis, r coordinator.Resource) {
 	t.Helper()
 	s := storeOn(t, mr)
-	waitFor(t, "the lease", func() bool { return mr.Exists(s.Layout().LeaseKey(r)) })
-	if _, err := s.ForceRelease(testCtx(t), r, requestID()); err != nil {
+	testutil.Eventually(t, 10*time.Second, "the lease", func() bool { return mr.Exists(s.Layout().LeaseKey(r)) })
+	if _, err := s.ForceRelease(t.Context(), r, requestID()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -186,9 +184,9 @@ func TestRunForwardsSignals(t *testing.T) {
 	go func() {
 		done <- c.run(append([]string{"run", "plan/sig", "--"}, helperCommand(t, "signals", ready)...)...)
 	}()
-	waitFor(t, "the command to listen for signals", exists(ready))
+	testutil.Eventually(t, 10*time.Second, "the command to listen for signals", exists(ready))
 	c.sigs <- syscall.SIGHUP
-	waitFor(t, "the command to get SIGHUP", exists(ready+".hup"))
+	testutil.Eventually(t, 10*time.Second, "the command to get SIGHUP", exists(ready+".hup"))
 	c.sigs <- syscall.SIGTERM
 	r := (<-done).want(t, 3)
 	if r.stdout != "got HUP\ngot TERM\n" {

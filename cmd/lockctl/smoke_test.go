@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockcoord/lockcoord/internal/testpg"
 	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // smoke runs the lockctl binary as a user would, against a throwaway
@@ -107,14 +109,14 @@ func (s *smoke) start(args ...string) (stop func(os.Signal), wait func() result)
 // real Redis and Postgres.
 func TestSmoke(t *testing.T) {
 	srv := testredis.Start(t)
-	db := newTestDB(t)
+	db := testpg.New(t)
 	s := &smoke{t: t, bin: buildLockctl(t)}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "LOCKCOORD_") {
 			s.env = append(s.env, kv)
 		}
 	}
-	s.env = append(s.env, "LOCKCOORD_REDIS_URL=redis://"+srv.Addr+"/0", "LOCKCOORD_DATABASE_URL="+db.url)
+	s.env = append(s.env, "LOCKCOORD_REDIS_URL=redis://"+srv.Addr+"/0", "LOCKCOORD_DATABASE_URL="+db.URL)
 
 	r := s.run("version").want(t, ExitOK)
 	if !strings.HasPrefix(r.stdout, "lockctl ") {
@@ -148,7 +150,7 @@ func TestSmoke(t *testing.T) {
 
 	// a run whose lease is stolen: the command is terminated, status 5
 	_, waitRun := s.start("run", "plan/smoke", "--owner", "smoke-runner", "--ttl", "1500ms", "--", "sleep", "30")
-	waitFor(t, "run to hold plan/smoke", func() bool {
+	testutil.Eventually(t, 10*time.Second, "run to hold plan/smoke", func() bool {
 		held := s.run("inspect", "plan/smoke", "--json")
 		return held.code == ExitOK && strings.Contains(held.stdout, `"owner":"smoke-runner"`)
 	})
@@ -180,10 +182,10 @@ func TestSmoke(t *testing.T) {
 	if len(rows) != 1 || rows[0]["resource"] != "plan/stale" || rows[0]["owner"] != "dead-worker" {
 		t.Fatalf("cleanup %v", rows)
 	}
-	if n := db.count(t, "SELECT count(*) FROM lock_events WHERE event = 'expired' AND resource_id = 'stale'"); n != 1 {
+	if n := db.Count(t, "SELECT count(*) FROM lock_events WHERE event = 'expired' AND resource_id = 'stale'"); n != 1 {
 		t.Fatalf("%d expired rows for plan/stale", n)
 	}
-	if n := db.count(t, "SELECT count(*) FROM lock_events WHERE resource_id = 'smoke' AND event IN ('acquired', 'forced')"); n != 2 {
+	if n := db.Count(t, "SELECT count(*) FROM lock_events WHERE resource_id = 'smoke' AND event IN ('acquired', 'forced')"); n != 2 {
 		t.Fatalf("plan/smoke in the ledger: %d rows, want acquired and forced", n)
 	}
 
@@ -205,12 +207,12 @@ func TestSmoke(t *testing.T) {
 
 	// the mirror as a service: SIGTERM drains and exits 0
 	stopMirror, waitMirror := s.start("mirror")
-	waitFor(t, "the mirror to record project/listed", func() bool {
-		return db.count(t, "SELECT count(*) FROM locks WHERE resource_id = 'listed' AND owner_id = 'smoke'") == 1
+	testutil.Eventually(t, 10*time.Second, "the mirror to record project/listed", func() bool {
+		return db.Count(t, "SELECT count(*) FROM locks WHERE resource_id = 'listed' AND owner_id = 'smoke'") == 1
 	})
 	s.run("release", "project/listed", "--owner", "smoke").want(t, ExitOK)
-	waitFor(t, "the mirror to record the release", func() bool {
-		return db.count(t, "SELECT count(*) FROM locks WHERE resource_id = 'listed'") == 0
+	testutil.Eventually(t, 10*time.Second, "the mirror to record the release", func() bool {
+		return db.Count(t, "SELECT count(*) FROM locks WHERE resource_id = 'listed'") == 0
 	})
 	stopMirror(syscall.SIGTERM)
 	r = waitMirror().want(t, ExitOK)
