@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/pgaudit"
 )
 
@@ -176,7 +177,7 @@ func TestRunSurvivesRedisFailures(t *testing.T) {
 	// no groups can be created: Run retries until cancelled
 	f.set("xgroup")
 	go func() { done <- m.Run(ctx) }()
-	eventually(t, 5*time.Second, "a retry", func() bool { return testutil.ToFloat64(m.MetricsRetries()) > 0 })
+	testutil.Eventually(t, 5*time.Second, "a retry", func() bool { return promtest.ToFloat64(m.MetricsRetries()) > 0 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -186,11 +187,11 @@ func TestRunSurvivesRedisFailures(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	f.set("xreadgroup", "xtrim", "time")
 	go func() { done <- m.Run(ctx) }()
-	before := testutil.ToFloat64(m.MetricsRetries())
-	eventually(t, 5*time.Second, "read retries", func() bool { return testutil.ToFloat64(m.MetricsRetries()) > before+1 })
+	before := promtest.ToFloat64(m.MetricsRetries())
+	testutil.Eventually(t, 5*time.Second, "read retries", func() bool { return promtest.ToFloat64(m.MetricsRetries()) > before+1 })
 	f.set("xack", "xtrim")
 	rd.mustAcquire(t, coordinator.Plan("1"), "w", time.Hour)
-	eventually(t, 5*time.Second, "the commit", func() bool { return pg.count(t, "SELECT count(*) FROM lock_events") == 1 })
+	testutil.Eventually(t, 5*time.Second, "the commit", func() bool { return pg.count(t, "SELECT count(*) FROM lock_events") == 1 })
 	cancel() // the acknowledgement still fails: Run gives up after the drain timeout
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -233,7 +234,7 @@ func TestPostgresRejectingWritesIsRetriedAndReported(t *testing.T) {
 	if _, err := m.Drain(dctx); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("Drain with the ledger refusing rows: %v", err)
 	}
-	if testutil.ToFloat64(m.MetricsRetries()) == 0 {
+	if promtest.ToFloat64(m.MetricsRetries()) == 0 {
 		t.Fatal("no retry")
 	}
 	if _, err := pg.pool.Exec(ctx, "DROP TRIGGER refuse ON lock_events"); err != nil {
@@ -253,8 +254,8 @@ func TestBatchOfOnlyMalformedEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := mirror(pg.pool, rd)
-	if n := drain(t, m); n != 1 || testutil.ToFloat64(m.MetricsMalformed()) != 1 {
-		t.Fatalf("handled %d, malformed %v", n, testutil.ToFloat64(m.MetricsMalformed()))
+	if n := drain(t, m); n != 1 || promtest.ToFloat64(m.MetricsMalformed()) != 1 {
+		t.Fatalf("handled %d, malformed %v", n, promtest.ToFloat64(m.MetricsMalformed()))
 	}
 	if rd.streamLen(t) != 0 {
 		t.Fatal("the malformed entry was not acknowledged and trimmed")

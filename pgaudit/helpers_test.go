@@ -2,10 +2,7 @@ package pgaudit_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,68 +16,25 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testpg"
 	"github.com/lockcoord/lockcoord/internal/testredis"
 	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/pgaudit"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
-const defaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-
-func adminURL() string {
-	if u := os.Getenv("LOCKCOORD_TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return defaultAdminURL
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// pgEnv is a database of the test's own, created empty and migrated, and
+// pgEnv is a database of the test's own (internal/testpg), migrated, and
 // dropped when the test ends.
 type pgEnv struct {
-	name  string
-	admin string
-	pool  *pgxpool.Pool // the test's own connections (checks)
-}
-
-func adminConn(t testing.TB) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, adminURL())
-	if err != nil {
-		if testutil.Required() {
-			t.Fatalf("postgres at %s: %v", adminURL(), err)
-		}
-		t.Skipf("postgres at %s not available: %v", adminURL(), err)
-	}
-	return c
+	*testpg.DB
+	pool *pgxpool.Pool // the test's own connections (checks)
 }
 
 func newDB(t testing.TB) *pgEnv {
 	t.Helper()
-	ctx := context.Background()
-	admin := adminConn(t)
-	defer admin.Close(ctx)
-	e := &pgEnv{name: "lockcoord_test_" + randomHex(6), admin: adminURL()}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+e.name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		c := adminConn(t)
-		defer c.Close(ctx)
-		_, _ = c.Exec(ctx, "ALTER DATABASE "+e.name+" ALLOW_CONNECTIONS true")
-		if _, err := c.Exec(ctx, "DROP DATABASE "+e.name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", e.name, err)
-		}
-	})
+	e := &pgEnv{DB: testpg.New(t)}
 	e.pool = e.newPool(t, "lockcoord-test")
-	if _, err := pgaudit.Migrate(ctx, e.pool, zerolog.Nop()); err != nil {
+	if _, err := pgaudit.Migrate(context.Background(), e.pool, zerolog.Nop()); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	return e
@@ -90,30 +44,11 @@ func newDB(t testing.TB) *pgEnv {
 // application name app, closed when the test ends.
 func (e *pgEnv) newPool(t testing.TB, app string) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(e.admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.Database = e.name
-	cfg.ConnConfig.RuntimeParams["application_name"] = app
-	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
-	cfg.MaxConns = 4
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
-}
-
-// exec runs a statement as the admin.
-func (e *pgEnv) exec(t testing.TB, sql string, args ...any) {
-	t.Helper()
-	c := adminConn(t)
-	defer c.Close(context.Background())
-	if _, err := c.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
+	return e.Pool(t, func(cfg *pgxpool.Config) {
+		cfg.ConnConfig.RuntimeParams["application_name"] = app
+		cfg.ConnConfig.ConnectTimeout = 2 * time.Second
+		cfg.MaxConns = 4
+	})
 }
 
 // count returns the result of a count query on the test database.
@@ -153,7 +88,7 @@ func newReal(t testing.TB, opts ...redisstore.Option) *redisEnv {
 	c := srv.Client(t)
 	e := &redisEnv{client: c, srv: srv}
 	e.store = redisstore.New(c, append([]redisstore.Option{redisstore.WithPartitions(4),
-		redisstore.WithPrefix("lctest-" + randomHex(4))}, opts...)...)
+		redisstore.WithPrefix("lctest-" + testutil.RandomHex(4))}, opts...)...)
 	return e
 }
 
@@ -404,18 +339,6 @@ func drain(t testing.TB, m *pgaudit.Mirror) int {
 		t.Fatalf("drain: %v", err)
 	}
 	return n
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

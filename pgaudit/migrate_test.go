@@ -14,7 +14,7 @@ import (
 func TestMigrateConcurrentlyAppliesOnce(t *testing.T) {
 	pg := newDB(t) // migrated once already: drop the schema to start over
 	ctx := context.Background()
-	pg.exec(t, "SELECT 1") // admin reachable
+	pg.AdminExec(t, "SELECT 1") // admin reachable
 	if _, err := pg.pool.Exec(ctx, "DROP TABLE lock_events, locks, "+pgaudit.VersionTable); err != nil {
 		t.Fatal(err)
 	}

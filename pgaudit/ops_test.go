@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/pgaudit"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
@@ -77,14 +78,14 @@ func rolePool(t *testing.T, pg *pgEnv, role string, sql []string) *pgxpool.Pool 
 	}
 	t.Cleanup(func() {
 		_, _ = pg.pool.Exec(ctx, "DROP OWNED BY "+role)
-		pg.exec(t, "REVOKE CONNECT ON DATABASE "+pg.name+" FROM "+role)
-		pg.exec(t, "DROP ROLE "+role)
+		pg.AdminExec(t, "REVOKE CONNECT ON DATABASE "+pg.Name+" FROM "+role)
+		pg.AdminExec(t, "DROP ROLE "+role)
 	})
-	cfg, err := pgxpool.ParseConfig(pg.admin)
+	cfg, err := pgxpool.ParseConfig(pg.AdminURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.ConnConfig.Database, cfg.ConnConfig.User = pg.name, role
+	cfg.ConnConfig.Database, cfg.ConnConfig.User = pg.Name, role
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -113,8 +114,8 @@ func TestLeastPrivilegeSetupOfTheOperationsGuide(t *testing.T) {
 	ctx := context.Background()
 	prefix := rd.store.Layout().Prefix()
 
-	role := "lockcoord_mirror_" + randomHex(4)
-	pool := rolePool(t, pg, role, mirrorRoleSQL(role, pg.name))
+	role := "lockcoord_mirror_" + testutil.RandomHex(4)
+	pool := rolePool(t, pg, role, mirrorRoleSQL(role, pg.Name))
 	if _, err := pool.Exec(ctx, "DELETE FROM lock_events"); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("the mirror's role may delete ledger rows: %v", err)
 	}
@@ -176,7 +177,7 @@ func TestLeastPrivilegeSetupOfTheOperationsGuide(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- m.Run(rctx) }()
-	eventually(t, 10*time.Second, "the mirror", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the mirror", func() bool {
 		return pg.count(t, "SELECT count(*) FROM lock_events") == total
 	})
 	cancel()
@@ -184,7 +185,9 @@ func TestLeastPrivilegeSetupOfTheOperationsGuide(t *testing.T) {
 		t.Fatal(err)
 	}
 	drain(t, m)
-	time.Sleep(60 * time.Millisecond) // project/dies expires in Redis (a real server: real time)
+	testutil.Eventually(t, 10*time.Second, "project/dies to expire in Redis", func() bool {
+		return rd.client.Exists(ctx, rd.store.Layout().LeaseKey(coordinator.Project("dies"))).Val() == 0
+	})
 	if removed, err := m.Cleanup(ctx); err != nil || len(removed) != 1 {
 		t.Fatalf("Cleanup = %v, %v", removed, err)
 	}
@@ -197,8 +200,8 @@ func TestLeastPrivilegeSetupOfTheOperationsGuide(t *testing.T) {
 	}
 
 	// a diagnostics job reads, and can change nothing
-	mon := "lockcoord_monitor_" + randomHex(4)
-	monPool := rolePool(t, pg, mon, monitorRoleSQL(mon, pg.name))
+	mon := "lockcoord_monitor_" + testutil.RandomHex(4)
+	monPool := rolePool(t, pg, mon, monitorRoleSQL(mon, pg.Name))
 	monStore := redisstore.New(aclClient(t, rd, "monitor", monitorACL(prefix)), redisstore.WithPrefix(prefix), redisstore.WithPartitions(4))
 	dm := pgaudit.NewMirror(monPool, monStore)
 	if r2, err := dm.Diagnose(ctx, pgaudit.DiagnoseOptions{MissingGrace: -1}); err != nil || r2.LeasesHeld != r.LeasesHeld ||

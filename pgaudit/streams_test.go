@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/pgaudit"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
@@ -72,7 +73,7 @@ func TestTrimKeepsWhatAnyGroupStillNeeds(t *testing.T) {
 	if n := rd.streamLen(t); n != 0 {
 		t.Fatalf("%d entries left after every group acknowledged all", n)
 	}
-	if got := testutil.ToFloat64(m.MetricsTrimmed()); got != 6 {
+	if got := promtest.ToFloat64(m.MetricsTrimmed()); got != 6 {
 		t.Fatalf("trimmed metric %v, want 6", got)
 	}
 }
@@ -111,7 +112,7 @@ func TestMalformedEntriesAreSkippedAndAcknowledged(t *testing.T) {
 	if n := drain(t, m); n != len(bad)+1 {
 		t.Fatalf("handled %d entries", n)
 	}
-	if got := testutil.ToFloat64(m.MetricsMalformed()); got != float64(len(bad)) {
+	if got := promtest.ToFloat64(m.MetricsMalformed()); got != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", got, len(bad))
 	}
 	if n := pg.count(t, "SELECT count(*) FROM lock_events WHERE token = 1152921504606846977"); n != 1 {
@@ -154,9 +155,13 @@ func TestEntriesTrimmedBeforeTheyWereAppliedAreCountedLost(t *testing.T) {
 	// a (restarted) finds one of its own gone; it claims the dead
 	// consumer's and finds one gone
 	a = mirror(pg.pool, rd, pgaudit.WithConsumer("a"), pgaudit.WithClaimIdle(time.Millisecond))
-	time.Sleep(5 * time.Millisecond) // the claim idle time, not a lease TTL
+	testutil.Eventually(t, 10*time.Second, "the pending entries idle for the claim", func() bool {
+		idle, err := rd.client.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: a.Group(),
+			Idle: time.Millisecond, Start: "-", End: "+", Count: 100}).Result()
+		return err == nil && len(idle) == 4
+	})
 	drain(t, a)
-	if got := testutil.ToFloat64(a.MetricsLost()); got != 2 {
+	if got := promtest.ToFloat64(a.MetricsLost()); got != 2 {
 		t.Fatalf("lost %v, want 2", got)
 	}
 	if n := pg.count(t, "SELECT count(*) FROM lock_events"); n != 2 {
@@ -196,7 +201,7 @@ func TestMirrorOnRedisCluster(t *testing.T) {
 	go func() { done <- m.Run(runCtx) }()
 	rd.mustAcquire(t, coordinator.Plan("late"), "w", time.Hour)
 	total := rd.streamLen(t)
-	eventually(t, 10*time.Second, "the mirror to apply the new event", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the mirror to apply the new event", func() bool {
 		return pg.count(t, "SELECT count(*) FROM lock_events") == total
 	})
 	cancel()
@@ -212,10 +217,10 @@ func TestMetricsRegistration(t *testing.T) {
 	b := mirror(pg.pool, rd, pgaudit.WithMetrics(reg)) // shares a's collectors
 	rd.mustAcquire(t, coordinator.Plan("1"), "w", time.Hour)
 	drain(t, a)
-	if testutil.ToFloat64(b.MetricsApplied("acquired")) != 1 {
+	if promtest.ToFloat64(b.MetricsApplied("acquired")) != 1 {
 		t.Fatal("the second mirror does not share the first's collectors")
 	}
-	if n, err := testutil.GatherAndCount(reg); err != nil || n < 11 {
+	if n, err := promtest.GatherAndCount(reg); err != nil || n < 11 {
 		t.Fatalf("gathered %d metrics, %v", n, err)
 	}
 	// a registry holding other collectors under the same names
@@ -249,7 +254,7 @@ func TestRunStopsOnCancelAndRejectsAPartitionMismatch(t *testing.T) {
 	m := mirror(pg.pool, rd2, pgaudit.WithBlock(time.Second))
 	go func() { done <- m.Run(ctx) }()
 	rd2.mustAcquire(t, coordinator.Plan("x"), "w", time.Hour)
-	eventually(t, 5*time.Second, "the event", func() bool { return pg.count(t, "SELECT count(*) FROM locks") == 1 })
+	testutil.Eventually(t, 5*time.Second, "the event", func() bool { return pg.count(t, "SELECT count(*) FROM locks") == 1 })
 	cancel()
 	select {
 	case err := <-done:
@@ -272,20 +277,30 @@ func TestRunWaitsForRedisAndRecreatesLostGroups(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
-	eventually(t, 10*time.Second, "a retry", func() bool { return testutil.ToFloat64(m.MetricsRetries()) > 0 })
+	testutil.Eventually(t, 10*time.Second, "a retry", func() bool { return promtest.ToFloat64(m.MetricsRetries()) > 0 })
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	rd.mustAcquire(t, coordinator.Plan("1"), "w", time.Hour)
-	eventually(t, 10*time.Second, "the first event", func() bool { return pg.count(t, "SELECT count(*) FROM lock_events") == 1 })
+	testutil.Eventually(t, 10*time.Second, "the first event", func() bool { return pg.count(t, "SELECT count(*) FROM lock_events") == 1 })
+	// the stream ids so far are at most Redis's clock now
+	before, err := rd.client.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Redis restarts without its data: the groups are gone
 	srv.Kill()
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Millisecond) // the next stream ids must pass the old ones, as a restart takes
+	// the next stream ids must pass the old ones, as they do after a real
+	// restart, which takes longer than a millisecond
+	testutil.Eventually(t, 10*time.Second, "Redis's clock past the first event's stream id", func() bool {
+		now, err := rd.client.Time(ctx).Result()
+		return err == nil && now.UnixMilli() > before.UnixMilli()
+	})
 	rd.mustAcquire(t, coordinator.Plan("2"), "w", time.Hour)
-	eventually(t, 10*time.Second, "the event after the restart", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the event after the restart", func() bool {
 		return pg.count(t, "SELECT count(*) FROM lock_events") == 2
 	})
 	cancel()
@@ -299,13 +314,13 @@ func TestPostgresDownAtShutdownLeavesTheBatchPending(t *testing.T) {
 	const app = "lockcoord-mirror-down"
 	m := mirror(pg.newPool(t, app), rd, pgaudit.WithConsumer("a"), pgaudit.WithDrainTimeout(200*time.Millisecond),
 		pgaudit.WithCleanupInterval(-1), pgaudit.WithApplyTimeout(time.Second))
-	pg.exec(t, "ALTER DATABASE "+pg.name+" ALLOW_CONNECTIONS false")
-	pg.exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name = $2", pg.name, app)
+	pg.AdminExec(t, "ALTER DATABASE "+pg.Name+" ALLOW_CONNECTIONS false")
+	pg.AdminExec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name = $2", pg.Name, app)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
 	rd.mustAcquire(t, coordinator.Plan("1"), "w", time.Hour)
-	eventually(t, 10*time.Second, "a failed apply", func() bool { return testutil.ToFloat64(m.MetricsRetries()) >= 2 })
+	testutil.Eventually(t, 10*time.Second, "a failed apply", func() bool { return promtest.ToFloat64(m.MetricsRetries()) >= 2 })
 	start := time.Now()
 	cancel()
 	if err := <-done; err != nil {
@@ -330,7 +345,7 @@ func TestPostgresDownAtShutdownLeavesTheBatchPending(t *testing.T) {
 	if _, err := m.Diagnose(context.Background(), pgaudit.DiagnoseOptions{}); err == nil {
 		t.Fatal("Diagnose with Postgres down succeeded")
 	}
-	pg.exec(t, "ALTER DATABASE "+pg.name+" ALLOW_CONNECTIONS true")
+	pg.AdminExec(t, "ALTER DATABASE "+pg.Name+" ALLOW_CONNECTIONS true")
 	drain(t, m)
 	sameLeases(t, rd, pg)
 }

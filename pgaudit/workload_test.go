@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/pgaudit"
 )
 
@@ -145,27 +146,27 @@ func TestMirrorMatchesRedisAfterRandomWorkload(t *testing.T) {
 // again: refuses new connections and terminates the open ones, then lets
 // them in again.
 func chaos(ctx context.Context, pg *pgEnv, app string, down, up time.Duration) (cuts int, err error) {
-	admin, err := pgx.Connect(ctx, pg.admin)
+	admin, err := pgx.Connect(ctx, pg.AdminURL)
 	if err != nil {
 		return 0, err
 	}
 	defer admin.Close(context.WithoutCancel(ctx))
 	for ctx.Err() == nil {
-		if _, err := admin.Exec(ctx, "ALTER DATABASE "+pg.name+" ALLOW_CONNECTIONS false"); err != nil {
+		if _, err := admin.Exec(ctx, "ALTER DATABASE "+pg.Name+" ALLOW_CONNECTIONS false"); err != nil {
 			break
 		}
 		if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-			WHERE datname = $1 AND application_name = $2`, pg.name, app); err != nil {
+			WHERE datname = $1 AND application_name = $2`, pg.Name, app); err != nil {
 			break
 		}
 		cuts++
-		time.Sleep(down)
-		if _, err := admin.Exec(context.WithoutCancel(ctx), "ALTER DATABASE "+pg.name+" ALLOW_CONNECTIONS true"); err != nil {
+		time.Sleep(down) // the outage and the calm after it: the scenario's schedule
+		if _, err := admin.Exec(context.WithoutCancel(ctx), "ALTER DATABASE "+pg.Name+" ALLOW_CONNECTIONS true"); err != nil {
 			return cuts, err
 		}
 		time.Sleep(up)
 	}
-	_, err = admin.Exec(context.WithoutCancel(ctx), "ALTER DATABASE "+pg.name+" ALLOW_CONNECTIONS true")
+	_, err = admin.Exec(context.WithoutCancel(ctx), "ALTER DATABASE "+pg.Name+" ALLOW_CONNECTIONS true")
 	return cuts, err
 }
 
@@ -197,7 +198,7 @@ func TestPostgresOutageLosesAndDoublesNothing(t *testing.T) {
 		t.Fatalf("chaos: %v", chaosErr)
 	}
 	total := rd.streamLen(t)
-	eventually(t, 60*time.Second, "the mirror to catch up", func() bool {
+	testutil.Eventually(t, 60*time.Second, "the mirror to catch up", func() bool {
 		return pg.count(t, "SELECT count(*) FROM lock_events") == total
 	})
 	cancel()
@@ -206,8 +207,8 @@ func TestPostgresOutageLosesAndDoublesNothing(t *testing.T) {
 	}
 	ledgerMatches(t, pg, rd.entries(t))
 	sameLeases(t, rd, pg)
-	retries := testutil.ToFloat64(m.MetricsRetries())
-	t.Logf("%d events, %d outages, %v retries, %v replays", total, cuts, retries, testutil.ToFloat64(m.MetricsDuplicates()))
+	retries := promtest.ToFloat64(m.MetricsRetries())
+	t.Logf("%d events, %d outages, %v retries, %v replays", total, cuts, retries, promtest.ToFloat64(m.MetricsDuplicates()))
 	if cuts < 3 || retries == 0 {
 		t.Fatalf("%d outages, %v retries: the mirror never met a failing Postgres", cuts, retries)
 	}
@@ -278,9 +279,9 @@ func TestKilledBetweenCommitAndAckAppliesOnce(t *testing.T) {
 			t.Fatalf("partition %d: %d entries still pending (%v)", p, x.Count, err)
 		}
 	}
-	if testutil.ToFloat64(b.MetricsClaimed()) == 0 || testutil.ToFloat64(b.MetricsDuplicates()) == 0 {
+	if promtest.ToFloat64(b.MetricsClaimed()) == 0 || promtest.ToFloat64(b.MetricsDuplicates()) == 0 {
 		t.Fatalf("claimed %v, replayed %v: B never claimed A's committed batch",
-			testutil.ToFloat64(b.MetricsClaimed()), testutil.ToFloat64(b.MetricsDuplicates()))
+			promtest.ToFloat64(b.MetricsClaimed()), promtest.ToFloat64(b.MetricsDuplicates()))
 	}
 	ledgerMatches(t, pg, rd.entries(t))
 	sameLeases(t, rd, pg)
@@ -304,8 +305,8 @@ func TestRestartedConsumerAppliesItsOwnPendingFirst(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- again.Run(ctx) }()
 	total := rd.streamLen(t)
-	eventually(t, 10*time.Second, "the restarted mirror to catch up", func() bool {
-		return pg.count(t, "SELECT count(*) FROM lock_events") == total && testutil.ToFloat64(again.MetricsDuplicates()) > 0
+	testutil.Eventually(t, 10*time.Second, "the restarted mirror to catch up", func() bool {
+		return pg.count(t, "SELECT count(*) FROM lock_events") == total && promtest.ToFloat64(again.MetricsDuplicates()) > 0
 	})
 	cancel()
 	if err := <-done; err != nil {
@@ -334,7 +335,7 @@ func TestTwoMirrorsRacingApplyEachEventOnce(t *testing.T) {
 		w.step(t)
 	}
 	total := rd.streamLen(t)
-	eventually(t, 60*time.Second, "the mirrors to catch up", func() bool {
+	testutil.Eventually(t, 60*time.Second, "the mirrors to catch up", func() bool {
 		return pg.count(t, "SELECT count(*) FROM lock_events") == total
 	})
 	cancel()
@@ -347,8 +348,8 @@ func TestTwoMirrorsRacingApplyEachEventOnce(t *testing.T) {
 	sameLeases(t, rd, pg)
 	var claimed, dups float64
 	for _, m := range mirrors {
-		claimed += testutil.ToFloat64(m.MetricsClaimed())
-		dups += testutil.ToFloat64(m.MetricsDuplicates())
+		claimed += promtest.ToFloat64(m.MetricsClaimed())
+		dups += promtest.ToFloat64(m.MetricsDuplicates())
 	}
 	t.Logf("%d events; %v claimed, %v replayed", total, claimed, dups)
 	if claimed == 0 {
