@@ -261,6 +261,14 @@ func (s *pausedStore) ReleaseAll(ctx context.Context, owner, requestID string) (
 	return call(ctx, s.p, func() (int, error) { return s.inner.ReleaseAll(ctx, owner, requestID) })
 }
 
+func (s *pausedStore) AcquireAll(ctx context.Context, reqs []coordinator.Request) ([]coordinator.Lease, error) {
+	return call(ctx, s.p, func() ([]coordinator.Lease, error) { return s.inner.AcquireAll(ctx, reqs) })
+}
+
+func (s *pausedStore) Holders(ctx context.Context, r coordinator.Resource) ([]coordinator.Lease, error) {
+	return call(ctx, s.p, func() ([]coordinator.Lease, error) { return s.inner.Holders(ctx, r) })
+}
+
 type pausedNotifier struct {
 	*pausedStore
 	n coordinator.Notifier

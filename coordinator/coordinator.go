@@ -106,7 +106,9 @@ func (c *Coordinator) request(r Resource, owner string, opts []AcquireOption) (R
 	if cc.err != nil {
 		return Request{}, cc, cc.err
 	}
-	return Request{Resource: r, Owner: owner, TTL: cc.ttl, RequestID: c.requestID()}, cc, nil
+	req := Request{Resource: r, Owner: owner, TTL: cc.ttl, RequestID: c.requestID(),
+		Mode: cc.mode(), Permits: cc.permits, Meta: cc.meta}
+	return req, cc, nil
 }
 
 // call is an operation in flight: the request it sends, its options, and
@@ -138,6 +140,15 @@ func (c *Coordinator) startCall(r Resource, owner string, opts []AcquireOption) 
 // same token, TTL refreshed, never shortened). A lease of another owner
 // gives a *ConflictError (errors.Is(err, ErrConflict)) naming the holder,
 // at once, or after waiting for its release with the Wait option.
+//
+// With Shared or Permits the resource is taken in shared mode: it
+// conflicts only with another owner's exclusive lease (or a full cap).
+// The owner's hold is one lease, whatever the modes it asked in: an
+// exclusive holder asking shared re-enters its exclusive lease, and the
+// sole shared holder asking exclusive upgrades its lease (count + 1, a new
+// token). A shared holder asking exclusive beside other holders gets a
+// *ConflictError with Upgrade set at once, also with Wait: two holders
+// upgrading at once would wait for each other forever.
 func (c *Coordinator) Acquire(ctx context.Context, r Resource, owner string, opts ...AcquireOption) (Lease, error) {
 	cl, err := c.startCall(r, owner, opts)
 	if err != nil {
@@ -156,10 +167,12 @@ func (c *Coordinator) acquire(ctx context.Context, req Request, cc callConfig) (
 }
 
 // queuing is how an acquisition waits in the store's WaitQueue: as the
-// waiter of this coordinator, with q. The zero value does not queue.
+// waiter of this coordinator, with q; an AcquireAll waiting for the
+// resource at. The zero value does not queue.
 type queuing struct {
 	waiter string
 	q      Queueing
+	at     Resource
 }
 
 // acquireOnce sends one acquisition, queued as qp says, and records its
@@ -175,13 +188,42 @@ func (c *Coordinator) acquireOnce(ctx context.Context, req Request, qp queuing) 
 	} else {
 		l, err = c.store.Acquire(ctx, req)
 	}
-	c.m.observe(opAcquire, start, err)
+	c.m.observeAcquire(start, req.Mode, err)
 	if err != nil {
 		return Lease{}, err
 	}
 	l.ttl, l.sent = req.TTL, start
-	c.track(holdKey{req.Resource, req.Owner}, 1)
+	c.acquired(l)
 	return l, nil
+}
+
+// acquired tracks the new hold of l. A re-entry of a kept-alive lease
+// raises the keep-alive's TTL to l's (a re-entry never shortens the
+// lease); an upgrade (a re-entry with a new token and the lease's
+// acquired_at) moves it to the new token, which it would otherwise renew
+// in vain and declare lost. A new lease (count 1, or another acquired_at)
+// leaves it alone: its keeper must find the old lease lost.
+func (c *Coordinator) acquired(l Lease) {
+	k := holdKey{l.Resource, l.Owner}
+	c.track(k, 1)
+	if l.Count < 2 {
+		return
+	}
+	c.mu.Lock()
+	kp := c.keepers[k]
+	c.mu.Unlock()
+	if kp == nil {
+		return
+	}
+	kp.mu.Lock()
+	defer kp.mu.Unlock()
+	if kp.err != nil || !kp.lease.AcquiredAt.Equal(l.AcquiredAt) || kp.lease.Token > l.Token {
+		return
+	}
+	if kp.lease.Token < l.Token {
+		kp.lease = l
+	}
+	kp.ttl = max(kp.ttl, l.ttl)
 }
 
 // Renew sets the expiry of owner's lease on r to now + TTL (Redis time),

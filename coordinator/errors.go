@@ -3,6 +3,8 @@ package coordinator
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -24,7 +26,18 @@ var (
 	ErrExpired = errors.New("coordinator: lease expired")
 	// ErrClosed reports a call on a Coordinator after Close.
 	ErrClosed = errors.New("coordinator: closed")
+	// ErrUnsupported reports a call that the store cannot serve: it lacks
+	// the capability (a mode, a cap, metadata). Nothing was applied. It
+	// matches errors.ErrUnsupported too.
+	ErrUnsupported error = unsupportedError{}
 )
+
+type unsupportedError struct{}
+
+func (unsupportedError) Error() string { return "coordinator: not supported by the store" }
+
+// Is makes ErrUnsupported match errors.ErrUnsupported.
+func (unsupportedError) Is(target error) bool { return target == errors.ErrUnsupported }
 
 // ValidationError is returned for bad input before any I/O is done.
 // errors.Is(err, ErrInvalid) holds.
@@ -50,20 +63,79 @@ func invalid(field, value, rule string) error {
 }
 
 // ConflictError reports that a resource is held by another owner, with the
-// holder's lease as Redis saw it in the same round trip.
+// blocking holder's lease as Redis saw it in the same round trip.
 // errors.Is(err, ErrConflict) holds; errors.As gives the holder.
+//
+// On a shared resource the blocking holder is the one whose hold expires
+// first (a waiter looks again then), and Holders says how many owners
+// hold it. A free resource can conflict too when waiters are queued for
+// it ahead of the caller (the store's queue is fair): Holder is "" then,
+// and Queued says how many.
 type ConflictError struct {
 	Resource  Resource
-	Holder    string    // owner holding the lease
+	Holder    string    // owner holding the lease; "" when r is free but waiters are queued ahead
 	Token     uint64    // the holder's fencing token
 	Count     int       // the holder's hold count
 	ExpiresAt time.Time // Redis server time the holder's lease ends unless renewed
+	// Remaining is the holder's time left when the store answered,
+	// measured by the store's clock (0 when the store does not say).
+	Remaining time.Duration
+	Mode      Mode   // the blocking holder's mode
+	Holders   int    // how many owners hold r (the caller included, on an upgrade)
+	Permits   int    // the cap recorded on r; 0: none
+	Meta      string // the blocking holder's metadata
+	Queued    int    // waiters queued ahead of the caller; 0 when none or not known
+	// Upgrade reports a shared holder's request for exclusive mode while
+	// other owners hold r shared. It is never waited out: two holders
+	// upgrading at once would each wait for the other.
+	Upgrade bool
 }
 
 // Error implements error.
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("coordinator: conflict: %s is held by %q (token %d, count %d) until %s",
-		e.Resource, e.Holder, e.Token, e.Count, e.ExpiresAt.UTC().Format(time.RFC3339Nano))
+	var b strings.Builder
+	b.WriteString("coordinator: conflict: ")
+	until := e.ExpiresAt.UTC().Format(time.RFC3339Nano)
+	switch {
+	case e.Upgrade:
+		others := e.Holders - 1
+		verb := "hold"
+		if others == 1 {
+			verb = "holds"
+		}
+		fmt.Fprintf(&b, "%s cannot be upgraded to exclusive: %s %s it shared (first to expire %q, token %d, until %s); an upgrade does not wait",
+			e.Resource, plural(others, "other owner"), verb, e.Holder, e.Token, until)
+	case e.Holder == "":
+		verb := "are"
+		if e.Queued == 1 {
+			verb = "is"
+		}
+		fmt.Fprintf(&b, "%s is free but %s %s queued ahead", e.Resource, plural(e.Queued, "waiter"), verb)
+		return b.String()
+	case e.Mode == ModeShared:
+		fmt.Fprintf(&b, "%s is held shared by %s", e.Resource, plural(e.Holders, "owner"))
+		if e.Permits > 0 {
+			fmt.Fprintf(&b, " (cap %d)", e.Permits)
+		}
+		fmt.Fprintf(&b, ", first to expire %q (token %d, count %d) until %s", e.Holder, e.Token, e.Count, until)
+	default:
+		fmt.Fprintf(&b, "%s is held by %q (token %d, count %d) until %s", e.Resource, e.Holder, e.Token, e.Count, until)
+	}
+	if e.Meta != "" {
+		fmt.Fprintf(&b, ", meta %q", e.Meta)
+	}
+	if e.Queued > 0 && !e.Upgrade {
+		fmt.Fprintf(&b, "; %s queued ahead", plural(e.Queued, "waiter"))
+	}
+	return b.String()
+}
+
+// plural returns "1 noun" or "n nouns".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 // Unwrap returns ErrConflict.

@@ -160,3 +160,44 @@ func (s *fakeStore) ReleaseAll(_ context.Context, owner, requestID string) (int,
 	}
 	return n, nil
 }
+
+// AcquireAll takes every request as Acquire does, all or nothing
+// (exclusive leases only: the fake knows no modes).
+func (s *fakeStore) AcquireAll(_ context.Context, reqs []coordinator.Request) ([]coordinator.Lease, error) {
+	if err := s.enter("acquireall", reqs[0]); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, req := range reqs {
+		if l, ok := s.leases[req.Resource]; ok && l.Owner != req.Owner {
+			return nil, &coordinator.ConflictError{Resource: req.Resource, Holder: l.Owner, Token: l.Token, Count: l.Count, ExpiresAt: l.ExpiresAt}
+		}
+	}
+	now := time.Now()
+	out := make([]coordinator.Lease, len(reqs))
+	for i, req := range reqs {
+		l, ok := s.leases[req.Resource]
+		if ok {
+			l.Count++
+			if e := now.Add(req.TTL); e.After(l.ExpiresAt) {
+				l.ExpiresAt = e
+			}
+		} else {
+			s.token++
+			l = coordinator.Lease{Resource: req.Resource, Owner: req.Owner, Token: s.token, Count: 1, AcquiredAt: now, ExpiresAt: now.Add(req.TTL)}
+		}
+		s.leases[req.Resource] = l
+		out[i] = l
+	}
+	return out, nil
+}
+
+// Holders returns the lease on r, the only one an exclusive resource has.
+func (s *fakeStore) Holders(ctx context.Context, r coordinator.Resource) ([]coordinator.Lease, error) {
+	l, err := s.Inspect(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return []coordinator.Lease{l}, nil
+}

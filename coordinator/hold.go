@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 )
 
@@ -35,71 +36,88 @@ func (c *Coordinator) Hold(ctx context.Context, r Resource, owner string, fn fun
 	if err != nil {
 		return err
 	}
-	ferr, lost := c.runKept(ctx, l, fn)
-	if err := c.endHold(ctx, cl.req, l, lost); err != nil {
+	ls := []Lease{l}
+	lost, ferr := c.runKept(ctx, ls, func(ctx context.Context) error { return fn(ctx, l) })
+	if err := c.endHolds(ctx, []Request{cl.req}, ls, lost); err != nil {
 		return errors.Join(ferr, err)
 	}
 	return ferr
 }
 
-// runKept runs fn while a keep-alive renews l. fn's context is cancelled
-// with cause ErrClosed when Close starts, and with the *LostError as soon
-// as the lease is known lost. runKept returns fn's error and the loss, if
-// the keep-alive found one.
-func (c *Coordinator) runKept(ctx context.Context, l Lease, fn func(ctx context.Context, l Lease) error) (ferr, lost error) {
+// runKept runs fn while keep-alives renew every lease of ls. fn's context
+// is cancelled with cause ErrClosed when Close starts, and with the
+// *LostError as soon as any lease is known lost. runKept returns, for
+// each lease, its loss if its keep-alive found one, and fn's error.
+func (c *Coordinator) runKept(ctx context.Context, ls []Lease, fn func(ctx context.Context) error) (lost []error, ferr error) {
 	fctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	ka := c.KeepAlive(fctx, l)
+	kas := make([]*KeepAlive, len(ls))
+	for i, l := range ls {
+		kas[i] = c.KeepAlive(fctx, l)
+	}
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		c.watchKept(ka, cancel)
+		c.watchKept(kas, cancel)
 	}()
 
-	ferr = fn(fctx, l)
+	ferr = fn(fctx)
 
-	if ka.k != nil {
-		lost = ka.k.lostErr()
+	for _, ka := range kas {
+		ka.Stop()
 	}
-	ka.Stop()
 	<-watched
-	if lost == nil {
-		if err := ka.Err(); errors.Is(err, ErrLeaseLost) {
-			lost = err
-		}
+	lost = make([]error, len(kas))
+	for i, ka := range kas {
+		lost[i] = ka.lost()
 	}
-	return ferr, lost
+	return lost, ferr
 }
 
 // watchKept cancels the context of a Hold's function when Close starts or
-// ka finds the lease lost; it returns when ka has ended.
-func (c *Coordinator) watchKept(ka *KeepAlive, cancel context.CancelCauseFunc) {
+// a keep-alive of kas finds its lease lost; it returns when every one of
+// kas has ended.
+func (c *Coordinator) watchKept(kas []*KeepAlive, cancel context.CancelCauseFunc) {
+	var wg sync.WaitGroup
+	for _, ka := range kas {
+		wg.Go(func() {
+			<-ka.Done()
+			if err := ka.lost(); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	ended := make(chan struct{})
+	go func() { wg.Wait(); close(ended) }()
 	select {
-	case <-ka.Done():
+	case <-ended:
 	case <-c.closing:
 		cancel(ErrClosed)
-		<-ka.Done()
-	}
-	if err := ka.Err(); errors.Is(err, ErrLeaseLost) {
-		cancel(err)
+		<-ended
 	}
 }
 
-// endHold releases the lease l of a Hold, also after ctx ended and while
-// Close waits for the Hold, and returns what the caller must learn besides
-// fn's error: the loss (also one that only the release found), or the
-// release's failure.
-func (c *Coordinator) endHold(ctx context.Context, req Request, l Lease, lost error) error {
+// endHolds releases the leases ls of a Hold or HoldAll, the last taken
+// first, also after ctx ended and while Close waits for the Hold, and
+// returns what the caller must learn besides fn's error: each loss (also
+// one that only the release found), and each release that failed.
+func (c *Coordinator) endHolds(ctx context.Context, reqs []Request, ls []Lease, lost []error) error {
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer rcancel()
-	req.RequestID = c.requestID()
-	_, rerr := c.release(rctx, req)
-	switch {
-	case lost != nil:
-		return lost
-	case errors.Is(rerr, ErrNotHeld):
-		// the lease ended between the last renewal and the release
-		return &LostError{Resource: req.Resource, Owner: req.Owner, Token: l.Token, Reason: rerr}
+	errs := make([]error, len(reqs))
+	for i := len(reqs) - 1; i >= 0; i-- {
+		req := reqs[i]
+		req.RequestID = c.requestID()
+		_, rerr := c.release(rctx, req)
+		switch {
+		case lost[i] != nil:
+			errs[i] = lost[i]
+		case errors.Is(rerr, ErrNotHeld):
+			// the lease ended between the last renewal and the release
+			errs[i] = &LostError{Resource: req.Resource, Owner: req.Owner, Token: ls[i].Token, Reason: rerr}
+		default:
+			errs[i] = rerr
+		}
 	}
-	return rerr
+	return errors.Join(errs...)
 }

@@ -20,10 +20,14 @@ const (
 
 // hub shares one release subscription among a coordinator's waiters and
 // keeps them in a queue per resource. The subscription starts with the
-// first waiter and ends subLinger after the last left. A release wakes one
-// waiter of the resource (the longest waiting), so a hand-off costs one
-// attempt, not one per waiter; a release through this coordinator wakes
-// it at once, without waiting for the notification, which it then ignores.
+// first waiter and ends subLinger after the last left. A release wakes the
+// front of the resource's queue: its longest waiting waiter, and when that
+// one waits for a shared hold, every shared waiter after it up to the
+// first exclusive one (they may all get in together). So a hand-off costs
+// one attempt per waiter that can take it, not one per waiter, and a
+// waiting exclusive request is not overtaken by shared requests that came
+// after it. A release through this coordinator wakes the front at once,
+// without waiting for the notification, which it then ignores.
 //
 // A release through the coordinator takes mu, so nothing holds mu across
 // a call to the store: the subscription is opened outside it, by one
@@ -48,7 +52,8 @@ type hub struct {
 }
 
 // queue is the coordinator's waiters for one resource, the longest waiting
-// first.
+// first. Its front is the first waiter, and the shared waiters right
+// after a shared first one.
 type queue struct {
 	ws   []*waiter
 	last *ConflictError // the latest conflict a waiter met
@@ -60,9 +65,31 @@ type queue struct {
 }
 
 type waiter struct {
-	r    Resource
-	ch   chan struct{} // one pending wake-up: try now
-	head chan struct{} // became the head of its queue
+	r      Resource
+	shared bool          // waits for a shared hold of r
+	ch     chan struct{} // one pending wake-up: try now
+	head   chan struct{} // joined the front of its queue
+}
+
+// frontLen returns how many waiters form the front of q.
+func (q *queue) frontLen() int {
+	if len(q.ws) == 0 {
+		return 0
+	}
+	n := 1
+	if q.ws[0].shared {
+		for n < len(q.ws) && q.ws[n].shared {
+			n++
+		}
+	}
+	return n
+}
+
+// wakeFront wakes every waiter at the front of q.
+func (q *queue) wakeFront() {
+	for _, w := range q.ws[:q.frontLen()] {
+		wake(w)
+	}
 }
 
 // hubState is what a waiter needs to know of the hub before its first
@@ -145,18 +172,19 @@ type joined struct {
 	retry bool
 }
 
-// join queues a waiter for r that arrived as a says, and subscribes to
-// the release notifications if nobody has.
-func (h *hub) join(ctx context.Context, r Resource, a arrival) (*waiter, joined) {
-	w, first := h.enqueue(r, a)
+// join queues a waiter for r (for a shared hold when shared) that
+// arrived as a says, and subscribes to the release notifications if
+// nobody has.
+func (h *hub) join(ctx context.Context, r Resource, shared bool, a arrival) (*waiter, joined) {
+	w, front := h.enqueue(r, shared, a)
 	h.subscribe(ctx)
-	return w, h.joinedAs(first, a)
+	return w, h.joinedAs(front, a)
 }
 
 // enqueue puts a new waiter for r at the end of its queue and reports
-// whether it is the first.
-func (h *hub) enqueue(r Resource, a arrival) (*waiter, bool) {
-	w := &waiter{r: r, ch: make(chan struct{}, 1), head: make(chan struct{}, 1)}
+// whether it is at the front.
+func (h *hub) enqueue(r Resource, shared bool, a arrival) (*waiter, bool) {
+	w := &waiter{r: r, shared: shared, ch: make(chan struct{}, 1), head: make(chan struct{}, 1)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	q := h.queues[r]
@@ -173,7 +201,7 @@ func (h *hub) enqueue(r Resource, a arrival) (*waiter, bool) {
 		h.linger.Stop()
 		h.linger = nil
 	}
-	return w, len(q.ws) == 1
+	return w, len(q.ws) <= q.frontLen()
 }
 
 // subscribe opens the release subscription unless it is open, being
@@ -221,19 +249,19 @@ func (h *hub) opened(sub Subscription, err error) {
 	}
 }
 
-// joinedAs tells a waiter that joined (first in its queue or not) after
-// an arrival a whether it is notified and must try at once. Any release
-// since a's snapshot either counts in seq by now or woke the waiter, which
-// was queued before this check.
-func (h *hub) joinedAs(first bool, a arrival) joined {
+// joinedAs tells a waiter that joined (at the front of its queue or not)
+// after an arrival a whether it is notified and must try at once. Any
+// release since a's snapshot either counts in seq by now or woke the
+// waiter, which was queued before this check.
+func (h *hub) joinedAs(front bool, a arrival) joined {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	notified := h.sub != nil
-	// nothing was released since the attempt, and a release now would be
+	// nothing was released since the snapshot, and a release now would be
 	// notified to this queue
 	s := a.snap
-	quiet := a.tried && notified && s.active && s.gen == h.gen && s.seq == h.seq
-	return joined{notified: notified, retry: !notified || (first && !quiet)}
+	quiet := notified && s.active && s.gen == h.gen && s.seq == h.seq
+	return joined{notified: notified, retry: !notified || (front && (!quiet || a.gone))}
 }
 
 // conflict records the conflict w met, for the waiters that join later.
@@ -245,17 +273,26 @@ func (h *hub) conflict(w *waiter, ce *ConflictError) {
 	h.mu.Unlock()
 }
 
-// isHead reports whether w is the first of its queue.
-func (h *hub) isHead(w *waiter) bool {
+// inFront reports whether w is at the front of its queue.
+func (h *hub) inFront(w *waiter) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	q := h.queues[w.r]
-	return q != nil && len(q.ws) > 0 && q.ws[0] == w
+	if q == nil {
+		return false
+	}
+	for _, x := range q.ws[:q.frontLen()] {
+		if x == w {
+			return true
+		}
+	}
+	return false
 }
 
-// leave removes w; a wake-up it did not use goes to the next waiter, and a
-// new head is told so. The last waiter to leave schedules the end of the
-// subscription. It reports whether w was the last waiter for its resource.
+// leave removes w. The waiters it brings to the front of the queue get
+// the wake-up it did not use, or else are told that they are at the
+// front. The last waiter to leave schedules the end of the subscription.
+// It reports whether w was the last waiter for its resource.
 func (h *hub) leave(w *waiter) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -263,22 +300,30 @@ func (h *hub) leave(w *waiter) bool {
 	if q == nil {
 		return false
 	}
-	wasHead := len(q.ws) > 0 && q.ws[0] == w
+	before := q.frontLen()
 	for i, x := range q.ws {
 		if x == w {
 			q.ws = append(q.ws[:i:i], q.ws[i+1:]...)
+			if i < before {
+				before--
+			}
 			break
 		}
 	}
 	if len(q.ws) == 0 {
 		delete(h.queues, w.r)
 	} else {
+		unused := false
 		select {
 		case <-w.ch:
-			wake(q.ws[0])
+			unused = true
 		default:
-			if wasHead {
-				signal(q.ws[0].head)
+		}
+		for _, x := range q.ws[before:q.frontLen()] {
+			if unused {
+				wake(x)
+			} else {
+				signal(x.head)
 			}
 		}
 	}
@@ -316,8 +361,8 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// released hands r over to the head of its queue at once, after owner's
-// release through this coordinator deleted the lease; the release's
+// released hands r over to the front of its queue at once, after owner's
+// release through this coordinator deleted its lease; the release's
 // notification, when it comes, is ignored (a WaitQueue sends none:
 // the release named this coordinator, see handsOver).
 //
@@ -336,7 +381,7 @@ func (h *hub) released(r Resource, owner string, handed bool) {
 	if !handed {
 		return
 	}
-	wake(q.ws[0])
+	q.wakeFront()
 	if h.sub != nil && h.qn == nil {
 		q.skip++
 		q.skipAt = time.Now()
@@ -354,7 +399,7 @@ func (h *hub) dispatch(sub Subscription, end chan struct{}) {
 				q.skip--
 			default:
 				q.skip = 0
-				wake(q.ws[0])
+				q.wakeFront()
 			}
 		}
 		h.mu.Unlock()

@@ -73,6 +73,15 @@ func (h *KeepAlive) fail(err error) *KeepAlive {
 	return h
 }
 
+// lost returns the *LostError of the lease when its keep-alive found it
+// lost, else nil.
+func (h *KeepAlive) lost() error {
+	if h.k == nil {
+		return nil
+	}
+	return h.k.lostErr()
+}
+
 // Done is closed when the keep-alive ends for any reason.
 func (h *KeepAlive) Done() <-chan struct{} { return h.done }
 

@@ -10,12 +10,13 @@ import (
 // metrics holds the collectors registered by WithMetrics; a nil *metrics
 // records nothing.
 type metrics struct {
-	acquire, renew, release *prometheus.HistogramVec
-	wait                    *prometheus.HistogramVec
-	conflicts               prometheus.Counter
-	renewFailures           prometheus.Counter
-	lost                    prometheus.Counter
-	held                    prometheus.Gauge
+	acquire, acquireAll *prometheus.HistogramVec
+	renew, release      *prometheus.HistogramVec
+	wait                *prometheus.HistogramVec
+	conflicts           prometheus.Counter
+	renewFailures       prometheus.Counter
+	lost                prometheus.Counter
+	held                prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -23,20 +24,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return nil
 	}
 	buckets := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
-	latency := func(op string) *prometheus.HistogramVec {
+	latency := func(op, by string, labels ...string) *prometheus.HistogramVec {
 		return register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "lockcoord", Name: op + "_duration_seconds",
-			Help:    "Latency of " + op + " calls to the store, by result (ok, conflict, not_held, expired, error).",
+			Help:    "Latency of " + op + " calls to the store, by result (ok, conflict, not_held, expired, error)" + by + ".",
 			Buckets: buckets,
-		}, []string{"result"}))
+		}, append([]string{"result"}, labels...)))
 	}
 	return &metrics{
-		acquire: latency("acquire"),
-		renew:   latency("renew"),
-		release: latency("release"),
+		acquire:    latency("acquire", " and mode (exclusive, shared)", "mode"),
+		acquireAll: latency("acquire_all", ""),
+		renew:      latency("renew", ""),
+		release:    latency("release", ""),
 		wait: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "lockcoord", Name: "wait_duration_seconds",
-			Help:    "Time acquirers spent waiting for a conflicting lease, by result (acquired, timeout, cancelled, error).",
+			Help:    "Time acquirers spent waiting for a conflicting lease, by result (acquired, timeout, cancelled, upgrade, error).",
 			Buckets: buckets,
 		}, []string{"result"})),
 		conflicts: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
@@ -87,19 +89,30 @@ func result(err error) string {
 	}
 }
 
-// Operations whose latency is observed.
+// Operations whose latency is observed by observe.
 const (
-	opAcquire = iota
-	opRenew
+	opRenew = iota
 	opRelease
+	opAcquireAll
 )
 
 func (m *metrics) observe(op int, start time.Time, err error) {
 	if m == nil {
 		return
 	}
-	h := [...]*prometheus.HistogramVec{opAcquire: m.acquire, opRenew: m.renew, opRelease: m.release}[op]
+	h := [...]*prometheus.HistogramVec{opRenew: m.renew, opRelease: m.release, opAcquireAll: m.acquireAll}[op]
 	h.WithLabelValues(result(err)).Observe(time.Since(start).Seconds())
+	if errors.Is(err, ErrConflict) {
+		m.conflicts.Inc()
+	}
+}
+
+// observeAcquire observes an Acquire of mode.
+func (m *metrics) observeAcquire(start time.Time, mode Mode, err error) {
+	if m == nil {
+		return
+	}
+	m.acquire.WithLabelValues(result(err), mode.String()).Observe(time.Since(start).Seconds())
 	if errors.Is(err, ErrConflict) {
 		m.conflicts.Inc()
 	}

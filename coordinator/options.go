@@ -45,7 +45,8 @@ func typeTTL(resourceType string) (time.Duration, bool) {
 // (ErrInvalid) naming it, so a misconfiguration cannot go unnoticed.
 type Option func(*config)
 
-// AcquireOption configures one Acquire or Renew call.
+// AcquireOption configures one Acquire, AcquireAll, Hold, HoldAll or
+// Renew call. Renew uses only TTL.
 type AcquireOption func(*callConfig)
 
 type config struct {
@@ -59,9 +60,12 @@ type config struct {
 }
 
 type callConfig struct {
-	ttl  time.Duration
-	wait time.Duration
-	err  error
+	ttl     time.Duration
+	wait    time.Duration
+	shared  bool   // Shared
+	permits int    // Permits; 0: none
+	meta    string // Meta
+	err     error
 }
 
 func (c *config) fail(err error) {

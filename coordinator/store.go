@@ -17,19 +17,44 @@ import (
 // does without; each has a conformance suite of its own
 // (storetest.RunNotifier, storetest.RunWaitQueue).
 type Store interface {
-	// Acquire takes r for req.Owner with req.TTL, or re-enters the owner's
-	// lease (count + 1, same token, expiry not shortened).
+	// Acquire takes r for req.Owner with req.TTL in req.Mode, or re-enters
+	// the owner's lease (count + 1, same token, expiry not shortened).
+	//
+	// Exclusive conflicts with any hold of another owner, shared only
+	// with another owner's exclusive hold, or with req.Permits' cap (or
+	// the recorded one) reached. The first holder of a free resource
+	// records its mode and cap; a shared request naming another cap while
+	// holders remain is a *ValidationError naming the recorded cap. An
+	// exclusive holder asking shared re-enters and stays exclusive; the
+	// sole shared holder asking exclusive is upgraded (count + 1, a new
+	// token, acquired_at kept); a shared holder asking exclusive beside other holders gets
+	// a *ConflictError with Upgrade set. Every fresh hold and every
+	// upgrade gets a token above every token issued before for r.
+	//
+	// A store that does not support a mode, a cap or metadata refuses
+	// the request with an error wrapping ErrUnsupported, applying
+	// nothing.
 	Acquire(ctx context.Context, req Request) (Lease, error)
 	// Renew sets the expiry of the owner's lease to now + req.TTL.
 	Renew(ctx context.Context, req Request) (Lease, error)
 	// Release drops one hold (every hold when req.All) of the owner's
 	// lease; the returned Count is the holds left.
 	Release(ctx context.Context, req Request) (Lease, error)
-	// Inspect reports the lease on r, or ErrNotHeld when r is free.
+	// Inspect reports the lease on r, or ErrNotHeld when r is free. On a
+	// shared resource it reports the holder whose hold expires first.
 	Inspect(ctx context.Context, r Resource) (Lease, error)
 	// ReleaseAll releases every lease of owner, whatever its count, and
 	// returns how many it released.
 	ReleaseAll(ctx context.Context, owner, requestID string) (int, error)
+	// AcquireAll takes every request (one owner, one request ID, distinct
+	// resources, each as Acquire would take it alone) all or nothing and
+	// returns their leases in the order of reqs. On a conflict it returns
+	// the *ConflictError of a busy resource and holds nothing it took. A
+	// repeat of its request ID is answered, not applied again.
+	AcquireAll(ctx context.Context, reqs []Request) ([]Lease, error)
+	// Holders lists every lease on r, one per owner, sorted by ExpiresAt
+	// then Owner; ErrNotHeld when r is free.
+	Holders(ctx context.Context, r Resource) ([]Lease, error)
 }
 
 // Request is one mutating call to a Store.
@@ -46,6 +71,14 @@ type Request struct {
 	// fencing token: a keep-alive must not extend a later lease of the
 	// same owner, or its holder would never learn that its own was lost.
 	Token uint64
+	// Mode is the mode Acquire asks for (see Store.Acquire).
+	Mode Mode
+	// Permits is the cap a shared Acquire asks for; 0 asks for none and
+	// joins under the cap recorded on the resource, if any.
+	Permits int
+	// Meta is kept with the lease by Acquire, replacing the lease's
+	// metadata on a re-entry when not empty.
+	Meta string
 }
 
 // MaxRequestIDLen is the longest request ID, in bytes.
@@ -96,7 +129,9 @@ type WaitQueue interface {
 	// AcquireQueued is Acquire by a waiting acquirer of the coordinator
 	// waiter: one refused queues waiter for the resource (keeping its
 	// place when queued), one that succeeds takes waiter out of the
-	// queue, or moves it to the end when q.StayQueued.
+	// queue, or moves it to the end when q.StayQueued. An upgrade
+	// conflict (ConflictError.Upgrade), which is never waited out, does
+	// not queue.
 	AcquireQueued(ctx context.Context, req Request, waiter string, q Queueing) (Lease, error)
 	// ReleaseHandOff is Release by a coordinator (waiter) whose own
 	// waiters wait for the resource. It also reports whether a release
@@ -108,6 +143,14 @@ type WaitQueue interface {
 	ReleaseHandOff(ctx context.Context, req Request, waiter string) (Lease, bool, error)
 	// Unqueue removes waiter from r's queue: its last waiter gave up.
 	Unqueue(ctx context.Context, r Resource, waiter string) error
+	// AcquireAllQueued is AcquireAll by a waiting acquirer of the
+	// coordinator waiter, which waits for the resource at (the zero
+	// Resource before it waits for any). A refusal queues waiter for the
+	// refused resource (keeping its place when queued there), but for an
+	// upgrade conflict; a success
+	// takes waiter out of at's queue, or moves it to the end of it when
+	// q.StayQueued, and leaves the queues of the other resources alone.
+	AcquireAllQueued(ctx context.Context, reqs []Request, waiter string, at Resource, q Queueing) ([]Lease, error)
 }
 
 // Queueing says what a queued acquisition (WaitQueue.AcquireQueued) does

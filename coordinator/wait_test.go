@@ -15,7 +15,7 @@ import (
 	"github.com/lockcoord/lockcoord/coordinator"
 )
 
-// countingStore counts acquisition attempts and hides the Notifier of the
+// countingStore counts acquisition attempts (Acquire, AcquireAll) and hides the Notifier of the
 // store it wraps unless notify is set.
 type countingStore struct {
 	coordinator.Store
@@ -25,6 +25,11 @@ type countingStore struct {
 func (s *countingStore) Acquire(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
 	s.acquires.Add(1)
 	return s.Store.Acquire(ctx, req)
+}
+
+func (s *countingStore) AcquireAll(ctx context.Context, reqs []coordinator.Request) ([]coordinator.Lease, error) {
+	s.acquires.Add(1)
+	return s.Store.AcquireAll(ctx, reqs)
 }
 
 type notifyingStore struct {

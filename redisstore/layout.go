@@ -32,6 +32,7 @@ const (
 	sufEvents   = ":events"     //
 	sufOwner    = ":owner:"     // + <owner>
 	sufRequest  = ":req:"       // + <request id>
+	sufAllReq   = ":reqall:"    // + <request id>
 	sufReleased = ":released"   // + [:<waiter>]
 	sufConfig   = ":partitions" // after the prefix alone
 )
@@ -123,6 +124,13 @@ func (l Layout) OwnerKey(p int, owner string) string { return ownerKey(l.tag(p),
 // RequestKey returns the key of the memo of a release that deleted a
 // lease of partition p: <prefix>:{<p>}:req:<request id>.
 func (l Layout) RequestKey(p int, requestID string) string { return requestKey(l.tag(p), requestID) }
+
+// AllRequestKey returns the key recording the attempt of an AcquireAll
+// whose first resource (in the order the store takes them) is in
+// partition p: <prefix>:{<p>}:reqall:<request id>.
+func (l Layout) AllRequestKey(p int, requestID string) string {
+	return l.tag(p) + sufAllReq + requestID
+}
 
 // ReleaseChannel returns partition p's release notification channel:
 // <prefix>:{<p>}:released.

@@ -155,6 +155,9 @@ func (s *Store) AcquireQueued(ctx context.Context, req coordinator.Request, wait
 }
 
 func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter string, q coordinator.Queueing) (coordinator.Lease, error) {
+	if err := supports(req); err != nil {
+		return coordinator.Lease{}, err
+	}
 	if err := s.ready(ctx); err != nil {
 		return coordinator.Lease{}, err
 	}

@@ -41,12 +41,51 @@ type Harness interface {
 	DropScripts(t testing.TB, s coordinator.Store)
 }
 
-// Run runs every conformance test against stores from h.
+// Capability is a part of the Store contract that a store may not
+// support yet. A Harness declares the capabilities of its stores by
+// implementing Capable. Run runs the tests of each capability declared,
+// and for each one not declared checks that the store refuses its
+// requests with coordinator.ErrUnsupported, applying nothing: a store
+// never half-supports a capability silently, and a store that declares
+// one it does not meet fails its tests.
+type Capability string
+
+const (
+	// Shared is ModeShared and Permits: several holders of a resource,
+	// caps, re-entry across modes, upgrades, Holders of several owners,
+	// AcquireAll of mixed modes.
+	Shared Capability = "shared"
+	// FairQueue is a WaitQueue that grants a fresh hold of a resource
+	// with queued waiters only to the first of them, keeps the first
+	// queued until it acquires, and tells the next one when there is
+	// room: waiting acquirers get a resource in the order they queued,
+	// and a waiting exclusive request is not overtaken by shared ones.
+	// RunFairQueue is its suite.
+	FairQueue Capability = "fair-queue"
+)
+
+// Capable is implemented by a Harness whose stores have capabilities.
+type Capable interface {
+	Capabilities() []Capability
+}
+
+// has reports whether h declares c.
+func has(h Harness, c Capability) bool {
+	if ch, ok := h.(Capable); ok {
+		for _, x := range ch.Capabilities() {
+			if x == c {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Run runs every conformance test against stores from h: the tests of
+// the base contract, of AcquireAll and Holders, and of each Capability h
+// declares (the refusal of the others).
 func Run(t *testing.T, h Harness) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, h Harness)
-	}{
+	tests := []conformanceTest{
 		{"AcquireFree", testAcquireFree},
 		{"Reentrant", testReentrant},
 		{"Conflict", testConflict},
@@ -66,6 +105,22 @@ func Run(t *testing.T, h Harness) {
 		{"SameOwnerAfterExpiry", testSameOwnerAfterExpiry},
 		{"ConflictLeavesHolder", testConflictLeavesHolder},
 	}
+	tests = append(tests, allTests...)
+	if has(h, Shared) {
+		tests = append(tests, sharedTests...)
+	} else {
+		tests = append(tests, conformanceTest{"SharedUnsupported", testSharedUnsupported})
+	}
+	runTests(t, h, tests)
+}
+
+// conformanceTest is one test of a suite.
+type conformanceTest struct {
+	name string
+	fn   func(t *testing.T, h Harness)
+}
+
+func runTests(t *testing.T, h Harness, tests []conformanceTest) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
@@ -498,6 +553,16 @@ func (s *countingStore) Inspect(ctx context.Context, r coordinator.Resource) (co
 func (s *countingStore) ReleaseAll(ctx context.Context, owner, id string) (int, error) {
 	s.calls.Add(1)
 	return s.Store.ReleaseAll(ctx, owner, id)
+}
+
+func (s *countingStore) AcquireAll(ctx context.Context, reqs []coordinator.Request) ([]coordinator.Lease, error) {
+	s.calls.Add(1)
+	return s.Store.AcquireAll(ctx, reqs)
+}
+
+func (s *countingStore) Holders(ctx context.Context, r coordinator.Resource) ([]coordinator.Lease, error) {
+	s.calls.Add(1)
+	return s.Store.Holders(ctx, r)
 }
 
 // invalidCall is a call with one bad argument, and the field its

@@ -14,6 +14,10 @@ import (
 // history.
 var ErrReleaseAll = errors.New("history: ReleaseAll is not recorded")
 
+// ErrAcquireAll is returned by a recording store's AcquireAll: the
+// history checker does not model several resources taken at once yet.
+var ErrAcquireAll = errors.New("history: AcquireAll is not recorded")
+
 // Recorder collects the operations of the stores it wraps. It is safe for
 // concurrent use.
 type Recorder struct {
@@ -145,6 +149,16 @@ func (s *recStore) Inspect(ctx context.Context, r coordinator.Resource) (coordin
 
 func (s *recStore) ReleaseAll(ctx context.Context, owner, requestID string) (int, error) {
 	return 0, ErrReleaseAll
+}
+
+func (s *recStore) AcquireAll(ctx context.Context, reqs []coordinator.Request) ([]coordinator.Lease, error) {
+	return nil, ErrAcquireAll
+}
+
+// Holders passes through, unrecorded: a read of several leases has no
+// place in a per-lease history.
+func (s *recStore) Holders(ctx context.Context, r coordinator.Resource) ([]coordinator.Lease, error) {
+	return s.inner.Holders(ctx, r)
 }
 
 type recNotifier struct {

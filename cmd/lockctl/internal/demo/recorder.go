@@ -218,6 +218,26 @@ func (w *workerStore) ReleaseAll(ctx context.Context, owner, requestID string) (
 	return w.inner.ReleaseAll(ctx, owner, requestID)
 }
 
+func (w *workerStore) AcquireAll(ctx context.Context, reqs []coordinator.Request) ([]coordinator.Lease, error) {
+	w.gate()
+	start := time.Now()
+	ls, err := w.inner.AcquireAll(ctx, reqs)
+	d := time.Since(start)
+	if err != nil {
+		w.rec.acquire(reqs[0], coordinator.Lease{}, d, err)
+		return ls, err
+	}
+	for i, l := range ls {
+		w.rec.acquire(reqs[i], l, d, nil)
+	}
+	return ls, nil
+}
+
+func (w *workerStore) Holders(ctx context.Context, r coordinator.Resource) ([]coordinator.Lease, error) {
+	w.gate()
+	return w.inner.Holders(ctx, r)
+}
+
 // Releases passes the release notifications of the inner store through.
 func (w *workerStore) Releases(ctx context.Context) (coordinator.Subscription, error) {
 	n, ok := w.inner.(coordinator.Notifier)
