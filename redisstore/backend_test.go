@@ -13,7 +13,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/redisharness"
 	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
@@ -47,15 +49,19 @@ func onBoth(t *testing.T, fn func(t *testing.T, b *backend)) {
 }
 
 func (b *backend) newStore(t testing.TB, opts ...redisstore.Option) *redisstore.Store {
-	s := redisstore.New(b.client, append([]redisstore.Option{redisstore.WithPrefix(randomPrefix())}, opts...)...)
-	t.Cleanup(func() { deletePrefix(t, b.client, s.Layout()) })
-	return s
+	return redisharness.NewStore(t, b.client, opts...)
 }
 
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
+// randomPrefix is a key prefix of a test's own.
+func randomPrefix() string { return "lctest-" + testutil.RandomHex(6) }
+
+// deleteKeys deletes the keys of layout when t ends.
+func deleteKeys(t testing.TB, c redis.UniversalClient, layout redisstore.Layout) {
+	t.Cleanup(func() {
+		if err := testredis.DeleteKeys(context.Background(), c, layout.KeyPattern()); err != nil {
+			t.Errorf("clean up: %v", err)
+		}
+	})
 }
 
 func must[T any](t testing.TB) func(T, error) T {

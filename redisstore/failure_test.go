@@ -12,6 +12,7 @@ import (
 
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
@@ -40,7 +41,7 @@ func TestRedisUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := testCtx(t)
+	ctx := t.Context()
 	for name, retries := range map[string]int{"no retries": -1, "default retries": 0} {
 		t.Run(name, func(t *testing.T) {
 			c := quickClient(t, "127.0.0.1:"+strconv.Itoa(port), retries)
@@ -65,7 +66,7 @@ func quickClient(t *testing.T, addr string, retries int) *redis.Client {
 func TestRedisGoesAway(t *testing.T) {
 	t.Run("miniredis", func(t *testing.T) {
 		b := newMiniBackend(t)
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := redisstore.New(quickClient(t, b.mini.Addr(), 0))
 		lease(t)(s.Acquire(ctx, request(coordinator.Plan("1"), "w1", "a", time.Minute)))
 		b.mini.Close()
@@ -73,7 +74,7 @@ func TestRedisGoesAway(t *testing.T) {
 	})
 	t.Run("redis", func(t *testing.T) {
 		b := newRealBackend(t)
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := redisstore.New(quickClient(t, b.srv.Addr, 0))
 		r := coordinator.Plan("1")
 		old := lease(t)(s.Acquire(ctx, request(r, "w1", "a", time.Minute)))
@@ -84,16 +85,13 @@ func TestRedisGoesAway(t *testing.T) {
 		}
 		// go-redis probes a failed server once a second before it dials
 		// again: wait for the connection, not for any TTL
-		for i := 0; ; i++ {
+		testutil.Eventually(t, 10*time.Second, "the store to reach the restarted server", func() bool {
 			_, err := s.Inspect(ctx, r)
-			if errors.Is(err, coordinator.ErrNotHeld) {
-				break
-			}
-			if !isNetworkError(err) || i > 1000 {
+			if err != nil && !errors.Is(err, coordinator.ErrNotHeld) && !isNetworkError(err) {
 				t.Fatalf("after a restart without persistence: %v, want ErrNotHeld", err)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return errors.Is(err, coordinator.ErrNotHeld)
+		})
 		l := lease(t)(s.Acquire(ctx, request(r, "w2", "b", time.Minute)))
 		if l.Token <= old.Token {
 			t.Fatalf("token %d after the restart, %d before", l.Token, old.Token)
@@ -107,7 +105,7 @@ func TestRedisGoesAway(t *testing.T) {
 // nor a wrong lease.
 func TestCorruptLease(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := b.newStore(t)
 		good := map[string]string{"owner": "w1", "count": "2", "token": "17", "acquired_at": "1700000000000", "expires_at": "1700000060000"}
 		for _, tc := range []struct {

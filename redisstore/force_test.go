@@ -18,7 +18,7 @@ import (
 
 func TestForceRelease(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := b.newStore(t)
 		var ids reqIDs
 		r := coordinator.Project("stuck/9")
@@ -112,7 +112,7 @@ func TestForceReleaseRace(t *testing.T) {
 	} {
 		t.Run("steals="+strconv.Itoa(int(tc.steals)), func(t *testing.T) {
 			b := newMiniBackend(t)
-			ctx := testCtx(t)
+			ctx := t.Context()
 			s := redisstore.New(b.client)
 			r := coordinator.Plan("contended")
 			lease(t)(s.Acquire(ctx, request(r, "w1", "a", time.Minute)))

@@ -20,7 +20,7 @@ import (
 // keysUnder lists the keys of a layout's prefix with their types.
 func keysUnder(t *testing.T, b *backend, layout redisstore.Layout) map[string]string {
 	t.Helper()
-	ctx := testCtx(t)
+	ctx := t.Context()
 	out := map[string]string{}
 	iter := b.client.Scan(ctx, 0, layout.KeyPattern(), 1000).Iterator()
 	for iter.Next(ctx) {
@@ -34,7 +34,7 @@ func keysUnder(t *testing.T, b *backend, layout redisstore.Layout) map[string]st
 
 func TestKeyLayout(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := b.newStore(t)
 		pfx := s.Layout().Prefix()
 		r := coordinator.Plan("42")
@@ -181,7 +181,7 @@ func checkOwnerIndex(t *testing.T, b *backend, s *redisstore.Store, owners []str
 
 func TestOwnerIndexTTL(t *testing.T) {
 	b := newMiniBackend(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	s := redisstore.New(b.client, redisstore.WithPartitions(1))
 	a, bb, c := coordinator.Plan("a"), coordinator.Plan("b"), coordinator.Plan("c")
 	all := []coordinator.Resource{a, bb, c}
@@ -212,7 +212,7 @@ func TestOwnerIndexTTL(t *testing.T) {
 // resources, with time moving on, and checks the index after each.
 func TestOwnerIndexRandom(t *testing.T) {
 	b := newMiniBackend(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	s := redisstore.New(b.client, redisstore.WithPartitions(2))
 	owners := []string{"w1", "w2", "w3"}
 	var rs []coordinator.Resource
@@ -250,7 +250,7 @@ func TestOwnerIndexRandom(t *testing.T) {
 
 func TestReleaseAllDropsStaleMembers(t *testing.T) {
 	b := newMiniBackend(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	s := redisstore.New(b.client)
 	var ids reqIDs
 	live, expired, taken := coordinator.Plan("live"), coordinator.Plan("expired"), coordinator.Plan("taken")
@@ -292,7 +292,7 @@ func TestReleaseAllDropsStaleMembers(t *testing.T) {
 
 func TestRetryWindow(t *testing.T) {
 	b := newMiniBackend(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	s := redisstore.New(b.client, redisstore.WithRetryWindow(2*time.Second))
 	r := coordinator.Plan("retry")
 	a := lease(t)(s.Acquire(ctx, request(r, "w1", "a1", time.Hour)))
@@ -313,7 +313,7 @@ func TestRetryWindow(t *testing.T) {
 
 func TestSubMillisecondTTL(t *testing.T) {
 	b := newMiniBackend(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	s := redisstore.New(b.client)
 	for i, ttl := range []time.Duration{0, 500 * time.Microsecond, 1999 * time.Microsecond} {
 		r := coordinator.Resource{Type: "job", ID: strconv.Itoa(i)}

@@ -41,7 +41,7 @@ func prefixKeys(t *testing.T, b *backend, s *redisstore.Store) []string {
 // cannot do yet are refused before anything is written.
 func TestAcquireAllRefusesBadInput(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := b.newStore(t)
 		a, c := coordinator.Plan("a"), coordinator.Plan("c")
 		many := make([]coordinator.Resource, coordinator.MaxClaims+1)
@@ -99,7 +99,7 @@ func TestAcquireAllRefusesBadInput(t *testing.T) {
 // stay within the rule, and a repeat of it is still answered.
 func TestAcquireAllLongRequestID(t *testing.T) {
 	b := newMiniBackend(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	s := b.newStore(t)
 	id := strings.Repeat("r", coordinator.MaxRequestIDLen)
 	reqs := allReqs("w1", id, coordinator.Plan("l1"), coordinator.Project("l2"))
@@ -117,7 +117,7 @@ func TestAcquireAllLongRequestID(t *testing.T) {
 // the first in that order.
 func TestAcquireAllOrder(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := b.newStore(t)
 		var rs []coordinator.Resource
 		for i := range 12 {
@@ -158,7 +158,7 @@ func reversed(rs []coordinator.Resource) []coordinator.Resource {
 // takes the waiter out of the queue.
 func TestAcquireAllQueued(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := b.newStore(t, redisstore.WithPartitions(1))
 		a, c := coordinator.Plan("qa"), coordinator.Plan("qc")
 		queue := func(r coordinator.Resource) string {
@@ -235,7 +235,7 @@ func TestAcquireAllCleanupFailures(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newMiniBackend(t)
-			ctx := testCtx(t)
+			ctx := t.Context()
 			s := b.newStore(t, redisstore.WithPartitions(1))
 			a, c := coordinator.Plan("ca"), coordinator.Plan("cc")
 			lease(t)(s.Acquire(ctx, request(c, "holder", "h1", time.Minute)))
@@ -284,7 +284,7 @@ func TestAcquireAllRecord(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newMiniBackend(t)
-			ctx := testCtx(t)
+			ctx := t.Context()
 			s := b.newStore(t, redisstore.WithPartitions(1))
 			a := coordinator.Plan("ra")
 			reqs := allReqs("w1", "x", a)
@@ -317,7 +317,7 @@ func TestMultiCallsWithoutRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := testCtx(t)
+	ctx := t.Context()
 	s := redisstore.New(quickClient(t, "127.0.0.1:"+strconv.Itoa(port), -1))
 	reqs := allReqs("w1", "x", coordinator.Plan("1"))
 	errs := map[string]error{}
@@ -330,7 +330,7 @@ func TestMultiCallsWithoutRedis(t *testing.T) {
 // TestHoldersOfAnExclusiveLease: Holders lists the exclusive lease.
 func TestHoldersOfAnExclusiveLease(t *testing.T) {
 	b := newMiniBackend(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	s := b.newStore(t)
 	r := coordinator.Plan("h")
 	if _, err := s.Holders(ctx, r); !errors.Is(err, coordinator.ErrNotHeld) {

@@ -19,7 +19,7 @@ import (
 // lost by design), or fails after 15 s.
 func notifiedAgain(t *testing.T, s *redisstore.Store, sub coordinator.Subscription, r coordinator.Resource, ids *reqIDs) {
 	t.Helper()
-	ctx := testCtx(t)
+	ctx := t.Context()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		lease(t)(s.Acquire(ctx, request(r, "w1", ids.next(), time.Minute)))
@@ -52,8 +52,8 @@ func TestReleasesAfterBlackhole(t *testing.T) {
 	prefix := randomPrefix()
 	listen := redisstore.New(viaProxy, redisstore.WithPrefix(prefix), redisstore.WithPartitions(2))
 	s := redisstore.New(direct, redisstore.WithPrefix(prefix), redisstore.WithPartitions(2))
-	t.Cleanup(func() { deletePrefix(t, direct, s.Layout()) })
-	ctx := testCtx(t)
+	deleteKeys(t, direct, s.Layout())
+	ctx := t.Context()
 	sub, err := listen.Releases(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -64,8 +64,9 @@ func TestReleasesAfterBlackhole(t *testing.T) {
 	notifiedAgain(t, s, sub, r, &ids)
 
 	proxy.Blackhole()
-	// several health periods: PING unanswered, subscriptions replaced
-	// (their SUBSCRIBE unanswered too) at least twice
+	// the fault lasts several health periods: PING unanswered,
+	// subscriptions replaced (their SUBSCRIBE unanswered too) at least
+	// twice
 	time.Sleep(10 * 50 * time.Millisecond)
 	proxy.Heal()
 	notifiedAgain(t, s, sub, r, &ids)
@@ -78,7 +79,7 @@ func TestReleasesAfterRestart(t *testing.T) {
 	srv := testredis.Start(t)
 	c := srv.Client(t)
 	s := redisstore.New(c, redisstore.WithPrefix(randomPrefix()), redisstore.WithPartitions(2))
-	ctx := testCtx(t)
+	ctx := t.Context()
 	sub, err := s.Releases(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +90,9 @@ func TestReleasesAfterRestart(t *testing.T) {
 	notifiedAgain(t, s, sub, r, &ids)
 
 	srv.Kill()
-	time.Sleep(100 * time.Millisecond) // the subscription sees the read error and backs off
+	// the server stays down a while, the fault itself: the subscription
+	// meets the read error and backs off
+	time.Sleep(100 * time.Millisecond)
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +107,7 @@ func TestReleasesAfterRestart(t *testing.T) {
 func TestUnqueueFailure(t *testing.T) {
 	b := newMiniBackend(t)
 	s := redisstore.New(b.client, redisstore.WithPartitions(2)) // its own miniredis: nothing to clean
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Plan("gone")
 	if err := s.Unqueue(ctx, r, "waiter-1"); err != nil {
 		t.Fatalf("Unqueue of a waiter not queued: %v", err)

@@ -9,7 +9,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/redisharness"
 	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
@@ -43,7 +45,7 @@ func expectMessages(t *testing.T, ctx context.Context, ps *redis.PubSub, channel
 
 func TestReleaseNotification(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		// one partition: every release is announced on the same channel,
 		// so the order of the messages shows which releases published
 		s := b.newStore(t, redisstore.WithPartitions(1))
@@ -80,7 +82,7 @@ func TestReleaseNotification(t *testing.T) {
 
 func TestNotificationsOff(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		quiet := b.newStore(t, redisstore.WithPartitions(1), redisstore.WithNotifications(false))
 		loud := redisstore.New(b.client, redisstore.WithPrefix(quiet.Layout().Prefix()), redisstore.WithPartitions(1))
 		ch := quiet.Layout().ReleaseChannel(0)
@@ -102,7 +104,7 @@ func TestNotificationsOff(t *testing.T) {
 func startCluster(t *testing.T) *testredis.Server {
 	t.Helper()
 	srv := testredis.Start(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "5000")
-	ctx := testCtx(t)
+	ctx := t.Context()
 	c := srv.Client(t)
 	args := []any{"CLUSTER", "ADDSLOTS"} // ADDSLOTSRANGE needs Redis 7
 	for slot := range 16384 {
@@ -111,19 +113,14 @@ func startCluster(t *testing.T) *testredis.Server {
 	if err := c.Do(ctx, args...).Err(); err != nil {
 		t.Fatalf("CLUSTER ADDSLOTS: %v", err)
 	}
-	for i := 0; ; i++ {
+	testutil.Eventually(t, 10*time.Second, "the cluster to come up", func() bool {
 		info, err := c.ClusterInfo(ctx).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(info, "cluster_state:ok") {
-			return srv
-		}
-		if i > 500 {
-			t.Fatalf("cluster did not come up: %s", info)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return strings.Contains(info, "cluster_state:ok")
+	})
+	return srv
 }
 
 // TestClusterShardedNotification runs the store on a Cluster client: the
@@ -131,16 +128,10 @@ func startCluster(t *testing.T) *testredis.Server {
 // reads work across partitions.
 func TestClusterShardedNotification(t *testing.T) {
 	srv := startCluster(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr}})
 	t.Cleanup(func() { _ = cc.Close() })
-	s := redisstore.New(cc, redisstore.WithPrefix(randomPrefix()))
-	t.Cleanup(func() {
-		_ = cc.ForEachMaster(context.Background(), func(ctx context.Context, c *redis.Client) error {
-			deletePrefix(t, c, s.Layout())
-			return nil
-		})
-	})
+	s := redisharness.NewStore(t, cc)
 	if !s.Cluster() {
 		t.Fatal("Cluster() = false on a ClusterClient")
 	}
@@ -180,7 +171,7 @@ func receive(t *testing.T, sub coordinator.Subscription) coordinator.Resource {
 
 func TestReleases(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := b.newStore(t, redisstore.WithPartitions(4))
 		sub, err := s.Releases(ctx)
 		if err != nil {
@@ -220,7 +211,7 @@ func TestReleases(t *testing.T) {
 // notifications but never blocks the subscription or its Close.
 func TestReleasesSlowReader(t *testing.T) {
 	b := newMiniBackend(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	s := redisstore.New(b.client, redisstore.WithPartitions(1))
 	sub, err := s.Releases(ctx)
 	if err != nil {
@@ -233,12 +224,9 @@ func TestReleasesSlowReader(t *testing.T) {
 	}
 	// wait until the buffer is full: the subscription is then blocked
 	// handing over the next one
-	for deadline := time.Now().Add(10 * time.Second); len(sub.Released()) < cap(sub.Released()); {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 100 notifications buffered, want %d", len(sub.Released()), cap(sub.Released()))
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "a full buffer of notifications", func() bool {
+		return len(sub.Released()) == cap(sub.Released())
+	})
 	closed := make(chan error)
 	go func() { closed <- sub.Close() }()
 	select {
@@ -262,10 +250,10 @@ func TestReleasesSlowReader(t *testing.T) {
 // own slot, so one SSUBSCRIBE cannot cover them all.
 func TestReleasesCluster(t *testing.T) {
 	srv := startCluster(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr}})
 	t.Cleanup(func() { _ = cc.Close() })
-	s := redisstore.New(cc, redisstore.WithPrefix(randomPrefix()))
+	s := redisharness.NewStore(t, cc)
 	sub, err := s.Releases(ctx)
 	if err != nil {
 		t.Fatalf("Releases on Cluster: %v", err)

@@ -35,7 +35,7 @@ func everyCall(ctx context.Context, s *redisstore.Store) map[string]error {
 
 func TestOptionValidation(t *testing.T) {
 	b := newMiniBackend(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cases := []struct {
 		name  string
 		nilC  bool
@@ -86,7 +86,7 @@ func TestOptionValidation(t *testing.T) {
 
 func TestOptionBoundaries(t *testing.T) {
 	b := newMiniBackend(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	for name, opts := range map[string][]redisstore.Option{
 		"prefix of 64, every allowed character": {redisstore.WithPrefix("Az09_.:-" + strings.Repeat("x", 56))},
 		"one-character prefix":                  {redisstore.WithPrefix("p")},
@@ -120,7 +120,7 @@ func TestOptionBoundaries(t *testing.T) {
 
 func TestPartitionAgreement(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		first := b.newStore(t) // 16 partitions, the default
 		prefix := first.Layout().Prefix()
 		r := coordinator.Plan("shared")

@@ -80,7 +80,7 @@ func checkEvent(t *testing.T, e map[string]string, name string, l coordinator.Le
 
 func TestOutboxEvents(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := b.newStore(t)
 		r := coordinator.Resource{Type: "job", ID: "audit/1 ünï"}
 		p := s.Layout().Partition(r)
@@ -195,7 +195,7 @@ func TestOutboxEvents(t *testing.T) {
 
 func TestOutboxOff(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := b.newStore(t, redisstore.WithOutbox(false), redisstore.WithPartitions(4))
 		if s.OutboxForTest() {
 			t.Fatal("Outbox() = true with WithOutbox(false)")
@@ -237,7 +237,7 @@ func TestOutboxOff(t *testing.T) {
 
 func TestStreamMaxLen(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		const limit, cycles = 10, 150
 		capped := b.newStore(t, redisstore.WithStreamMaxLen(limit), redisstore.WithPartitions(1))
 		uncapped := b.newStore(t, redisstore.WithPartitions(1))

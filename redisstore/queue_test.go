@@ -32,7 +32,7 @@ func handOff(ctx context.Context, t *testing.T, s *redisstore.Store, req coordin
 // channel, or nobody when it names a queued coordinator of its own.
 func TestWaiterQueue(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := b.newStore(t, redisstore.WithPartitions(1))
 		subA := must[coordinator.Subscription](t)(s.ReleasesFor(ctx, "A"))
 		defer subA.Close()
@@ -123,7 +123,7 @@ func TestWaiterQueue(t *testing.T) {
 
 func TestWaiterQueueNotificationsOff(t *testing.T) {
 	b := newMiniBackend(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	s := redisstore.New(b.client, redisstore.WithNotifications(false))
 	r := coordinator.Plan("quiet")
 	lease(t)(s.Acquire(ctx, request(r, "holder", "1", time.Minute)))
@@ -145,7 +145,7 @@ func TestWaiterQueueNotificationsOff(t *testing.T) {
 // queueOf returns the waiter ids queued for r, first queued first.
 func queueOf(t *testing.T, b *backend, s *redisstore.Store, r coordinator.Resource) []string {
 	t.Helper()
-	v, err := b.client.Get(testCtx(t), s.Layout().QueueKey(r)).Result()
+	v, err := b.client.Get(t.Context(), s.Layout().QueueKey(r)).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil
 	}
@@ -157,7 +157,7 @@ func queueOf(t *testing.T, b *backend, s *redisstore.Store, r coordinator.Resour
 // queued coordinator is told.
 func TestWaiterQueueSkipsDeadWaiter(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := b.newStore(t, redisstore.WithPartitions(1))
 		live := must[coordinator.Subscription](t)(s.ReleasesFor(ctx, "live"))
 		defer live.Close()
@@ -185,7 +185,7 @@ func TestWaiterQueueSkipsDeadWaiter(t *testing.T) {
 // unless the lease was taken again meanwhile.
 func TestUnqueuePassesHandOff(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := b.newStore(t, redisstore.WithPartitions(1))
 		gone := must[coordinator.Subscription](t)(s.ReleasesFor(ctx, "gone"))
 		defer gone.Close()
@@ -245,7 +245,7 @@ func TestUnqueuePassesHandOff(t *testing.T) {
 // spaces whole.
 func TestReleaseMemoOwnerWithSpaces(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := b.newStore(t, redisstore.WithPartitions(1))
 		r := coordinator.Plan("memo")
 		for _, owner := range []string{"worker 7 (eu west)", " lead", "trail ", "a  b", "élan 12 34 56"} {
@@ -266,7 +266,7 @@ func TestReleaseMemoOwnerWithSpaces(t *testing.T) {
 // channel), and its Unqueue leaves the queue alone.
 func TestWaiterIDWithSpaces(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		s := b.newStore(t, redisstore.WithPartitions(1))
 		var ids reqIDs
 		r := coordinator.Plan("spaced")

@@ -111,7 +111,7 @@ func TestScriptContracts(t *testing.T) {
 		want[s.Hash()] = readContract(t, name)
 	}
 	b := newMiniBackend(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	rec := &evalRecorder{calls: map[string][][2]int{}}
 	b.client.AddHook(rec)
 	s := redisstore.New(b.client)
@@ -155,7 +155,7 @@ func TestScriptsAll(t *testing.T) {
 		t.Fatalf("All() = %v, want Acquire, Renew, Release, Unqueue", all)
 	}
 	onBoth(t, func(t *testing.T, b *backend) {
-		ctx := testCtx(t)
+		ctx := t.Context()
 		if err := b.client.ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}

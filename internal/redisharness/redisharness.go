@@ -54,7 +54,7 @@ func NewStore(t testing.TB, client redis.UniversalClient, opts ...redisstore.Opt
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := testredis.DeletePrefix(ctx, client, s.Layout().Prefix()); err != nil {
+		if err := testredis.DeleteKeys(ctx, client, s.Layout().KeyPattern()); err != nil {
 			t.Errorf("clean up: %v", err)
 		}
 	})
@@ -90,7 +90,7 @@ func (h *Client) RemainingTTL(t testing.TB, s coordinator.Store, r coordinator.R
 // LoseData deletes every key of the store's prefix.
 func (h *Client) LoseData(t testing.TB, s coordinator.Store) {
 	t.Helper()
-	if err := testredis.DeletePrefix(t.Context(), h.Client, s.(*redisstore.Store).Layout().Prefix()); err != nil {
+	if err := testredis.DeleteKeys(t.Context(), h.Client, s.(*redisstore.Store).Layout().KeyPattern()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -7,11 +7,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// DeletePrefix deletes every key of prefix ("<prefix>:*") through client:
-// on every master of a Cluster, else on the one server.
-func DeletePrefix(ctx context.Context, client redis.UniversalClient, prefix string) error {
+// DeleteKeys deletes every key matching the SCAN pattern (a store's
+// Layout().KeyPattern()) through client: on every master of a Cluster,
+// else on the one server.
+func DeleteKeys(ctx context.Context, client redis.UniversalClient, pattern string) error {
 	del := func(ctx context.Context, c redis.UniversalClient) error {
-		iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
 		for iter.Next(ctx) {
 			if err := c.Del(ctx, iter.Val()).Err(); err != nil {
 				return err
@@ -26,7 +27,7 @@ func DeletePrefix(ctx context.Context, client redis.UniversalClient, prefix stri
 		err = del(ctx, client)
 	}
 	if err != nil {
-		return fmt.Errorf("testredis: delete %s:*: %w", prefix, err)
+		return fmt.Errorf("testredis: delete %s: %w", pattern, err)
 	}
 	return nil
 }

@@ -117,7 +117,7 @@ func TestNewFailsOnAFile(t *testing.T) {
 	}
 }
 
-func TestDeletePrefix(t *testing.T) {
+func TestDeleteKeys(t *testing.T) {
 	srv := testredis.Start(t)
 	ctx := t.Context()
 	c := srv.Client(t)
@@ -126,7 +126,7 @@ func TestDeletePrefix(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := testredis.DeletePrefix(ctx, c, "a"); err != nil {
+	if err := testredis.DeleteKeys(ctx, c, "a:*"); err != nil {
 		t.Fatal(err)
 	}
 	left, err := c.Keys(ctx, "*").Result()
@@ -135,10 +135,10 @@ func TestDeletePrefix(t *testing.T) {
 	}
 	slices.Sort(left)
 	if !slices.Equal(left, []string{"ab:1", "b:1"}) {
-		t.Fatalf("after DeletePrefix(a): %v", left)
+		t.Fatalf("after DeleteKeys(a:*): %v", left)
 	}
 	srv.Kill()
-	if err := testredis.DeletePrefix(ctx, c, "b"); err == nil {
-		t.Fatal("DeletePrefix on a stopped server passed")
+	if err := testredis.DeleteKeys(ctx, c, "b:*"); err == nil {
+		t.Fatal("DeleteKeys on a stopped server passed")
 	}
 }
