@@ -22,6 +22,11 @@ import (
 // level (none: disabled).
 const annotationLogLevel = "lockctl/log-level"
 
+// annotationNoEnv is the cobra annotation of a command that reads the
+// global flags it lists (comma-separated) from its command line only,
+// never from their environment variables.
+const annotationNoEnv = "lockctl/no-env"
+
 // Defaults of the global flags.
 const (
 	defaultRedisURL = "redis://127.0.0.1:6379/0"
@@ -114,7 +119,8 @@ func (a *app) rootCmd() *cobra.Command {
 coordinator: it takes, inspects and releases leases, runs a command while
 holding one, runs the demo, and operates the Postgres audit mirror.
 
-Every global flag falls back to an environment variable:
+Every global flag falls back to an environment variable (except for demo,
+which takes its Redis, Postgres and prefix from its command line only):
   --redis-url     LOCKCOORD_REDIS_URL     (default ` + defaultRedisURL + `)
   --database-url  LOCKCOORD_DATABASE_URL  (Postgres, for migrate, mirror, cleanup, diagnostics)
   --prefix        LOCKCOORD_PREFIX        (default ` + redisstore.DefaultPrefix + `)
@@ -166,6 +172,7 @@ func (a *app) classify(err error) (int, string) {
 // setup applies the environment fallbacks and configures logging.
 func (a *app) setup(cmd *cobra.Command) error {
 	flags := cmd.Flags()
+	noEnv := "," + cmd.Annotations[annotationNoEnv] + ","
 	for _, fe := range envFallbacks {
 		fl := flags.Lookup(fe.flag)
 		if fl == nil {
@@ -173,6 +180,9 @@ func (a *app) setup(cmd *cobra.Command) error {
 		}
 		if fl.Changed {
 			a.set[fe.flag] = true
+			continue
+		}
+		if strings.Contains(noEnv, ","+fe.flag+",") {
 			continue
 		}
 		v, ok := a.lookupEnv(fe.env)

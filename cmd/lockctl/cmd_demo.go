@@ -11,6 +11,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/lockcoord/lockcoord/cmd/lockctl/internal/demo"
@@ -20,16 +21,12 @@ import (
 type demoFlags struct {
 	workers, plans, projects, subplans int
 	duration, ttl                      time.Duration
-	chaos, asJSON, quiet               bool
+	chaos, asJSON, quiet, keepSchema   bool
 	seed                               uint64
 }
 
-func (a *app) demoCmd() *cobra.Command {
-	df := &demoFlags{}
-	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "Run workers that drive plans through their lifecycle under leases, and check the invariants",
-		Long: `demo runs --workers workers for --duration over --plans plans in --projects
+// demoHelp is the long help of demo.
+const demoHelp = `demo runs --workers workers for --duration over --plans plans in --projects
 projects. Each worker has its own coordinator and owner, as separate
 processes would. Workers move plans through draft -> queued -> running ->
 completed, every transition under the plan's lease (coordinator.Hold); the
@@ -52,19 +49,33 @@ the TTL before a write they then send anyway, as a process paused by a
 long GC would: the keep-alive declares the lease lost before it expires,
 another worker takes the plan, and the plan store rejects the stale write.
 
-Without --redis-url (flag or LOCKCOORD_REDIS_URL) the demo runs on an
-embedded miniredis, so it needs nothing but Go. With one, it uses a key
-prefix of its own (lockcoord-demo-<random>, unless --prefix is given) and
-deletes its keys at the end.
+The demo takes its services from its own command line only, never from
+LOCKCOORD_REDIS_URL, LOCKCOORD_DATABASE_URL or LOCKCOORD_PREFIX, so that it
+cannot write into the Redis or the ledger an operator's shell points at.
+Without --redis-url it runs on an embedded miniredis and needs nothing but
+Go. With --redis-url it uses a key prefix of its own (lockcoord-demo-<id>,
+unless --prefix is given) and deletes its keys at the end. With
+--database-url it creates a Postgres schema of its own (lockcoord_demo_<id>;
+its role needs CREATE on the database), migrates and mirrors into it, and
+drops it at the end unless --keep-schema is given: it writes into no other
+schema. The summary's header names the Redis, the prefix and the schema.
 
 Exit status: 0 every invariant held, 1 an invariant failed, 2 bad flag,
-4 Redis or Postgres unreachable.`,
+4 Redis or Postgres unreachable.`
+
+func (a *app) demoCmd() *cobra.Command {
+	df := &demoFlags{}
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run workers that drive plans through their lifecycle under leases, and check the invariants",
+		Long:  demoHelp,
 		Example: `  lockctl demo
   lockctl demo --workers 16 --duration 30s --chaos
   lockctl demo --json | jq .invariants
   lockctl demo --redis-url redis://127.0.0.1:6379/0 --database-url postgres://localhost/lockcoord`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runDemo(cmd.Context(), df) },
+		Annotations: map[string]string{annotationNoEnv: "redis-url,database-url,prefix,partitions"},
+		Args:        noArgs,
+		RunE:        func(cmd *cobra.Command, _ []string) error { return a.runDemo(cmd.Context(), df) },
 	}
 	f := cmd.Flags()
 	f.IntVar(&df.workers, "workers", demo.DefaultWorkers, "workers, each with its own coordinator")
@@ -77,6 +88,7 @@ Exit status: 0 every invariant held, 1 an invariant failed, 2 bad flag,
 	f.Uint64Var(&df.seed, "seed", 0, "random seed (0: random)")
 	f.BoolVar(&df.asJSON, "json", false, "print the summary as JSON")
 	f.BoolVar(&df.quiet, "quiet", false, "no progress on stderr")
+	f.BoolVar(&df.keepSchema, "keep-schema", false, "with --database-url: keep the demo's Postgres schema at the end")
 	return cmd
 }
 
@@ -89,8 +101,8 @@ type demoRedis struct {
 }
 
 // demoRedis starts the embedded miniredis, or connects to --redis-url when
-// it was given.
-func (a *app) demoRedis(ctx context.Context) (*demoRedis, error) {
+// it was given on the command line. id names the demo's own prefix.
+func (a *app) demoRedis(id string) (*demoRedis, error) {
 	partitions := a.g.partitions
 	if partitions == 0 {
 		partitions = redisstore.DefaultPartitions
@@ -103,9 +115,8 @@ func (a *app) demoRedis(ctx context.Context) (*demoRedis, error) {
 			return nil, fmt.Errorf("start the embedded miniredis: %w", err)
 		}
 		client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-		prefix := a.g.prefix
 		return &demoRedis{
-			store: redisstore.New(client, redisstore.WithPrefix(prefix), redisstore.WithPartitions(partitions)),
+			store: redisstore.New(client, redisstore.WithPrefix(a.g.prefix), redisstore.WithPartitions(partitions)),
 			name:  "embedded miniredis " + mr.Addr(),
 			close: func() { _ = client.Close(); mr.Close() },
 		}, nil
@@ -118,9 +129,7 @@ func (a *app) demoRedis(ctx context.Context) (*demoRedis, error) {
 	prefix := a.g.prefix
 	own := !a.flagSet("prefix")
 	if own {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		prefix = "lockcoord-demo-" + hex.EncodeToString(b[:])
+		prefix = "lockcoord-demo-" + id
 	}
 	if _, err := prefixLayout(prefix, partitions); err != nil {
 		return nil, err
@@ -152,28 +161,31 @@ func deletePrefix(ctx context.Context, s *redisstore.Store) error {
 	return del(ctx, s.Client())
 }
 
+// newDemoID is the random id of one demo run: its owner names, and its
+// own key prefix and Postgres schema on real services.
+func newDemoID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 func (a *app) runDemo(ctx context.Context, df *demoFlags) error {
 	if df.workers < 1 || df.plans < 1 || df.projects < 1 || df.subplans < 1 {
 		return usagef("--workers, --plans, --projects and --subplans must be positive")
 	}
-	dr, err := a.demoRedis(ctx)
+	id := newDemoID()
+	dr, err := a.demoRedis(id)
 	if err != nil {
 		return err
 	}
 	defer dr.close()
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	cfg := demo.Config{
-		Store: dr.store, Workers: df.workers, Duration: df.duration, Plans: df.plans, Projects: df.projects,
-		Subplans: df.subplans, TTL: df.ttl, Chaos: df.chaos, Seed: df.seed,
-		Owner: "demo-" + hex.EncodeToString(b[:]), Log: a.log,
-	}
+	cfg := df.config(dr.store, "demo-"+id, a.log)
 	if !df.quiet {
 		cfg.Progress, cfg.Terminal = a.stderr, isTerminal(a.stderr)
 	}
 	var audit *demoAudit
 	if a.g.databaseURL != "" {
-		if audit, err = a.startDemoAudit(ctx, dr); err != nil {
+		if audit, err = a.startDemoAudit(ctx, dr, id, df.keepSchema); err != nil {
 			return err
 		}
 		defer audit.close()
@@ -186,18 +198,39 @@ func (a *app) runDemo(ctx context.Context, df *demoFlags) error {
 	default:
 		sum.Skip("ledger rows equal events written", "no --database-url")
 	}
-	if dr.cleanup != nil {
-		cctx, cancel := a.opContext(context.WithoutCancel(ctx))
-		if cerr := dr.cleanup(cctx); cerr != nil {
-			a.log.Warn().Err(cerr).Str("prefix", dr.store.Layout().Prefix()).Msg("could not delete the demo's keys")
-		}
-		cancel()
-	}
+	a.deleteDemoKeys(ctx, dr)
 	if err != nil {
 		return err
 	}
 	sum.Redis = dr.name
-	if df.asJSON {
+	return a.reportDemo(sum, df.asJSON)
+}
+
+// config is the demo's configuration from the flags.
+func (df *demoFlags) config(s *redisstore.Store, owner string, log zerolog.Logger) demo.Config {
+	return demo.Config{
+		Store: s, Workers: df.workers, Duration: df.duration, Plans: df.plans, Projects: df.projects,
+		Subplans: df.subplans, TTL: df.ttl, Chaos: df.chaos, Seed: df.seed, Owner: owner, Log: log,
+	}
+}
+
+// deleteDemoKeys deletes the demo's keys from a real Redis, when the
+// prefix is the demo's own.
+func (a *app) deleteDemoKeys(ctx context.Context, dr *demoRedis) {
+	if dr.cleanup == nil {
+		return
+	}
+	cctx, cancel := a.opContext(context.WithoutCancel(ctx))
+	defer cancel()
+	if err := dr.cleanup(cctx); err != nil {
+		a.log.Warn().Err(err).Str("prefix", dr.store.Layout().Prefix()).Msg("could not delete the demo's keys")
+	}
+}
+
+// reportDemo prints the summary; a failed invariant is exit status 1.
+func (a *app) reportDemo(sum demo.Summary, asJSON bool) error {
+	var err error
+	if asJSON {
 		err = writeJSON(a.stdout, sum)
 	} else {
 		err = sum.WriteTable(a.stdout)

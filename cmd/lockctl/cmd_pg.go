@@ -20,7 +20,8 @@ import (
 )
 
 // pgPool opens a pool on --database-url and checks that Postgres answers.
-func (a *app) pgPool(ctx context.Context, cmd string) (*pgxpool.Pool, error) {
+// tune, if given, adjusts the pool's configuration first.
+func (a *app) pgPool(ctx context.Context, cmd string, tune ...func(*pgxpool.Config)) (*pgxpool.Pool, error) {
 	if a.g.databaseURL == "" {
 		return nil, usagef("%s needs --database-url or LOCKCOORD_DATABASE_URL (a Postgres URL)", cmd)
 	}
@@ -32,6 +33,9 @@ func (a *app) pgPool(ctx context.Context, cmd string) (*pgxpool.Pool, error) {
 		cfg.ConnConfig.ConnectTimeout = a.g.timeout
 	}
 	a.pgAddr = net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))) + "/" + cfg.ConnConfig.Database
+	for _, f := range tune {
+		f(cfg)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, &serviceError{service: "Postgres", addr: a.pgAddr, err: err}

@@ -129,8 +129,10 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("migrate: %q", r.stdout)
 	}
 
-	// the demo with the mirror: ledger rows equal events written
-	r = s.run("demo", "--duration", "2s", "--ttl", "500ms", "--json").want(t, ExitOK)
+	// the demo with the mirror: ledger rows equal events written (the demo
+	// takes its services from its command line only)
+	r = s.run("demo", "--redis-url", "redis://"+srv.Addr+"/0", "--database-url", db.URL,
+		"--duration", "2s", "--ttl", "500ms", "--json").want(t, ExitOK)
 	var sum map[string]any
 	r.json(t, &sum)
 	if sum["ok"] != true || sum["ledger_rows"] == nil || sum["ledger_rows"] != sum["events_written"] ||

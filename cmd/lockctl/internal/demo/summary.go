@@ -28,6 +28,11 @@ type Summary struct {
 	Seed     uint64        `json:"seed"`
 	Prefix   string        `json:"prefix"`
 	Redis    string        `json:"redis"`
+	// Postgres (host:port/database) and Schema, the demo's own, are set
+	// when the demo mirrored its events; SchemaKept: not dropped at the end.
+	Postgres   string `json:"postgres,omitempty"`
+	Schema     string `json:"schema,omitempty"`
+	SchemaKept bool   `json:"schema_kept,omitempty"`
 
 	PlansCompleted int           `json:"plans_completed"`
 	Transitions    int           `json:"transitions"`
@@ -104,7 +109,15 @@ func (s Summary) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "lockcoord demo: %d workers for %s, %d plans in %d projects, TTL %s, chaos %s\n",
 		s.Workers, s.Duration.Round(time.Millisecond), s.Plans, s.Projects, s.TTL, chaos)
-	fmt.Fprintf(&b, "Redis: %s, key prefix %q, seed %d\n\n", s.Redis, s.Prefix, s.Seed)
+	fmt.Fprintf(&b, "Redis: %s, key prefix %q, seed %d\n", s.Redis, s.Prefix, s.Seed)
+	if s.Schema != "" {
+		fate := "dropped at the end"
+		if s.SchemaKept {
+			fate = "kept: DROP SCHEMA " + s.Schema + " CASCADE removes it"
+		}
+		fmt.Fprintf(&b, "Postgres: %s, schema %s of the demo's own (%s)\n", s.Postgres, s.Schema, fate)
+	}
+	b.WriteString("\n")
 	row := func(name string, v any) { fmt.Fprintf(&b, "  %-24s %10v\n", name, v) }
 	row("plans completed", s.PlansCompleted)
 	row("transitions", s.Transitions)
