@@ -3,7 +3,6 @@ package pgaudit
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"time"
 
@@ -24,6 +23,14 @@ ON CONFLICT (partition, stream_id) DO NOTHING`
 // position); a row is not created for a lease the ledger says has ended
 // (an event delivered late, after its release: claimed from a dead
 // consumer, say).
+//
+// The "has ended" check is a scalar subquery, which Postgres never turns
+// into a join: it runs once per row, as an index scan of
+// lock_events_ended_idx (or of lock_events_resource_idx). Written as NOT
+// EXISTS, the planner was free to plan an anti join, and with statistics
+// taken before the ledger held any release it estimated one ended row and
+// chose a nested loop over a sequential scan of the whole ledger: one scan
+// per row of the batch, which exceeded the apply timeout for good.
 const upsertLocksSQL = `
 INSERT INTO locks AS l (resource_type, resource_id, owner_id, token, hold_count,
 	acquired_at, renewed_at, expires_at, last_event_id, last_event_ms, last_event_seq)
@@ -31,10 +38,10 @@ SELECT s.* FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::int
 	$6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::bigint[], $11::bigint[])
 	AS s(resource_type, resource_id, owner_id, token, hold_count,
 	acquired_at, renewed_at, expires_at, last_event_id, last_event_ms, last_event_seq)
-WHERE NOT EXISTS (
-	SELECT 1 FROM lock_events e
+WHERE (SELECT true FROM lock_events e
 	WHERE e.resource_type = s.resource_type AND e.resource_id = s.resource_id
-	  AND e.token >= s.token AND e.event IN ('released', 'forced', 'expired'))
+	  AND e.token >= s.token AND e.event IN ('released', 'forced', 'expired')
+	LIMIT 1) IS NULL
 ON CONFLICT (resource_type, resource_id) DO UPDATE SET
 	owner_id = EXCLUDED.owner_id,
 	token = EXCLUDED.token,
@@ -72,44 +79,107 @@ var ledgerColumns = []string{"partition", "stream_id", "event", "resource_type",
 // uniqueViolation is Postgres's SQLSTATE for a duplicate key.
 const uniqueViolation = "23505"
 
+// Dead letters replayed by ReplayDeadLetters.
+const resolveDeadLettersSQL = `
+UPDATE lock_dead_letters SET resolved_at = now(), resolution = 'replayed'
+WHERE (partition, stream_id) IN (SELECT * FROM unnest($1::int[], $2::text[]))`
+
 type resKey struct{ typ, id string }
 
-// applyResult says what a batch did.
-type applyResult struct {
-	inserted int64 // new ledger rows
+// deadKey names a dead letter.
+type deadKey struct {
+	partition int
+	id        string
 }
 
-// apply writes evs to the ledger and the mirror in one transaction. The
-// ledger rows go by COPY, the fast path; when an entry is in the ledger
-// already (a replay after a crash, or a claim race with another mirror)
-// COPY fails on the key and the batch is applied again with an INSERT
-// that skips the rows present.
-func (m *Mirror) apply(ctx context.Context, evs []event) (applyResult, error) {
-	res, err := m.applyWith(ctx, evs, true)
+// work is what one transaction writes: events to the ledger and the
+// mirror, entries to the dead-letter table, dead letters to resolve.
+type work struct {
+	events  []event
+	dead    []deadLetter
+	resolve []deadKey
+}
+
+// applyResult says what a transaction, or several, did.
+type applyResult struct {
+	inserted int64        // new ledger rows
+	applied  int          // events applied (new or already in the ledger)
+	dead     []deadLetter // entries recorded as dead letters
+}
+
+func (r applyResult) plus(o applyResult) applyResult {
+	return applyResult{r.inserted + o.inserted, r.applied + o.applied, append(slices.Clip(r.dead), o.dead...)}
+}
+
+// applyIsolating applies w. When Postgres refuses the data of the batch
+// (see refusedData) it applies each half on its own, down to the single
+// entries it refuses; those become dead letters, with Postgres's message
+// as the reason, and the rest is applied. A batch with k refused entries
+// among n costs about 2k·log2(n) transactions more.
+func (m *Mirror) applyIsolating(ctx context.Context, w work) (applyResult, error) {
+	res, err := m.apply(ctx, w)
+	if err == nil || !refusedData(err) || len(w.events) == 0 {
+		return res, err
+	}
+	if len(w.events) == 1 {
+		e := &w.events[0]
+		m.cfg.log.Error().Err(err).Int("partition", e.partition).Str("entry", e.id).
+			Msg("pgaudit: Postgres refused a stream entry; keeping it as a dead letter")
+		d := []deadLetter{{partition: e.partition, id: e.id, fields: e.fields(), reason: reasonRefused + pgMessage(err)}}
+		if err := m.readRaw(ctx, d); err != nil {
+			return res, err
+		}
+		return m.apply(ctx, work{dead: append(slices.Clip(w.dead), d...)})
+	}
+	h := len(w.events) / 2
+	first, err := m.applyIsolating(ctx, work{events: w.events[:h], dead: w.dead})
+	if err != nil {
+		return first, err
+	}
+	second, err := m.applyIsolating(ctx, work{events: w.events[h:]})
+	return first.plus(second), err
+}
+
+// apply writes w in one transaction. The ledger rows go by COPY, the fast
+// path; when an entry is in the ledger already (a replay after a crash, or
+// a claim race with another mirror) COPY fails on the key and the batch is
+// applied again with an INSERT that skips the rows present.
+func (m *Mirror) apply(ctx context.Context, w work) (applyResult, error) {
+	res, err := m.applyWith(ctx, w, true)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == uniqueViolation {
-		return m.applyWith(ctx, evs, false)
+		return m.applyWith(ctx, w, false)
 	}
 	return res, err
 }
 
-func (m *Mirror) applyWith(ctx context.Context, evs []event, copyLedger bool) (applyResult, error) {
-	var res applyResult
-	if len(evs) == 0 {
+func (m *Mirror) applyWith(ctx context.Context, w work, copyLedger bool) (applyResult, error) {
+	res := applyResult{applied: len(w.events), dead: w.dead}
+	if len(w.events) == 0 && len(w.dead) == 0 {
 		return res, nil
 	}
 	locks := &pgx.Batch{}
-	for _, p := range partitionsOf(evs) {
+	for _, p := range partitionsOf(w.events) {
 		locks.Queue(partitionLockSQL, m.lockKey, p)
 	}
 	b := &pgx.Batch{}
-	if !copyLedger {
-		b.Queue(insertEventsSQL, ledgerArrays(evs)...).Exec(func(tag pgconn.CommandTag) error {
+	if len(w.dead) > 0 {
+		b.Queue(insertDeadLettersSQL, m.deadLetterArrays(w.dead)...)
+	}
+	if len(w.resolve) > 0 {
+		parts, ids := make([]int32, len(w.resolve)), make([]string, len(w.resolve))
+		for i, k := range w.resolve {
+			parts[i], ids[i] = int32(k.partition), k.id
+		}
+		b.Queue(resolveDeadLettersSQL, parts, ids)
+	}
+	if !copyLedger && len(w.events) > 0 {
+		b.Queue(insertEventsSQL, ledgerArrays(w.events)...).Exec(func(tag pgconn.CommandTag) error {
 			res.inserted = tag.RowsAffected()
 			return nil
 		})
 	}
-	up, del := reduce(evs)
+	up, del := reduce(w.events)
 	if len(up[0].([]string)) > 0 {
 		b.Queue(upsertLocksSQL, up...)
 	}
@@ -122,8 +192,8 @@ func (m *Mirror) applyWith(ctx context.Context, evs []event, copyLedger bool) (a
 		if err := tx.SendBatch(ctx, locks).Close(); err != nil {
 			return err
 		}
-		if copyLedger {
-			n, err := tx.CopyFrom(ctx, pgx.Identifier{"lock_events"}, ledgerColumns, &ledgerRows{evs: evs, i: -1})
+		if copyLedger && len(w.events) > 0 {
+			n, err := tx.CopyFrom(ctx, pgx.Identifier{"lock_events"}, ledgerColumns, &ledgerRows{evs: w.events, i: -1})
 			if err != nil {
 				return err
 			}
@@ -132,7 +202,7 @@ func (m *Mirror) applyWith(ctx context.Context, evs []event, copyLedger bool) (a
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
-		return res, fmt.Errorf("pgaudit: apply batch: %w", err)
+		return res, pgError("apply batch", err)
 	}
 	return res, nil
 }
@@ -216,9 +286,10 @@ func reduce(evs []event) (up, del []any) {
 		dTokens, dMS, dSeq          []int64
 	)
 	for k, e := range latest {
+		ms, seq := e.dbPosition()
 		if terminal(e.kind) {
 			dTyps, dIDs = append(dTyps, k.typ), append(dIDs, k.id)
-			dTokens, dMS, dSeq = append(dTokens, e.token), append(dMS, e.ms), append(dSeq, e.seq)
+			dTokens, dMS, dSeq = append(dTokens, e.token), append(dMS, ms), append(dSeq, seq)
 			continue
 		}
 		ren, ok := renewed[k]
@@ -226,7 +297,7 @@ func reduce(evs []event) (up, del []any) {
 			ren = e.acquired
 		}
 		uTyps, uIDs, uOwners, uLast = append(uTyps, k.typ), append(uIDs, k.id), append(uOwners, e.owner), append(uLast, e.id)
-		uTokens, uMS, uSeq = append(uTokens, e.token), append(uMS, e.ms), append(uSeq, e.seq)
+		uTokens, uMS, uSeq = append(uTokens, e.token), append(uMS, ms), append(uSeq, seq)
 		uCounts = append(uCounts, e.count)
 		uAcq, uRen, uExp = append(uAcq, msTime(e.acquired)), append(uRen, msTime(ren)), append(uExp, msTime(e.expires))
 	}

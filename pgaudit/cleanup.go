@@ -3,7 +3,6 @@ package pgaudit
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -88,17 +87,14 @@ func (m *Mirror) Cleanup(ctx context.Context) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	dead, err := m.deadRows(ctx, now)
-	if err != nil {
-		return nil, err
-	}
 	var removed []Row
-	for chunk := range slices.Chunk(dead, cleanupPage) {
-		got, err := m.expire(ctx, now, chunk)
+	err = m.eachDeadPage(ctx, now, func(dead []Row) error {
+		got, err := m.expire(ctx, now, dead)
 		removed = append(removed, got...)
-		if err != nil {
-			return removed, err
-		}
+		return err
+	})
+	if err != nil {
+		return removed, err
 	}
 	m.metrics.expired.Add(float64(len(removed)))
 	for _, r := range removed {
@@ -115,33 +111,39 @@ func (m *Mirror) Cleanup(ctx context.Context) ([]Row, error) {
 func (m *Mirror) redisNow(ctx context.Context) (time.Time, error) {
 	now, err := m.rdb.Time(ctx).Result()
 	if err != nil {
-		return time.Time{}, fmt.Errorf("pgaudit: redis time: %w", err)
+		return time.Time{}, redisError("redis time", err)
 	}
 	return now, nil
 }
 
-// deadRows returns the rows expired by now whose Redis key is gone or
-// carries another token.
-func (m *Mirror) deadRows(ctx context.Context, now time.Time) ([]Row, error) {
-	var dead []Row
+// eachDeadPage calls f with the rows expired by now whose Redis key is
+// gone or carries another token, oldest expiry first, a page (at most
+// cleanupPage rows) at a time. f may delete the rows it is given.
+func (m *Mirror) eachDeadPage(ctx context.Context, now time.Time, f func([]Row) error) error {
 	after := Row{ExpiresAt: time.Unix(0, 0)}
 	for {
 		// pgx reports a failed Query through the rows
 		rows, _ := m.pool.Query(ctx, expiredRowsSQL, now, after.ExpiresAt, after.Resource.Type, after.Resource.ID, cleanupPage)
 		page, err := pgx.CollectRows(rows, scanRow)
 		if err != nil {
-			return nil, fmt.Errorf("pgaudit: read expired rows: %w", err)
+			return pgError("read expired rows", err)
 		}
 		if len(page) == 0 {
-			return dead, nil
+			return nil
 		}
 		live, err := m.liveTokens(ctx, page)
 		if err != nil {
-			return nil, err
+			return err
 		}
+		var dead []Row
 		for i, r := range page {
 			if !live[i] {
 				dead = append(dead, r)
+			}
+		}
+		if len(dead) > 0 {
+			if err := f(dead); err != nil {
+				return err
 			}
 		}
 		after = page[len(page)-1]
@@ -164,7 +166,7 @@ func (m *Mirror) liveTokens(ctx context.Context, rows []Row) ([]bool, error) {
 		switch {
 		case errors.Is(err, redis.Nil):
 		case err != nil:
-			return nil, fmt.Errorf("pgaudit: read lease %s: %w", rows[i].Resource, err)
+			return nil, redisError("read lease "+rows[i].Resource.String(), err)
 		default:
 			live[i] = tok == strconv.FormatUint(rows[i].Token, 10)
 		}
@@ -196,7 +198,7 @@ func (m *Mirror) expire(ctx context.Context, now time.Time, rows []Row) ([]Row, 
 		return err
 	})
 	if err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {
-		return nil, fmt.Errorf("pgaudit: expire stale rows: %w", err)
+		return nil, pgError("expire stale rows", err)
 	}
 	return removed, nil
 }

@@ -3,7 +3,6 @@ package pgaudit
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -21,9 +20,16 @@ const (
 	DefaultHoldBudget   = time.Hour
 	DefaultMissingGrace = 10 * time.Second
 	DefaultListLimit    = 100
-	// lagScanLimit bounds the entries Diagnose reads from one stream to
-	// count those not yet delivered, when Redis cannot say (before 7.0).
-	lagScanLimit = 100_000
+	// diagnosePage bounds every read of Diagnose: the lease keys one SCAN
+	// returns and one pipeline of HMGETs reads (about 1,000), the stream
+	// entries one XRANGE returns when Redis cannot count the undelivered
+	// ones itself, the rows one query returns. No command then holds
+	// Redis for more than a few milliseconds, and Diagnose holds at most a
+	// page and the listed leases in memory.
+	diagnosePage = 1000
+	// rangePage is the COUNT of the XRANGE that counts undelivered
+	// entries: about 1.5 ms of Redis time per page.
+	rangePage = 500
 )
 
 // DiagnoseOptions tune Diagnose. The zero value means the defaults.
@@ -66,6 +72,10 @@ type Report struct {
 	// Leases held longer than HoldBudget, longest first.
 	LongHeldCount int
 	LongHeld      []coordinator.Lease
+	// Open dead letters: stream entries the mirror kept in
+	// lock_dead_letters instead of applying them, oldest first.
+	DeadLetterCount int
+	DeadLetters     []DeadLetter
 
 	Lag Lag // the mirror's backlog in Redis
 }
@@ -93,75 +103,151 @@ type PartitionLag struct {
 // Diagnose reports on the mirror and the leases: leases held in Redis,
 // rows mirrored, stale leases, Redis leases missing from the mirror, the
 // mirror's lag (entries in the streams, not delivered, pending, age of
-// the oldest not acknowledged) and leases held longer than a budget. It
-// reads and changes nothing but reads: SCAN and HMGET of the lease keys,
-// XLEN, XINFO GROUPS, XPENDING and XRANGE of the streams, TIME, and the
-// locks table.
+// the oldest not acknowledged), leases held longer than a budget, and the
+// open dead letters. It only reads, a page at a time (see diagnosePage):
+// SCAN and HMGET of the lease keys, XLEN, XINFO GROUPS, XPENDING (the
+// summary) and XRANGE (small pages) of the streams, TIME, and the tables.
 func (m *Mirror) Diagnose(ctx context.Context, opts DiagnoseOptions) (Report, error) {
 	if m.err != nil {
 		return Report{}, m.err
 	}
 	budget := cmp.Or(opts.HoldBudget, DefaultHoldBudget)
-	grace := cmp.Or(opts.MissingGrace, DefaultMissingGrace)
 	limit := cmp.Or(opts.Limit, DefaultListLimit)
 	r := Report{Prefix: m.layout.Prefix(), Partitions: len(m.streams), Group: m.cfg.group, HoldBudget: max(budget, 0)}
 	var err error
 	if r.At, err = m.redisNow(ctx); err != nil {
 		return r, err
 	}
-	leases, err := m.redisLeases(ctx)
-	if err != nil {
+	if err := m.pool.QueryRow(ctx, `SELECT count(*) FROM locks`).Scan(&r.RowsMirrored); err != nil {
+		return r, pgError("count locks", err)
+	}
+	if err := m.diagnoseStale(ctx, &r, limit); err != nil {
 		return r, err
 	}
-	r.LeasesHeld = len(leases)
-	rows, _ := m.pool.Query(ctx, `SELECT `+rowColumns+` FROM locks`) // the error comes with the rows
-	mirrored, err := pgx.CollectRows(rows, scanRow)
-	if err != nil {
-		return r, fmt.Errorf("pgaudit: read locks: %w", err)
-	}
-	r.RowsMirrored = len(mirrored)
-	tokens := make(map[resKey]uint64, len(mirrored))
-	for _, row := range mirrored {
-		tokens[resKey{row.Resource.Type, row.Resource.ID}] = row.Token
-	}
-
-	stale, err := m.deadRows(ctx, r.At)
-	if err != nil {
+	grace := max(cmp.Or(opts.MissingGrace, DefaultMissingGrace), 0)
+	if err := m.diagnoseLeases(ctx, &r, grace, limit); err != nil {
 		return r, err
 	}
-	r.StaleCount, r.Stale = len(stale), head(stale, limit)
-
-	var missing []Row
-	for _, l := range leases {
-		tok, ok := tokens[resKey{l.Resource.Type, l.Resource.ID}]
-		if (!ok || tok != l.Token) && !l.AcquiredAt.After(r.At.Add(-max(grace, 0))) {
-			missing = append(missing, Row{Resource: l.Resource, Token: l.Token})
-		}
-		if budget > 0 && r.At.Sub(l.AcquiredAt) > budget {
-			r.LongHeld = append(r.LongHeld, l)
-		}
-	}
-	// a lease released since the scan is not missing
-	live, err := m.liveTokens(ctx, missing)
-	if err != nil {
+	if r.DeadLetters, r.DeadLetterCount, err = m.DeadLetters(ctx, limit); err != nil {
 		return r, err
 	}
-	for i, row := range missing {
-		if live[i] {
-			l := leases[resKey{row.Resource.Type, row.Resource.ID}]
-			r.Missing = append(r.Missing, l)
-		}
-	}
-	byAcquired := func(a, b coordinator.Lease) int {
-		return cmp.Or(a.AcquiredAt.Compare(b.AcquiredAt), cmp.Compare(a.Resource.String(), b.Resource.String()))
-	}
-	slices.SortFunc(r.Missing, byAcquired)
-	slices.SortFunc(r.LongHeld, byAcquired)
-	r.MissingCount, r.Missing = len(r.Missing), head(r.Missing, limit)
-	r.LongHeldCount, r.LongHeld = len(r.LongHeld), head(r.LongHeld, limit)
-
 	r.Lag, err = m.lag(ctx, r.At)
 	return r, err
+}
+
+// diagnoseStale counts the stale rows and lists the first limit of them.
+func (m *Mirror) diagnoseStale(ctx context.Context, r *Report, limit int) error {
+	return m.eachDeadPage(ctx, r.At, func(dead []Row) error {
+		r.StaleCount += len(dead)
+		if limit < 0 || len(r.Stale) < limit {
+			r.Stale = append(r.Stale, head(dead, limit-len(r.Stale))...)
+		}
+		return nil
+	})
+}
+
+// diagnoseLeases reads the Redis leases a page at a time and compares each
+// page with the mirror: it counts the leases held, those missing from the
+// mirror (acquired before the grace, still held when checked again) and
+// those held longer than the budget, and lists the first limit of each.
+func (m *Mirror) diagnoseLeases(ctx context.Context, r *Report, grace time.Duration, limit int) error {
+	missing := newBounded(limit, byAcquired)
+	longHeld := newBounded(limit, byAcquired)
+	err := m.eachLeasePage(ctx, func(page []coordinator.Lease) error {
+		r.LeasesHeld += len(page)
+		gone, err := m.notMirrored(ctx, page, r.At.Add(-grace))
+		if err != nil {
+			return err
+		}
+		for _, l := range gone {
+			missing.add(l)
+		}
+		for _, l := range page {
+			if r.HoldBudget > 0 && r.At.Sub(l.AcquiredAt) > r.HoldBudget {
+				longHeld.add(l)
+			}
+		}
+		return nil
+	})
+	r.MissingCount, r.Missing = missing.count, missing.result()
+	r.LongHeldCount, r.LongHeld = longHeld.count, longHeld.result()
+	return err
+}
+
+func byAcquired(a, b coordinator.Lease) int {
+	return cmp.Or(a.AcquiredAt.Compare(b.AcquiredAt), cmp.Compare(a.Resource.String(), b.Resource.String()))
+}
+
+// notMirrored returns the leases of page acquired by before that have no
+// row of their token in the mirror and still hold that token in Redis
+// (a lease released since the scan is not missing).
+func (m *Mirror) notMirrored(ctx context.Context, page []coordinator.Lease, before time.Time) ([]coordinator.Lease, error) {
+	typs, ids := make([]string, len(page)), make([]string, len(page))
+	for i, l := range page {
+		typs[i], ids[i] = l.Resource.Type, l.Resource.ID
+	}
+	rows, _ := m.pool.Query(ctx, `SELECT l.resource_type, l.resource_id, l.token FROM locks l
+		JOIN unnest($1::text[], $2::text[]) AS k(resource_type, resource_id)
+		ON l.resource_type = k.resource_type AND l.resource_id = k.resource_id`, typs, ids) // the error comes with the rows
+	tokens := make(map[resKey]uint64, len(page))
+	var typ, id string
+	var token int64
+	if _, err := pgx.ForEachRow(rows, []any{&typ, &id, &token}, func() error {
+		tokens[resKey{typ, id}] = uint64(token)
+		return nil
+	}); err != nil {
+		return nil, pgError("read locks", err)
+	}
+	var candidates []Row
+	var at []int // their places in page
+	for i, l := range page {
+		if tok, ok := tokens[resKey{l.Resource.Type, l.Resource.ID}]; (!ok || tok != l.Token) && !l.AcquiredAt.After(before) {
+			candidates = append(candidates, Row{Resource: l.Resource, Token: l.Token})
+			at = append(at, i)
+		}
+	}
+	live, err := m.liveTokens(ctx, candidates)
+	if err != nil {
+		return nil, err
+	}
+	var out []coordinator.Lease
+	for i := range candidates {
+		if live[i] {
+			out = append(out, page[at[i]])
+		}
+	}
+	return out, nil
+}
+
+// bounded keeps the n least of the items added (all when n < 0), and
+// counts them all.
+type bounded[T any] struct {
+	n     int
+	cmp   func(a, b T) int
+	items []T
+	count int
+}
+
+func newBounded[T any](n int, cmp func(a, b T) int) *bounded[T] {
+	return &bounded[T]{n: n, cmp: cmp}
+}
+
+func (b *bounded[T]) add(x T) {
+	b.count++
+	b.items = append(b.items, x)
+	if b.n >= 0 && len(b.items) >= 2*b.n+diagnosePage {
+		b.shrink()
+	}
+}
+
+func (b *bounded[T]) shrink() {
+	slices.SortFunc(b.items, b.cmp)
+	b.items = slices.Clip(head(b.items, b.n))
+}
+
+func (b *bounded[T]) result() []T {
+	b.shrink()
+	return b.items
 }
 
 func head[T any](s []T, n int) []T {
@@ -171,56 +257,71 @@ func head[T any](s []T, n int) []T {
 	return s
 }
 
-// redisLeases reads every lease of the store's prefix: SCAN for the lease
-// keys (on every master of a Cluster), HMGET of each.
-func (m *Mirror) redisLeases(ctx context.Context) (map[resKey]coordinator.Lease, error) {
+// eachLeasePage calls f with every lease of the store's prefix, a page at
+// a time: one SCAN (COUNT diagnosePage) of the lease keys (on every master
+// of a Cluster), then one pipeline of HMGETs.
+func (m *Mirror) eachLeasePage(ctx context.Context, f func([]coordinator.Lease) error) error {
 	match := m.layout.LeaseKeyPattern("")
-	var mu sync.Mutex
-	var keys []string
 	scan := func(ctx context.Context, c redis.Cmdable) error {
-		iter := c.Scan(ctx, 0, match, 1000).Iterator()
-		for iter.Next(ctx) {
-			if _, _, err := m.layout.ParseLeaseKey(iter.Val()); err == nil {
-				mu.Lock()
-				keys = append(keys, iter.Val())
-				mu.Unlock()
+		for cursor := uint64(0); ; {
+			keys, next, err := c.Scan(ctx, cursor, match, diagnosePage).Result()
+			if err != nil {
+				return redisError("scan lease keys", err)
+			}
+			page, err := m.readLeases(ctx, keys)
+			if err != nil {
+				return err
+			}
+			if err := f(page); err != nil {
+				return err
+			}
+			if cursor = next; cursor == 0 {
+				return nil
 			}
 		}
-		return iter.Err()
 	}
-	var err error
 	if cc, ok := m.rdb.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
-	} else {
-		err = scan(ctx, m.rdb)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("pgaudit: scan lease keys: %w", err)
-	}
-	leases := make(map[resKey]coordinator.Lease, len(keys))
-	for chunk := range slices.Chunk(keys, 1000) {
-		cmds := make([]*redis.SliceCmd, len(chunk))
-		_, _ = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, k := range chunk {
-				cmds[i] = p.HMGet(ctx, k, "owner", "count", "token", "acquired_at", "expires_at")
-			}
-			return nil
+		var mu sync.Mutex // one master at a time: f sees one page at a time
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return scan(ctx, c)
 		})
-		for i, c := range cmds {
-			v, err := c.Result()
-			if err != nil {
-				return nil, fmt.Errorf("pgaudit: read lease %s: %w", chunk[i], err)
+	}
+	return scan(ctx, m.rdb)
+}
+
+// readLeases reads the leases of keys (HMGET, one pipeline); keys that are
+// not lease keys of the store, or gone since the scan, are skipped.
+func (m *Mirror) readLeases(ctx context.Context, keys []string) ([]coordinator.Lease, error) {
+	type read struct {
+		res coordinator.Resource
+		key string
+		cmd *redis.SliceCmd
+	}
+	reads := make([]read, 0, len(keys))
+	_, _ = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			if res, _, err := m.layout.ParseLeaseKey(k); err == nil {
+				reads = append(reads, read{res, k, p.HMGet(ctx, k, "owner", "count", "token", "acquired_at", "expires_at")})
 			}
-			if v[0] == nil {
-				continue // gone since the scan
-			}
-			res, _, _ := m.layout.ParseLeaseKey(chunk[i])
-			l, err := leaseOf(res, v)
-			if err != nil {
-				return nil, fmt.Errorf("pgaudit: read lease %s: %w", chunk[i], err)
-			}
-			leases[resKey{res.Type, res.ID}] = l
 		}
+		return nil
+	})
+	leases := make([]coordinator.Lease, 0, len(reads))
+	for _, r := range reads {
+		v, err := r.cmd.Result()
+		if err != nil {
+			return nil, redisError("read lease "+r.key, err)
+		}
+		if v[0] == nil {
+			continue // gone since the scan
+		}
+		l, err := leaseOf(r.res, v)
+		if err != nil {
+			return nil, fmt.Errorf("pgaudit: read lease %s: %w", r.key, err)
+		}
+		leases = append(leases, l)
 	}
 	return leases, nil
 }
@@ -239,99 +340,4 @@ func leaseOf(r coordinator.Resource, v []any) (coordinator.Lease, error) {
 	owner, _ := v[0].(string)
 	return coordinator.Lease{Resource: r, Owner: owner, Count: int(nums[0]), Token: uint64(nums[1]),
 		AcquiredAt: msTime(nums[2]), ExpiresAt: msTime(nums[3])}, nil
-}
-
-// lag measures the group's backlog in every stream.
-func (m *Mirror) lag(ctx context.Context, now time.Time) (Lag, error) {
-	n := len(m.streams)
-	lens := make([]*redis.IntCmd, n)
-	infos := make([]*redis.XInfoGroupsCmd, n)
-	_, _ = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, s := range m.streams {
-			lens[i] = p.XLen(ctx, s)
-			infos[i] = p.XInfoGroups(ctx, s)
-		}
-		return nil
-	})
-	parts := make([]PartitionLag, n)
-	groups := make([]*redis.XInfoGroup, n)
-	for i := range m.streams {
-		parts[i].Partition = i
-		var err error
-		if parts[i].Entries, err = lens[i].Result(); err != nil {
-			return Lag{}, fmt.Errorf("pgaudit: length of %s: %w", m.streams[i], err)
-		}
-		gs, _ := infos[i].Result() // fails only when the stream does not exist
-		for j := range gs {
-			if gs[j].Name == m.cfg.group {
-				groups[i] = &gs[j]
-			}
-		}
-		parts[i].NoGroup = groups[i] == nil
-	}
-	// the first undelivered entry (and all of them, to count, when Redis
-	// does not count), and the lowest pending one
-	firsts := make([]*redis.XMessageSliceCmd, n)
-	counts := make([]*redis.XMessageSliceCmd, n)
-	pend := make([]*redis.XPendingCmd, n)
-	_, _ = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, s := range m.streams {
-			g := groups[i]
-			start := "-"
-			if g != nil {
-				start = nextID(g.LastDeliveredID)
-				if g.Pending > 0 {
-					pend[i] = p.XPending(ctx, s, g.Name)
-				}
-			}
-			if g != nil && g.EntriesRead > 0 && g.Lag >= 0 {
-				parts[i].Undelivered = g.Lag
-			} else {
-				counts[i] = p.XRangeN(ctx, s, start, "+", lagScanLimit)
-			}
-			firsts[i] = p.XRangeN(ctx, s, start, "+", 1)
-		}
-		return nil
-	})
-	var lag Lag
-	var errs []error
-	for i := range parts {
-		pl := &parts[i]
-		var oldest string
-		if firsts[i] != nil {
-			msgs, err := firsts[i].Result()
-			errs = append(errs, err)
-			if len(msgs) > 0 {
-				oldest = msgs[0].ID
-			}
-		}
-		if counts[i] != nil {
-			msgs, err := counts[i].Result()
-			errs = append(errs, err)
-			pl.Undelivered = int64(len(msgs))
-		}
-		if pend[i] != nil {
-			x, err := pend[i].Result()
-			errs = append(errs, err)
-			if err == nil {
-				pl.Pending = x.Count
-				oldest = lowerID(oldest, x.Lower)
-			}
-		}
-		if oldest != "" {
-			ms, _, _ := parseStreamID(oldest)
-			pl.Oldest = max(0, now.Sub(msTime(ms)))
-		}
-		lag.Entries += pl.Entries
-		lag.Undelivered += pl.Undelivered
-		lag.Pending += pl.Pending
-		lag.Oldest = max(lag.Oldest, pl.Oldest)
-		if pl.Undelivered > 0 || pl.Pending > 0 || pl.NoGroup {
-			lag.Partitions = append(lag.Partitions, *pl)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return lag, fmt.Errorf("pgaudit: measure lag: %w", err)
-	}
-	return lag, nil
 }

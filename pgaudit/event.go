@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -33,7 +34,7 @@ func terminal(kind string) bool {
 type event struct {
 	partition int
 	id        string // stream entry id, "<ms>-<seq>"
-	ms, seq   int64
+	ms, seq   uint64
 	kind      string
 	typ, rid  string
 	owner     string
@@ -44,6 +45,11 @@ type event struct {
 	expires   int64 // ms
 	req       string
 }
+
+// maxTime is the latest time, in Unix milliseconds, an event may carry:
+// 9999-12-31T23:59:59.999Z. Postgres stores times to the year 294276, but
+// a later time is a corrupt field, not a lease.
+const maxTime = 253402300799999
 
 // after reports whether e is later than o in the life of one resource: by
 // fencing token, then by stream position.
@@ -57,62 +63,94 @@ func (e *event) after(o *event) bool {
 	return e.seq > o.seq
 }
 
-// parseStreamID reads "<ms>-<seq>".
-func parseStreamID(id string) (ms, seq int64, err error) {
+// dbPosition returns the entry's stream position as the two bigint columns
+// of the locks table hold it. A part beyond the range of a bigint (an id
+// written by hand near 2^64: Redis then gives every later entry of the
+// stream that same millisecond part) is stored as the largest bigint, so
+// that the order of later entries still follows their sequence number.
+func (e *event) dbPosition() (ms, seq int64) {
+	return int64(min(e.ms, math.MaxInt64)), int64(min(e.seq, math.MaxInt64))
+}
+
+// parseStreamID reads "<ms>-<seq>", two unsigned 64-bit numbers.
+func parseStreamID(id string) (ms, seq uint64, err error) {
 	a, b, ok := strings.Cut(id, "-")
 	if !ok {
 		return 0, 0, fmt.Errorf("stream id %q: want <ms>-<seq>", id)
 	}
-	if ms, err = strconv.ParseInt(a, 10, 64); err != nil || ms < 0 {
+	if ms, err = strconv.ParseUint(a, 10, 64); err != nil {
 		return 0, 0, fmt.Errorf("stream id %q: bad milliseconds", id)
 	}
-	if seq, err = strconv.ParseInt(b, 10, 64); err != nil || seq < 0 {
+	if seq, err = strconv.ParseUint(b, 10, 64); err != nil {
 		return 0, 0, fmt.Errorf("stream id %q: bad sequence", id)
 	}
 	return ms, seq, nil
 }
 
+// fieldReader reads the fields of one entry, keeping the first error.
+type fieldReader struct {
+	msg redis.XMessage
+	err error
+}
+
+// text returns a field that Postgres stores as text: UTF-8 without NUL.
+func (r *fieldReader) text(field string) string {
+	if r.err != nil {
+		return ""
+	}
+	v, ok := r.msg.Values[field].(string)
+	switch {
+	case !ok:
+		r.err = fmt.Errorf("entry %s: field %q missing", r.msg.ID, field)
+	case !utf8.ValidString(v):
+		r.err = fmt.Errorf("entry %s: field %q = %q: not valid UTF-8", r.msg.ID, field, v)
+	case strings.IndexByte(v, 0) >= 0:
+		r.err = fmt.Errorf("entry %s: field %q = %q: holds a NUL byte", r.msg.ID, field, v)
+	}
+	return v
+}
+
+// num returns an integer field from lo to hi.
+func (r *fieldReader) num(field string, lo, hi int64, what string) int64 {
+	s := r.text(field)
+	if r.err != nil {
+		return 0
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < lo || n > hi {
+		r.err = fmt.Errorf("entry %s: field %q = %q: want %s from %d to %d", r.msg.ID, field, s, what, lo, hi)
+	}
+	return n
+}
+
+// time returns a time field: Unix milliseconds from 1970 to the year 9999.
+func (r *fieldReader) time(field string) int64 {
+	return r.num(field, 0, maxTime, "a time in Unix milliseconds")
+}
+
 // parseEvent reads a stream entry written by the scripts (see the XADD
-// calls of internal/scripts/*.lua for the fields).
+// calls of internal/scripts/*.lua for the fields). It refuses what Postgres
+// would refuse (text that is not UTF-8 or holds NUL, a time out of range),
+// so that an entry it accepts is one Postgres stores as it is.
 func parseEvent(partition int, msg redis.XMessage) (event, error) {
 	e := event{partition: partition, id: msg.ID}
 	var err error
 	if e.ms, e.seq, err = parseStreamID(msg.ID); err != nil {
 		return e, err
 	}
-	str := func(field string) string {
-		if err != nil {
-			return ""
-		}
-		v, ok := msg.Values[field].(string)
-		if !ok {
-			err = fmt.Errorf("entry %s: field %q missing", msg.ID, field)
-		}
-		return v
-	}
-	num := func(field string, lo, hi int64) int64 {
-		s := str(field)
-		if err != nil {
-			return 0
-		}
-		n, perr := strconv.ParseInt(s, 10, 64)
-		if perr != nil || n < lo || n > hi {
-			err = fmt.Errorf("entry %s: field %q = %q: want an integer from %d to %d", msg.ID, field, s, lo, hi)
-		}
-		return n
-	}
-	e.kind = str("event")
-	e.typ = str("type")
-	e.rid = str("id")
-	e.owner = str("owner")
-	e.req = str("req")
-	e.token = num("token", 1, math.MaxInt64)
-	e.count = int32(num("count", 0, math.MaxInt32))
-	e.at = num("at", 0, math.MaxInt64)
-	e.acquired = num("acquired_at", 0, math.MaxInt64)
-	e.expires = num("expires_at", 0, math.MaxInt64)
-	if err != nil {
-		return e, err
+	r := &fieldReader{msg: msg}
+	e.kind = r.text("event")
+	e.typ = r.text("type")
+	e.rid = r.text("id")
+	e.owner = r.text("owner")
+	e.req = r.text("req")
+	e.token = r.num("token", 1, math.MaxInt64, "an integer")
+	e.count = int32(r.num("count", 0, math.MaxInt32, "an integer"))
+	e.at = r.time("at")
+	e.acquired = r.time("acquired_at")
+	e.expires = r.time("expires_at")
+	if r.err != nil {
+		return e, r.err
 	}
 	switch e.kind {
 	case EventAcquired, EventReentered, EventRenewed, EventDecremented, EventReleased, EventForced:
@@ -123,3 +161,12 @@ func parseEvent(partition int, msg redis.XMessage) (event, error) {
 }
 
 func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// streamTime returns the time of a stream id's milliseconds, or false when
+// they are beyond any real clock (an id written by hand).
+func streamTime(ms uint64) (time.Time, bool) {
+	if ms > maxTime {
+		return time.Time{}, false
+	}
+	return msTime(int64(ms)), true
+}

@@ -65,6 +65,7 @@ func ExampleReport_WriteTable() {
 	// not yet read by the mirror  0
 	// read, not acknowledged      2
 	// oldest unacknowledged       80ms
+	// dead letters (not applied)  0
 	//
 	// STALE LEASES (expired, gone from Redis)
 	// RESOURCE  OWNER     TOKEN             COUNT  ACQUIRED AT               EXPIRED AT

@@ -31,10 +31,13 @@ func (m *Mirror) MetricsDuplicates() prometheus.Counter { return m.metrics.dupli
 func (m *Mirror) MetricsExpired() prometheus.Counter    { return m.metrics.expired }
 func (m *Mirror) MetricsMalformed() prometheus.Counter  { return m.metrics.malformed }
 func (m *Mirror) MetricsLost() prometheus.Counter       { return m.metrics.lost }
-func (m *Mirror) MetricsClaimed() prometheus.Counter    { return m.metrics.claimed }
-func (m *Mirror) MetricsTrimmed() prometheus.Counter    { return m.metrics.trimmed }
-func (m *Mirror) MetricsRetries() prometheus.Counter    { return m.metrics.retries }
-func (m *Mirror) MetricsLag() prometheus.Gauge          { return m.metrics.lag }
+func (m *Mirror) MetricsDeadLettered() prometheus.Counter {
+	return m.metrics.dead
+}
+func (m *Mirror) MetricsClaimed() prometheus.Counter { return m.metrics.claimed }
+func (m *Mirror) MetricsTrimmed() prometheus.Counter { return m.metrics.trimmed }
+func (m *Mirror) MetricsRetries() prometheus.Counter { return m.metrics.retries }
+func (m *Mirror) MetricsLag() prometheus.Gauge       { return m.metrics.lag }
 
 // ParseStreamID exposes the stream id parser.
-func ParseStreamID(id string) (int64, int64, error) { return parseStreamID(id) }
+func ParseStreamID(id string) (uint64, uint64, error) { return parseStreamID(id) }

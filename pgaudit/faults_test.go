@@ -254,8 +254,8 @@ func TestBatchOfOnlyMalformedEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := mirror(pg.pool, rd)
-	if n := drain(t, m); n != 1 || promtest.ToFloat64(m.MetricsMalformed()) != 1 {
-		t.Fatalf("handled %d, malformed %v", n, promtest.ToFloat64(m.MetricsMalformed()))
+	if n := drain(t, m); n != 0 || promtest.ToFloat64(m.MetricsMalformed()) != 1 || len(pg.deadLetters(t)) != 1 {
+		t.Fatalf("applied %d, malformed %v, dead letters %d", n, promtest.ToFloat64(m.MetricsMalformed()), len(pg.deadLetters(t)))
 	}
 	if rd.streamLen(t) != 0 {
 		t.Fatal("the malformed entry was not acknowledged and trimmed")

@@ -13,6 +13,7 @@ type metrics struct {
 	applied    *prometheus.CounterVec
 	duplicates prometheus.Counter
 	malformed  prometheus.Counter
+	dead       prometheus.Counter
 	lost       prometheus.Counter
 	claimed    prometheus.Counter
 	trimmed    prometheus.Counter
@@ -31,7 +32,9 @@ func newMetrics() *metrics {
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "events_duplicate_total", Help: "Stream events delivered again that the ledger already held (replays after a crash or a claim)."}),
 		malformed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "events_malformed_total", Help: "Stream entries that are not lease events; acknowledged and logged, not applied."}),
+			Name: "events_malformed_total", Help: "Stream entries that are not lease events; kept as dead letters, not applied."}),
+		dead: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "events_dead_lettered_total", Help: "Stream entries kept in lock_dead_letters instead of the ledger: malformed, refused by Postgres, or lost."}),
 		lost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "events_lost_total", Help: "Pending stream entries deleted from the stream before they were applied (stream MAXLEN cap)."}),
 		claimed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -57,7 +60,7 @@ func newMetrics() *metrics {
 // another mirror of the process registered already under the same name.
 func (m *metrics) register(r prometheus.Registerer) error {
 	return errors.Join(
-		adopt(r, &m.applied), adopt(r, &m.duplicates), adopt(r, &m.malformed),
+		adopt(r, &m.applied), adopt(r, &m.duplicates), adopt(r, &m.malformed), adopt(r, &m.dead),
 		adopt(r, &m.lost), adopt(r, &m.claimed), adopt(r, &m.trimmed),
 		adopt(r, &m.expired), adopt(r, &m.retries), adopt(r, &m.batchSize),
 		adopt(r, &m.batchTime), adopt(r, &m.lag))

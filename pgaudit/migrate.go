@@ -4,7 +4,6 @@ import (
 	"context"
 	"embed"
 	"errors"
-	"fmt"
 	"io/fs"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -72,7 +71,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log zerolog.Logger) ([]str
 	}
 	if err != nil {
 		log.Error().Err(err).Msg("pgaudit: migration failed")
-		return applied, fmt.Errorf("pgaudit: migrate: %w", err)
+		return applied, pgError("migrate", err)
 	}
 	if len(applied) == 0 {
 		log.Debug().Msg("pgaudit: schema is up to date")

@@ -15,7 +15,7 @@ func TestMigrateConcurrentlyAppliesOnce(t *testing.T) {
 	pg := newDB(t) // migrated once already: drop the schema to start over
 	ctx := context.Background()
 	pg.AdminExec(t, "SELECT 1") // admin reachable
-	if _, err := pg.pool.Exec(ctx, "DROP TABLE lock_events, locks, "+pgaudit.VersionTable); err != nil {
+	if _, err := pg.pool.Exec(ctx, "DROP TABLE lock_events, locks, lock_dead_letters, "+pgaudit.VersionTable); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -44,7 +44,8 @@ func TestMigrateConcurrentlyAppliesOnce(t *testing.T) {
 		t.Fatalf("Migrate on a current schema = %v, %v; want nothing applied", again, err)
 	}
 	for _, idx := range []string{"locks_pkey", "locks_owner_id_idx", "locks_expires_at_idx",
-		"lock_events_pkey", "lock_events_resource_idx"} {
+		"lock_events_pkey", "lock_events_resource_idx", "lock_events_ended_idx", "lock_dead_letters_pkey",
+		"lock_dead_letters_open_idx"} {
 		if pg.count(t, "SELECT count(*) FROM pg_indexes WHERE indexname = $1", idx) != 1 {
 			t.Errorf("index %s missing", idx)
 		}
@@ -57,7 +58,7 @@ func TestMigrateFails(t *testing.T) {
 	}
 	pg := newDB(t)
 	// a table in the way: the migration fails and says so
-	if _, err := pg.pool.Exec(context.Background(), "DROP TABLE lock_events, locks, "+pgaudit.VersionTable+
+	if _, err := pg.pool.Exec(context.Background(), "DROP TABLE lock_events, locks, lock_dead_letters, "+pgaudit.VersionTable+
 		"; CREATE TABLE locks (x int)"); err != nil {
 		t.Fatal(err)
 	}

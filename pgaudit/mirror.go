@@ -123,13 +123,16 @@ func (m *Mirror) Run(ctx context.Context) error {
 // loop is Run's work once the groups exist. It returns when ctx is done,
 // with an error only from the afterCommit test hook.
 func (m *Mirror) loop(ctx context.Context, log zerolog.Logger) error {
-	var lastCleanup, lastTrim time.Time
+	// Postgres and Redis calls run on work, which ends a drain timeout
+	// after ctx: a batch in hand when ctx ends is finished, or given up
+	// (left pending) when the drain timeout passes, whatever it waits on.
+	work, stop := m.drainContext(ctx)
+	defer stop()
+	t := m.newTimers()
 	if m.cfg.cleanupEvery >= 0 {
 		m.cleanupLogged(ctx)
-		lastCleanup = time.Now()
+		t.cleanup = time.Now()
 	}
-	claimEvery := max(m.cfg.claimIdle/2, 10*time.Millisecond)
-	lastClaim := time.Now()
 	pendingDone := false
 	failures := 0
 	for ctx.Err() == nil {
@@ -139,16 +142,16 @@ func (m *Mirror) loop(ctx context.Context, log zerolog.Logger) error {
 			var b *batch
 			if b, err = m.read(ctx, "0", 0); err == nil {
 				pendingDone = b.n == 0
-				err = m.process(ctx, b)
+				_, err = m.process(work, b)
 			}
-		case time.Since(lastClaim) >= claimEvery:
-			if _, err = m.claimAll(ctx); err == nil {
-				lastClaim = time.Now()
+		case time.Since(t.claim) >= t.claimEvery:
+			if _, err = m.claimAll(ctx, work); err == nil {
+				t.claim = time.Now()
 			}
 		default:
 			var b *batch
 			if b, err = m.read(ctx, ">", m.cfg.block); err == nil {
-				_, err = m.pump(ctx, b)
+				_, err = m.pump(ctx, work, b)
 			}
 		}
 		var killed *killedError
@@ -163,26 +166,67 @@ func (m *Mirror) loop(ctx context.Context, log zerolog.Logger) error {
 			failures++
 		case err == nil:
 			failures = 0
-			if m.cfg.trimEvery >= 0 && time.Since(lastTrim) >= m.cfg.trimEvery {
-				if _, terr := m.trim(ctx); terr != nil {
-					log.Warn().Err(terr).Msg("pgaudit: trim failed")
-				}
-				lastTrim = time.Now()
-			}
-			if m.cfg.cleanupEvery > 0 && time.Since(lastCleanup) >= m.cfg.cleanupEvery {
-				m.cleanupLogged(ctx)
-				lastCleanup = time.Now()
-			}
+			m.housekeeping(ctx, t, log)
 		}
 	}
 	return nil
 }
 
+// timers are the times of Run's periodic work.
+type timers struct {
+	claim, trim, cleanup time.Time
+	claimEvery           time.Duration
+}
+
+func (m *Mirror) newTimers() *timers {
+	return &timers{claim: time.Now(), claimEvery: max(m.cfg.claimIdle/2, 10*time.Millisecond)}
+}
+
+// housekeeping trims the streams and runs the cleanup when their
+// intervals have passed.
+func (m *Mirror) housekeeping(ctx context.Context, t *timers, log zerolog.Logger) {
+	if m.cfg.trimEvery >= 0 && time.Since(t.trim) >= m.cfg.trimEvery {
+		if _, err := m.trim(ctx); err != nil {
+			log.Warn().Err(err).Msg("pgaudit: trim failed")
+		}
+		t.trim = time.Now()
+	}
+	if m.cfg.cleanupEvery > 0 && time.Since(t.cleanup) >= m.cfg.cleanupEvery {
+		m.cleanupLogged(ctx)
+		t.cleanup = time.Now()
+	}
+}
+
+// drainContext returns a context that ends a drain timeout after ctx does
+// (or when stop is called).
+func (m *Mirror) drainContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	work, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-work.Done():
+			return
+		}
+		t := time.NewTimer(m.cfg.drainTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel(errDrainTimeout)
+		case <-work.Done():
+		}
+	}()
+	return work, func() { cancel(context.Canceled) }
+}
+
+// errDrainTimeout ends the work of a stopped Run.
+var errDrainTimeout = errors.New("pgaudit: the drain timeout passed")
+
 // Drain applies every entry available now, the consumer's own pending
 // ones, new ones and those idle consumers left pending, trims what is
-// acknowledged and returns the number of entries it handled. It does not
-// wait for new entries; it suits a one-shot job or a test. Failures are
-// retried as in Run until ctx is done.
+// acknowledged and returns the number of events it applied (entries kept
+// as dead letters are not counted). It does not wait for new entries; it
+// suits a one-shot job or a test. Failures are retried as in Run until ctx
+// is done.
 func (m *Mirror) Drain(ctx context.Context) (int, error) {
 	if m.err != nil {
 		return 0, m.err
@@ -199,21 +243,22 @@ func (m *Mirror) Drain(ctx context.Context) (int, error) {
 		if b.n == 0 {
 			break
 		}
-		if err := m.process(ctx, b); err != nil {
+		n, err := m.process(ctx, b)
+		total += n
+		if err != nil {
 			return total, err
 		}
-		total += b.n
 	}
 	b, err := m.read(ctx, ">", 0)
 	if err != nil {
 		return total, err
 	}
-	n, err := m.pump(ctx, b)
+	n, err := m.pump(ctx, ctx, b)
 	total += n
 	if err != nil {
 		return total, err
 	}
-	n, err = m.claimAll(ctx)
+	n, err = m.claimAll(ctx, ctx)
 	total += n
 	if err != nil {
 		return total, err
@@ -234,20 +279,22 @@ func (m *Mirror) setup(ctx context.Context) error {
 }
 
 // claimAll claims and applies the entries idle consumers left pending in
-// every partition.
-func (m *Mirror) claimAll(ctx context.Context) (int, error) {
+// every partition, until ctx is done; it applies on work. It returns the
+// number of events applied.
+func (m *Mirror) claimAll(ctx, work context.Context) (int, error) {
 	total := 0
 	for p := range m.streams {
-		for start := "0-0"; ; {
-			b, next, err := m.claim(ctx, p, start)
+		for start := "0-0"; ctx.Err() == nil; {
+			b, next, err := m.claim(work, p, start)
 			if err != nil {
 				return total, err
 			}
-			if err := m.process(ctx, b); err != nil {
+			n, err := m.process(work, b)
+			total += n
+			if err != nil {
 				return total, err
 			}
-			total += b.n
-			if next == "0-0" || ctx.Err() != nil {
+			if next == "0-0" {
 				break
 			}
 			start = next
@@ -262,10 +309,10 @@ type fetched struct {
 	err error
 }
 
-// pump applies b and, while the streams have more (a backlog), reads the
-// next batch of new entries while it applies the current one. It returns
-// the number of entries applied.
-func (m *Mirror) pump(ctx context.Context, b *batch) (int, error) {
+// pump applies b and, while the streams have more (a backlog) and ctx
+// lives, reads the next batch of new entries while it applies the current
+// one (on work). It returns the number of events applied.
+func (m *Mirror) pump(ctx, work context.Context, b *batch) (int, error) {
 	if b.n == 0 {
 		m.metrics.lag.Set(0)
 	}
@@ -279,10 +326,8 @@ func (m *Mirror) pump(ctx context.Context, b *batch) (int, error) {
 				next <- fetched{nb, err}
 			}()
 		}
-		err := m.process(ctx, b)
-		if err == nil {
-			total += b.n
-		}
+		n, err := m.process(work, b)
+		total += n
 		if next == nil {
 			return total, err
 		}
@@ -300,77 +345,79 @@ func (m *Mirror) pump(ctx context.Context, b *batch) (int, error) {
 	return total, nil
 }
 
-// process applies b in Postgres, then acknowledges it in Redis.
-func (m *Mirror) process(ctx context.Context, b *batch) error {
+// process applies b in Postgres (its events, and its dead letters), then
+// acknowledges it in Redis. It returns the number of events applied.
+func (m *Mirror) process(ctx context.Context, b *batch) (int, error) {
 	if b.n == 0 {
-		return nil
+		return 0, nil
 	}
 	start := time.Now()
+	if err := m.persist(ctx, "read dead letters again in Redis", func(ctx context.Context) error {
+		return m.readRaw(ctx, b.dead)
+	}); err != nil {
+		return 0, err
+	}
 	var res applyResult
 	err := m.persist(ctx, "apply a batch in Postgres", func(ctx context.Context) error {
 		var err error
-		res, err = m.apply(ctx, b.events)
+		res, err = m.applyIsolating(ctx, work{events: b.events, dead: b.dead})
 		return err
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if h := m.cfg.afterCommit; h != nil {
 		if err := h(b.events); err != nil {
-			return &killedError{err}
+			return 0, &killedError{err}
 		}
 	}
 	if err := m.persist(ctx, "acknowledge a batch in Redis", func(ctx context.Context) error {
 		return m.ack(ctx, b)
 	}); err != nil {
-		return err
+		return 0, err
 	}
-	for i := range b.events {
-		m.metrics.applied.WithLabelValues(b.events[i].kind).Inc()
-	}
-	dups := int64(len(b.events)) - res.inserted
-	m.metrics.duplicates.Add(float64(dups))
-	m.metrics.batchSize.Observe(float64(b.n))
-	m.metrics.batchTime.Observe(time.Since(start).Seconds())
-	if b.oldest > 0 {
-		m.metrics.lag.Set(max(0, time.Since(msTime(b.oldest)).Seconds()))
-	}
-	m.cfg.log.Debug().Int("entries", b.n).Int64("inserted", res.inserted).Int64("duplicates", dups).
-		Dur("took", time.Since(start)).Msg("pgaudit: batch applied")
-	return nil
+	m.observe(b, res, time.Since(start))
+	return res.applied, nil
 }
 
-// persist runs f until it succeeds. While ctx lives it retries with
-// backoff; once ctx is done it keeps trying until the drain timeout, then
-// gives up (the batch stays pending in Redis).
+// observe counts an applied batch in the metrics and the log.
+func (m *Mirror) observe(b *batch, res applyResult, took time.Duration) {
+	refused := make(map[deadKey]bool, len(res.dead))
+	for _, d := range res.dead {
+		refused[deadKey{d.partition, d.id}] = true
+	}
+	for i := range b.events {
+		if e := &b.events[i]; !refused[deadKey{e.partition, e.id}] {
+			m.metrics.applied.WithLabelValues(e.kind).Inc()
+		}
+	}
+	dups := int64(res.applied) - res.inserted
+	m.metrics.duplicates.Add(float64(dups))
+	m.metrics.dead.Add(float64(len(res.dead)))
+	m.metrics.batchSize.Observe(float64(b.n))
+	m.metrics.batchTime.Observe(took.Seconds())
+	if t, ok := streamTime(b.oldest); ok && b.oldest > 0 {
+		m.metrics.lag.Set(max(0, time.Since(t).Seconds()))
+	}
+	m.cfg.log.Debug().Int("entries", b.n).Int64("inserted", res.inserted).Int64("duplicates", dups).
+		Int("dead_letters", len(res.dead)).Dur("took", took).Msg("pgaudit: batch applied")
+}
+
+// persist runs f until it succeeds or ctx is done, pausing with backoff
+// between attempts. Run gives it a context that ends a drain timeout after
+// Run's own, Drain its caller's.
 func (m *Mirror) persist(ctx context.Context, what string, f func(context.Context) error) error {
-	base := context.WithoutCancel(ctx)
-	var deadline time.Time
-	var last error // the last failure before the deadline: the cause
+	var last error // the last failure before ctx ended: the cause
 	for attempt := 0; ; attempt++ {
-		if deadline.IsZero() && ctx.Err() != nil {
-			deadline = time.Now().Add(m.cfg.drainTimeout)
-		}
-		actx, cancel := base, context.CancelFunc(func() {})
-		if !deadline.IsZero() {
-			actx, cancel = context.WithDeadline(base, deadline)
-		}
-		err := f(actx)
+		err := f(ctx)
 		if err == nil {
-			cancel()
 			return nil
 		}
-		if actx.Err() != nil {
-			cancel()
-			return fmt.Errorf("pgaudit: %s: stopped after the drain timeout: %w", what, cmp.Or(last, err))
+		if ctx.Err() != nil {
+			return fmt.Errorf("pgaudit: %s: stopped (%w) before it succeeded: %w", what, context.Cause(ctx), cmp.Or(last, err))
 		}
 		last = err
-		wait := ctx
-		if !deadline.IsZero() {
-			wait = actx
-		}
-		m.pause(wait, attempt, err, what)
-		cancel()
+		m.pause(ctx, attempt, err, what)
 	}
 }
 

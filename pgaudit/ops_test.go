@@ -53,6 +53,7 @@ func mirrorRoleSQL(role, database string) []string {
 		"GRANT USAGE ON SCHEMA public TO " + role,
 		"GRANT SELECT, INSERT, UPDATE, DELETE ON locks TO " + role,
 		"GRANT SELECT, INSERT ON lock_events TO " + role,
+		"GRANT SELECT, INSERT, UPDATE ON lock_dead_letters TO " + role,
 	}
 }
 
@@ -62,7 +63,7 @@ func monitorRoleSQL(role, database string) []string {
 		"CREATE ROLE " + role + " LOGIN",
 		"GRANT CONNECT ON DATABASE " + database + " TO " + role,
 		"GRANT USAGE ON SCHEMA public TO " + role,
-		"GRANT SELECT ON locks, lock_events TO " + role,
+		"GRANT SELECT ON locks, lock_events, lock_dead_letters TO " + role,
 	}
 }
 

@@ -27,14 +27,17 @@ type Thresholds struct {
 	MaxUndelivered int64         // entries not yet read by the mirror
 	MaxPending     int64         // entries read, not yet acknowledged
 	MaxLag         time.Duration // age of the oldest entry not acknowledged
+	MaxDeadLetters int           // open dead letters (entries not applied)
 }
 
 // DefaultThresholds are those of a monitoring job that pages for a mirror
-// that is behind or has lost leases: no Redis lease missing from the
-// mirror, no entry left unacknowledged for more than a minute; stale and
-// long-held leases and backlog sizes are reported, not judged.
+// that is behind or has lost leases or events: no Redis lease missing from
+// the mirror, no entry left unacknowledged for more than a minute, no open
+// dead letter; stale and long-held leases and backlog sizes are reported,
+// not judged.
 func DefaultThresholds() Thresholds {
-	return Thresholds{MaxStale: -1, MaxMissing: 0, MaxLongHeld: -1, MaxUndelivered: -1, MaxPending: -1, MaxLag: time.Minute}
+	return Thresholds{MaxStale: -1, MaxMissing: 0, MaxLongHeld: -1, MaxUndelivered: -1, MaxPending: -1, MaxLag: time.Minute,
+		MaxDeadLetters: 0}
 }
 
 // Problems lists the thresholds r exceeds, one sentence each.
@@ -50,6 +53,7 @@ func (r Report) Problems(t Thresholds) []string {
 	check(int64(r.LongHeldCount), int64(t.MaxLongHeld), "leases held longer than "+r.HoldBudget.String())
 	check(r.Lag.Undelivered, t.MaxUndelivered, "stream entries not yet read by the mirror")
 	check(r.Lag.Pending, t.MaxPending, "stream entries read but not acknowledged")
+	check(int64(r.DeadLetterCount), int64(t.MaxDeadLetters), "dead letters: stream entries not applied (lockctl dead-letters)")
 	if t.MaxLag >= 0 && r.Lag.Oldest > t.MaxLag {
 		p = append(p, fmt.Sprintf("oldest unacknowledged entry is %s old (at most %s allowed)", r.Lag.Oldest, t.MaxLag))
 	}
@@ -94,6 +98,7 @@ func (r Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "not yet read by the mirror\t%d\n", r.Lag.Undelivered)
 	fmt.Fprintf(tw, "read, not acknowledged\t%d\n", r.Lag.Pending)
 	fmt.Fprintf(tw, "oldest unacknowledged\t%s\n", r.Lag.Oldest.Round(time.Millisecond))
+	fmt.Fprintf(tw, "dead letters (not applied)\t%d\n", r.DeadLetterCount)
 	if len(r.Stale) > 0 {
 		fmt.Fprintf(tw, "\nSTALE LEASES (expired, gone from Redis)\nRESOURCE\tOWNER\tTOKEN\tCOUNT\tACQUIRED AT\tEXPIRED AT\n")
 		for _, s := range r.Stale {
@@ -116,6 +121,14 @@ func (r Report) WriteTable(w io.Writer) error {
 	}
 	leases("MISSING FROM THE MIRROR (held in Redis, no row of that token)", r.Missing, r.MissingCount)
 	leases("HELD LONGER THAN "+budget, r.LongHeld, r.LongHeldCount)
+	if len(r.DeadLetters) > 0 {
+		fmt.Fprintf(tw, "\nDEAD LETTERS (entries kept in lock_dead_letters, not applied)\nPARTITION\tENTRY\tRECORDED AT\tREASON\n")
+		for _, d := range r.DeadLetters {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", d.Partition, d.StreamID, stamp(d.RecordedAt), d.Reason)
+		}
+		_ = tw.Flush() // the final Flush reports a failing writer
+		more(w, len(r.DeadLetters), r.DeadLetterCount)
+	}
 	if len(r.Lag.Partitions) > 0 {
 		fmt.Fprintf(tw, "\nLAG BY PARTITION\nPARTITION\tENTRIES\tNOT READ\tPENDING\tOLDEST\tGROUP\n")
 		for _, p := range r.Lag.Partitions {
@@ -163,18 +176,33 @@ type (
 		OldestMS    int64           `json:"oldest_unacked_ms"`
 		Partitions  []jsonPartition `json:"partitions"`
 	}
+	jsonDeadLetter struct {
+		Partition  int        `json:"partition"`
+		StreamID   string     `json:"stream_id"`
+		StreamKey  string     `json:"stream_key"`
+		Group      string     `json:"group"`
+		Fields     []jsonPair `json:"fields"`
+		Reason     string     `json:"reason"`
+		RecordedAt time.Time  `json:"recorded_at"`
+	}
+	jsonPair        [2]any
+	jsonDeadLetters struct {
+		Count   int              `json:"count"`
+		Entries []jsonDeadLetter `json:"entries"`
+	}
 	jsonReport struct {
-		At           time.Time `json:"at"`
-		Prefix       string    `json:"prefix"`
-		Partitions   int       `json:"partitions"`
-		Group        string    `json:"group"`
-		HoldBudgetMS int64     `json:"hold_budget_ms"`
-		LeasesHeld   int       `json:"leases_held"`
-		RowsMirrored int       `json:"rows_mirrored"`
-		Stale        jsonList  `json:"stale"`
-		Missing      jsonList  `json:"missing"`
-		LongHeld     jsonList  `json:"long_held"`
-		Lag          jsonLag   `json:"lag"`
+		At           time.Time       `json:"at"`
+		Prefix       string          `json:"prefix"`
+		Partitions   int             `json:"partitions"`
+		Group        string          `json:"group"`
+		HoldBudgetMS int64           `json:"hold_budget_ms"`
+		LeasesHeld   int             `json:"leases_held"`
+		RowsMirrored int             `json:"rows_mirrored"`
+		Stale        jsonList        `json:"stale"`
+		Missing      jsonList        `json:"missing"`
+		LongHeld     jsonList        `json:"long_held"`
+		Lag          jsonLag         `json:"lag"`
+		DeadLetters  jsonDeadLetters `json:"dead_letters"`
 	}
 )
 
@@ -204,6 +232,10 @@ func (r Report) MarshalJSON() ([]byte, error) {
 			Token: strconv.FormatUint(s.Token, 10), Count: s.Count, AcquiredAt: s.AcquiredAt.UTC(),
 			RenewedAt: &renewed, ExpiresAt: s.ExpiresAt.UTC(), LastEventID: s.LastEventID})
 	}
+	j.DeadLetters = jsonDeadLetters{Count: r.DeadLetterCount, Entries: make([]jsonDeadLetter, 0, len(r.DeadLetters))}
+	for _, d := range r.DeadLetters {
+		j.DeadLetters.Entries = append(j.DeadLetters.Entries, deadLetterJSON(d))
+	}
 	for _, p := range r.Lag.Partitions {
 		j.Lag.Partitions = append(j.Lag.Partitions, jsonPartition{Partition: p.Partition, Entries: p.Entries,
 			Undelivered: p.Undelivered, Pending: p.Pending, OldestMS: p.Oldest.Milliseconds(), Group: !p.NoGroup})
@@ -217,4 +249,31 @@ func (r Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// deadLetterJSON is d as JSON: each field name or value a string when it
+// is UTF-8, else {"hex": "<its bytes>"}, as in the fields column.
+func deadLetterJSON(d DeadLetter) jsonDeadLetter {
+	j := jsonDeadLetter{Partition: d.Partition, StreamID: d.StreamID, StreamKey: d.StreamKey, Group: d.Group,
+		Fields: make([]jsonPair, 0, len(d.Fields)), Reason: d.Reason, RecordedAt: d.RecordedAt.UTC()}
+	for _, f := range d.Fields {
+		j.Fields = append(j.Fields, jsonPair{jsonField(f.Name), jsonField(f.Value)})
+	}
+	return j
+}
+
+// MarshalJSON encodes d as the dead letters of a report's JSON are: names
+// in snake_case, fields as [[name, value], ...] with {"hex": ...} for
+// bytes that are not text.
+func (d DeadLetter) MarshalJSON() ([]byte, error) {
+	j := struct {
+		jsonDeadLetter
+		ResolvedAt *time.Time `json:"resolved_at,omitempty"`
+		Resolution string     `json:"resolution,omitempty"`
+	}{jsonDeadLetter: deadLetterJSON(d), Resolution: d.Resolution}
+	if !d.ResolvedAt.IsZero() {
+		at := d.ResolvedAt.UTC()
+		j.ResolvedAt = &at
+	}
+	return json.Marshal(j)
 }

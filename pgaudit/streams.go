@@ -3,7 +3,7 @@ package pgaudit
 import (
 	"context"
 	"errors"
-	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,14 +12,15 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// batch is what one read or claim returned: the events to apply, and every
-// entry id to acknowledge once they are applied (events, and the entries
-// that are not: malformed, or deleted before they were read).
+// batch is what one read or claim returned: the events to apply, the
+// entries to keep as dead letters (malformed, or deleted before they were
+// read), and every entry id to acknowledge once both are in Postgres.
 type batch struct {
 	events []event
+	dead   []deadLetter
 	acks   map[int][]string // partition -> entry ids
 	n      int              // entries
-	oldest int64            // ms of the oldest entry id; 0 when none
+	oldest uint64           // ms of the oldest entry id; 0 when none
 }
 
 func (m *Mirror) newBatch() *batch { return &batch{acks: map[int][]string{}} }
@@ -36,16 +37,16 @@ func (m *Mirror) add(b *batch, p int, msgs []redis.XMessage) {
 		if len(msg.Values) == 0 {
 			// a pending entry deleted from the stream (MAXLEN cap) before
 			// it was applied: the event is gone
-			m.metrics.lost.Inc()
-			m.cfg.log.Error().Int("partition", p).Str("entry", msg.ID).
-				Msg("pgaudit: pending entry was trimmed from the stream before it was mirrored; its event is lost")
+			m.lost(b, p, msg.ID)
 			continue
 		}
 		e, err := parseEvent(p, msg)
 		if err != nil {
 			m.metrics.malformed.Inc()
 			m.cfg.log.Error().Err(err).Int("partition", p).Str("entry", msg.ID).Interface("fields", msg.Values).
-				Msg("pgaudit: skipping a stream entry that is not a lease event")
+				Msg("pgaudit: a stream entry is not a lease event; keeping it as a dead letter")
+			b.dead = append(b.dead, deadLetter{partition: p, id: msg.ID, fields: fieldsOf(msg.Values),
+				reason: reasonMalformed + err.Error()})
 			continue
 		}
 		if b.oldest == 0 || e.ms < b.oldest {
@@ -53,6 +54,15 @@ func (m *Mirror) add(b *batch, p int, msgs []redis.XMessage) {
 		}
 		b.events = append(b.events, e)
 	}
+}
+
+// lost records in b a pending entry that was deleted from its stream
+// before it was applied.
+func (m *Mirror) lost(b *batch, p int, id string) {
+	m.metrics.lost.Inc()
+	m.cfg.log.Error().Int("partition", p).Str("entry", id).
+		Msg("pgaudit: pending entry was trimmed from the stream before it was mirrored; its event is lost")
+	b.dead = append(b.dead, deadLetter{partition: p, id: id, reason: reasonLost})
 }
 
 // ensureGroups creates the consumer group on every partition stream (and
@@ -67,7 +77,7 @@ func (m *Mirror) ensureGroups(ctx context.Context) error {
 	})
 	for i, c := range cmds {
 		if err := c.Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-			return fmt.Errorf("pgaudit: create consumer group %s on %s: %w", m.cfg.group, m.streams[i], err)
+			return redisError("create consumer group "+m.cfg.group+" on "+m.streams[i], err)
 		}
 	}
 	return nil
@@ -91,7 +101,7 @@ func (m *Mirror) read(ctx context.Context, id string, block time.Duration) (*bat
 		total := 0
 		for i, c := range cmds {
 			if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
-				return nil, fmt.Errorf("pgaudit: read %s: %w", m.streams[i], err)
+				return nil, redisError("read "+m.streams[i], err)
 			}
 			total += entries(c.Val())
 		}
@@ -117,7 +127,7 @@ func (m *Mirror) read(ctx context.Context, id string, block time.Duration) (*bat
 	res, err := m.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: m.cfg.group, Consumer: m.cfg.consumer,
 		Streams: streams, Count: int64(m.cfg.batchSize), Block: block}).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("pgaudit: read streams: %w", err)
+		return nil, redisError("read streams", err)
 	}
 	b.events = make([]event, 0, entries(res))
 	for _, st := range res {
@@ -142,7 +152,7 @@ func (m *Mirror) claim(ctx context.Context, p int, start string) (*batch, string
 		Stream: m.streams[p], Group: m.cfg.group, Consumer: m.cfg.consumer,
 		MinIdle: m.cfg.claimIdle, Start: start, Count: int64(m.cfg.batchSize)}).Result()
 	if err != nil {
-		return nil, "", fmt.Errorf("pgaudit: claim pending entries of %s: %w", m.streams[p], err)
+		return nil, "", redisError("claim pending entries of "+m.streams[p], err)
 	}
 	b := m.newBatch()
 	m.add(b, p, msgs)
@@ -150,11 +160,10 @@ func (m *Mirror) claim(ctx context.Context, p int, start string) (*batch, string
 		m.metrics.claimed.Add(float64(len(msgs)))
 		m.cfg.log.Info().Int("partition", p).Int("entries", len(msgs)).Msg("pgaudit: claimed entries of an idle consumer")
 	}
-	if len(deleted) > 0 {
-		// Redis dropped them from the pending list itself
-		m.metrics.lost.Add(float64(len(deleted)))
-		m.cfg.log.Error().Int("partition", p).Strs("entries", deleted).
-			Msg("pgaudit: pending entries were trimmed from the stream before they were mirrored; their events are lost")
+	for _, id := range deleted {
+		// Redis dropped it from the pending list itself
+		b.n++
+		m.lost(b, p, id)
 	}
 	return b, next, nil
 }
@@ -168,7 +177,7 @@ func (m *Mirror) ack(ctx context.Context, b *batch) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("pgaudit: acknowledge: %w", err)
+		return redisError("acknowledge", err)
 	}
 	return nil
 }
@@ -177,6 +186,39 @@ func (m *Mirror) ack(ctx context.Context, b *batch) error {
 // has acknowledged: those before the lowest id a group still has pending
 // or has not been delivered yet. A stream without groups is left alone.
 func (m *Mirror) trim(ctx context.Context) (int64, error) {
+	floors, err := m.trimFloors(ctx)
+	if err != nil {
+		return 0, err
+	}
+	trims := make([]*redis.IntCmd, len(m.streams))
+	_, _ = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, floor := range floors {
+			if floor != "" {
+				trims[i] = p.XTrimMinID(ctx, m.streams[i], floor)
+			}
+		}
+		return nil
+	})
+	var total int64
+	var errs []error
+	for i, c := range trims {
+		if c == nil {
+			continue
+		}
+		n, err := c.Result()
+		if err != nil {
+			errs = append(errs, redisError("trim "+m.streams[i], err))
+		}
+		total += n
+	}
+	m.metrics.trimmed.Add(float64(total))
+	return total, errors.Join(errs...)
+}
+
+// trimFloors returns, per stream, the lowest id a consumer group still
+// needs ("" for a stream without groups): XINFO GROUPS of every stream,
+// then the XPENDING summary of each group with entries pending.
+func (m *Mirror) trimFloors(ctx context.Context) ([]string, error) {
 	infos := make([]*redis.XInfoGroupsCmd, len(m.streams))
 	_, _ = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, s := range m.streams {
@@ -209,44 +251,26 @@ func (m *Mirror) trim(ctx context.Context) (int64, error) {
 	for _, pc := range pend {
 		x, err := pc.cmd.Result()
 		if err != nil {
-			return 0, fmt.Errorf("pgaudit: trim %s: %w", m.streams[pc.part], err)
+			return nil, redisError("trim "+m.streams[pc.part], err)
 		}
 		floors[pc.part] = lowerID(floors[pc.part], x.Lower)
 	}
-	trims := make([]*redis.IntCmd, len(m.streams))
-	_, _ = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, floor := range floors {
-			if floor != "" {
-				trims[i] = p.XTrimMinID(ctx, m.streams[i], floor)
-			}
-		}
-		return nil
-	})
-	var total int64
-	var errs []error
-	for i, c := range trims {
-		if c == nil {
-			continue
-		}
-		n, err := c.Result()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("pgaudit: trim %s: %w", m.streams[i], err))
-		}
-		total += n
-	}
-	m.metrics.trimmed.Add(float64(total))
-	return total, errors.Join(errs...)
+	return floors, nil
 }
 
-// nextID returns the stream id right after id.
+// nextID returns the stream id right after id (id itself when it is the
+// largest id, after which a stream holds nothing).
 func nextID(id string) string {
-	a, b, _ := strings.Cut(id, "-")
-	ms, _ := strconv.ParseUint(a, 10, 64)
-	seq, err := strconv.ParseUint(b, 10, 64)
-	if err != nil || seq == ^uint64(0) {
+	ms, seq, err := parseStreamID(id)
+	switch {
+	case err != nil:
+		return id
+	case seq < math.MaxUint64:
+		return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(seq+1, 10)
+	case ms < math.MaxUint64:
 		return strconv.FormatUint(ms+1, 10) + "-0"
 	}
-	return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(seq+1, 10)
+	return id
 }
 
 // lowerID returns the lower of two stream ids, "" standing for none.

@@ -3,6 +3,8 @@ package pgaudit_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,7 +80,7 @@ func TestTrimKeepsWhatAnyGroupStillNeeds(t *testing.T) {
 	}
 }
 
-func TestMalformedEntriesAreSkippedAndAcknowledged(t *testing.T) {
+func TestMalformedEntriesAreDeadLetteredAndAcknowledged(t *testing.T) {
 	pg, rd := newDB(t), newMini(t, redisstore.WithPartitions(1))
 	ctx := context.Background()
 	stream := rd.store.Layout().StreamKey(0)
@@ -99,7 +101,10 @@ func TestMalformedEntriesAreSkippedAndAcknowledged(t *testing.T) {
 	}
 	bad := []map[string]any{with("event", "exploded"), with("owner", ""), with("token", "x"), with("token", "0"),
 		with("token", "9223372036854775808"),
-		with("count", "-1"), with("expires_at", "99999999999999999999")}
+		with("count", "-1"), with("expires_at", "99999999999999999999"),
+		// times Postgres would store wrapped (9223372036854775807 became
+		// 1969-12-31), or beyond the year 9999
+		with("at", "9223372036854775807"), with("expires_at", "253402300800000"), with("acquired_at", "-1")}
 	for _, v := range bad {
 		if err := rd.client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: v}).Err(); err != nil {
 			t.Fatal(err)
@@ -109,11 +114,27 @@ func TestMalformedEntriesAreSkippedAndAcknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := mirror(pg.pool, rd, pgaudit.WithTrimInterval(-1))
-	if n := drain(t, m); n != len(bad)+1 {
-		t.Fatalf("handled %d entries", n)
+	if n := drain(t, m); n != 1 {
+		t.Fatalf("applied %d events, want the good one", n)
 	}
 	if got := promtest.ToFloat64(m.MetricsMalformed()); got != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", got, len(bad))
+	}
+	dead := pg.deadLetters(t)
+	if len(dead) != len(bad) {
+		t.Fatalf("%d dead letters, want %d", len(dead), len(bad))
+	}
+	for i, d := range dead {
+		fields := map[string]any{}
+		for _, f := range d.fields {
+			fields[f[0]] = f[1]
+		}
+		if fmt.Sprint(fields) != fmt.Sprint(bad[i]) || !strings.HasPrefix(d.reason, "malformed: entry "+d.streamID) {
+			t.Errorf("dead letter %d: %v %q, want %v", i, fields, d.reason, bad[i])
+		}
+	}
+	if !strings.Contains(dead[len(dead)-3].reason, `"at" = "9223372036854775807": want a time`) {
+		t.Errorf("reason for an out-of-range time: %q", dead[len(dead)-3].reason)
 	}
 	if n := pg.count(t, "SELECT count(*) FROM lock_events WHERE token = 1152921504606846977"); n != 1 {
 		t.Fatalf("%d ledger rows, want the good entry's, token intact", n)

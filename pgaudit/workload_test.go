@@ -166,6 +166,12 @@ func chaos(ctx context.Context, pg *pgEnv, app string, down, up time.Duration) (
 		}
 		time.Sleep(up)
 	}
+	if admin.IsClosed() { // pgx closes a connection whose query was cancelled
+		if admin, err = pgx.Connect(context.WithoutCancel(ctx), pg.AdminURL); err != nil {
+			return cuts, err
+		}
+		defer admin.Close(context.WithoutCancel(ctx))
+	}
 	_, err = admin.Exec(context.WithoutCancel(ctx), "ALTER DATABASE "+pg.Name+" ALLOW_CONNECTIONS true")
 	return cuts, err
 }
