@@ -312,6 +312,9 @@ func (m *Mirror) replay(ctx context.Context, d *DeadLetter) (bool, error) {
 	} else if err == nil {
 		err = fmt.Errorf("partition %d: the store has %d", d.Partition, len(m.streams))
 	}
+	if err != nil {
+		err = errors.New(reasonMalformed + err.Error())
+	}
 	if err == nil {
 		_, err = m.apply(ctx, work{events: []event{e}, resolve: []deadKey{{d.Partition, d.StreamID}}})
 		if err == nil {

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"hash/crc32"
 	"strings"
 	"time"
@@ -95,7 +94,9 @@ func (k *killedError) Unwrap() error { return k.err }
 // Failures of Postgres or Redis are logged and retried with backoff; the
 // entries stay pending in Redis meanwhile, so nothing is lost, and the
 // ledger's key on the entry id makes a replay a no-op. When ctx is done Run
-// finishes the batch it holds (within the drain timeout) and returns nil.
+// finishes the batch it holds and applies the entries it had read ahead,
+// then returns nil: all within the drain timeout (WithDrainTimeout), which
+// also cuts short an attempt under way; what is left stays pending.
 // It returns an error only for a configuration that cannot work: an
 // invalid option, or a partition count that disagrees with Redis
 // (redisstore.ErrPartitionMismatch).
@@ -169,7 +170,26 @@ func (m *Mirror) loop(ctx context.Context, log zerolog.Logger) error {
 			m.housekeeping(ctx, t, log)
 		}
 	}
+	m.finish(work, log)
 	return nil
+}
+
+// finish applies, once Run's context is done, the entries the consumer
+// still has pending (read ahead when the stop came), on work: until the
+// drain timeout.
+func (m *Mirror) finish(work context.Context, log zerolog.Logger) {
+	var err error
+	for err == nil {
+		var b *batch
+		if b, err = m.read(work, "0", 0); err == nil {
+			if b.n == 0 {
+				return
+			}
+			_, err = m.process(work, b)
+		}
+	}
+	log.Warn().Err(err).Str("cause", stopReason(work)).
+		Msg("pgaudit: stopping with entries not applied; they stay pending for the next mirror")
 }
 
 // timers are the times of Run's periodic work.
@@ -218,15 +238,43 @@ func (m *Mirror) drainContext(ctx context.Context) (context.Context, context.Can
 	return work, func() { cancel(context.Canceled) }
 }
 
+// gaveUpError is the error of a call persist stopped retrying because its
+// context ended: the entries stay pending.
+type gaveUpError struct {
+	what, reason string
+	err          error // the last failure
+}
+
+func (e *gaveUpError) Error() string {
+	return "pgaudit: " + e.what + ": gave up when " + e.reason + ": " + e.err.Error()
+}
+
+func (e *gaveUpError) Unwrap() error { return e.err }
+
 // errDrainTimeout ends the work of a stopped Run.
-var errDrainTimeout = errors.New("pgaudit: the drain timeout passed")
+var errDrainTimeout = errors.New("the drain timeout passed")
+
+// stopReason says why ctx ended, for a message.
+func stopReason(ctx context.Context) string {
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errDrainTimeout):
+		return "the drain timeout passed"
+	case errors.Is(cause, context.DeadlineExceeded):
+		return "the deadline passed"
+	case cause == nil:
+		return "a call failed"
+	}
+	return "stopped"
+}
 
 // Drain applies every entry available now, the consumer's own pending
 // ones, new ones and those idle consumers left pending, trims what is
 // acknowledged and returns the number of events it applied (entries kept
 // as dead letters are not counted). It does not wait for new entries; it
-// suits a one-shot job or a test. Failures are retried as in Run until ctx
-// is done.
+// suits a one-shot job or a test. Failures are retried as in Run; when ctx
+// is done it reads nothing more and gives the batch in hand until the
+// drain timeout.
 func (m *Mirror) Drain(ctx context.Context) (int, error) {
 	if m.err != nil {
 		return 0, m.err
@@ -234,6 +282,8 @@ func (m *Mirror) Drain(ctx context.Context) (int, error) {
 	if err := m.setup(ctx); err != nil {
 		return 0, err
 	}
+	work, stop := m.drainContext(ctx)
+	defer stop()
 	total := 0
 	for {
 		b, err := m.read(ctx, "0", 0)
@@ -243,7 +293,7 @@ func (m *Mirror) Drain(ctx context.Context) (int, error) {
 		if b.n == 0 {
 			break
 		}
-		n, err := m.process(ctx, b)
+		n, err := m.process(work, b)
 		total += n
 		if err != nil {
 			return total, err
@@ -253,12 +303,12 @@ func (m *Mirror) Drain(ctx context.Context) (int, error) {
 	if err != nil {
 		return total, err
 	}
-	n, err := m.pump(ctx, ctx, b)
+	n, err := m.pump(ctx, work, b)
 	total += n
 	if err != nil {
 		return total, err
 	}
-	n, err = m.claimAll(ctx, ctx)
+	n, err = m.claimAll(ctx, work)
 	total += n
 	if err != nil {
 		return total, err
@@ -404,8 +454,8 @@ func (m *Mirror) observe(b *batch, res applyResult, took time.Duration) {
 }
 
 // persist runs f until it succeeds or ctx is done, pausing with backoff
-// between attempts. Run gives it a context that ends a drain timeout after
-// Run's own, Drain its caller's.
+// between attempts. Run and Drain give it a context that ends a drain
+// timeout after their own.
 func (m *Mirror) persist(ctx context.Context, what string, f func(context.Context) error) error {
 	var last error // the last failure before ctx ended: the cause
 	for attempt := 0; ; attempt++ {
@@ -414,7 +464,7 @@ func (m *Mirror) persist(ctx context.Context, what string, f func(context.Contex
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("pgaudit: %s: stopped (%w) before it succeeded: %w", what, context.Cause(ctx), cmp.Or(last, err))
+			return &gaveUpError{what: what, reason: stopReason(ctx), err: cmp.Or(last, err)}
 		}
 		last = err
 		m.pause(ctx, attempt, err, what)

@@ -122,7 +122,7 @@ holding one, runs the demo, and operates the Postgres audit mirror.
 Every global flag falls back to an environment variable (except for demo,
 which takes its Redis, Postgres and prefix from its command line only):
   --redis-url     LOCKCOORD_REDIS_URL     (default ` + defaultRedisURL + `)
-  --database-url  LOCKCOORD_DATABASE_URL  (Postgres, for migrate, mirror, cleanup, diagnostics)
+  --database-url  LOCKCOORD_DATABASE_URL  (Postgres, for migrate, mirror, cleanup, diagnostics, dead-letters)
   --prefix        LOCKCOORD_PREFIX        (default ` + redisstore.DefaultPrefix + `)
   --partitions    LOCKCOORD_PARTITIONS    (default: as recorded in Redis, else 16)
   --log-level     LOCKCOORD_LOG_LEVEL     (default: info for mirror, none for other
@@ -155,7 +155,7 @@ which takes its Redis, Postgres and prefix from its command line only):
 
 	root.AddCommand(a.versionCmd(), a.keyCmd(), a.inspectCmd(), a.listCmd(), a.partitionsCmd(),
 		a.acquireCmd(), a.renewCmd(), a.releaseCmd(), a.runCmd(), a.demoCmd(),
-		a.migrateCmd(), a.mirrorCmd(), a.cleanupCmd(), a.diagnosticsCmd())
+		a.migrateCmd(), a.mirrorCmd(), a.cleanupCmd(), a.diagnosticsCmd(), a.deadLettersCmd())
 	return root
 }
 

@@ -141,9 +141,11 @@ Postgres transaction, acknowledges and trims. At start and every minute it
 moves stale leases (expired holders that never released) to the ledger.
 If Postgres is down, events wait in Redis and are applied when it is back.
 
-On SIGTERM or SIGINT it finishes the batch in hand, drains what is left
-(up to --drain-timeout) and exits 0. --once drains and exits without
-waiting for new events (a one-shot job). --metrics-addr serves Prometheus
+On SIGTERM or SIGINT it finishes the batch in hand and the entries it
+read ahead, within --drain-timeout (what is left stays pending for the
+next mirror), and exits 0. --once drains and exits without waiting for new
+events (a one-shot job); it prints the events applied and, if any, the
+entries waiting in the dead-letter table (lockctl dead-letters). --metrics-addr serves Prometheus
 metrics on /metrics. Logs go to stderr at level info unless --log-level
 says otherwise.
 
@@ -178,29 +180,16 @@ Exit status: 0, 2 bad flag or partition count, 4 unreachable at start, 6 refused
 				}()
 				a.log.Info().Str("addr", ln.Addr().String()).Msg("serving metrics on /metrics")
 			}
+			opts = append(opts, pgaudit.WithDrainTimeout(drainTimeout))
 			return a.withMirror(ctx, "mirror", opts, func(m *pgaudit.Mirror, rc *redisConn, _ *pgxpool.Pool) error {
 				if once {
-					n, err := m.Drain(ctx)
-					if err != nil {
-						return err
-					}
-					_, err = fmt.Fprintf(a.stdout, "applied %d events\n", n)
-					return err
+					return a.mirrorOnce(ctx, m)
 				}
 				a.log.Info().Str("redis", a.target.addr()).Str("postgres", a.pgAddr).Str("prefix", rc.store.Layout().Prefix()).
 					Int("partitions", rc.store.Layout().Partitions()).Msg("mirror starting")
-				if err := m.Run(ctx); err != nil {
-					return err
-				}
-				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
-				defer cancel()
-				n, err := m.Drain(dctx)
-				if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-					a.log.Warn().Err(err).Int("applied", n).Msg("drain at shutdown failed; another mirror or the next start applies the rest")
-				} else {
-					a.log.Info().Int("applied", n).Msg("drained, exiting")
-				}
-				return nil
+				// Run finishes the batch in hand and what it read ahead
+				// within the drain timeout after a signal
+				return m.Run(ctx)
 			})
 		},
 	}
@@ -208,8 +197,25 @@ Exit status: 0, 2 bad flag or partition count, 4 unreachable at start, 6 refused
 	f := cmd.Flags()
 	f.BoolVar(&once, "once", false, "drain what is in the streams and exit")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. :9121)")
-	f.DurationVar(&drainTimeout, "drain-timeout", pgaudit.DefaultDrainTimeout, "time allowed to drain at shutdown")
+	f.DurationVar(&drainTimeout, "drain-timeout", pgaudit.DefaultDrainTimeout, "time allowed after SIGTERM to finish the batch in hand")
 	return cmd
+}
+
+// mirrorOnce is mirror --once: drain, say how many events were applied
+// and how many entries wait in the dead-letter table.
+func (a *app) mirrorOnce(ctx context.Context, m *pgaudit.Mirror) error {
+	n, err := m.Drain(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(a.stdout, "applied %d events\n", n); err != nil {
+		return err
+	}
+	_, open, err := m.DeadLetters(ctx, 0)
+	if err == nil && open > 0 {
+		_, err = fmt.Fprintf(a.stdout, "%d entries wait in the dead-letter table (lockctl dead-letters)\n", open)
+	}
+	return err
 }
 
 func (a *app) cleanupCmd() *cobra.Command {
@@ -271,9 +277,11 @@ func (a *app) diagnosticsCmd() *cobra.Command {
 		Long: `diagnostics reports leases held in Redis, rows mirrored in Postgres, stale
 leases (expired holders still in the mirror), Redis leases missing from
 the mirror, the mirror's lag (stream entries, not yet read, pending, age
-of the oldest unacknowledged) and leases held longer than --hold-budget,
-as a table or JSON, and judges them against thresholds. A negative
-threshold is not checked. It only reads.
+of the oldest unacknowledged), leases held longer than --hold-budget and
+the open dead letters (stream entries kept in lock_dead_letters instead of
+being applied), as a table or JSON, and judges them against thresholds. A
+negative threshold is not checked. It only reads, a page at a time: no
+command holds Redis for more than a few milliseconds.
 
 Exit status: 0 healthy, 1 a threshold exceeded, 2 could not check
 (bad flag, Redis or Postgres unreachable or refusing): made for a cron
@@ -329,6 +337,7 @@ job or a Kubernetes CronJob.`,
 	f.Int64Var(&th.MaxUndelivered, "max-undelivered", th.MaxUndelivered, "most stream entries not yet read by the mirror")
 	f.Int64Var(&th.MaxPending, "max-pending", th.MaxPending, "most stream entries read but not acknowledged")
 	f.DurationVar(&th.MaxLag, "max-lag", th.MaxLag, "oldest unacknowledged entry allowed (negative: not checked)")
+	f.IntVar(&th.MaxDeadLetters, "max-dead-letters", th.MaxDeadLetters, "most open dead letters (entries not applied)")
 	f.DurationVar(&opts.HoldBudget, "hold-budget", pgaudit.DefaultHoldBudget, "report leases held longer than this")
 	f.DurationVar(&opts.MissingGrace, "missing-grace", pgaudit.DefaultMissingGrace, "do not count leases younger than this as missing")
 	f.IntVar(&opts.Limit, "limit", pgaudit.DefaultListLimit, "most leases listed per section (counts are exact)")

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/pgaudit"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
@@ -126,7 +127,7 @@ func classify(err error, redisAddr, pgAddr string) (int, string) {
 	switch {
 	case errors.As(err, &se):
 		service, addr = se.service, se.addr
-	case errors.As(err, &ce), isPG:
+	case errors.As(err, &ce), isPG, errors.Is(err, pgaudit.ErrPostgres):
 		service, addr = "Postgres", pgAddr
 	}
 	at := service
@@ -150,6 +151,9 @@ func classify(err error, redisAddr, pgAddr string) (int, string) {
 			cause = pe
 		}
 		return ExitAuth, fmt.Sprintf("%s refused the credentials: %v", at, cause)
+	case errors.Is(err, pgaudit.ErrPostgres) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		// a Postgres that stalls: the mirror gave its batch up
+		return ExitUnavailable, fmt.Sprintf("%s did not answer in time: %v", at, err)
 	case isUnreachable(err):
 		return ExitUnavailable, fmt.Sprintf("cannot reach %s: %v", at, rootCause(err))
 	}
