@@ -41,3 +41,6 @@ func (m *Mirror) MetricsLag() prometheus.Gauge       { return m.metrics.lag }
 
 // ParseStreamID exposes the stream id parser.
 func ParseStreamID(id string) (uint64, uint64, error) { return parseStreamID(id) }
+
+// UpsertLocksSQL is the mirror's upsert of the locks table.
+const UpsertLocksSQL = upsertLocksSQL

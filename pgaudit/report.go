@@ -83,22 +83,11 @@ func more(w io.Writer, shown, count int) {
 // and long-held leases and the lagging partitions, each as a table.
 func (r Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "lockcoord diagnostics: prefix %s, %d partitions, group %s, redis time %s\n\n",
-		r.Prefix, r.Partitions, r.Group, stamp(r.At))
 	budget := "off"
 	if r.HoldBudget > 0 {
 		budget = r.HoldBudget.String()
 	}
-	fmt.Fprintf(tw, "leases held (redis)\t%d\n", r.LeasesHeld)
-	fmt.Fprintf(tw, "rows mirrored (postgres)\t%d\n", r.RowsMirrored)
-	fmt.Fprintf(tw, "stale leases\t%d\n", r.StaleCount)
-	fmt.Fprintf(tw, "missing from the mirror\t%d\n", r.MissingCount)
-	fmt.Fprintf(tw, "held longer than %s\t%d\n", budget, r.LongHeldCount)
-	fmt.Fprintf(tw, "stream entries\t%d\n", r.Lag.Entries)
-	fmt.Fprintf(tw, "not yet read by the mirror\t%d\n", r.Lag.Undelivered)
-	fmt.Fprintf(tw, "read, not acknowledged\t%d\n", r.Lag.Pending)
-	fmt.Fprintf(tw, "oldest unacknowledged\t%s\n", r.Lag.Oldest.Round(time.Millisecond))
-	fmt.Fprintf(tw, "dead letters (not applied)\t%d\n", r.DeadLetterCount)
+	r.writeSummary(tw, budget)
 	if len(r.Stale) > 0 {
 		fmt.Fprintf(tw, "\nSTALE LEASES (expired, gone from Redis)\nRESOURCE\tOWNER\tTOKEN\tCOUNT\tACQUIRED AT\tEXPIRED AT\n")
 		for _, s := range r.Stale {
@@ -107,20 +96,8 @@ func (r Report) WriteTable(w io.Writer) error {
 		_ = tw.Flush() // the final Flush reports a failing writer
 		more(w, len(r.Stale), r.StaleCount)
 	}
-	leases := func(title string, ls []coordinator.Lease, count int) {
-		if len(ls) == 0 {
-			return
-		}
-		fmt.Fprintf(tw, "\n%s\nRESOURCE\tOWNER\tTOKEN\tCOUNT\tACQUIRED AT\tHELD FOR\tEXPIRES AT\n", title)
-		for _, l := range ls {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", l.Resource, l.Owner, l.Token, l.Count,
-				stamp(l.AcquiredAt), r.At.Sub(l.AcquiredAt).Round(time.Second), stamp(l.ExpiresAt))
-		}
-		_ = tw.Flush() // the final Flush reports a failing writer
-		more(w, len(ls), count)
-	}
-	leases("MISSING FROM THE MIRROR (held in Redis, no row of that token)", r.Missing, r.MissingCount)
-	leases("HELD LONGER THAN "+budget, r.LongHeld, r.LongHeldCount)
+	r.writeLeases(w, tw, "MISSING FROM THE MIRROR (held in Redis, no row of that token)", r.Missing, r.MissingCount)
+	r.writeLeases(w, tw, "HELD LONGER THAN "+budget, r.LongHeld, r.LongHeldCount)
 	if len(r.DeadLetters) > 0 {
 		fmt.Fprintf(tw, "\nDEAD LETTERS (entries kept in lock_dead_letters, not applied)\nPARTITION\tENTRY\tRECORDED AT\tREASON\n")
 		for _, d := range r.DeadLetters {
@@ -141,6 +118,37 @@ func (r Report) WriteTable(w io.Writer) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// writeSummary writes the header and the counts of a table.
+func (r Report) writeSummary(tw io.Writer, budget string) {
+	fmt.Fprintf(tw, "lockcoord diagnostics: prefix %s, %d partitions, group %s, redis time %s\n\n",
+		r.Prefix, r.Partitions, r.Group, stamp(r.At))
+	fmt.Fprintf(tw, "leases held (redis)\t%d\n", r.LeasesHeld)
+	fmt.Fprintf(tw, "rows mirrored (postgres)\t%d\n", r.RowsMirrored)
+	fmt.Fprintf(tw, "stale leases\t%d\n", r.StaleCount)
+	fmt.Fprintf(tw, "missing from the mirror\t%d\n", r.MissingCount)
+	fmt.Fprintf(tw, "held longer than %s\t%d\n", budget, r.LongHeldCount)
+	fmt.Fprintf(tw, "stream entries\t%d\n", r.Lag.Entries)
+	fmt.Fprintf(tw, "not yet read by the mirror\t%d\n", r.Lag.Undelivered)
+	fmt.Fprintf(tw, "read, not acknowledged\t%d\n", r.Lag.Pending)
+	fmt.Fprintf(tw, "oldest unacknowledged\t%s\n", r.Lag.Oldest.Round(time.Millisecond))
+	fmt.Fprintf(tw, "dead letters (not applied)\t%d\n", r.DeadLetterCount)
+}
+
+// writeLeases writes a titled table of leases (none: nothing) and how
+// many more there are.
+func (r Report) writeLeases(w io.Writer, tw *tabwriter.Writer, title string, ls []coordinator.Lease, count int) {
+	if len(ls) == 0 {
+		return
+	}
+	fmt.Fprintf(tw, "\n%s\nRESOURCE\tOWNER\tTOKEN\tCOUNT\tACQUIRED AT\tHELD FOR\tEXPIRES AT\n", title)
+	for _, l := range ls {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", l.Resource, l.Owner, l.Token, l.Count,
+			stamp(l.AcquiredAt), r.At.Sub(l.AcquiredAt).Round(time.Second), stamp(l.ExpiresAt))
+	}
+	_ = tw.Flush() // the final Flush reports a failing writer
+	more(w, len(ls), count)
 }
 
 // The JSON form of a report: times in RFC 3339 (UTC), durations in

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -44,31 +45,9 @@ Exit status: 0, 2 bad input, 4 Redis or Postgres unreachable, 6 refused.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withMirror(cmd.Context(), "dead-letters", mf.options(a), func(m *pgaudit.Mirror, _ *redisConn, _ *pgxpool.Pool) error {
 				if replay {
-					res, err := m.ReplayDeadLetters(cmd.Context())
-					if err != nil {
-						return err
-					}
-					if asJSON {
-						return writeJSON(a.stdout, map[string]any{"replayed": res.Replayed, "failed": nonNil(res.Failed)})
-					}
-					fmt.Fprintf(a.stdout, "replayed %d dead letters; %d still fail\n", res.Replayed, len(res.Failed))
-					return writeDeadLetters(a.stdout, res.Failed)
+					return a.replayDeadLetters(cmd.Context(), m, asJSON)
 				}
-				open, total, err := m.DeadLetters(cmd.Context(), limit)
-				if err != nil {
-					return err
-				}
-				if asJSON {
-					return writeJSON(a.stdout, map[string]any{"count": total, "entries": nonNil(open)})
-				}
-				fmt.Fprintf(a.stdout, "%d open dead letters\n", total)
-				if err := writeDeadLetters(a.stdout, open); err != nil {
-					return err
-				}
-				if total > len(open) {
-					fmt.Fprintf(a.stdout, "… and %d more (--limit)\n", total-len(open))
-				}
-				return nil
+				return a.listDeadLetters(cmd.Context(), m, asJSON, limit)
 			})
 		},
 	}
@@ -78,6 +57,38 @@ Exit status: 0, 2 bad input, 4 Redis or Postgres unreachable, 6 refused.`,
 	f.BoolVar(&replay, "replay", false, "apply the open dead letters again")
 	f.IntVar(&limit, "limit", pgaudit.DefaultListLimit, "most dead letters listed (negative: all)")
 	return cmd
+}
+
+// replayDeadLetters is dead-letters --replay.
+func (a *app) replayDeadLetters(ctx context.Context, m *pgaudit.Mirror, asJSON bool) error {
+	res, err := m.ReplayDeadLetters(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(a.stdout, map[string]any{"replayed": res.Replayed, "failed": nonNil(res.Failed)})
+	}
+	fmt.Fprintf(a.stdout, "replayed %d dead letters; %d still fail\n", res.Replayed, len(res.Failed))
+	return writeDeadLetters(a.stdout, res.Failed)
+}
+
+// listDeadLetters is dead-letters: the open ones, at most limit.
+func (a *app) listDeadLetters(ctx context.Context, m *pgaudit.Mirror, asJSON bool, limit int) error {
+	open, total, err := m.DeadLetters(ctx, limit)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(a.stdout, map[string]any{"count": total, "entries": nonNil(open)})
+	}
+	fmt.Fprintf(a.stdout, "%d open dead letters\n", total)
+	if err := writeDeadLetters(a.stdout, open); err != nil {
+		return err
+	}
+	if total > len(open) {
+		fmt.Fprintf(a.stdout, "… and %d more (--limit)\n", total-len(open))
+	}
+	return nil
 }
 
 func nonNil(d []pgaudit.DeadLetter) []pgaudit.DeadLetter {
