@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,8 +11,9 @@ import (
 
 // AcquireAll takes every claim for owner, all or nothing, and returns the
 // leases in the order of claims. Each claim is taken as Acquire would
-// take it alone in its Mode (re-entries and upgrades included); Permits
-// applies to every shared claim, TTL and Meta to every claim. On a
+// take it alone in its Mode (re-entries and upgrades included); the
+// Permits option caps every shared claim without a cap of its own
+// (Claim.Permits), TTL and Meta apply to every claim. On a
 // conflict it returns the *ConflictError of a busy resource and holds
 // nothing.
 //
@@ -135,8 +137,11 @@ func (c *Coordinator) allRequests(owner string, claims []Claim, opts []AcquireOp
 		if err := cl.Resource.Validate(); err != nil {
 			return nil, cc, err
 		}
-		if !cl.Mode.valid() {
+		switch {
+		case !cl.Mode.valid():
 			return nil, cc, invalid("claim mode", cl.Mode.String(), "must be ModeExclusive or ModeShared")
+		case cl.Permits < 0 || cl.Permits > 0 && cl.Mode != ModeShared:
+			return nil, cc, invalid("claim Permits", strconv.Itoa(cl.Permits), "must be 0, or at least 1 on a ModeShared claim")
 		}
 		if _, dup := seen[cl.Resource]; dup {
 			return nil, cc, invalid("claims", cl.Resource.String(), "must name each resource once")
@@ -148,7 +153,7 @@ func (c *Coordinator) allRequests(owner string, claims []Claim, opts []AcquireOp
 		}
 		reqs[i] = Request{Resource: cl.Resource, Owner: owner, TTL: ttl, RequestID: id, Mode: cl.Mode, Meta: cc.meta}
 		if cl.Mode == ModeShared {
-			reqs[i].Permits = cc.permits
+			reqs[i].Permits = cmp.Or(cl.Permits, cc.permits)
 			shared = true
 		}
 	}

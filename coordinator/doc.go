@@ -9,6 +9,14 @@
 // greater than any issued before for the resource: pass it with every
 // write so the resource can reject a holder that was paused past its lease.
 //
+// A resource can also be held shared (Shared): by any number of owners at
+// once, each with a lease of its own, excluding only exclusive holders;
+// Permits caps their number (a counted lease, a semaphore whose every
+// permit is a lease). AcquireAll and HoldAll take several resources, in
+// their modes, all or nothing, and wait for them without holding any:
+// the project/plan hierarchy is a project shared and a plan exclusive in
+// one HoldAll (ExampleCoordinator_HoldAll).
+//
 // The Coordinator does no I/O of its own: it drives a Store. The Redis
 // store is in package redisstore; package storetest has the conformance
 // suite every Store passes.
@@ -21,7 +29,7 @@
 // SIGTERM.
 //
 // Errors wrap the sentinels ErrInvalid, ErrConflict, ErrNotHeld,
-// ErrExpired, ErrClosed and ErrLeaseLost; compare with errors.Is and get
+// ErrExpired, ErrClosed, ErrLeaseLost and ErrUnsupported; compare with errors.Is and get
 // details with errors.As (*ValidationError, *ConflictError, *LeaseError,
 // *LostError).
 package coordinator

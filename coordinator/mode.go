@@ -44,6 +44,11 @@ const MaxClaims = 64
 type Claim struct {
 	Resource Resource
 	Mode     Mode
+	// Permits, when not 0, caps this claim as the Permits option does
+	// (Mode must be ModeShared): a claim's own cap takes precedence over
+	// the option's, so that one AcquireAll can take an uncapped project
+	// and a capped counter.
+	Permits int
 }
 
 // Shared makes Acquire (and Hold) take the resource in shared mode: any

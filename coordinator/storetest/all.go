@@ -345,6 +345,8 @@ func testModeValidation(t *testing.T, h Harness) {
 		"a duplicate":         {"w", excl(r, coordinator.Plan("2"), r), nil, "claims"},
 		"an invalid resource": {"w", excl(coordinator.Resource{Type: "Plan", ID: "1"}), nil, "resource type"},
 		"an invalid mode":     {"w", []coordinator.Claim{{Resource: r, Mode: coordinator.Mode(7)}}, nil, "claim mode"},
+		"a negative cap":      {"w", []coordinator.Claim{{Resource: r, Mode: coordinator.ModeShared, Permits: -1}}, nil, "claim Permits"},
+		"a cap, exclusive":    {"w", []coordinator.Claim{{Resource: r, Permits: 2}}, nil, "claim Permits"},
 		"an invalid owner":    {"", excl(r), nil, "owner"},
 		"Shared":              {"w", excl(r), []coordinator.AcquireOption{coordinator.Shared()}, "Shared"},
 		"Permits, no shared":  {"w", excl(r), []coordinator.AcquireOption{coordinator.Permits(2)}, "Permits"},

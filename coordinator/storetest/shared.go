@@ -512,4 +512,21 @@ func testSharedHierarchy(t *testing.T, h Harness) {
 		t.Fatalf("a transition while the project is archived: %v", err)
 	}
 	free(t, ctx, c, "after a refused transition", coordinator.Plan("4"))
+	need(t)(c.Release(ctx, p, "archiver"))
+	// at most two plans of the project run at once: a counted claim
+	// beside the uncapped project
+	running := coordinator.Resource{Type: "running", ID: "apollo"}
+	capped := func(plan string) []coordinator.Claim {
+		return append(transition(plan), coordinator.Claim{Resource: running, Mode: coordinator.ModeShared, Permits: 2})
+	}
+	for _, plan := range []string{"5", "6"} {
+		ls := need2(t)(c.AcquireAll(ctx, "t"+plan, capped(plan)))
+		if ls[0].Permits != 0 || ls[2].Permits != 2 {
+			t.Fatalf("caps of a capped transition: project %d, running %d; want 0 and 2", ls[0].Permits, ls[2].Permits)
+		}
+	}
+	if _, err := c.AcquireAll(ctx, "t7", capped("7")); !errors.As(err, &ce) || ce.Resource != running || ce.Permits != 2 {
+		t.Fatalf("a third capped transition: %v, want the cap's conflict", err)
+	}
+	free(t, ctx, c, "after a transition refused by the cap", coordinator.Plan("7"))
 }

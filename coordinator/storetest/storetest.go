@@ -7,6 +7,13 @@
 // coordinator.WaitQueue also runs their suites, RunNotifier and
 // RunWaitQueue, with the same Harness (as goose's optional StoreExtender
 // or golang-migrate's optional driver parts have tests of their own).
+// Parts of the contract a store may not support yet are Capabilities its
+// Harness declares (Capable): Run tests the declared ones and checks
+// that the store refuses the others; RunFairQueue tests FairQueue.
+//
+// MemStore is an in-memory Store with every capability, the reference
+// the suites are checked against (MemHarness), and a store for tests
+// and examples that need no Redis.
 package storetest
 
 import (
