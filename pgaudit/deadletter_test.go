@@ -194,3 +194,15 @@ func (e *pgEnv) execDB(t testing.TB, sql string, args ...any) {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
+
+func TestDeadLetterEncoding(t *testing.T) {
+	for in, want := range map[string]string{"ok": "ok", "a\x00b": `a\x00b`, "w\xff": "w\uFFFD", "": ""} {
+		if got := pgaudit.SafeText(in); got != want {
+			t.Errorf("SafeText(%q) = %q, want %q", in, got, want)
+		}
+	}
+	got := pgaudit.EncodeFields([2]string{"owner", "w\xff"}, [2]string{"id\x00", "7"}, [2]string{"é", ""})
+	if want := `[["owner",{"hex":"77ff"}],[{"hex":"696400"},"7"],["é",""]]`; got != want {
+		t.Errorf("EncodeFields = %s, want %s", got, want)
+	}
+}

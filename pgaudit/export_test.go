@@ -44,3 +44,15 @@ func ParseStreamID(id string) (uint64, uint64, error) { return parseStreamID(id)
 
 // UpsertLocksSQL is the mirror's upsert of the locks table.
 const UpsertLocksSQL = upsertLocksSQL
+
+// SafeText and EncodeFields expose the dead-letter encoders.
+var (
+	SafeText     = safeText
+	EncodeFields = func(pairs ...[2]string) string {
+		fields := make([]Field, len(pairs))
+		for i, p := range pairs {
+			fields[i] = Field{p[0], p[1]}
+		}
+		return encodeFields(fields)
+	}
+)

@@ -260,8 +260,6 @@ func stopReason(ctx context.Context) string {
 	switch {
 	case errors.Is(cause, errDrainTimeout):
 		return "the drain timeout passed"
-	case errors.Is(cause, context.DeadlineExceeded):
-		return "the deadline passed"
 	case cause == nil:
 		return "a call failed"
 	}
