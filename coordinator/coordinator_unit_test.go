@@ -13,13 +13,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
-
-func bg(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func ok[T any](t *testing.T) func(T, error) T {
 	return func(v T, err error) T {
@@ -43,7 +38,7 @@ func allCalls(ctx context.Context, c *coordinator.Coordinator, r coordinator.Res
 }
 
 func TestCoordinatorNilStore(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	c := coordinator.New(nil)
 	if c.StoreForTest() != nil {
 		t.Fatalf("Store() = %v", c.StoreForTest())
@@ -60,7 +55,7 @@ func TestCoordinatorNilStore(t *testing.T) {
 }
 
 func TestCoordinatorStoreErrorsPropagate(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	s := newFakeStore()
 	c := coordinator.New(s)
 	r := coordinator.Plan("1")
@@ -109,7 +104,7 @@ func TestCoordinatorStoreErrorsPropagate(t *testing.T) {
 }
 
 func TestCoordinatorHeldTracking(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	s := newFakeStore()
 	c := coordinator.New(s)
 	a, b := coordinator.Plan("a"), coordinator.Project("b")
@@ -198,7 +193,7 @@ func TestCoordinatorHeldTracking(t *testing.T) {
 }
 
 func TestCoordinatorCloseJoinsErrors(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	s := newFakeStore()
 	c := coordinator.New(s)
 	rs := []coordinator.Resource{coordinator.Plan("ok"), coordinator.Plan("gone"), coordinator.Plan("taken"), coordinator.Plan("e1"), coordinator.Plan("e2")}
@@ -273,7 +268,7 @@ func TestCoordinatorCloseJoinsErrors(t *testing.T) {
 // TestCoordinatorCloseWaitsForCalls: a lease whose Acquire was in flight
 // when Close began is released by Close, not leaked.
 func TestCoordinatorCloseWaitsForCalls(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	s := newFakeStore()
 	entered, proceed := make(chan struct{}), make(chan struct{})
 	r := coordinator.Plan("slow")
@@ -291,12 +286,10 @@ func TestCoordinatorCloseWaitsForCalls(t *testing.T) {
 	closed := make(chan struct{})
 	wg.Go(func() { closeErr = c.Close(ctx); close(closed) })
 	// Close has begun once new calls are refused
-	for {
-		if _, err := c.Inspect(ctx, coordinator.Plan("x")); errors.Is(err, coordinator.ErrClosed) {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "Close to refuse new calls", func() bool {
+		_, err := c.Inspect(ctx, coordinator.Plan("x"))
+		return errors.Is(err, coordinator.ErrClosed)
+	})
 	select {
 	case <-closed:
 		t.Fatal("Close returned while an Acquire was in flight")
@@ -316,7 +309,7 @@ func TestCoordinatorCloseWaitsForCalls(t *testing.T) {
 }
 
 func TestCoordinatorRequests(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	s := newFakeStore()
 	c := coordinator.New(s, nil, coordinator.WithTTL("job", 7*time.Second), coordinator.WithTTL("plan", time.Minute),
 		coordinator.WithDefaultTTL(9*time.Second))
@@ -380,7 +373,7 @@ func TestCoordinatorRequests(t *testing.T) {
 }
 
 func TestCoordinatorOptionValidation(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	for _, tc := range []struct {
 		name  string
 		opts  []coordinator.Option
@@ -449,7 +442,7 @@ func TestCoordinatorOptionValidation(t *testing.T) {
 }
 
 func TestCoordinatorValidatesBeforeTheStore(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	s := newFakeStore()
 	c := coordinator.New(s)
 	for _, tc := range []struct {
@@ -490,7 +483,7 @@ func TestCoordinatorValidatesBeforeTheStore(t *testing.T) {
 // TestCoordinatorConcurrentTracking runs many goroutines through one
 // coordinator (for the race detector) and checks the holds add up.
 func TestCoordinatorConcurrentTracking(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	s := newFakeStore()
 	c := coordinator.New(s)
 	var wg sync.WaitGroup
@@ -570,7 +563,7 @@ func TestCoordinatorCallFindsLoss(t *testing.T) {
 			}, coordinator.ErrNotHeld},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := bg(t)
+			ctx := t.Context()
 			s := newFakeStore()
 			var log syncBuffer
 			c := coordinator.New(s, coordinator.WithLogger(zerolog.New(&log)))
@@ -586,7 +579,7 @@ func TestCoordinatorCallFindsLoss(t *testing.T) {
 			}
 			select {
 			case <-ka.Done():
-			case <-ctx.Done():
+			case <-time.After(waitBound):
 				t.Fatal("the keep-alive did not learn of the loss")
 			}
 			if err := ka.Err(); !errors.Is(err, coordinator.ErrLeaseLost) || !errors.Is(err, tc.reason) {
@@ -611,7 +604,7 @@ func TestCoordinatorCallFindsLoss(t *testing.T) {
 // TestCoordinatorAcceptsValidOptions: options with valid values do not
 // make calls fail.
 func TestCoordinatorAcceptsValidOptions(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	s := newFakeStore()
 	c := coordinator.New(s, coordinator.WithRenewInterval(time.Second), coordinator.WithSafetyMargin(time.Second),
 		coordinator.WithRenewInterval(0), coordinator.WithSafetyMargin(0), coordinator.WithMetrics(nil),

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
@@ -49,7 +50,7 @@ func TestWaitRemoteWaiterNotStarved(t *testing.T) {
 			_, _ = b.Release(ctx, r, "remote")
 		}
 	}()
-	waitUntil(t, "b queued", func() bool { return queued(1) })
+	testutil.Eventually(t, 10*time.Second, "b queued", func() bool { return queued(1) })
 
 	const workers, rounds = 2, 200
 	var wg sync.WaitGroup
@@ -69,7 +70,7 @@ func TestWaitRemoteWaiterNotStarved(t *testing.T) {
 			}
 		})
 	}
-	waitUntil(t, "a queued behind b", func() bool { return queued(2) })
+	testutil.Eventually(t, 10*time.Second, "a queued behind b", func() bool { return queued(2) })
 	if _, err := a.Release(ctx, r, "first"); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
@@ -91,7 +92,7 @@ func TestHubReleaseDuringSubscribe(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			defer coordinator.SetPollForTest(time.Minute, time.Minute)()
 			e := newMiniEnv(t)
-			ctx := testCtx(t)
+			ctx := t.Context()
 			g := newSubscribeGate()
 			defer g.open()
 			c := coordinator.New(store(e, g))
@@ -118,7 +119,7 @@ func releaseDuringSubscribe(t *testing.T, ctx context.Context, c *coordinator.Co
 	}()
 	select {
 	case <-g.entered:
-	case <-ctx.Done():
+	case <-time.After(waitBound):
 		t.Fatal("the waiter did not subscribe")
 	}
 
@@ -132,7 +133,7 @@ func releaseDuringSubscribe(t *testing.T, ctx context.Context, c *coordinator.Co
 		if err != nil {
 			t.Fatalf("release: %v", err)
 		}
-	case <-ctx.Done():
+	case <-time.After(waitBound):
 		g.open()
 		t.Fatalf("the release waited for the waiter's subscribe (then: %v)", <-released)
 	}
@@ -151,7 +152,7 @@ func TestHubCloseDuringSubscribe(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			defer coordinator.SetPollForTest(time.Minute, time.Minute)()
 			e := newMiniEnv(t)
-			ctx := testCtx(t)
+			ctx := t.Context()
 			g := newSubscribeGate()
 			defer g.open()
 			c := coordinator.New(store(e, g))
@@ -166,12 +167,12 @@ func TestHubCloseDuringSubscribe(t *testing.T) {
 			}()
 			select {
 			case <-g.entered:
-			case <-ctx.Done():
+			case <-time.After(waitBound):
 				t.Fatal("the waiter did not subscribe")
 			}
 			closed := make(chan error, 1)
 			go func() { closed <- c.Close(ctx) }()
-			waitUntil(t, "Close to close the hub", c.HubClosedForTest)
+			testutil.Eventually(t, 10*time.Second, "Close to close the hub", c.HubClosedForTest)
 			g.open()
 			if err := <-closed; err != nil {
 				t.Fatalf("close: %v", err)
@@ -191,7 +192,7 @@ func TestHubSubscribesOnce(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			defer coordinator.SetPollForTest(time.Minute, time.Minute)()
 			e := newMiniEnv(t)
-			ctx := testCtx(t)
+			ctx := t.Context()
 			g := newSubscribeGate()
 			defer g.open()
 			c := coordinator.New(store(e, g))
@@ -210,7 +211,7 @@ func TestHubSubscribesOnce(t *testing.T) {
 					waited <- owner
 				}()
 			}
-			waitUntil(t, "both waiters to queue", func() bool { return c.WaitersForTest(r) == 2 })
+			testutil.Eventually(t, 10*time.Second, "both waiters to queue", func() bool { return c.WaitersForTest(r) == 2 })
 			g.open()
 			if _, err := c.Release(ctx, r, "holder"); err != nil {
 				t.Fatal(err)

@@ -8,17 +8,18 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
 func TestHoldRenewsThroughLongPhase(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	e.clock(t)
 	r := coordinator.Plan("long")
 	const ttl = 400 * time.Millisecond
@@ -69,7 +70,7 @@ func TestHoldSignalsLoss(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newMiniEnv(t)
-			ctx := testCtx(t)
+			ctx := t.Context()
 			r := coordinator.Plan("lost")
 			const ttl = 300 * time.Millisecond
 			fnErr := errors.New("phase aborted")
@@ -110,14 +111,18 @@ func TestLossSignalledBeforeExpiryWhenRedisUnreachable(t *testing.T) {
 	t.Cleanup(func() { _ = viaProxy.Close() })
 	store := redisstore.New(viaProxy)
 	c := coordinator.New(store)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Plan("partitioned")
 	const ttl = time.Second
 
 	var cut time.Time
 	var pttlAtSignal time.Duration
 	err := c.Hold(ctx, r, "w1", func(ctx context.Context, l coordinator.Lease) error {
-		time.Sleep(ttl / 2) // a renewal or so
+		// a renewal first
+		testutil.Eventually(t, 10*time.Second, "a renewal", func() bool {
+			got, err := direct.HGet(ctx, store.Layout().LeaseKey(r), "expires_at").Int64()
+			return err == nil && got > l.ExpiresAt.UnixMilli()
+		})
 		proxy.Blackhole()
 		cut = time.Now()
 		<-ctx.Done()
@@ -146,17 +151,14 @@ func TestLossSignalledBeforeExpiryWhenRedisUnreachable(t *testing.T) {
 
 func TestKeepAliveStopAndContext(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Project("ka")
 	l, err := e.c.Acquire(ctx, r, "w1", coordinator.TTL(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ka := e.c.KeepAlive(ctx, l)
-	deadline := time.Now().Add(5 * time.Second)
-	for ka.Lease().ExpiresAt.Equal(l.ExpiresAt) && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "a renewal", func() bool { return !ka.Lease().ExpiresAt.Equal(l.ExpiresAt) })
 	if got := ka.Lease(); !got.ExpiresAt.After(l.ExpiresAt) || got.Token != l.Token {
 		t.Fatalf("Lease() = %+v, want a renewal of %+v", got, l)
 	}
@@ -195,7 +197,7 @@ func TestKeepAliveStopAndContext(t *testing.T) {
 
 func TestKeepAliveOfALeaseFromInspect(t *testing.T) {
 	e := newMiniEnv(t, coordinator.WithTTL("job", 300*time.Millisecond))
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Resource{Type: "job", ID: "x"}
 	if _, err := e.c.Acquire(ctx, r, "w1"); err != nil {
 		t.Fatal(err)
@@ -206,10 +208,7 @@ func TestKeepAliveOfALeaseFromInspect(t *testing.T) {
 	}
 	ka := e.c.KeepAlive(ctx, l)
 	defer ka.Stop()
-	deadline := time.Now().Add(5 * time.Second)
-	for count(e.events(t, r), "renewed") == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "a renewal", func() bool { return count(e.events(t, r), "renewed") > 0 })
 	if count(e.events(t, r), "renewed") == 0 {
 		t.Fatal("no renewal of a lease from Inspect")
 	}
@@ -217,7 +216,7 @@ func TestKeepAliveOfALeaseFromInspect(t *testing.T) {
 
 func TestKeepAliveNeverRenewsALaterLease(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Plan("later")
 	old, err := e.c.Acquire(ctx, r, "w1", coordinator.TTL(time.Minute))
 	if err != nil {
@@ -248,7 +247,7 @@ func TestKeepAliveNeverRenewsALaterLease(t *testing.T) {
 
 func TestReentrantHoldsShareOneKeepAlive(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Plan("nested")
 	err := e.c.Hold(ctx, r, "w1", func(ctx context.Context, outer coordinator.Lease) error {
 		return e.c.Hold(ctx, r, "w1", func(ctx context.Context, inner coordinator.Lease) error {
@@ -284,7 +283,7 @@ func TestReentrantHoldsShareOneKeepAlive(t *testing.T) {
 
 func TestCloseStopsKeepAlivesAndReleases(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	var kas []*coordinator.KeepAlive
 	for _, r := range []coordinator.Resource{coordinator.Plan("a"), coordinator.Project("b")} {
 		l, err := e.c.Acquire(ctx, r, "w1")
@@ -323,7 +322,7 @@ func TestCloseStopsKeepAlivesAndReleases(t *testing.T) {
 
 func TestHoldReleaseFindsLoss(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Plan("quiet")
 	// a loss between renewals that only the final release sees
 	err := e.c.Hold(ctx, r, "w1", func(ctx context.Context, l coordinator.Lease) error {
@@ -342,7 +341,7 @@ func TestHoldReleaseFindsLoss(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := newMiniEnv(t, coordinator.WithMetrics(reg))
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Plan("m")
 	if _, err := e.c.Acquire(ctx, r, "w1"); err != nil {
 		t.Fatal(err)
@@ -353,7 +352,7 @@ func TestMetrics(t *testing.T) {
 	if _, err := e.c.Renew(ctx, r, "w1"); err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(findGauge(t, reg, "lockcoord_leases_held")); got != 1 {
+	if got := promtest.ToFloat64(findGauge(t, reg, "lockcoord_leases_held")); got != 1 {
 		t.Errorf("leases_held = %v, want 1", got)
 	}
 	// a second coordinator on the same registry shares the collectors
@@ -385,19 +384,19 @@ func TestMetrics(t *testing.T) {
 		"lockcoord_renew_failures_total": 1,
 	}
 	for name, v := range want {
-		if got := testutil.ToFloat64(findGauge(t, reg, name)); got != v {
+		if got := promtest.ToFloat64(findGauge(t, reg, name)); got != v {
 			t.Errorf("%s = %v, want %v", name, got, v)
 		}
 	}
-	n, err := testutil.GatherAndCount(reg, "lockcoord_acquire_duration_seconds")
+	n, err := promtest.GatherAndCount(reg, "lockcoord_acquire_duration_seconds")
 	if err != nil || n != 2 { // two result series: ok and conflict
 		t.Errorf("acquire histogram series = %d, %v; want 2", n, err)
 	}
-	if got := testutil.ToFloat64(findGauge(t, reg, "lockcoord_leases_held")); got != 0 {
+	if got := promtest.ToFloat64(findGauge(t, reg, "lockcoord_leases_held")); got != 0 {
 		t.Errorf("leases_held after releases, loss and Close = %v, want 0", got)
 	}
 	// nothing is registered without the option
-	if n, _ := testutil.GatherAndCount(prometheus.DefaultGatherer, "lockcoord_conflicts_total"); n != 0 {
+	if n, _ := promtest.GatherAndCount(prometheus.DefaultGatherer, "lockcoord_conflicts_total"); n != 0 {
 		t.Errorf("default registry has lockcoord metrics")
 	}
 }
@@ -429,7 +428,7 @@ func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
 
 func TestCloseCancelsRunningHolds(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Plan("shutdown")
 	started := make(chan struct{})
 	holdErr := make(chan error, 1)
@@ -461,7 +460,7 @@ func TestCloseCancelsRunningHolds(t *testing.T) {
 
 func TestCloseGivesUpOnStuckHolds(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	release := make(chan struct{})
 	started := make(chan struct{})
 	done := make(chan error, 1)

@@ -13,6 +13,10 @@ import (
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
+// waitBound is how long a test waits for what must happen before it
+// fails: a bound on a wait, not a timing assertion.
+const waitBound = 30 * time.Second
+
 // miniEnv is a coordinator on a miniredis of its own.
 type miniEnv struct {
 	mr    *miniredis.Miniredis
@@ -57,12 +61,6 @@ func (e *miniEnv) clock(t *testing.T) (stop func()) {
 	stop = func() { once.Do(func() { close(done); wg.Wait() }) }
 	t.Cleanup(stop)
 	return stop
-}
-
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // events returns the event names in the partition stream of r.

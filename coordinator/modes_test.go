@@ -11,10 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/coordinator/storetest"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // notifyOnly is a MemStore seen as a store with release notifications
@@ -88,7 +89,7 @@ func TestSharedWaitersWokenTogether(t *testing.T) {
 	defer coordinator.SetPollForTest(time.Minute, time.Minute)()
 	for _, local := range []bool{true, false} {
 		t.Run(fmt.Sprintf("local=%v", local), func(t *testing.T) {
-			ctx := bg(t)
+			ctx := t.Context()
 			ms := storetest.NewMemStore()
 			cs := &countingStore{Store: ms}
 			c := coordinator.New(notifyingStore{cs, ms})
@@ -102,7 +103,7 @@ func TestSharedWaitersWokenTogether(t *testing.T) {
 			var rs []chan result
 			for i := range 3 {
 				rs = append(rs, acquireAsync(ctx, c, r, fmt.Sprint("r", i), coordinator.Shared(), coordinator.Wait(time.Minute)))
-				waitUntil(t, "the reader to queue", func() bool { return c.WaitersForTest(r) == i+1 })
+				testutil.Eventually(t, 10*time.Second, "the reader to queue", func() bool { return c.WaitersForTest(r) == i+1 })
 			}
 			// the first reader's attempt and its retry once subscribed; the
 			// others queue behind it without trying
@@ -110,7 +111,7 @@ func TestSharedWaitersWokenTogether(t *testing.T) {
 			if local {
 				before++ // the writer's acquisition
 			}
-			waitUntil(t, "the first reader's retry", func() bool { return cs.acquires.Load() == before })
+			testutil.Eventually(t, 10*time.Second, "the first reader's retry", func() bool { return cs.acquires.Load() == before })
 			ok[coordinator.Lease](t)(releaser.Release(ctx, r, "writer"))
 			for i, ch := range rs {
 				if res := <-ch; res.err != nil || res.l.Mode != coordinator.ModeShared {
@@ -132,7 +133,7 @@ func TestSharedWaitersWokenTogether(t *testing.T) {
 // shared: the writer gets the resource first.
 func TestLocalWriterNotOvertaken(t *testing.T) {
 	defer coordinator.SetPollForTest(time.Minute, time.Minute)()
-	ctx := bg(t)
+	ctx := t.Context()
 	ms := storetest.NewMemStore()
 	cs := &countingStore{Store: ms}
 	c := coordinator.New(notifyingStore{cs, ms})
@@ -141,10 +142,10 @@ func TestLocalWriterNotOvertaken(t *testing.T) {
 	ok[coordinator.Lease](t)(c.Acquire(ctx, r, "r1", coordinator.Shared()))
 	w := acquireAsync(ctx, c, r, "writer", coordinator.Wait(time.Minute))
 	// r1's acquisition, the writer's attempt and its retry once subscribed
-	waitUntil(t, "the writer to queue", func() bool { return c.WaitersForTest(r) == 1 && cs.acquires.Load() == 3 })
+	testutil.Eventually(t, 10*time.Second, "the writer to queue", func() bool { return c.WaitersForTest(r) == 1 && cs.acquires.Load() == 3 })
 	attempts := cs.acquires.Load()
 	r2 := acquireAsync(ctx, c, r, "r2", coordinator.Shared(), coordinator.Wait(time.Minute))
-	waitUntil(t, "the reader to queue", func() bool { return c.WaitersForTest(r) == 2 })
+	testutil.Eventually(t, 10*time.Second, "the reader to queue", func() bool { return c.WaitersForTest(r) == 2 })
 	if n := cs.acquires.Load(); n != attempts {
 		t.Fatalf("the reader tried %d times: it must queue behind the writer", n-attempts)
 	}
@@ -168,7 +169,7 @@ func TestLocalWriterNotOvertaken(t *testing.T) {
 // with Wait too, and ends a wait that meets one.
 func TestUpgradeConflictEndsWait(t *testing.T) {
 	defer coordinator.SetPollForTest(time.Minute, time.Minute)()
-	ctx := bg(t)
+	ctx := t.Context()
 	ms := storetest.NewMemStore()
 	reg := prometheus.NewRegistry()
 	a := coordinator.New(notifyOnly{ms, ms}, coordinator.WithMetrics(reg))
@@ -186,18 +187,18 @@ func TestUpgradeConflictEndsWait(t *testing.T) {
 	// a waits for r exclusive as "u"; meanwhile u joins the readers
 	// through b, so that a's next attempt is an upgrade beside them
 	w := acquireAsync(ctx, a, r, "u", coordinator.Wait(time.Hour))
-	waitUntil(t, "u to wait", func() bool { return a.WaitersForTest(r) == 1 })
+	testutil.Eventually(t, 10*time.Second, "u to wait", func() bool { return a.WaitersForTest(r) == 1 })
 	ok[coordinator.Lease](t)(b.Acquire(ctx, r, "u", coordinator.Shared()))
 	ok[coordinator.Lease](t)(b.Release(ctx, r, "s1")) // notified: a tries again
 	res := <-w
 	if !errors.As(res.err, &ce) || !ce.Upgrade || ce.Holder != "s2" {
 		t.Fatalf("wait meeting an upgrade conflict: %v", res.err)
 	}
-	n, err := testutil.GatherAndCount(reg, "lockcoord_wait_duration_seconds")
+	n, err := promtest.GatherAndCount(reg, "lockcoord_wait_duration_seconds")
 	if err != nil || n != 1 {
 		t.Fatalf("wait histogram: %d series, %v", n, err)
 	}
-	if got := testutil.ToFloat64(histCount{reg, "lockcoord_wait_duration_seconds", "upgrade"}); got != 1 {
+	if got := promtest.ToFloat64(histCount{reg, "lockcoord_wait_duration_seconds", "upgrade"}); got != 1 {
 		t.Fatalf("waits ended by an upgrade conflict: %v, want 1", got)
 	}
 }
@@ -234,7 +235,7 @@ func (h histCount) Collect(ch chan<- prometheus.Metric) {
 // leaving the first one's queue in the store.
 func TestAcquireAllWaitMoves(t *testing.T) {
 	defer coordinator.SetPollForTest(time.Minute, time.Minute)()
-	ctx := bg(t)
+	ctx := t.Context()
 	ms := storetest.NewMemStore()
 	c := coordinator.New(ms)
 	other := coordinator.New(ms)
@@ -248,9 +249,9 @@ func TestAcquireAllWaitMoves(t *testing.T) {
 		ls, err := c.AcquireAll(ctx, "x", []coordinator.Claim{{Resource: a}, {Resource: b, Mode: coordinator.ModeShared}}, coordinator.Wait(time.Minute))
 		done <- result{l: first(ls), err: err}
 	}()
-	waitUntil(t, "x to wait for a", func() bool { return c.WaitersForTest(a) == 1 && len(ms.Queue(a)) == 1 })
+	testutil.Eventually(t, 10*time.Second, "x to wait for a", func() bool { return c.WaitersForTest(a) == 1 && len(ms.Queue(a)) == 1 })
 	ok[coordinator.Lease](t)(other.Release(ctx, a, "h1"))
-	waitUntil(t, "x to wait for b", func() bool {
+	testutil.Eventually(t, 10*time.Second, "x to wait for b", func() bool {
 		return c.WaitersForTest(b) == 1 && c.WaitersForTest(a) == 0 && len(ms.Queue(b)) == 1 && len(ms.Queue(a)) == 0
 	})
 	if _, err := c.Inspect(ctx, a); !errors.Is(err, coordinator.ErrNotHeld) {
@@ -284,7 +285,7 @@ func first(ls []coordinator.Lease) coordinator.Lease {
 // without trying.
 func TestAcquireAllQueuesBehindLocalWaiters(t *testing.T) {
 	defer coordinator.SetPollForTest(time.Minute, time.Minute)()
-	ctx := bg(t)
+	ctx := t.Context()
 	ms := storetest.NewMemStore()
 	cs := &countingStore{Store: ms}
 	c := coordinator.New(notifyingStore{cs, ms})
@@ -293,14 +294,14 @@ func TestAcquireAllQueuesBehindLocalWaiters(t *testing.T) {
 	ok[coordinator.Lease](t)(c.Acquire(ctx, a, "holder"))
 	w := acquireAsync(ctx, c, a, "w", coordinator.Wait(time.Minute))
 	// the holder's acquisition, w's attempt and its retry once subscribed
-	waitUntil(t, "w to queue", func() bool { return c.WaitersForTest(a) == 1 && cs.acquires.Load() == 3 })
+	testutil.Eventually(t, 10*time.Second, "w to queue", func() bool { return c.WaitersForTest(a) == 1 && cs.acquires.Load() == 3 })
 	before := cs.acquires.Load()
 	all := make(chan error, 1)
 	go func() {
 		_, err := c.AcquireAll(ctx, "x", []coordinator.Claim{{Resource: b}, {Resource: a}}, coordinator.Wait(time.Minute))
 		all <- err
 	}()
-	waitUntil(t, "x to queue", func() bool { return c.WaitersForTest(a) == 2 })
+	testutil.Eventually(t, 10*time.Second, "x to queue", func() bool { return c.WaitersForTest(a) == 2 })
 	if n := cs.acquires.Load(); n != before {
 		t.Fatalf("%d acquisitions: x must queue behind w without trying", n-before)
 	}
@@ -323,7 +324,7 @@ func (s shortStore) AcquireAll(ctx context.Context, reqs []coordinator.Request) 
 }
 
 func TestAcquireAllStoreAnswersWrongCount(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	c := coordinator.New(shortStore{storetest.NewMemStore()})
 	_, err := c.AcquireAll(ctx, "x", []coordinator.Claim{{Resource: coordinator.Plan("1")}, {Resource: coordinator.Plan("2")}})
 	if err == nil || !strings.Contains(err.Error(), "2 claims with 1 leases") {
@@ -338,7 +339,7 @@ func TestAcquireAllStoreAnswersWrongCount(t *testing.T) {
 // one cancels fn's context with its *LostError, HoldAll returns it, and
 // every lease is released after.
 func TestHoldAllSignalsLoss(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	ms := storetest.NewMemStore()
 	c := coordinator.New(ms)
 	defer c.Close(ctx)
@@ -348,7 +349,7 @@ func TestHoldAllSignalsLoss(t *testing.T) {
 	var cause error
 	err := c.HoldAll(ctx, "x", claims, func(ctx context.Context, ls []coordinator.Lease) error {
 		// both leases renewed past their first TTL
-		waitUntil(t, "both renewed", func() bool {
+		testutil.Eventually(t, 10*time.Second, "both renewed", func() bool {
 			hs := ok[[]coordinator.Lease](t)(ms.Holders(ctx, b))
 			l := ok[coordinator.Lease](t)(ms.Inspect(ctx, a))
 			return l.ExpiresAt.After(ls[0].ExpiresAt.Add(ttl)) && hs[0].ExpiresAt.After(ls[1].ExpiresAt.Add(ttl))
@@ -378,7 +379,7 @@ func TestHoldAllSignalsLoss(t *testing.T) {
 // TestHoldAllClose: Close cancels a running HoldAll's context with
 // ErrClosed and releases its leases.
 func TestHoldAllClose(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	ms := storetest.NewMemStore()
 	c := coordinator.New(ms)
 	started := make(chan struct{})
@@ -415,7 +416,7 @@ func TestHoldAllClose(t *testing.T) {
 // acquisition without running fn, and joins a failed release to fn's
 // error.
 func TestHoldAllAcquisitionAndReleaseErrors(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	s := newFakeStore()
 	c := coordinator.New(s)
 	defer c.Close(ctx)
@@ -446,7 +447,7 @@ func TestHoldAllAcquisitionAndReleaseErrors(t *testing.T) {
 // the lease goes on renewing it under its new token, and is not lost; a
 // new lease of the owner (count 1) does not take the keep-alive over.
 func TestUpgradeKeepsKeepAlive(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	ms := storetest.NewMemStore()
 	c := coordinator.New(ms)
 	defer c.Close(ctx)
@@ -460,7 +461,7 @@ func TestUpgradeKeepsKeepAlive(t *testing.T) {
 		if u.Token <= l.Token || u.Mode != coordinator.ModeExclusive {
 			return fmt.Errorf("upgrade: %+v", u)
 		}
-		waitUntil(t, "renewals of the upgraded lease", func() bool {
+		testutil.Eventually(t, 10*time.Second, "renewals of the upgraded lease", func() bool {
 			got := ok[coordinator.Lease](t)(ms.Inspect(ctx, r))
 			return got.Token == u.Token && got.ExpiresAt.After(u.ExpiresAt.Add(2*ttl))
 		})
@@ -474,13 +475,13 @@ func TestUpgradeKeepsKeepAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	var renewing []coordinator.Lease
-	waitUntil(t, "the keep-alive to stop", func() bool { renewing = c.Renewing(); return len(renewing) == 0 })
+	testutil.Eventually(t, 10*time.Second, "the keep-alive to stop", func() bool { renewing = c.Renewing(); return len(renewing) == 0 })
 }
 
 // TestAcquireMetricsByMode: the acquire histogram is labelled by mode,
 // and AcquireAll has a histogram of its own.
 func TestAcquireMetricsByMode(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	reg := prometheus.NewRegistry()
 	c := coordinator.New(storetest.NewMemStore(), coordinator.WithMetrics(reg))
 	defer c.Close(ctx)
@@ -492,14 +493,14 @@ func TestAcquireMetricsByMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for label, want := range map[string]float64{"exclusive": 1, "shared": 2} {
-		if got := testutil.ToFloat64(histCount{reg, "lockcoord_acquire_duration_seconds", label}); got != want {
+		if got := promtest.ToFloat64(histCount{reg, "lockcoord_acquire_duration_seconds", label}); got != want {
 			t.Errorf("acquisitions in mode %s: %v, want %v", label, got, want)
 		}
 	}
-	if n, err := testutil.GatherAndCount(reg, "lockcoord_acquire_all_duration_seconds"); err != nil || n != 2 {
+	if n, err := promtest.GatherAndCount(reg, "lockcoord_acquire_all_duration_seconds"); err != nil || n != 2 {
 		t.Errorf("acquire_all series: %d, %v; want ok and conflict", n, err)
 	}
-	if got := testutil.ToFloat64(findGauge(t, reg, "lockcoord_conflicts_total")); got != 1 {
+	if got := promtest.ToFloat64(findGauge(t, reg, "lockcoord_conflicts_total")); got != 1 {
 		t.Errorf("conflicts = %v, want 1", got)
 	}
 }
@@ -508,7 +509,7 @@ func TestAcquireMetricsByMode(t *testing.T) {
 func TestHoldersValidates(t *testing.T) {
 	s := newFakeStore()
 	c := coordinator.New(s)
-	if _, err := c.Holders(bg(t), coordinator.Resource{Type: "x", ID: ""}); !errors.Is(err, coordinator.ErrInvalid) {
+	if _, err := c.Holders(t.Context(), coordinator.Resource{Type: "x", ID: ""}); !errors.Is(err, coordinator.ErrInvalid) {
 		t.Fatalf("Holders: %v", err)
 	}
 	if n := len(s.callsOf("")); n != 0 {
@@ -520,7 +521,7 @@ func TestHoldersValidates(t *testing.T) {
 // waiting, on coordinators sharing a store, all finish, and no resource
 // ever has two exclusive holders.
 func TestConcurrentHoldAllsOverlap(t *testing.T) {
-	ctx := bg(t)
+	ctx := t.Context()
 	ms := storetest.NewMemStore()
 	rs := []coordinator.Resource{coordinator.Plan("c1"), coordinator.Plan("c2"), coordinator.Plan("c3")}
 	var inside [3]atomic.Int32

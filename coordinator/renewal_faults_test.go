@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // faultyStore injects renewal and acquisition faults into a real store.
@@ -46,7 +47,7 @@ func (s *faultyStore) Acquire(ctx context.Context, req coordinator.Request) (coo
 
 func TestRenewalRetriesTransientFailures(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	fs := &faultyStore{Store: e.store}
 	fs.renewFails.Store(2)
 	reg := prometheus.NewRegistry()
@@ -56,16 +57,16 @@ func TestRenewalRetriesTransientFailures(t *testing.T) {
 	defer c.Close(ctx)
 	r := coordinator.Plan("flaky")
 	err := c.Hold(ctx, r, "w1", func(ctx context.Context, l coordinator.Lease) error {
-		waitUntil(t, "a renewal after the failures", func() bool { return count(e.events(t, r), "renewed") >= 1 })
+		testutil.Eventually(t, 10*time.Second, "a renewal after the failures", func() bool { return count(e.events(t, r), "renewed") >= 1 })
 		return context.Cause(ctx)
 	}, coordinator.TTL(2*time.Second))
 	if err != nil {
 		t.Fatalf("Hold through two failed renewals: %v", err)
 	}
-	if got := testutil.ToFloat64(findGauge(t, reg, "lockcoord_renew_failures_total")); got != 2 {
+	if got := promtest.ToFloat64(findGauge(t, reg, "lockcoord_renew_failures_total")); got != 2 {
 		t.Errorf("renew failures = %v, want 2", got)
 	}
-	if got := testutil.ToFloat64(findGauge(t, reg, "lockcoord_leases_lost_total")); got != 0 {
+	if got := promtest.ToFloat64(findGauge(t, reg, "lockcoord_leases_lost_total")); got != 0 {
 		t.Errorf("leases lost = %v, want 0", got)
 	}
 	if !strings.Contains(logs.String(), "lease renewal failed, retrying") || !strings.Contains(logs.String(), `"resource":"plan/flaky"`) {
@@ -75,7 +76,7 @@ func TestRenewalRetriesTransientFailures(t *testing.T) {
 
 func TestRenewalThatNeverAnswersIsALoss(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	fs := &faultyStore{Store: e.store}
 	fs.renewBlocks.Store(true)
 	c := coordinator.New(fs)
@@ -109,7 +110,7 @@ func TestRenewTimingOptions(t *testing.T) {
 	e := newMiniEnv(t)
 	for _, opt := range []coordinator.Option{coordinator.WithRenewInterval(-1), coordinator.WithSafetyMargin(-time.Second)} {
 		c := coordinator.New(e.store, opt)
-		if _, err := c.Acquire(testCtx(t), coordinator.Plan("x"), "w"); !errors.Is(err, coordinator.ErrInvalid) {
+		if _, err := c.Acquire(t.Context(), coordinator.Plan("x"), "w"); !errors.Is(err, coordinator.ErrInvalid) {
 			t.Errorf("negative option: %v", err)
 		}
 	}
@@ -117,8 +118,8 @@ func TestRenewTimingOptions(t *testing.T) {
 	c := coordinator.New(e.store, coordinator.WithRenewInterval(time.Hour), coordinator.WithSafetyMargin(time.Hour))
 	defer c.Close(context.Background())
 	r := coordinator.Plan("timing")
-	err := c.Hold(testCtx(t), r, "w1", func(ctx context.Context, l coordinator.Lease) error {
-		waitUntil(t, "a renewal at TTL/3", func() bool { return count(e.events(t, r), "renewed") >= 1 })
+	err := c.Hold(t.Context(), r, "w1", func(ctx context.Context, l coordinator.Lease) error {
+		testutil.Eventually(t, 10*time.Second, "a renewal at TTL/3", func() bool { return count(e.events(t, r), "renewed") >= 1 })
 		return nil
 	}, coordinator.TTL(600*time.Millisecond))
 	if err != nil {
@@ -128,7 +129,7 @@ func TestRenewTimingOptions(t *testing.T) {
 
 func TestWaitStopsOnAnotherError(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Plan("w-err")
 	if _, err := e.c.Acquire(ctx, r, "holder"); err != nil {
 		t.Fatal(err)
@@ -151,7 +152,7 @@ func (brokenNotifier) Releases(context.Context) (coordinator.Subscription, error
 
 func TestWaitPollsWhenSubscribingFails(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Plan("no-sub")
 	if _, err := e.c.Acquire(ctx, r, "holder", coordinator.TTL(time.Minute)); err != nil {
 		t.Fatal(err)
@@ -160,7 +161,13 @@ func TestWaitPollsWhenSubscribingFails(t *testing.T) {
 	c := coordinator.New(brokenNotifier{e.store}, coordinator.WithLogger(zerolog.New(&logs)))
 	defer c.Close(ctx)
 	go func() {
-		time.Sleep(30 * time.Millisecond)
+		// the release comes once the waiter waits (polling)
+		_ = testutil.Poll(ctx, time.Millisecond, func() error {
+			if c.WaitersForTest(r) == 0 {
+				return testutil.ErrNotYet
+			}
+			return nil
+		})
 		_, _ = e.c.Release(context.Background(), r, "holder")
 	}()
 	if _, err := c.Acquire(ctx, r, "waiter", coordinator.Wait(time.Minute)); err != nil {
@@ -174,7 +181,7 @@ func TestWaitPollsWhenSubscribingFails(t *testing.T) {
 func TestMetricsResultLabels(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := newMiniEnv(t, coordinator.WithMetrics(reg))
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Plan("labels")
 	_, _ = e.c.Renew(ctx, r, "w1") // expired
 	if _, err := e.c.Acquire(ctx, r, "w2"); err != nil {
@@ -185,7 +192,7 @@ func TestMetricsResultLabels(t *testing.T) {
 	e.mr.SetError("injected")
 	_, _ = e.c.Renew(ctx, r, "w2") // error
 	e.mr.SetError("")
-	n, err := testutil.GatherAndCount(reg, "lockcoord_renew_duration_seconds")
+	n, err := promtest.GatherAndCount(reg, "lockcoord_renew_duration_seconds")
 	if err != nil || n != 3 {
 		t.Fatalf("renew series = %d, %v; want expired, not_held, error", n, err)
 	}

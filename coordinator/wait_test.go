@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // countingStore counts acquisition attempts (Acquire, AcquireAll) and hides the Notifier of the
@@ -37,23 +38,11 @@ type notifyingStore struct {
 	coordinator.Notifier
 }
 
-// waitUntil polls cond every millisecond for up to 10 s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestWaitWakesOnRelease(t *testing.T) {
 	// no fallback polling within the test: only a notification can wake the waiter
 	defer coordinator.SetPollForTest(time.Minute, time.Minute)()
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cs := &countingStore{Store: e.store}
 	reg := prometheus.NewRegistry()
 	waiter := coordinator.New(notifyingStore{cs, e.store}, coordinator.WithMetrics(reg))
@@ -71,8 +60,8 @@ func TestWaitWakesOnRelease(t *testing.T) {
 		got <- l
 	}()
 	// the first attempt, and the retry once subscribed, both refused
-	waitUntil(t, "the waiter to wait", func() bool {
-		return testutil.ToFloat64(findGauge(t, reg, "lockcoord_conflicts_total")) >= 2
+	testutil.Eventually(t, 10*time.Second, "the waiter to wait", func() bool {
+		return promtest.ToFloat64(findGauge(t, reg, "lockcoord_conflicts_total")) >= 2
 	})
 	if _, err := e.c.Release(ctx, r, "holder"); err != nil {
 		t.Fatal(err)
@@ -92,7 +81,7 @@ func TestWaitWakesOnRelease(t *testing.T) {
 
 func TestWaitNoticesExpiredHolder(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cs := &countingStore{Store: e.store}
 	waiter := coordinator.New(notifyingStore{cs, e.store})
 	defer waiter.Close(ctx)
@@ -105,7 +94,7 @@ func TestWaitNoticesExpiredHolder(t *testing.T) {
 		_, err := waiter.Acquire(ctx, r, "waiter", coordinator.Wait(time.Minute))
 		errc <- err
 	}()
-	waitUntil(t, "the waiter to wait", func() bool { return cs.acquires.Load() >= 2 })
+	testutil.Eventually(t, 10*time.Second, "the waiter to wait", func() bool { return cs.acquires.Load() >= 2 })
 	e.mr.FastForward(3 * time.Second) // the holder's lease expires: no release, no notification
 	if err := <-errc; err != nil {
 		t.Fatalf("waiter did not notice the expiry: %v", err)
@@ -114,7 +103,7 @@ func TestWaitNoticesExpiredHolder(t *testing.T) {
 
 func TestWaitByPollingWithoutNotifications(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cs := &countingStore{Store: e.store}
 	waiter := coordinator.New(cs) // no Notifier: polls
 	defer waiter.Close(ctx)
@@ -127,7 +116,7 @@ func TestWaitByPollingWithoutNotifications(t *testing.T) {
 		_, err := waiter.Acquire(ctx, r, "waiter", coordinator.Wait(time.Minute))
 		errc <- err
 	}()
-	waitUntil(t, "the waiter to wait", func() bool { return cs.acquires.Load() >= 2 })
+	testutil.Eventually(t, 10*time.Second, "the waiter to wait", func() bool { return cs.acquires.Load() >= 2 })
 	if _, err := e.c.Release(ctx, r, "holder"); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +128,7 @@ func TestWaitByPollingWithoutNotifications(t *testing.T) {
 func TestWaitGivesUp(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := newMiniEnv(t, coordinator.WithMetrics(reg))
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Plan("busy")
 	if _, err := e.c.Acquire(ctx, r, "holder"); err != nil {
 		t.Fatal(err)
@@ -154,22 +143,29 @@ func TestWaitGivesUp(t *testing.T) {
 	}
 
 	cctx, cancel := context.WithCancel(ctx)
-	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
-	_, err = e.c.Acquire(cctx, r, "waiter", coordinator.Wait(time.Minute))
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := e.c.Acquire(cctx, r, "waiter", coordinator.Wait(time.Minute))
+		errc <- err
+	}()
+	testutil.Eventually(t, 10*time.Second, "the waiter waiting", func() bool { return e.c.WaitersForTest(r) == 1 })
+	cancel()
+	err = <-errc
 	if !errors.Is(err, coordinator.ErrConflict) || !errors.Is(err, context.Canceled) || !errors.As(err, &ce) {
 		t.Fatalf("cancelled wait: %v, want ErrConflict joined with context.Canceled", err)
 	}
 	if _, err := e.c.Acquire(ctx, r, "w", coordinator.Wait(-1)); !errors.Is(err, coordinator.ErrInvalid) {
 		t.Fatalf("negative wait: %v", err)
 	}
-	if n, _ := testutil.GatherAndCount(reg, "lockcoord_wait_duration_seconds"); n != 2 {
+	if n, _ := promtest.GatherAndCount(reg, "lockcoord_wait_duration_seconds"); n != 2 {
 		t.Errorf("wait histogram has %d series, want timeout and cancelled", n)
 	}
 }
 
 func TestCloseEndsWaits(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Plan("closing")
 	holder := coordinator.New(e.store)
 	defer holder.Close(ctx)
@@ -181,7 +177,7 @@ func TestCloseEndsWaits(t *testing.T) {
 		_, err := e.c.Acquire(ctx, r, "waiter", coordinator.Wait(time.Hour))
 		errc <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	testutil.Eventually(t, 10*time.Second, "the waiter waiting", func() bool { return e.c.WaitersForTest(r) == 1 })
 	if err := e.c.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +190,7 @@ func TestCloseEndsWaits(t *testing.T) {
 // two at a time.
 func TestSixteenWaiters(t *testing.T) {
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Project("queue")
 	var inside, maxInside atomic.Int32
 	held := make(map[string]int)
@@ -212,7 +208,7 @@ func TestSixteenWaiters(t *testing.T) {
 				mu.Lock()
 				held[owner]++
 				mu.Unlock()
-				time.Sleep(2 * time.Millisecond)
+				time.Sleep(2 * time.Millisecond) // holding a while: part of the test, overlaps would show
 				inside.Add(-1)
 				return nil
 			}, coordinator.Wait(time.Minute))
@@ -261,7 +257,7 @@ func (s *silentSub) Close() error                          { s.once.Do(func() { 
 func TestWaitLocalHandoff(t *testing.T) {
 	defer coordinator.SetPollForTest(time.Minute, time.Minute)()
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	cs := &countingStore{Store: e.store}
 	c := coordinator.New(notifyingStore{cs, silentNotifier{}})
 	defer c.Close(ctx)
@@ -283,9 +279,9 @@ func TestWaitLocalHandoff(t *testing.T) {
 	}
 	a := waitFor("a")
 	// the first attempt, and the retry once subscribed
-	waitUntil(t, "a to wait", func() bool { return c.WaitersForTest(r) == 1 && cs.acquires.Load() == 3 })
+	testutil.Eventually(t, 10*time.Second, "a to wait", func() bool { return c.WaitersForTest(r) == 1 && cs.acquires.Load() == 3 })
 	b := waitFor("b")
-	waitUntil(t, "b to queue", func() bool { return c.WaitersForTest(r) == 2 })
+	testutil.Eventually(t, 10*time.Second, "b to queue", func() bool { return c.WaitersForTest(r) == 2 })
 	if n := cs.acquires.Load(); n != 3 {
 		t.Fatalf("%d attempts once b queued, want 3: b queues behind a without trying", n)
 	}
@@ -302,7 +298,7 @@ func TestWaitLocalHandoff(t *testing.T) {
 	}
 	// a holder that waits again queues behind b
 	c2 := waitFor("holder")
-	waitUntil(t, "the holder to queue", func() bool { return c.WaitersForTest(r) == 2 })
+	testutil.Eventually(t, 10*time.Second, "the holder to queue", func() bool { return c.WaitersForTest(r) == 2 })
 	if _, err := c.Release(ctx, r, "a"); err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +321,7 @@ func TestWaitLocalHandoff(t *testing.T) {
 func TestWaitReentryDoesNotQueue(t *testing.T) {
 	defer coordinator.SetPollForTest(time.Minute, time.Minute)()
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	r := coordinator.Plan("reenter")
 	if _, err := e.c.Acquire(ctx, r, "holder"); err != nil {
 		t.Fatal(err)
@@ -335,7 +331,7 @@ func TestWaitReentryDoesNotQueue(t *testing.T) {
 		_, err := e.c.Acquire(ctx, r, "waiter", coordinator.Wait(time.Minute))
 		errc <- err
 	}()
-	waitUntil(t, "the waiter to queue", func() bool { return e.c.WaitersForTest(r) == 1 })
+	testutil.Eventually(t, 10*time.Second, "the waiter to queue", func() bool { return e.c.WaitersForTest(r) == 1 })
 	l, err := e.c.Acquire(ctx, r, "holder", coordinator.Wait(time.Minute))
 	if err != nil || l.Count != 2 {
 		t.Fatalf("re-entry while a waiter queues: %+v, %v", l, err)
@@ -381,7 +377,7 @@ func (s *recordingSub) Close() error {
 func TestWaitHeadFirst(t *testing.T) {
 	defer coordinator.SetPollForTest(time.Minute, 5*time.Millisecond)()
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	n := &recordingNotifier{}
 	c := coordinator.New(notifyingStore{&countingStore{Store: e.store}, n})
 	defer c.Close(ctx)
@@ -394,13 +390,13 @@ func TestWaitHeadFirst(t *testing.T) {
 		_, err := c.Acquire(ctx, r, "head", coordinator.Wait(time.Minute))
 		head <- err
 	}()
-	waitUntil(t, "the head to queue", func() bool { return c.WaitersForTest(r) == 1 })
+	testutil.Eventually(t, 10*time.Second, "the head to queue", func() bool { return c.WaitersForTest(r) == 1 })
 	next := make(chan error, 1)
 	go func() {
 		_, err := c.Acquire(ctx, r, "next", coordinator.Wait(time.Minute))
 		next <- err
 	}()
-	waitUntil(t, "the next to queue", func() bool { return c.WaitersForTest(r) == 2 })
+	testutil.Eventually(t, 10*time.Second, "the next to queue", func() bool { return c.WaitersForTest(r) == 2 })
 	// a release the notifier does not announce: the head finds it by
 	// polling, and the next waiter, promoted, after the head's release
 	if _, err := e.c.Release(ctx, r, "holder"); err != nil {
@@ -425,14 +421,14 @@ func TestWaitHeadFirst(t *testing.T) {
 	if first != nil {
 		t.Fatalf("head: %v", first)
 	}
-	waitUntil(t, "the subscription to end", func() bool { return n.open.Load() == 0 })
+	testutil.Eventually(t, 10*time.Second, "the subscription to end", func() bool { return n.open.Load() == 0 })
 }
 
 // TestWaitHeadGivesUp: the next waiter polls once the head gave up.
 func TestWaitHeadGivesUp(t *testing.T) {
 	defer coordinator.SetPollForTest(time.Minute, 5*time.Millisecond)()
 	e := newMiniEnv(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	c := coordinator.New(notifyingStore{&countingStore{Store: e.store}, silentNotifier{}})
 	defer c.Close(ctx)
 	r := coordinator.Plan("giveup")
@@ -445,13 +441,13 @@ func TestWaitHeadGivesUp(t *testing.T) {
 		_, err := c.Acquire(hctx, r, "head", coordinator.Wait(time.Minute))
 		head <- err
 	}()
-	waitUntil(t, "the head to queue", func() bool { return c.WaitersForTest(r) == 1 })
+	testutil.Eventually(t, 10*time.Second, "the head to queue", func() bool { return c.WaitersForTest(r) == 1 })
 	next := make(chan error, 1)
 	go func() {
 		_, err := c.Acquire(ctx, r, "next", coordinator.Wait(time.Minute))
 		next <- err
 	}()
-	waitUntil(t, "the next to queue", func() bool { return c.WaitersForTest(r) == 2 })
+	testutil.Eventually(t, 10*time.Second, "the next to queue", func() bool { return c.WaitersForTest(r) == 2 })
 	cancel()
 	if err := <-head; !errors.Is(err, context.Canceled) {
 		t.Fatalf("head: %v", err)

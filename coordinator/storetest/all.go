@@ -298,7 +298,7 @@ func testHoldersExclusive(t *testing.T, h Harness) {
 // testModeValidation: bad modes, caps, metadata and claims are ErrInvalid
 // naming the field, before any I/O.
 func testModeValidation(t *testing.T, h Harness) {
-	ctx := ctxT(t)
+	ctx := t.Context()
 	cs := &countingStore{Store: h.NewStore(t)}
 	c := coordinator.New(cs)
 	r := coordinator.Plan("1")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // RunFairQueue runs the conformance tests of the FairQueue capability
@@ -90,7 +91,7 @@ func queued(t *testing.T, ctx context.Context, s coordinator.Store, r coordinato
 		}
 		got(c, l)
 	})
-	eventually(t, owner+" queued", func() bool { return p.refusals.Load() > 0 })
+	testutil.Eventually(t, 10*time.Second, owner+" queued", func() bool { return p.refusals.Load() > 0 })
 	return &wg
 }
 
@@ -178,7 +179,7 @@ func testSharedWaitersTogether(t *testing.T, h Harness) {
 		}))
 	}
 	need(t)(c.Release(ctx, r, "writer"))
-	eventually(t, "the three readers in", func() bool { return in.Load() == 3 })
+	testutil.Eventually(t, 10*time.Second, "the three readers in", func() bool { return in.Load() == 3 })
 	if ls := need2(t)(c.Holders(ctx, r)); len(ls) != 3 {
 		t.Fatalf("holders %+v, want the three readers", ls)
 	}
@@ -229,7 +230,7 @@ func testWriterNotStarved(t *testing.T, h Harness) {
 			}
 		})
 	}
-	eventually(t, "the readers looping", func() bool { return total.Load() >= 4*readers })
+	testutil.Eventually(t, 10*time.Second, "the readers looping", func() bool { return total.Load() >= 4*readers })
 	w := coordinator.New(wp)
 	t.Cleanup(func() { _ = w.Close(context.Background()) })
 	_, err := w.Acquire(ctx, r, "writer", coordinator.Wait(time.Minute))
@@ -293,7 +294,7 @@ func testStaleWaiterLosesTurn(t *testing.T, h Harness) {
 		t.Fatalf("a fresh hold while a waiter is queued: %v", err)
 	}
 	start := time.Now()
-	eventually(t, "the stale waiter's turn to lapse", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the stale waiter's turn to lapse", func() bool {
 		_, err := c.Acquire(ctx, r, "other")
 		return err == nil
 	})

@@ -71,7 +71,7 @@ type notifyEnv struct {
 
 func newNotifyEnv(t *testing.T, h Harness, needQueue bool) *notifyEnv {
 	s := h.NewStore(t)
-	e := &notifyEnv{t: t, ctx: ctxT(t), s: s}
+	e := &notifyEnv{t: t, ctx: t.Context(), s: s}
 	if _, ok := s.(coordinator.Notifier); !ok {
 		t.Fatalf("store %T is not a coordinator.Notifier", s)
 	}

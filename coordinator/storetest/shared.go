@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // sharedTests are the tests of the Shared capability.
@@ -181,7 +182,7 @@ func testSharedExpiry(t *testing.T, h Harness) {
 	r := coordinator.Plan("sh-exp")
 	need(t)(c.Acquire(ctx, r, "live", shared, coordinator.TTL(time.Hour)))
 	dead := need(t)(c.Acquire(ctx, r, "dead", shared, coordinator.TTL(200*time.Millisecond)))
-	eventually(t, "the dead reader's hold to expire alone", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the dead reader's hold to expire alone", func() bool {
 		ls, err := c.Holders(ctx, r)
 		return err == nil && slices.Equal(owners(ls), []string{"live"})
 	})
@@ -199,18 +200,6 @@ func testSharedExpiry(t *testing.T, h Harness) {
 	}
 	if l.Token <= dead.Token || l.Mode != coordinator.ModeExclusive {
 		t.Fatalf("writer's lease %+v", l)
-	}
-}
-
-// eventually polls cond until it holds, failing t after 10 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -256,7 +245,7 @@ func testSharedKeepAlive(t *testing.T, h Harness) {
 		t.Cleanup(ka.Stop)
 	}
 	obs := coordinator.New(s)
-	eventually(t, "both holds renewed past two TTLs", func() bool {
+	testutil.Eventually(t, 10*time.Second, "both holds renewed past two TTLs", func() bool {
 		ls, err := obs.Holders(ctx, r)
 		if err != nil || len(ls) != 2 {
 			t.Fatalf("Holders = %+v, %v: a kept-alive shared hold was lost", ls, err)

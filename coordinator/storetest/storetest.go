@@ -133,15 +133,9 @@ func runTests(t *testing.T, h Harness, tests []conformanceTest) {
 	}
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func setup(t *testing.T, h Harness, opts ...coordinator.Option) (context.Context, coordinator.Store, *coordinator.Coordinator) {
 	s := h.NewStore(t)
-	return ctxT(t), s, coordinator.New(s, opts...)
+	return t.Context(), s, coordinator.New(s, opts...)
 }
 
 // sameLease compares the exported fields of two leases.
@@ -606,7 +600,7 @@ func invalidCalls() []invalidCall {
 }
 
 func testValidation(t *testing.T, h Harness) {
-	ctx := ctxT(t)
+	ctx := t.Context()
 	cs := &countingStore{Store: h.NewStore(t)}
 	c := coordinator.New(cs)
 	for _, tc := range invalidCalls() {
