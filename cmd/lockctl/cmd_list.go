@@ -19,16 +19,8 @@ import (
 // defaultScanCount is the COUNT hint of each SCAN call of list.
 const defaultScanCount = 500
 
-func (a *app) listCmd() *cobra.Command {
-	var (
-		typ, owner string
-		asJSON     bool
-		count      int64
-	)
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List the leases held in Redis",
-		Long: `list walks the lease keys of --prefix with SCAN (MATCH
+// listHelp is the long help of list.
+const listHelp = `list walks the lease keys of --prefix with SCAN (MATCH
 <prefix>:{*}:lock:*, a cursor and COUNT batches, on every master of a
 Cluster) and prints each lease as it goes, so memory stays bounded however
 many leases there are. --type narrows the MATCH pattern; --owner filters
@@ -36,51 +28,75 @@ the leases read. The table shows the remaining TTL of each key (PTTL); the
 JSON form is an array of the objects inspect --json prints (without the
 raw fields).
 
-Exit status: 0, 2 bad flag, 4 Redis unreachable.`,
+Exit status: 0, 2 bad flag, 4 Redis unreachable.`
+
+// listRun is one run of the list command.
+type listRun struct {
+	typ, owner string
+	asJSON     bool
+	count      int64
+}
+
+func (a *app) listCmd() *cobra.Command {
+	lr := &listRun{}
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the leases held in Redis",
+		Long:  listHelp,
 		Example: `  lockctl list
   lockctl list --type plan --owner worker-3
   lockctl list --json | jq -r '.[].resource'`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if typ != "" {
-				if err := coordinator.ValidateType(typ); err != nil {
-					return fmt.Errorf("bad --type: %w", err)
-				}
-			}
-			if owner != "" {
-				if err := coordinator.ValidateOwner(owner); err != nil {
-					return fmt.Errorf("bad --owner: %w", err)
-				}
-			}
-			if count < 1 {
-				return usagef("bad --count %d: must be positive", count)
-			}
-			cctx, cancel := a.opContext(cmd.Context())
-			rc, err := a.connect(cctx)
-			cancel()
-			if err != nil {
-				return err
-			}
-			defer func() { _ = rc.Close() }()
-			out := newListWriter(a.stdout, asJSON)
-			if err := out.begin(); err != nil {
-				return err
-			}
-			err = a.listLeases(cmd.Context(), rc.store, typ, owner, count, out.row)
-			if err != nil {
-				// close the JSON array so that what was printed parses
-				_ = out.end()
-				return err
-			}
-			return out.end()
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runList(cmd.Context(), lr) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&typ, "type", "", "only leases of this resource type")
-	f.StringVar(&owner, "owner", "", "only leases of this owner")
-	f.BoolVar(&asJSON, "json", false, "print a JSON array")
-	f.Int64Var(&count, "count", defaultScanCount, "SCAN COUNT hint: keys examined per round trip")
+	f.StringVar(&lr.typ, "type", "", "only leases of this resource type")
+	f.StringVar(&lr.owner, "owner", "", "only leases of this owner")
+	f.BoolVar(&lr.asJSON, "json", false, "print a JSON array")
+	f.Int64Var(&lr.count, "count", defaultScanCount, "SCAN COUNT hint: keys examined per round trip")
 	return cmd
+}
+
+// check checks the flags.
+func (lr *listRun) check() error {
+	if lr.typ != "" {
+		if err := coordinator.ValidateType(lr.typ); err != nil {
+			return fmt.Errorf("bad --type: %w", err)
+		}
+	}
+	if lr.owner != "" {
+		if err := coordinator.ValidateOwner(lr.owner); err != nil {
+			return fmt.Errorf("bad --owner: %w", err)
+		}
+	}
+	if lr.count < 1 {
+		return usagef("bad --count %d: must be positive", lr.count)
+	}
+	return nil
+}
+
+// runList prints the leases as it scans them.
+func (a *app) runList(ctx context.Context, lr *listRun) error {
+	if err := lr.check(); err != nil {
+		return err
+	}
+	cctx, cancel := a.opContext(ctx)
+	rc, err := a.connect(cctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rc.Close() }()
+	out := newListWriter(a.stdout, lr.asJSON)
+	if err := out.begin(); err != nil {
+		return err
+	}
+	if err := a.listLeases(ctx, rc.store, lr.typ, lr.owner, lr.count, out.row); err != nil {
+		// close the JSON array so that what was printed parses
+		_ = out.end()
+		return err
+	}
+	return out.end()
 }
 
 // listLeases scans every node for lease keys of s and calls emit for each

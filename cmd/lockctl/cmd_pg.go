@@ -124,17 +124,8 @@ Exit status: 0, 2 no or bad --database-url, 4 Postgres unreachable, 6 refused.`,
 	}
 }
 
-func (a *app) mirrorCmd() *cobra.Command {
-	mf := &mirrorFlags{}
-	var (
-		once         bool
-		metricsAddr  string
-		drainTimeout time.Duration
-	)
-	cmd := &cobra.Command{
-		Use:   "mirror",
-		Short: "Copy the audit outbox from Redis to Postgres until SIGTERM",
-		Long: `mirror runs the pgaudit mirror: it consumes the partition event streams of
+// mirrorHelp is the long help of mirror.
+const mirrorHelp = `mirror runs the pgaudit mirror: it consumes the partition event streams of
 --prefix with a Redis consumer group (several mirrors share the work),
 applies each batch to the locks mirror and the lock_events ledger in one
 Postgres transaction, acknowledges and trims. At start and every minute it
@@ -149,56 +140,82 @@ entries waiting in the dead-letter table (lockctl dead-letters). --metrics-addr 
 metrics on /metrics. Logs go to stderr at level info unless --log-level
 says otherwise.
 
-Exit status: 0, 2 bad flag or partition count, 4 unreachable at start, 6 refused.`,
+Exit status: 0, 2 bad flag or partition count, 4 unreachable at start, 6 refused.`
+
+// mirrorRun is one run of the mirror command.
+type mirrorRun struct {
+	mf           mirrorFlags
+	once         bool
+	metricsAddr  string
+	drainTimeout time.Duration
+}
+
+func (a *app) mirrorCmd() *cobra.Command {
+	mr := &mirrorRun{}
+	cmd := &cobra.Command{
+		Use:   "mirror",
+		Short: "Copy the audit outbox from Redis to Postgres until SIGTERM",
+		Long:  mirrorHelp,
 		Example: `  lockctl mirror --database-url postgres://lockcoord@db/lockcoord
   lockctl mirror --log-format json --metrics-addr :9121
   lockctl mirror --once`,
 		Annotations: map[string]string{annotationLogLevel: "info"},
 		Args:        noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			opts := mf.options(a)
-			var srv *http.Server
-			if metricsAddr != "" {
-				reg := prometheus.NewRegistry()
-				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-				opts = append(opts, pgaudit.WithMetrics(reg))
-				ln, err := net.Listen("tcp", metricsAddr)
-				if err != nil {
-					return usagef("bad --metrics-addr %q: %v", metricsAddr, err)
-				}
-				mux := http.NewServeMux()
-				mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-				srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-				served := make(chan struct{})
-				go func() { defer close(served); _ = srv.Serve(ln) }()
-				defer func() {
-					sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-					defer cancel()
-					_ = srv.Shutdown(sctx)
-					<-served
-				}()
-				a.log.Info().Str("addr", ln.Addr().String()).Msg("serving metrics on /metrics")
-			}
-			opts = append(opts, pgaudit.WithDrainTimeout(drainTimeout))
-			return a.withMirror(ctx, "mirror", opts, func(m *pgaudit.Mirror, rc *redisConn, _ *pgxpool.Pool) error {
-				if once {
-					return a.mirrorOnce(ctx, m)
-				}
-				a.log.Info().Str("redis", a.target.addr()).Str("postgres", a.pgAddr).Str("prefix", rc.store.Layout().Prefix()).
-					Int("partitions", rc.store.Layout().Partitions()).Msg("mirror starting")
-				// Run finishes the batch in hand and what it read ahead
-				// within the drain timeout after a signal
-				return m.Run(ctx)
-			})
-		},
+		RunE:        func(cmd *cobra.Command, _ []string) error { return a.runMirror(cmd.Context(), mr) },
 	}
-	mf.add(cmd)
+	mr.mf.add(cmd)
 	f := cmd.Flags()
-	f.BoolVar(&once, "once", false, "drain what is in the streams and exit")
-	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. :9121)")
-	f.DurationVar(&drainTimeout, "drain-timeout", pgaudit.DefaultDrainTimeout, "time allowed after SIGTERM to finish the batch in hand")
+	f.BoolVar(&mr.once, "once", false, "drain what is in the streams and exit")
+	f.StringVar(&mr.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (e.g. :9121)")
+	f.DurationVar(&mr.drainTimeout, "drain-timeout", pgaudit.DefaultDrainTimeout, "time allowed after SIGTERM to finish the batch in hand")
 	return cmd
+}
+
+// runMirror serves the metrics if asked, then drains once or runs the
+// mirror until ctx ends.
+func (a *app) runMirror(ctx context.Context, mr *mirrorRun) error {
+	opts := mr.mf.options(a)
+	if mr.metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		opts = append(opts, pgaudit.WithMetrics(reg))
+		stop, err := a.serveMetrics(ctx, mr.metricsAddr, reg)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	opts = append(opts, pgaudit.WithDrainTimeout(mr.drainTimeout))
+	return a.withMirror(ctx, "mirror", opts, func(m *pgaudit.Mirror, rc *redisConn, _ *pgxpool.Pool) error {
+		if mr.once {
+			return a.mirrorOnce(ctx, m)
+		}
+		a.log.Info().Str("redis", a.target.addr()).Str("postgres", a.pgAddr).Str("prefix", rc.store.Layout().Prefix()).
+			Int("partitions", rc.store.Layout().Partitions()).Msg("mirror starting")
+		// Run finishes the batch in hand and what it read ahead
+		// within the drain timeout after a signal
+		return m.Run(ctx)
+	})
+}
+
+// serveMetrics serves reg on addr at /metrics until stop is called.
+func (a *app) serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, usagef("bad --metrics-addr %q: %v", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(ln) }()
+	a.log.Info().Str("addr", ln.Addr().String()).Msg("serving metrics on /metrics")
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-served
+	}, nil
 }
 
 // mirrorOnce is mirror --once: drain, say how many events were applied
@@ -264,17 +281,8 @@ Exit status: 0, 2 bad input, 4 Redis or Postgres unreachable, 6 refused.`,
 	return cmd
 }
 
-func (a *app) diagnosticsCmd() *cobra.Command {
-	mf := &mirrorFlags{}
-	th := pgaudit.DefaultThresholds()
-	var (
-		asJSON bool
-		opts   pgaudit.DiagnoseOptions
-	)
-	cmd := &cobra.Command{
-		Use:   "diagnostics [--json] [--max-stale N] [--max-lag D]",
-		Short: "Check the mirror and the leases, for a monitoring job",
-		Long: `diagnostics reports leases held in Redis, rows mirrored in Postgres, stale
+// diagnosticsHelp is the long help of diagnostics.
+const diagnosticsHelp = `diagnostics reports leases held in Redis, rows mirrored in Postgres, stale
 leases (expired holders still in the mirror), Redis leases missing from
 the mirror, the mirror's lag (stream entries, not yet read, pending, age
 of the oldest unacknowledged), leases held longer than --hold-budget and
@@ -285,52 +293,38 @@ command holds Redis for more than a few milliseconds.
 
 Exit status: 0 healthy, 1 a threshold exceeded, 2 could not check
 (bad flag, Redis or Postgres unreachable or refusing): made for a cron
-job or a Kubernetes CronJob.`,
+job or a Kubernetes CronJob.`
+
+// diagnosticsRun is one run of the diagnostics command.
+type diagnosticsRun struct {
+	mf     mirrorFlags
+	th     pgaudit.Thresholds
+	opts   pgaudit.DiagnoseOptions
+	asJSON bool
+}
+
+func (a *app) diagnosticsCmd() *cobra.Command {
+	dr := &diagnosticsRun{th: pgaudit.DefaultThresholds()}
+	cmd := &cobra.Command{
+		Use:   "diagnostics [--json] [--max-stale N] [--max-lag D]",
+		Short: "Check the mirror and the leases, for a monitoring job",
+		Long:  diagnosticsHelp,
 		Example: `  lockctl diagnostics
   lockctl diagnostics --json --max-stale 0 --max-lag 30s
   lockctl diagnostics --hold-budget 2h --max-long-held 0 || page-oncall`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			err := a.withMirror(cmd.Context(), "diagnostics", mf.options(a), func(m *pgaudit.Mirror, _ *redisConn, _ *pgxpool.Pool) error {
-				rep, err := m.Diagnose(cmd.Context(), opts)
-				if err != nil {
-					return err
-				}
-				problems := rep.Problems(th)
-				if asJSON {
-					if err := writeDiagnosticsJSON(a, rep, problems); err != nil {
-						return err
-					}
-				} else {
-					if err := rep.WriteTable(a.stdout); err != nil {
-						return err
-					}
-					if len(problems) == 0 {
-						fmt.Fprintln(a.stdout, "\nhealthy")
-					} else {
-						fmt.Fprintln(a.stdout, "\nUNHEALTHY")
-						for _, p := range problems {
-							fmt.Fprintln(a.stdout, "  "+p)
-						}
-					}
-				}
-				if code := rep.ExitCode(th); code != pgaudit.ExitHealthy {
-					return exitWith(code, nil)
-				}
-				return nil
-			})
-			var xe *exitError
-			if err != nil && !errors.As(err, &xe) {
-				// could not check: one line, status 2
-				_, msg := a.classify(err)
-				return exitWith(pgaudit.ExitFailed, errors.New(msg))
-			}
-			return err
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runDiagnostics(cmd.Context(), dr) },
 	}
-	mf.add(cmd)
+	dr.mf.add(cmd)
+	dr.addFlags(cmd)
+	return cmd
+}
+
+// addFlags adds the thresholds and report options.
+func (dr *diagnosticsRun) addFlags(cmd *cobra.Command) {
+	th, opts := &dr.th, &dr.opts
 	f := cmd.Flags()
-	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.BoolVar(&dr.asJSON, "json", false, "print the report as JSON")
 	f.IntVar(&th.MaxStale, "max-stale", th.MaxStale, "most stale leases allowed (negative: not checked)")
 	f.IntVar(&th.MaxMissing, "max-missing", th.MaxMissing, "most Redis leases missing from the mirror")
 	f.IntVar(&th.MaxLongHeld, "max-long-held", th.MaxLongHeld, "most leases held longer than --hold-budget")
@@ -341,7 +335,50 @@ job or a Kubernetes CronJob.`,
 	f.DurationVar(&opts.HoldBudget, "hold-budget", pgaudit.DefaultHoldBudget, "report leases held longer than this")
 	f.DurationVar(&opts.MissingGrace, "missing-grace", pgaudit.DefaultMissingGrace, "do not count leases younger than this as missing")
 	f.IntVar(&opts.Limit, "limit", pgaudit.DefaultListLimit, "most leases listed per section (counts are exact)")
-	return cmd
+}
+
+// runDiagnostics reports and judges; a failure to check is status 2 with
+// one line.
+func (a *app) runDiagnostics(ctx context.Context, dr *diagnosticsRun) error {
+	err := a.withMirror(ctx, "diagnostics", dr.mf.options(a), func(m *pgaudit.Mirror, _ *redisConn, _ *pgxpool.Pool) error {
+		rep, err := m.Diagnose(ctx, dr.opts)
+		if err != nil {
+			return err
+		}
+		if err := a.writeDiagnostics(rep, rep.Problems(dr.th), dr.asJSON); err != nil {
+			return err
+		}
+		if code := rep.ExitCode(dr.th); code != pgaudit.ExitHealthy {
+			return exitWith(code, nil)
+		}
+		return nil
+	})
+	var xe *exitError
+	if err != nil && !errors.As(err, &xe) {
+		// could not check: one line, status 2
+		_, msg := a.classify(err)
+		return exitWith(pgaudit.ExitFailed, errors.New(msg))
+	}
+	return err
+}
+
+// writeDiagnostics prints the report and its verdict, as a table or JSON.
+func (a *app) writeDiagnostics(rep pgaudit.Report, problems []string, asJSON bool) error {
+	if asJSON {
+		return writeDiagnosticsJSON(a, rep, problems)
+	}
+	if err := rep.WriteTable(a.stdout); err != nil {
+		return err
+	}
+	if len(problems) == 0 {
+		fmt.Fprintln(a.stdout, "\nhealthy")
+		return nil
+	}
+	fmt.Fprintln(a.stdout, "\nUNHEALTHY")
+	for _, p := range problems {
+		fmt.Fprintln(a.stdout, "  "+p)
+	}
+	return nil
 }
 
 // writeDiagnosticsJSON prints the report's JSON with the verdict added:

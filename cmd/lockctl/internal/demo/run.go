@@ -104,79 +104,117 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err := cfg.defaults(); err != nil {
 		return Summary{}, err
 	}
-	seed := cfg.Seed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
 	// one check that Redis answers and the partition count agrees, before
 	// any worker starts
 	if err := cfg.Store.CheckPartitions(ctx); err != nil {
 		return Summary{}, err
 	}
-	rec := NewRecorder()
-	plans := NewPlanStore(cfg.Plans, cfg.Projects, cfg.Subplans)
-	reg := prometheus.NewRegistry()
-	start := time.Now()
+	d := &demoRun{cfg: cfg, seed: cfg.Seed, rec: NewRecorder(), plans: NewPlanStore(cfg.Plans, cfg.Projects, cfg.Subplans),
+		reg: prometheus.NewRegistry(), start: time.Now()}
+	if d.seed == 0 {
+		d.seed = rand.Uint64()
+	}
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	ch := &chaos{on: cfg.Chaos, until: start.Add(cfg.Duration - 2*cfg.TTL)}
+	d.newWorkers(runCtx)
+	prog := newProgress(cfg.Progress, cfg.Terminal, cfg.Duration, d.start)
+	d.work(runCtx, prog)
+	closeErrs := d.shutdown(ctx)
+	elapsed := time.Since(d.start)
+	prog.done(d.progress())
+	sum := d.summary(elapsed)
+	err := d.check(ctx, &sum, closeErrs)
+	return sum, err
+}
 
-	workers := make([]*worker, cfg.Workers)
+// demoRun is one run of the demo: its workers and what they record.
+type demoRun struct {
+	cfg     Config
+	seed    uint64
+	rec     *Recorder
+	plans   *PlanStore
+	reg     *prometheus.Registry
+	start   time.Time
+	workers []*worker
+}
+
+// newWorkers builds the workers, each with its own coordinator and owner;
+// they work until root ends.
+func (d *demoRun) newWorkers(root context.Context) {
+	cfg := &d.cfg
+	ch := &chaos{on: cfg.Chaos, until: d.start.Add(cfg.Duration - 2*cfg.TTL)}
+	d.workers = make([]*worker, cfg.Workers)
 	owners := make([]string, cfg.Workers)
-	for i := range workers {
+	for i := range owners {
 		owners[i] = cfg.Owner + "-w" + strconv.Itoa(i+1)
 	}
-	for i := range workers {
-		ws := &workerStore{inner: cfg.Store, rec: rec}
-		workers[i] = &worker{id: i + 1, owner: owners[i], store: ws, plans: plans, cfg: &cfg,
-			rnd: rand.New(rand.NewPCG(seed, uint64(i))), owners: owners, root: runCtx, chaos: ch,
+	for i := range d.workers {
+		ws := &workerStore{inner: cfg.Store, rec: d.rec}
+		d.workers[i] = &worker{id: i + 1, owner: owners[i], store: ws, plans: d.plans, cfg: cfg,
+			rnd: rand.New(rand.NewPCG(d.seed, uint64(i))), owners: owners, root: root, chaos: ch,
 			c: coordinator.New(ws, coordinator.WithDefaultTTL(cfg.TTL), coordinator.WithTTL("plan", cfg.TTL),
-				coordinator.WithTTL("project", cfg.TTL), coordinator.WithMetrics(reg), coordinator.WithLogger(cfg.Log))}
+				coordinator.WithTTL("project", cfg.TTL), coordinator.WithMetrics(d.reg), coordinator.WithLogger(cfg.Log))}
 	}
-	prog := newProgress(cfg.Progress, cfg.Terminal, cfg.Duration, start)
-	var wg sync.WaitGroup
-	for _, w := range workers {
-		wg.Go(func() { w.run(runCtx) })
-	}
-	prog.run(runCtx, func() progressLine { return progressLine{rec: rec.Stats(), store: plans.Stats()} })
-	wg.Wait()
+}
 
-	// shut down as a deployment would: Close releases whatever is held
+// work runs the workers and reports progress until ctx ends.
+func (d *demoRun) work(ctx context.Context, prog *progress) {
+	var wg sync.WaitGroup
+	for _, w := range d.workers {
+		wg.Go(func() { w.run(ctx) })
+	}
+	prog.run(ctx, d.progress)
+	wg.Wait()
+}
+
+func (d *demoRun) progress() progressLine {
+	return progressLine{rec: d.rec.Stats(), store: d.plans.Stats()}
+}
+
+// shutdown closes the coordinators as a deployment would: Close releases
+// whatever is held. It returns what failed.
+func (d *demoRun) shutdown(ctx context.Context) []error {
 	var closeErrs []error
-	for _, w := range workers {
+	for _, w := range d.workers {
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		if err := w.c.Close(cctx); err != nil {
 			closeErrs = append(closeErrs, fmt.Errorf("%s: %w", w.owner, err))
 		}
 		ccancel()
 	}
-	elapsed := time.Since(start)
-	prog.done(progressLine{rec: rec.Stats(), store: plans.Stats()})
+	return closeErrs
+}
 
+// summary counts what the run did.
+func (d *demoRun) summary(elapsed time.Duration) Summary {
+	cfg := &d.cfg
 	sum := Summary{Workers: cfg.Workers, Duration: elapsed, Plans: cfg.Plans, Projects: cfg.Projects,
-		TTL: cfg.TTL, Chaos: cfg.Chaos, Seed: seed, Prefix: cfg.Store.Layout().Prefix()}
-	rs, ps := rec.Stats(), plans.Stats()
-	sum.fill(rs, ps)
-	for _, w := range workers {
+		TTL: cfg.TTL, Chaos: cfg.Chaos, Seed: d.seed, Prefix: cfg.Store.Layout().Prefix()}
+	sum.fill(d.rec.Stats(), d.plans.Stats())
+	for _, w := range d.workers {
 		sum.LeasesLost += w.lost
 		sum.ChaosPauses += w.pauses
 	}
-	sum.Waits = int(gatherCount(reg, "lockcoord_wait_duration_seconds"))
-	if lost := int(gatherCount(reg, "lockcoord_leases_lost_total")); lost > sum.LeasesLost {
+	sum.Waits = int(gatherCount(d.reg, "lockcoord_wait_duration_seconds"))
+	if lost := int(gatherCount(d.reg, "lockcoord_leases_lost_total")); lost > sum.LeasesLost {
 		sum.LeasesLost = lost
 	}
+	return sum
+}
 
-	// the invariants
+// check adds the invariants to sum; the error is a failure to check.
+func (d *demoRun) check(ctx context.Context, sum *Summary, closeErrs []error) error {
+	rs, ps := d.rec.Stats(), d.plans.Stats()
 	sum.check("never two holders in a critical section", ps.Overlaps == 0,
 		fmt.Sprintf("%d overlaps", ps.Overlaps), ps.Violations)
 	sum.check("tokens strictly increasing per resource", len(rs.TokenViolations) == 0,
 		fmt.Sprintf("%d acquisitions on %d resources", rs.Acquired, rs.Resources), rs.TokenViolations)
 	// the checks run also when ctx ended the demo early (Ctrl-C)
-	pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*cfg.TTL+30*time.Second)
+	pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*d.cfg.TTL+30*time.Second)
 	defer pcancel()
-	left, err := leftovers(pctx, cfg.Store, cfg.TTL)
+	left, err := leftovers(pctx, d.cfg.Store, d.cfg.TTL)
 	if err != nil {
-		return sum, fmt.Errorf("demo: look for leases left behind: %w", err)
+		return fmt.Errorf("demo: look for leases left behind: %w", err)
 	}
 	sum.check("no lease left behind", len(left) == 0 && len(closeErrs) == 0,
 		fmt.Sprintf("%d leases in Redis after shutdown", len(left)), append(left, errStrings(closeErrs)...))
@@ -185,7 +223,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if rs.Errors > 0 {
 		sum.check("store calls succeeded", false, fmt.Sprintf("%d store calls failed", rs.Errors), rs.ErrorSamples)
 	}
-	return sum, nil
+	return nil
 }
 
 func errStrings(errs []error) []string {
