@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
@@ -65,16 +66,26 @@ func TestEveryOperationOnCluster(t *testing.T) {
 	err = c.Hold(ctx, r, "w4", func(ctx context.Context, l coordinator.Lease) error {
 		ka := c.KeepAlive(ctx, l)
 		defer ka.Stop()
-		deadline := time.Now().Add(10 * time.Second)
-		for !ka.Lease().ExpiresAt.After(l.ExpiresAt.Add(500 * time.Millisecond)) {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("no renewal within 10s: %+v", ka.Lease())
-			}
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		ended := false
+		err := testutil.Poll(pctx, 50*time.Millisecond, func() error {
 			select {
 			case <-ka.Done():
-				return ka.Err()
-			case <-time.After(50 * time.Millisecond):
+				ended = true
+				return nil
+			default:
 			}
+			if !ka.Lease().ExpiresAt.After(l.ExpiresAt.Add(500 * time.Millisecond)) {
+				return testutil.ErrNotYet
+			}
+			return nil
+		})
+		switch {
+		case ended:
+			return ka.Err()
+		case err != nil:
+			return fmt.Errorf("no renewal within 10s: %+v", ka.Lease())
 		}
 		return nil
 	}, coordinator.TTL(900*time.Millisecond))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
@@ -20,8 +21,9 @@ import (
 func notifiedAgain(t *testing.T, s *redisstore.Store, sub coordinator.Subscription, r coordinator.Resource, ids *reqIDs) {
 	t.Helper()
 	ctx := t.Context()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	err := testutil.Poll(pctx, 0, func() error {
 		lease(t)(s.Acquire(ctx, request(r, "w1", ids.next(), time.Minute)))
 		lease(t)(s.Release(ctx, request(r, "w1", ids.next(), 0)))
 		select {
@@ -30,12 +32,15 @@ func notifiedAgain(t *testing.T, s *redisstore.Store, sub coordinator.Subscripti
 				t.Fatal("subscription closed")
 			}
 			if got == r {
-				return
+				return nil
 			}
 		case <-time.After(200 * time.Millisecond):
 		}
+		return testutil.ErrNotYet
+	})
+	if err != nil {
+		t.Fatalf("no notification for %v within 15 s", r)
 	}
-	t.Fatalf("no notification for %v within 15 s", r)
 }
 
 // TestReleasesAfterBlackhole: a subscription whose connection stops
