@@ -21,7 +21,7 @@ import (
 func TestStreamIDHelpers(t *testing.T) {
 	for in, want := range map[string]string{"5-3": "5-4", "0-0": "0-1", "7-18446744073709551615": "8-0",
 		// ids past 2^63 (issue 12 item 8), and the last id there is
-		"18446744073709551615-7": "18446744073709551615-8",
+		"18446744073709551615-7":                    "18446744073709551615-8",
 		"18446744073709551615-18446744073709551615": "18446744073709551615-18446744073709551615", "junk": "junk"} {
 		if got := pgaudit.NextID(in); got != want {
 			t.Errorf("NextID(%s) = %s, want %s", in, got, want)
