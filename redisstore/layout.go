@@ -31,7 +31,7 @@ const (
 	sufFence    = ":fence"      //
 	sufEvents   = ":events"     //
 	sufOwner    = ":owner:"     // + <owner>
-	sufRequest  = ":req:"       // + <request id>
+	sufRequest  = ":req:"       // + <type>:<id>/<request id>
 	sufAllReq   = ":reqall:"    // + <request id>
 	sufReleased = ":released"   // + [:<waiter>]
 	sufConfig   = ":partitions" // after the prefix alone
@@ -121,9 +121,15 @@ func (l Layout) StreamKey(p int) string { return l.tag(p) + sufEvents }
 // <prefix>:{<p>}:owner:<owner>.
 func (l Layout) OwnerKey(p int, owner string) string { return ownerKey(l.tag(p), owner) }
 
-// RequestKey returns the key of the memo of a release that deleted a
-// lease of partition p: <prefix>:{<p>}:req:<request id>.
-func (l Layout) RequestKey(p int, requestID string) string { return requestKey(l.tag(p), requestID) }
+// RequestKey returns the key of the memo of a release of r, with request
+// id requestID, that deleted r's lease:
+// <prefix>:{<partition>}:req:<type>:<id>/<request id>. The memo is the
+// resource's, so that it answers only a retry of the same release of the
+// same resource; a request id holds no '/', so the key's last '/' ends the
+// resource.
+func (l Layout) RequestKey(r coordinator.Resource, requestID string) string {
+	return requestKey(l.tag(l.Partition(r)), r, requestID)
+}
 
 // AllRequestKey returns the key recording the attempt of an AcquireAll
 // whose first resource (in the order the store takes them) is in
@@ -206,7 +212,9 @@ func queueKey(tag string, r coordinator.Resource) string {
 
 func ownerKey(tag, owner string) string { return tag + sufOwner + owner }
 
-func requestKey(tag, requestID string) string { return tag + sufRequest + requestID }
+func requestKey(tag string, r coordinator.Resource, requestID string) string {
+	return tag + sufRequest + r.Type + ":" + r.ID + "/" + requestID
+}
 
 // partKeys are partition p's tag and fixed keys, built once (New).
 type partKeys struct {

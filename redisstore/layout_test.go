@@ -47,7 +47,7 @@ func TestKeyLayout(t *testing.T) {
 			s.Layout().ReleaseChannel(15):          pfx + ":{15}:released",
 			s.Layout().ConfigKey():                 pfx + ":partitions",
 			s.Layout().QueueKey(r):                 fmt.Sprintf("%s:{%d}:waiters:plan:42", pfx, p),
-			s.Layout().RequestKey(3, "r-1"):        pfx + ":{3}:req:r-1",
+			s.Layout().RequestKey(r, "r-1"):        fmt.Sprintf("%s:{%d}:req:plan:42/r-1", pfx, p),
 			s.Layout().WaiterChannel(15, "c0ffee"): pfx + ":{15}:released:c0ffee",
 			s.Layout().KeyPattern():                pfx + ":*",
 			s.Layout().LeaseKeyPattern(""):         pfx + ":{*}:lock:*",
@@ -103,8 +103,8 @@ func TestKeyLayout(t *testing.T) {
 		lease(t)(s.Release(ctx, request(r, "w1", "r2", 0)))
 		// released: the lease is gone, the index lists only its placeholder
 		// until its TTL; the release is remembered for the retry window
-		memo := pfx + fmt.Sprintf(":{%d}:req:r2", p)
-		if got := s.Layout().RequestKey(p, "r2"); got != memo {
+		memo := pfx + fmt.Sprintf(":{%d}:req:plan:42/r2", p)
+		if got := s.Layout().RequestKey(r, "r2"); got != memo {
 			t.Errorf("RequestKey = %q, want %q", got, memo)
 		}
 		wantKeys = map[string]string{s.Layout().FenceKey(p): "string", s.Layout().StreamKey(p): "stream", s.Layout().ConfigKey(): "string", memo: "string",
@@ -297,7 +297,7 @@ func TestRetryWindow(t *testing.T) {
 	r := coordinator.Plan("retry")
 	a := lease(t)(s.Acquire(ctx, request(r, "w1", "a1", time.Hour)))
 	lease(t)(s.Release(ctx, request(r, "w1", "r1", 0)))
-	memo := fmt.Sprintf("%s:{%d}:req:r1", s.Layout().Prefix(), s.Layout().Partition(r))
+	memo := fmt.Sprintf("%s:{%d}:req:plan:retry/r1", s.Layout().Prefix(), s.Layout().Partition(r))
 	if got := b.mini.TTL(memo); got != 2*time.Second {
 		t.Fatalf("memo TTL %v, want the 2s retry window", got)
 	}
@@ -315,7 +315,20 @@ func TestSubMillisecondTTL(t *testing.T) {
 	b := newMiniBackend(t)
 	ctx := t.Context()
 	s := redisstore.New(b.client)
-	for i, ttl := range []time.Duration{0, 500 * time.Microsecond, 1999 * time.Microsecond} {
+	// below Redis's resolution: refused as the coordinator refuses it
+	// (issue 12.5), nothing written
+	for i, ttl := range []time.Duration{0, 500 * time.Microsecond, -time.Second} {
+		r := coordinator.Resource{Type: "job", ID: "short" + strconv.Itoa(i)}
+		var ve *coordinator.ValidationError
+		if _, err := s.Acquire(ctx, request(r, "w1", "a", ttl)); !errors.Is(err, coordinator.ErrInvalid) || !errors.As(err, &ve) || ve.Field != "TTL" {
+			t.Errorf("store TTL %v: %v, want ErrInvalid naming the TTL", ttl, err)
+		}
+		if b.mini.Exists(s.Layout().LeaseKey(r)) {
+			t.Errorf("store TTL %v: a lease was written", ttl)
+		}
+	}
+	// from 1ms, whole milliseconds: Redis's resolution, never 0
+	for i, ttl := range []time.Duration{time.Millisecond, 1999 * time.Microsecond} {
 		r := coordinator.Resource{Type: "job", ID: strconv.Itoa(i)}
 		l := lease(t)(s.Acquire(ctx, request(r, "w1", "a", ttl)))
 		if d := l.ExpiresAt.Sub(l.AcquiredAt); d != time.Millisecond {

@@ -59,6 +59,9 @@ func (s *Store) ReleasesFor(ctx context.Context, waiter string) (coordinator.Sub
 // the next queued waiter, who would otherwise only learn of it by its
 // fallback retry.
 func (s *Store) Unqueue(ctx context.Context, r coordinator.Resource, waiter string) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
 	if err := s.ready(ctx); err != nil {
 		return err
 	}

@@ -1,7 +1,9 @@
 package redisstore
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -59,6 +61,25 @@ func leaseFrom(r coordinator.Resource, v []any) (coordinator.Lease, error) {
 	}
 	return coordinator.Lease{Resource: r, Owner: owner, Count: int(count), Token: token,
 		AcquiredAt: time.UnixMilli(acq), ExpiresAt: time.UnixMilli(exp)}, nil
+}
+
+// wellFormed checks what the scripts check of a lease hash (lib.lua's
+// lease_fault): an owner, a count of at least 1, a token from 1 to
+// 2^63 - 1, times that are not negative.
+func wellFormed(l coordinator.Lease) error {
+	switch {
+	case l.Owner == "":
+		return errors.New("owner: empty")
+	case l.Count < 1:
+		return fmt.Errorf("count: %d", l.Count)
+	case l.Token == 0 || l.Token > math.MaxInt64:
+		return fmt.Errorf("token: %d", l.Token)
+	case l.AcquiredAt.UnixMilli() < 0:
+		return fmt.Errorf("acquired_at: %d", l.AcquiredAt.UnixMilli())
+	case l.ExpiresAt.UnixMilli() < 0:
+		return fmt.Errorf("expires_at: %d", l.ExpiresAt.UnixMilli())
+	}
+	return nil
 }
 
 func toInt(v any) (int64, error) {

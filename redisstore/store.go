@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,56 @@ import (
 // other than the one recorded in Redis for its prefix: two counts would map
 // one resource to two keys, and so to two holders.
 var ErrPartitionMismatch = errors.New("redisstore: partition count mismatch")
+
+// ErrCorrupt reports a key of the store's layout holding what no store
+// wrote: a lease hash with a field missing or not a decimal integer, a
+// lease or fence key of another type, a fencing counter outside the range
+// of exact tokens (a decimal integer from 0 to 2^63 - 2). The call that
+// met it changed nothing. ForceRelease removes a corrupt lease key.
+var ErrCorrupt = errors.New("redisstore: corrupt data")
+
+// ErrOutbox reports an event that the partition's stream refused (a key of
+// another type, its id space exhausted, Redis out of memory): no change is
+// made without its event, so the call changed nothing.
+var ErrOutbox = errors.New("redisstore: outbox refused the event")
+
+// scriptError returns err, a script's failure, wrapping ErrCorrupt or
+// ErrOutbox when it is the error reply of a script that refused to change
+// anything (see lib.lua's fail).
+func scriptError(err error) error {
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return err
+	}
+	msg := re.Error()
+	switch {
+	case strings.Contains(msg, "lockcoord: corrupt "):
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	case strings.Contains(msg, "lockcoord: outbox "):
+		return fmt.Errorf("%w: %w", ErrOutbox, err)
+	}
+	return err
+}
+
+// validate checks what a caller gives a Store, as the coordinator does
+// before it calls one: the resource, the owner, the request id and, with
+// ttl, the TTL. A Store is a public type: what it lets through ends in
+// Redis keys and in the events the pgaudit mirror stores.
+func validate(req coordinator.Request, ttl bool) error {
+	if err := req.Resource.Validate(); err != nil {
+		return err
+	}
+	if err := coordinator.ValidateOwner(req.Owner); err != nil {
+		return err
+	}
+	if err := coordinator.ValidateRequestID(req.RequestID); err != nil {
+		return err
+	}
+	if ttl {
+		return coordinator.ValidateTTL(req.TTL)
+	}
+	return nil
+}
 
 // Store is a coordinator.Store on Redis: standalone, Sentinel or Cluster,
 // through go-redis's UniversalClient. It is safe for concurrent use.
@@ -155,6 +206,9 @@ func (s *Store) AcquireQueued(ctx context.Context, req coordinator.Request, wait
 }
 
 func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter string, q coordinator.Queueing) (coordinator.Lease, error) {
+	if err := validate(req, true); err != nil {
+		return coordinator.Lease{}, err
+	}
 	if err := supports(req); err != nil {
 		return coordinator.Lease{}, err
 	}
@@ -174,7 +228,7 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 	v, ackErr, err := s.eval(ctx, scripts.Acquire(), keys, acquireWrote,
 		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg)
 	if err != nil {
-		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, err)
+		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, scriptError(err))
 	}
 	st, l, err := parseReply(r, v)
 	if err != nil {
@@ -192,6 +246,9 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 
 // Renew implements coordinator.Store.
 func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
+	if err := validate(req, true); err != nil {
+		return coordinator.Lease{}, err
+	}
 	if err := s.ready(ctx); err != nil {
 		return coordinator.Lease{}, err
 	}
@@ -201,7 +258,7 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 	v, ackErr, err := s.eval(ctx, scripts.Renew(), keys, renewWrote,
 		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, strconv.FormatUint(req.Token, 10))
 	if err != nil {
-		return coordinator.Lease{}, fmt.Errorf("redisstore: renew %s: %w", r, err)
+		return coordinator.Lease{}, fmt.Errorf("redisstore: renew %s: %w", r, scriptError(err))
 	}
 	st, l, err := parseReply(r, v)
 	switch {
@@ -222,22 +279,37 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 
 // Release implements coordinator.Store.
 func (s *Store) Release(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
+	if err := validate(req, false); err != nil {
+		return coordinator.Lease{}, err
+	}
 	return s.release(ctx, req, releaseMode(req))
 }
 
 // ForceRelease deletes the lease on r whoever holds it, whatever its count,
 // recording a "forced" event: the operator's way out of a stuck lease. It
-// returns the lease it removed, or ErrNotHeld when r is free.
+// returns the lease it removed, or ErrNotHeld when r is free. A corrupt
+// lease key (see ErrCorrupt), whatever its type or contents, is removed
+// too; the returned lease then has the fields that could be read, and the
+// event carries them as they were.
 func (s *Store) ForceRelease(ctx context.Context, r coordinator.Resource, requestID string) (coordinator.Lease, error) {
 	if err := r.Validate(); err != nil {
 		return coordinator.Lease{}, err
 	}
+	if err := coordinator.ValidateRequestID(requestID); err != nil {
+		return coordinator.Lease{}, err
+	}
 	for attempt := 0; ; attempt++ {
+		// the holder seen: the script removes only its lease (or a corrupt
+		// key, whoever it names)
+		holder := ""
 		cur, err := s.Inspect(ctx, r)
-		if err != nil {
+		switch {
+		case err == nil:
+			holder = cur.Owner
+		case !errors.Is(err, ErrCorrupt):
 			return coordinator.Lease{}, err
 		}
-		l, err := s.release(ctx, coordinator.Request{Resource: r, Owner: cur.Owner, RequestID: requestID}, "force")
+		l, err := s.release(ctx, coordinator.Request{Resource: r, Owner: holder, RequestID: requestID}, "force")
 		var le *coordinator.LeaseError
 		// the lease changed hands between the read and the script: read again
 		if errors.As(err, &le) && le.Holder != "" && attempt < 3 {
@@ -257,6 +329,9 @@ func (s *Store) release(ctx context.Context, req coordinator.Request, mode strin
 // releasing coordinator, first in the resource's queue), who are then
 // not notified: the coordinator wakes them itself.
 func (s *Store) ReleaseHandOff(ctx context.Context, req coordinator.Request, waiter string) (coordinator.Lease, bool, error) {
+	if err := validate(req, false); err != nil {
+		return coordinator.Lease{}, false, err
+	}
 	return s.releaseHandOff(ctx, req, releaseMode(req), waiter)
 }
 
@@ -274,12 +349,12 @@ func (s *Store) releaseHandOff(ctx context.Context, req coordinator.Request, mod
 	}
 	r := req.Resource
 	pk := &s.parts[s.layout.Partition(r)]
-	keys := []string{leaseKey(pk.tag, r), pk.events, ownerKey(pk.tag, req.Owner), requestKey(pk.tag, req.RequestID), queueKey(pk.tag, r)}
+	keys := []string{leaseKey(pk.tag, r), pk.events, ownerKey(pk.tag, req.Owner), requestKey(pk.tag, r, req.RequestID), queueKey(pk.tag, r)}
 	v, err := scripts.Release().Run(ctx, s.client, keys,
 		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, pk.released, s.waiterArg(waiter)).Slice()
 	s.refreshOnFailure(err)
 	if err != nil {
-		return coordinator.Lease{}, false, fmt.Errorf("redisstore: release %s: %w", r, err)
+		return coordinator.Lease{}, false, fmt.Errorf("redisstore: release %s: %w", r, scriptError(err))
 	}
 	st, l, err := parseReply(r, v)
 	switch {
@@ -293,22 +368,33 @@ func (s *Store) releaseHandOff(ctx context.Context, req coordinator.Request, mod
 	return l, st == statusHandedOff, nil
 }
 
-// Inspect implements coordinator.Store.
+// Inspect implements coordinator.Store. A lease key that is not a hash,
+// or whose fields no script wrote, gives an error wrapping ErrCorrupt.
 func (s *Store) Inspect(ctx context.Context, r coordinator.Resource) (coordinator.Lease, error) {
+	if err := r.Validate(); err != nil {
+		return coordinator.Lease{}, err
+	}
 	if err := s.ready(ctx); err != nil {
 		return coordinator.Lease{}, err
 	}
-	v, err := s.client.HMGet(ctx, s.layout.LeaseKey(r), "owner", "count", "token", "acquired_at", "expires_at").Result()
+	key := s.layout.LeaseKey(r)
+	v, err := s.client.HMGet(ctx, key, "owner", "count", "token", "acquired_at", "expires_at").Result()
 	s.refreshOnFailure(err)
 	if err != nil {
+		if _, ok := errors.AsType[redis.Error](err); ok && strings.HasPrefix(err.Error(), "WRONGTYPE") {
+			return coordinator.Lease{}, fmt.Errorf("redisstore: inspect %s: %w: lease %s: %w", r, ErrCorrupt, key, err)
+		}
 		return coordinator.Lease{}, fmt.Errorf("redisstore: inspect %s: %w", r, err)
 	}
-	if v[0] == nil {
+	if v[0] == nil && v[1] == nil && v[2] == nil && v[3] == nil && v[4] == nil {
 		return coordinator.Lease{}, fmt.Errorf("%w: %s is free", coordinator.ErrNotHeld, r)
 	}
 	l, err := leaseFrom(r, v)
+	if err == nil {
+		err = wellFormed(l)
+	}
 	if err != nil {
-		return coordinator.Lease{}, fmt.Errorf("redisstore: inspect %s: %w", r, err)
+		return coordinator.Lease{}, fmt.Errorf("redisstore: inspect %s: %w: lease %s: %w", r, ErrCorrupt, key, err)
 	}
 	return l, nil
 }
@@ -320,6 +406,9 @@ func (s *Store) Inspect(ctx context.Context, r coordinator.Resource) (coordinato
 // the keyspace.
 func (s *Store) ReleaseAll(ctx context.Context, owner, requestID string) (int, error) {
 	if err := coordinator.ValidateOwner(owner); err != nil {
+		return 0, err
+	}
+	if err := coordinator.ValidateRequestID(requestID); err != nil {
 		return 0, err
 	}
 	if err := s.ready(ctx); err != nil {

@@ -102,6 +102,9 @@ func Run(t *testing.T, h Harness) {
 		{"TokensIncrease", testTokensIncrease},
 		{"TokensSurviveDataLoss", testTokensSurviveDataLoss},
 		{"TokenAbove2To50", testTokenExact},
+		{"TokenAbove2To53", testTokenAbove2To53},
+		{"StoreValidates", testStoreValidates},
+		{"ReleaseMemoPerResource", testReleaseMemoPerResource},
 		{"RepeatedRequestIDs", testRepeatedRequestIDs},
 		{"ReleaseAll", testReleaseAll},
 		{"Concurrency", testConcurrency},
@@ -743,5 +746,116 @@ func testConflictLeavesHolder(t *testing.T, h Harness) {
 	}
 	if l := need(t)(c.Inspect(ctx, r)); !sameLease(l, held) {
 		t.Fatalf("lease after conflicts = %+v, want %+v", l, held)
+	}
+}
+
+// testTokenAbove2To53: tokens above 2^53, beyond the integers a double
+// holds, are still exact and each above the last (issue 12.4: a fence of
+// 2^53 + 1 gave three acquisitions the same token 2^53, below it).
+func testTokenAbove2To53(t *testing.T, h Harness) {
+	ctx, s, c := setup(t, h)
+	r := coordinator.Plan("huge")
+	const base = uint64(1)<<53 + 1
+	h.SetFence(t, s, r, base)
+	for i := range uint64(3) {
+		l := need(t)(c.Acquire(ctx, r, "w"+strconv.FormatUint(i, 10)))
+		if l.Token != base+1+i {
+			t.Fatalf("acquisition %d: token %d, want %d", i, l.Token, base+1+i)
+		}
+		if got := need(t)(c.Inspect(ctx, r)); got.Token != l.Token {
+			t.Fatalf("inspected token %d, want %d", got.Token, l.Token)
+		}
+		need(t)(c.Release(ctx, r, l.Owner))
+	}
+}
+
+// testStoreValidates: the store itself refuses what the coordinator
+// refuses (issue 12.5: a store is a public type, and what it let through
+// ended in Redis keys and in events the audit mirror could not store),
+// with a *ValidationError naming the field.
+func testStoreValidates(t *testing.T, h Harness) {
+	ctx := t.Context()
+	s := h.NewStore(t)
+	good := coordinator.Request{Resource: coordinator.Plan("1"), Owner: "w", TTL: time.Minute, RequestID: "v-1"}
+	for _, tc := range []struct {
+		name  string
+		bad   func(*coordinator.Request)
+		field string
+		ttl   bool // a rule of Acquire and Renew only
+	}{
+		{"owner not UTF-8", func(q *coordinator.Request) { q.Owner = "w\xff" }, "owner", false},
+		{"owner with NUL", func(q *coordinator.Request) { q.Owner = "w\x00" }, "owner", false},
+		{"empty owner", func(q *coordinator.Request) { q.Owner = "" }, "owner", false},
+		{"id with NUL", func(q *coordinator.Request) { q.Resource.ID = "4\x002" }, "resource id", false},
+		{"empty id", func(q *coordinator.Request) { q.Resource.ID = "" }, "resource id", false},
+		{"type Bad:Type", func(q *coordinator.Request) { q.Resource.Type = "Bad:Type" }, "resource type", false},
+		{"empty type", func(q *coordinator.Request) { q.Resource.Type = "" }, "resource type", false},
+		{"request id with a space", func(q *coordinator.Request) { q.RequestID = "r 1" }, "request id", false},
+		{"empty request id", func(q *coordinator.Request) { q.RequestID = "" }, "request id", false},
+		{"request id too long", func(q *coordinator.Request) { q.RequestID = strings.Repeat("r", 129) }, "request id", false},
+		{"zero ttl", func(q *coordinator.Request) { q.TTL = 0 }, "TTL", true},
+		{"sub-millisecond ttl", func(q *coordinator.Request) { q.TTL = time.Microsecond }, "TTL", true},
+	} {
+		req := good
+		tc.bad(&req)
+		calls := map[string]func() error{
+			"Acquire": func() error { _, err := s.Acquire(ctx, req); return err },
+			"Renew":   func() error { _, err := s.Renew(ctx, req); return err },
+		}
+		if !tc.ttl {
+			calls["Release"] = func() error { _, err := s.Release(ctx, req); return err }
+		}
+		for op, call := range calls {
+			err := call()
+			var ve *coordinator.ValidationError
+			if !errors.Is(err, coordinator.ErrInvalid) || !errors.As(err, &ve) || ve.Field != tc.field || ve.Rule == "" {
+				t.Errorf("%s with %s: %v, want ErrInvalid naming %q", op, tc.name, err, tc.field)
+			}
+		}
+	}
+	for name, call := range map[string]func() error{
+		"Inspect":                       func() error { _, err := s.Inspect(ctx, coordinator.Resource{Type: "Bad:Type", ID: "1"}); return err },
+		"ReleaseAll of an empty owner":  func() error { _, err := s.ReleaseAll(ctx, "", "v-2"); return err },
+		"ReleaseAll with a bad request": func() error { _, err := s.ReleaseAll(ctx, "w", "v 2"); return err },
+	} {
+		if err := call(); !errors.Is(err, coordinator.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+	if _, err := s.Inspect(ctx, good.Resource); !errors.Is(err, coordinator.ErrNotHeld) {
+		t.Fatalf("an invalid call took the resource: %v", err)
+	}
+}
+
+// testReleaseMemoPerResource: a release's memory of its request id
+// answers only a retry of that release of that resource (issue 12.6: a
+// request id reused within the retry window for another resource of the
+// partition made its release return the first one's reply, count 0 and
+// the old token, and release nothing).
+func testReleaseMemoPerResource(t *testing.T, h Harness) {
+	ctx, s, _ := setup(t, h)
+	// 40 resources: with up to 16 partitions (and any partitioning), many
+	// share one
+	var rs []coordinator.Resource
+	var tokens []uint64
+	for i := range 40 {
+		r := coordinator.Resource{Type: "job", ID: "memo-" + strconv.Itoa(i)}
+		l := need(t)(s.Acquire(ctx, coordinator.Request{Resource: r, Owner: "w1", TTL: time.Minute, RequestID: "acq-" + strconv.Itoa(i)}))
+		rs, tokens = append(rs, r), append(tokens, l.Token)
+	}
+	for i, r := range rs {
+		l := need(t)(s.Release(ctx, coordinator.Request{Resource: r, Owner: "w1", RequestID: "same-id"}))
+		if l.Resource != r || l.Token != tokens[i] || l.Count != 0 {
+			t.Fatalf("release of %s with a request id used before for another resource = %+v, want its own lease (token %d) released", r, l, tokens[i])
+		}
+		if _, err := s.Inspect(ctx, r); !errors.Is(err, coordinator.ErrNotHeld) {
+			t.Fatalf("%s still held after its release: %v", r, err)
+		}
+	}
+	// a retry of each release is still answered with its own first reply
+	for i, r := range rs {
+		if l := need(t)(s.Release(ctx, coordinator.Request{Resource: r, Owner: "w1", RequestID: "same-id"})); l.Token != tokens[i] || l.Count != 0 {
+			t.Fatalf("retried release of %s = %+v, want token %d", r, l, tokens[i])
+		}
 	}
 }

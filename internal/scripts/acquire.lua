@@ -19,11 +19,19 @@
 --   applied, the lease as it stands), 0 conflict (the holder's lease).
 --   token is a decimal string: Lua numbers are doubles (integer replies
 --   of count and times, below 2^53, keep every digit).
+--   An error reply ("ERR lockcoord: ...") changed nothing: a corrupt
+--   lease hash, a fence counter out of range, a stream that refused the
+--   event (see lib.lua).
+--
+-- Order: read and check everything (the lease, the fence), append the
+-- event, then write the lease and the indexes, which cannot fail once
+-- the reads succeeded (the fence, written by SET ... GET before the
+-- event, is put back when the event is refused).
 --
 -- Cost: every redis.call is a command for Redis to look up, run and
 -- convert back to Lua, so the script issues as few as it can: a conflict
 -- is one HMGET (+ GET SET for a waiter), a fresh acquisition HMGET TIME
--- SET HSET PEXPIRE SADD PTTL (+ GET [SET|DEL] for a waiter, + XADD). The
+-- SET XADD HSET PEXPIRE SADD PTTL (+ GET [SET|DEL] for a waiter). The
 -- waiter queue is a plain string, so the scripts need no command beyond
 -- those of the worker's ACL in docs/operations.md. The owner index keeps an empty-string member, so that it is not
 -- deleted and created again with each lease of an owner that holds one at
@@ -37,7 +45,8 @@
 -- of lib.lua, which package scripts prepends when it builds the script.
 
 local owner, req, waiter = ARGV[1], ARGV[3], ARGV[7]
-local h = read_lease(KEYS[1])
+local h, why = read_lease(KEYS[1])
+if not h then return fail(why) end
 local held = h[1]
 
 -- queue the waiter at the end, unless queued (it keeps its place); the
@@ -55,7 +64,7 @@ end
 if held and held ~= owner then
   if waiter ~= '' then
     -- the release that deletes the lease notifies the first waiter alone
-    enqueue(redis.call('GET', KEYS[5]))
+    enqueue(read_queue(KEYS[5]))
   end
   return lease_reply(0, h)
 end
@@ -67,7 +76,7 @@ local maxlen = ARGV[6]
 -- more of its coordinator's waiters wait
 local function dequeue()
   if waiter == '' then return end
-  local q = redis.call('GET', KEYS[5])
+  local q = read_queue(KEYS[5])
   if ARGV[8] == '1' then
     enqueue(q)
     return
@@ -84,48 +93,41 @@ if held then
   if find(list, req) then
     return lease_reply(3, h)
   end
-  local now = now_ms()
+  local now = redis_time()
   local count = tonumber(h[2]) + 1
   local count_s = fmt('%d', count)
   local expires = math.max(tonumber(h[5]), now + ttl)
   local expires_s, left = fmt('%d', expires), expires - now
+  why = append_event(KEYS[3], maxlen,
+    'event', 'reentered', 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,
+    'token', h[3], 'count', count_s, 'at', fmt('%d', now),
+    'acquired_at', h[4], 'expires_at', expires_s, 'req', req)
+  if why then return fail(why) end
   redis.call('HSET', KEYS[1], 'count', count_s, 'expires_at', expires_s, 'req', remember(list, req))
   redis.call('PEXPIRE', KEYS[1], fmt('%d', left))
   raise_ttl(KEYS[4], left)
   dequeue()
-  if maxlen ~= '0' then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
-      'event', 'reentered', 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,
-      'token', h[3], 'count', count_s, 'at', fmt('%d', now),
-      'acquired_at', h[4], 'expires_at', expires_s, 'req', req)
-  end
   return {2, owner, count, h[3], tonumber(h[4]), expires}
 end
 
--- a free resource. token = max(last + 1, now_us), in one command when the
--- clock is ahead of the last token (always, but for acquisitions within a
--- microsecond or a clock that went back): set the counter to now_us,
--- reading last
-local t = redis.call('TIME')
-local now_us = t[1] * 1000000 + t[2]
-local now = math.floor(now_us / 1000)
-local token = fmt('%d', now_us)
-local last = tonumber(redis.call('SET', KEYS[2], token, 'GET') or '0')
-if last >= now_us then
-  token = fmt('%d', last + 1)
-  redis.call('SET', KEYS[2], token)
-end
+-- a free resource: token = max(last + 1, now_us) (next_token)
+local now, now_us = redis_time()
+local token, undo
+token, undo, why = next_token(KEYS[2], now_us)
+if not token then return fail(why) end
 local now_s, expires_s = fmt('%d', now), fmt('%d', now + ttl)
+why = append_event(KEYS[3], maxlen,
+  'event', 'acquired', 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,
+  'token', token, 'count', '1', 'at', now_s,
+  'acquired_at', now_s, 'expires_at', expires_s, 'req', req)
+if why then
+  undo()
+  return fail(why)
+end
 redis.call('HSET', KEYS[1], 'owner', owner, 'count', '1', 'token', token,
   'acquired_at', now_s, 'expires_at', expires_s, 'req', req)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('SADD', KEYS[4], ARGV[4] .. '/' .. ARGV[5], '')
+index_add(KEYS[4], ARGV[4] .. '/' .. ARGV[5])
 raise_ttl(KEYS[4], ttl)
 dequeue()
-if maxlen ~= '0' then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*',
-    'event', 'acquired', 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,
-    'token', token, 'count', '1', 'at', now_s,
-    'acquired_at', now_s, 'expires_at', expires_s, 'req', req)
-end
 return {1, owner, 1, token, now, now + ttl}

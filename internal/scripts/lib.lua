@@ -39,10 +39,62 @@ local function remember(l, req)
   return req
 end
 
+-- an error reply. Each script reads and checks everything that can fail
+-- before its first write, so an error reply means the script changed
+-- nothing.
+local function fail(msg)
+  return redis.error_reply('ERR lockcoord: ' .. msg)
+end
+
+-- whether a pcall'd command failed (its reply is an error table)
+local function failed(r)
+  return type(r) == 'table' and r.err ~= nil
+end
+
+-- whether v is 1 to n decimal digits
+local function digits(v, n)
+  return type(v) == 'string' and #v >= 1 and #v <= n and string.find(v, '^%d+$') ~= nil
+end
+
+-- whether v is a fencing token: a decimal integer from 1 to 2^63 - 1
+-- (a bigint in the pgaudit ledger), without leading zeros
+local function is_token(v)
+  return digits(v, 19) and string.byte(v, 1) ~= 48 and (#v < 19 or v <= '9223372036854775807')
+end
+
+-- why the fields f (HMGET owner count token acquired_at expires_at) of
+-- lease key are not those of a lease the scripts wrote, or nil
+local function lease_fault(key, f)
+  local bad
+  if type(f[1]) ~= 'string' or f[1] == '' then
+    bad = 'owner'
+  elseif not digits(f[2], 15) or tonumber(f[2]) < 1 then
+    bad = 'count'
+  elseif not is_token(f[3]) then
+    bad = 'token'
+  elseif not digits(f[4], 15) then
+    bad = 'acquired_at'
+  elseif not digits(f[5], 15) then
+    bad = 'expires_at'
+  else
+    return nil
+  end
+  local v = f[({owner = 1, count = 2, token = 3, acquired_at = 4, expires_at = 5})[bad]]
+  if type(v) ~= 'string' then return 'corrupt lease ' .. key .. ': field ' .. bad .. ' missing' end
+  return 'corrupt lease ' .. key .. ': field ' .. bad .. ' = ' .. fmt('%q', v)
+end
+
 -- the lease in lock hash key: {owner, count, token, acquired_at,
--- expires_at, request ids}, owner false when the resource is free (HMGET)
+-- expires_at, request ids}, owner false when the resource is free
+-- (HMGET); or nil and why the key is corrupt (not a hash, or a field that
+-- no script wrote: see lease_fault)
 local function read_lease(key)
-  return redis.call('HMGET', key, 'owner', 'count', 'token', 'acquired_at', 'expires_at', 'req')
+  local h = redis.pcall('HMGET', key, 'owner', 'count', 'token', 'acquired_at', 'expires_at', 'req')
+  if failed(h) then return nil, 'corrupt lease ' .. key .. ': ' .. h.err end
+  if not (h[1] or h[2] or h[3] or h[4] or h[5]) then return h end
+  local why = lease_fault(key, h)
+  if why then return nil, why end
+  return h
 end
 
 -- the reply {status, owner, count, token, acquired_at_ms, expires_at_ms}
@@ -51,10 +103,101 @@ local function lease_reply(status, h)
   return {status, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
 end
 
--- Redis time in milliseconds (TIME)
-local function now_ms()
+-- the decimal string n + 1, n being decimal digits
+local function incr(n)
+  local i = #n
+  while i > 0 and string.byte(n, i) == 57 do i = i - 1 end -- trailing 9s
+  if i == 0 then return '1' .. string.rep('0', #n) end
+  return string.sub(n, 1, i - 1) .. string.char(string.byte(n, i) + 1) .. string.rep('0', #n - i)
+end
+
+-- whether decimal integer a < b, both without leading zeros
+local function less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+
+-- take the next fencing token from the fence counter key: max(last + 1,
+-- now_us), computed exactly on decimal strings (now_us is Redis TIME in
+-- microseconds as a decimal string). SET ... GET writes now_us and reads
+-- last in one command; a second SET fixes a clock behind last. Returns
+-- the token and a function that puts the counter back as it was (for a
+-- later failure before the token is handed out), or nil and why: a
+-- counter that is not a string, or not a decimal integer from 0 to
+-- 2^63 - 2 (the token must fit a bigint), is corrupt and left as it is;
+-- the SET may also be refused (Redis out of memory).
+local function next_token(key, now_us)
+  local old = redis.pcall('SET', key, now_us, 'KEEPTTL', 'GET')
+  if failed(old) then
+    if string.find(old.err, '^WRONGTYPE') then return nil, nil, 'corrupt fence ' .. key .. ': ' .. old.err end
+    return nil, nil, 'fence ' .. key .. ': ' .. old.err -- out of memory
+  end
+  local function undo()
+    if old then
+      redis.call('SET', key, old, 'KEEPTTL')
+    else
+      redis.call('DEL', key)
+    end
+  end
+  local last = '0'
+  if old then last = string.gsub(old, '^0+(%d)', '%1') end
+  if not digits(last, 19) or (#last == 19 and last > '9223372036854775806') then
+    undo()
+    return nil, nil, 'corrupt fence ' .. key .. ' holds ' .. fmt('%q', old) ..
+      ': outside the exact range (a decimal integer from 0 to 9223372036854775806)'
+  end
+  local nxt = incr(last)
+  if less(now_us, nxt) then
+    redis.call('SET', key, nxt, 'KEEPTTL')
+    return nxt, undo
+  end
+  return now_us, undo
+end
+
+-- append an event (field value ...) to stream key, capped at about maxlen
+-- entries (XADD MAXLEN ~), unless maxlen is "0" (the outbox is off).
+-- Returns nil, or why the stream refused it (a key of another type, its
+-- id space exhausted, Redis out of memory): every script appends its
+-- event before its other writes, so that a refusal changes nothing.
+local function append_event(key, maxlen, ...)
+  if maxlen == '0' then return nil end
+  local r = redis.pcall('XADD', key, 'MAXLEN', '~', maxlen, '*', ...)
+  if failed(r) then return 'outbox ' .. key .. ': ' .. r.err end
+  return nil
+end
+
+-- add member (and the empty-string placeholder) to the owner index key,
+-- a set; a key of another type (hand-edited) is replaced
+local function index_add(key, member)
+  if failed(redis.pcall('SADD', key, member, '')) then
+    redis.call('DEL', key)
+    redis.call('SADD', key, member, '')
+  end
+end
+
+-- remove member from the owner index key; a key of another type is
+-- deleted
+local function index_remove(key, member)
+  if failed(redis.pcall('SREM', key, member)) then
+    redis.call('DEL', key)
+  end
+end
+
+-- the waiter queue in key, or nil when there is none; a key of another
+-- type (hand-edited) reads as none, and the next write of the queue
+-- replaces it
+local function read_queue(key)
+  local q = redis.pcall('GET', key)
+  if failed(q) or not q then return nil end
+  return q
+end
+
+-- Redis time (TIME): milliseconds, a number, and microseconds, a
+-- decimal string (exact: below 2^53 until the year 2255)
+local function redis_time()
   local t = redis.call('TIME')
-  return t[1] * 1000 + math.floor(t[2] / 1000)
+  local us = t[1] * 1000000 + t[2]
+  return math.floor(us / 1000), fmt('%d', us)
 end
 
 -- raise the TTL of an owner index to twice ms when it falls below ms (a

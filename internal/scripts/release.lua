@@ -3,7 +3,7 @@
 -- KEYS[1] lock hash      <prefix>:{p}:lock:<type>:<id>
 -- KEYS[2] event stream   <prefix>:{p}:events
 -- KEYS[3] owner index    <prefix>:{p}:owner:<owner>
--- KEYS[4] request memo   <prefix>:{p}:req:<request id>  (remembers a release that deleted the lease)
+-- KEYS[4] request memo   <prefix>:{p}:req:<type>:<id>/<request id>  (remembers a release that deleted the lease)
 -- KEYS[5] waiter queue   <prefix>:{p}:waiters:<type>:<id>  (see acquire.lua)
 -- ARGV[1] owner (for force: the holder the admin saw; a different holder is not touched)
 -- ARGV[2] request id (no spaces)
@@ -11,7 +11,7 @@
 -- ARGV[4] resource id
 -- ARGV[5] stream MAXLEN ~ cap; 0 switches the outbox off
 -- ARGV[6] mode: "one" drops one hold, "all" every hold, "force" every hold as an admin
---         (event "forced")
+--         (event "forced"), and a corrupt lease key whatever its type, contents or owner
 -- ARGV[7] how long the request memo lives, milliseconds
 -- ARGV[8] release notification: 0 none, 1 PUBLISH, 2 SPUBLISH (Cluster)
 -- ARGV[9] notification channel <prefix>:{p}:released; the message is "type/id", sent on
@@ -24,45 +24,74 @@
 --   releaser's own waiters (ARGV[10]), 2 decremented, 3 repeated request
 --   id (nothing applied, the first reply), 0 held by another owner (the
 --   holder's lease), -1 free. token is a decimal string.
+--   An error reply ("ERR lockcoord: ...") changed nothing: a corrupt
+--   lease (but for force), a stream that refused the event (see lib.lua).
+--   Force of a corrupt lease replies status 1 with the fields that could
+--   be read ("" and 0 for the others).
 --
 -- The memo is a string "<token> <acquired_at> <expires_at> <owner>"
--- written with one SET PX. A release that deletes a lease runs GET HMGET
--- DEL SREM SET GET PUBLISH (+ TIME XADD): every redis.call costs, see
--- acquire.lua. With no queued waiter the message goes to the partition's
--- channel, which every waiting coordinator hears (those that do not queue
--- too); with one, to that waiter's channel alone (with PUBLISH, to the
--- first queued waiter that somebody listens for, else to the partition's
--- channel).
+-- written with one SET PX; it is the resource's, so that it answers only
+-- a retry of the same release of the same resource. A release that
+-- deletes a lease runs GET HMGET TIME XADD DEL SREM SET GET PUBLISH:
+-- every redis.call costs, see acquire.lua. With no queued waiter the
+-- message goes to the partition's channel, which every waiting
+-- coordinator hears (those that do not queue too); with one, to that
+-- waiter's channel alone (with PUBLISH, to the first queued waiter that
+-- somebody listens for, else to the partition's channel).
+--
+-- Order: read and check everything, append the event, then write, which
+-- cannot fail once the reads succeeded (a memo, owner index or queue key
+-- of another type is read as absent and replaced).
 --
 -- The helpers it calls (find, cut, remember, read_lease, ...) are those
 -- of lib.lua, which package scripts prepends when it builds the script.
 
 local owner, req, mode = ARGV[1], ARGV[2], ARGV[6]
 local maxlen = ARGV[5]
+local member = ARGV[3] .. '/' .. ARGV[4]
 
-local memo = redis.call('GET', KEYS[4])
-if memo then
+local memo = redis.pcall('GET', KEYS[4])
+if type(memo) == 'string' then
   local token, acq, exp, holder = string.match(memo, '^(%d+) (%d+) (%d+) (.*)$')
-  return {3, holder, 0, token, tonumber(acq), tonumber(exp)}
+  if token then
+    return {3, holder, 0, token, tonumber(acq), tonumber(exp)}
+  end
 end
 
-local h = read_lease(KEYS[1])
-local held = h[1]
-if not held then
-  redis.call('SREM', KEYS[3], ARGV[3] .. '/' .. ARGV[4])
-  return {-1}
-end
-if held ~= owner then
-  redis.call('SREM', KEYS[3], ARGV[3] .. '/' .. ARGV[4])
-  return lease_reply(0, h)
-end
-local list = h[6] or ''
-if find(list, req) then
-  return lease_reply(3, h)
+local h, why = read_lease(KEYS[1])
+local held, count, list
+local raw -- force of a corrupt lease: its fields as they were
+if h then
+  held = h[1]
+  if not held then
+    index_remove(KEYS[3], member)
+    return {-1}
+  end
+  if held ~= owner then
+    index_remove(KEYS[3], member)
+    return lease_reply(0, h)
+  end
+  list = h[6] or ''
+  if find(list, req) then
+    return lease_reply(3, h)
+  end
+  count = tonumber(h[2]) - 1
+elseif mode == 'force' then
+  -- a corrupt lease key, whatever its type: removed, its event carrying
+  -- the fields as they were ("" where none could be read), its reply
+  -- and memo those that are well formed ("" and 0 for the others)
+  local f = redis.pcall('HMGET', KEYS[1], 'owner', 'token', 'acquired_at', 'expires_at')
+  if failed(f) then f = {} end
+  local function text(v) if type(v) == 'string' then return v end return '' end
+  raw = {text(f[1]), text(f[2]), text(f[3]), text(f[4])}
+  local function good(v, ok) if ok then return v end return '0' end
+  h = {raw[1], '0', good(raw[2], is_token(raw[2])), good(raw[3], digits(raw[3], 15)), good(raw[4], digits(raw[4], 15))}
+  held, count = raw[1], 0
+else
+  return fail(why)
 end
 
 local handed = false -- the lease went to the releaser's own waiters
-local count = tonumber(h[2]) - 1
 local name = 'decremented'
 if mode ~= 'one' or count <= 0 then
   count = 0
@@ -71,17 +100,24 @@ if mode ~= 'one' or count <= 0 then
 end
 local count_s = fmt('%d', count)
 
+local ev = raw or {held, h[3], h[4], h[5]}
+why = append_event(KEYS[2], maxlen,
+  'event', name, 'type', ARGV[3], 'id', ARGV[4], 'owner', ev[1],
+  'token', ev[2], 'count', count_s, 'at', fmt('%d', (redis_time())),
+  'acquired_at', ev[3], 'expires_at', ev[4], 'req', req)
+if why then return fail(why) end
+
 if count > 0 then
   redis.call('HSET', KEYS[1], 'count', count_s, 'req', remember(list, req))
 else
   redis.call('DEL', KEYS[1])
-  redis.call('SREM', KEYS[3], ARGV[3] .. '/' .. ARGV[4])
+  index_remove(KEYS[3], member)
   redis.call('SET', KEYS[4], h[3] .. ' ' .. h[4] .. ' ' .. h[5] .. ' ' .. held, 'PX', ARGV[7])
   local note = ARGV[8]
   if note ~= '0' then
-    local msg = ARGV[3] .. '/' .. ARGV[4]
+    local msg = member
     local sent = false
-    local q = redis.call('GET', KEYS[5])
+    local q = read_queue(KEYS[5])
     if q then
       -- hand the lease to the releaser's own waiters if it is the first
       -- queued (status 4: it wakes them itself), else to the first queued
@@ -101,12 +137,6 @@ else
       redis.call('SPUBLISH', ARGV[9], msg)
     end
   end
-end
-if maxlen ~= '0' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
-    'event', name, 'type', ARGV[3], 'id', ARGV[4], 'owner', held,
-    'token', h[3], 'count', count_s, 'at', fmt('%d', now_ms()),
-    'acquired_at', h[4], 'expires_at', h[5], 'req', req)
 end
 local status = 2
 if handed then status = 4 elseif count == 0 then status = 1 end

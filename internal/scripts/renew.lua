@@ -15,17 +15,21 @@
 --   0 held by another owner (the holder's lease), -1 free (no lease),
 --   -2 the owner holds a lease with another token (that lease).
 --   token is a decimal string.
+--   An error reply ("ERR lockcoord: ...") changed nothing: a corrupt
+--   lease hash, a stream that refused the event (see lib.lua).
 --
--- A renewal runs HMGET TIME HSET PEXPIRE PTTL (+ XADD); the owner index's
--- TTL is raised to twice the lease's when it falls below it (see
--- acquire.lua).
+-- A renewal runs HMGET TIME XADD HSET PEXPIRE PTTL, in that order: the
+-- event goes first, so that a stream that refuses it leaves the lease as
+-- it was; the owner index's TTL is raised to twice the lease's when it
+-- falls below it (see acquire.lua).
 --
 -- The helpers it calls (find, cut, remember, read_lease, ...) are those
 -- of lib.lua, which package scripts prepends when it builds the script.
 
 local owner, req = ARGV[1], ARGV[3]
 
-local h = read_lease(KEYS[1])
+local h, why = read_lease(KEYS[1])
+if not h then return fail(why) end
 local held = h[1]
 if not held then
   return {-1}
@@ -42,15 +46,14 @@ if find(list, req) then
 end
 
 local ttl = tonumber(ARGV[2])
-local now = now_ms()
+local now = redis_time()
 local expires_s = fmt('%d', now + ttl)
+why = append_event(KEYS[2], ARGV[6],
+  'event', 'renewed', 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,
+  'token', h[3], 'count', h[2], 'at', fmt('%d', now),
+  'acquired_at', h[4], 'expires_at', expires_s, 'req', req)
+if why then return fail(why) end
 redis.call('HSET', KEYS[1], 'expires_at', expires_s, 'req', remember(list, req))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 raise_ttl(KEYS[3], ttl)
-if ARGV[6] ~= '0' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*',
-    'event', 'renewed', 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,
-    'token', h[3], 'count', h[2], 'at', fmt('%d', now),
-    'acquired_at', h[4], 'expires_at', expires_s, 'req', req)
-end
 return {1, owner, tonumber(h[2]), h[3], tonumber(h[4]), now + ttl}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,16 +163,166 @@ func TestLibKeys(t *testing.T) {
 		if want := []any{int64(2), "w", int64(2), "123456789012345678", int64(10), int64(20)}; !slices.Equal(got.([]any), want) {
 			t.Fatalf("lease_reply = %v, want %v", got, want)
 		}
-		// now_ms: Redis time
-		ms := lua(t, c, `return now_ms()`).(int64)
+		// redis_time: Redis time, in ms and, exactly, in µs
+		got = lua(t, c, `local ms, us = redis_time() return {ms, us}`)
+		ms, us := got.([]any)[0].(int64), got.([]any)[1].(string)
 		if d := time.Since(time.UnixMilli(ms)); d < -time.Minute || d > time.Minute {
-			t.Fatalf("now_ms %d is not near now", ms)
+			t.Fatalf("redis_time %d is not near now", ms)
+		}
+		if n, err := strconv.ParseInt(us, 10, 64); err != nil || n/1000 != ms {
+			t.Fatalf("redis_time µs %q, ms %d", us, ms)
 		}
 		// notify_first with PUBLISH and nobody listening: every waiter is
 		// skipped
 		got = lua(t, c, `local q, sent = notify_first('a b', '1', 'ch', 'm') return {q, tostring(sent)}`)
 		if want := []any{"", "false"}; !slices.Equal(got.([]any), want) {
 			t.Fatalf("notify_first with PUBLISH = %v, want %v", got, want)
+		}
+	})
+}
+
+// TestLibNumbers: decimal strings are checked and counted exactly, beyond
+// the integers a double holds.
+func TestLibNumbers(t *testing.T) {
+	onBoth(t, func(t *testing.T, c *redis.Client) {
+		for body, want := range map[string]string{
+			`return tostring(digits('123', 3))`:                             "true",
+			`return tostring(digits('1234', 3))`:                            "false",
+			`return tostring(digits('', 3))`:                                "false",
+			`return tostring(digits('1.5', 3))`:                             "false",
+			`return tostring(digits('-1', 3))`:                              "false",
+			`return tostring(digits(false, 3))`:                             "false",
+			`return tostring(is_token('9223372036854775807'))`:              "true",
+			`return tostring(is_token('9223372036854775808'))`:              "false",
+			`return tostring(is_token('0'))`:                                "false",
+			`return tostring(is_token('017'))`:                              "false",
+			`return tostring(is_token('17'))`:                               "true",
+			`return incr('0')`:                                              "1",
+			`return incr('9')`:                                              "10",
+			`return incr('9007199254740993')`:                               "9007199254740994",
+			`return incr('1299')`:                                           "1300",
+			`return incr('9223372036854775806')`:                            "9223372036854775807",
+			`return tostring(less('99', '100'))`:                            "true",
+			`return tostring(less('100', '99'))`:                            "false",
+			`return tostring(less('9007199254740993', '9007199254740994'))`: "true",
+			`return tostring(less('5', '5'))`:                               "false",
+		} {
+			if got := lua(t, c, body); got != want {
+				t.Errorf("%s = %q, want %q", body, got, want)
+			}
+		}
+	})
+}
+
+// TestLibChecks: what the scripts refuse to change, and the keys they
+// replace rather than fail on.
+func TestLibChecks(t *testing.T) {
+	onBoth(t, func(t *testing.T, c *redis.Client) {
+		ctx := context.Background()
+		// next_token: max(last + 1, now), exact; the counter put back by
+		// undo; a corrupt counter refused and left as it was
+		if err := c.Set(ctx, "fence", "9007199254740993", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := lua(t, c, `local tok, undo = next_token(KEYS[1], '5') return tok`, "fence"); got != "9007199254740994" {
+			t.Fatalf("next_token above the clock = %v", got)
+		}
+		if got := lua(t, c, `local tok, undo = next_token(KEYS[1], '9007199254740999') undo() return tok`, "fence"); got != "9007199254740999" {
+			t.Fatalf("next_token below the clock = %v", got)
+		}
+		if v := c.Get(ctx, "fence").Val(); v != "9007199254740994" {
+			t.Fatalf("fence after undo = %q", v)
+		}
+		if got := lua(t, c, `local tok, undo = next_token(KEYS[1], '7') undo() return tok`, "nofence"); got != "7" {
+			t.Fatalf("next_token without a counter = %v", got)
+		}
+		if n := c.Exists(ctx, "nofence").Val(); n != 0 {
+			t.Fatal("undo left a counter that was not there")
+		}
+		for _, v := range []string{"abc", "-1", "9223372036854775807", "1e3"} {
+			if err := c.Set(ctx, "fence", v, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			got := lua(t, c, `local tok, undo, why = next_token(KEYS[1], '5') return {tostring(tok), why}`, "fence").([]any)
+			if got[0] != "nil" || !strings.HasPrefix(got[1].(string), "corrupt fence fence holds ") {
+				t.Errorf("next_token with fence %q = %v", v, got)
+			}
+			if now := c.Get(ctx, "fence").Val(); now != v {
+				t.Errorf("a refused next_token left the fence %q, was %q", now, v)
+			}
+		}
+		c.Del(ctx, "fence")
+		c.HSet(ctx, "fence", "a", "1")
+		got := lua(t, c, `local tok, undo, why = next_token(KEYS[1], '5') return why`, "fence")
+		if !strings.HasPrefix(got.(string), "corrupt fence fence: WRONGTYPE") {
+			t.Errorf("next_token with a hash = %v", got)
+		}
+
+		// read_lease: a lease, a free key, and the faults
+		c.HSet(ctx, "lock", "owner", "w", "count", "2", "token", "17", "acquired_at", "10", "expires_at", "20")
+		if got := lua(t, c, `local h, why = read_lease(KEYS[1]) return {h[1], tostring(why)}`, "lock"); !slices.Equal(got.([]any), []any{"w", "nil"}) {
+			t.Errorf("read_lease of a lease = %v", got)
+		}
+		for field, v := range map[string]string{"owner": "", "count": "x", "token": "0", "acquired_at": "-1", "expires_at": "1.5"} {
+			c.HSet(ctx, "bad", "owner", "w", "count", "2", "token", "17", "acquired_at", "10", "expires_at", "20", field, v)
+			want := "corrupt lease bad: field " + field + " = \"" + v + "\""
+			if got := lua(t, c, `local h, why = read_lease(KEYS[1]) return why`, "bad"); got != want {
+				t.Errorf("read_lease with %s=%q: %v, want %q", field, v, got, want)
+			}
+			c.Del(ctx, "bad")
+		}
+		c.HSet(ctx, "bad", "count", "2")
+		if got := lua(t, c, `local h, why = read_lease(KEYS[1]) return why`, "bad"); got != "corrupt lease bad: field owner missing" {
+			t.Errorf("read_lease without owner: %v", got)
+		}
+		c.Del(ctx, "bad")
+		c.Set(ctx, "bad", "x", 0)
+		if got := lua(t, c, `local h, why = read_lease(KEYS[1]) return why`, "bad"); !strings.HasPrefix(got.(string), "corrupt lease bad: WRONGTYPE") {
+			t.Errorf("read_lease of a string: %v", got)
+		}
+
+		// append_event: off, on, refused
+		if got := lua(t, c, `return tostring(append_event(KEYS[1], '0', 'a', 'b'))`, "stream"); got != "nil" {
+			t.Errorf("append_event with the outbox off = %v", got)
+		}
+		if n := c.Exists(ctx, "stream").Val(); n != 0 {
+			t.Error("append_event with the outbox off wrote")
+		}
+		if got := lua(t, c, `return tostring(append_event(KEYS[1], '10', 'a', 'b'))`, "stream"); got != "nil" || c.XLen(ctx, "stream").Val() != 1 {
+			t.Errorf("append_event = %v", got)
+		}
+		if got := lua(t, c, `return append_event(KEYS[1], '10', 'a', 'b')`, "bad"); !strings.HasPrefix(got.(string), "outbox bad: WRONGTYPE") {
+			t.Errorf("append_event to a string = %v", got)
+		}
+
+		// index_add, index_remove, read_queue: a key of another type
+		c.Set(ctx, "idx", "x", 0)
+		lua(t, c, `index_add(KEYS[1], 'plan/1') return 0`, "idx")
+		if m := c.SMembers(ctx, "idx").Val(); !slices.Equal(slices.Sorted(slices.Values(m)), []string{"", "plan/1"}) {
+			t.Errorf("index_add over a string: %q", m)
+		}
+		lua(t, c, `index_remove(KEYS[1], 'plan/1') return 0`, "idx")
+		if m := c.SMembers(ctx, "idx").Val(); !slices.Equal(m, []string{""}) {
+			t.Errorf("index_remove: %q", m)
+		}
+		c.Del(ctx, "idx")
+		c.RPush(ctx, "idx", "x")
+		lua(t, c, `index_remove(KEYS[1], 'plan/1') return 0`, "idx")
+		if n := c.Exists(ctx, "idx").Val(); n != 0 {
+			t.Error("index_remove left a list")
+		}
+		c.RPush(ctx, "q", "x")
+		if got := lua(t, c, `return tostring(read_queue(KEYS[1]))`, "q"); got != "nil" {
+			t.Errorf("read_queue of a list = %v", got)
+		}
+		c.Del(ctx, "q")
+		c.Set(ctx, "q", "a b", 0)
+		if got := lua(t, c, `return read_queue(KEYS[1])`, "q"); got != "a b" {
+			t.Errorf("read_queue = %v", got)
+		}
+		// fail: an error reply
+		if _, err := c.Eval(ctx, libSrc+`return fail('x')`, nil).Result(); err == nil || err.Error() != "ERR lockcoord: x" {
+			t.Errorf("fail = %v", err)
 		}
 	})
 }

@@ -20,7 +20,7 @@
 -- The helpers it calls (find, cut, remember, read_lease, ...) are those
 -- of lib.lua, which package scripts prepends when it builds the script.
 
-local q = redis.call('GET', KEYS[1])
+local q = read_queue(KEYS[1])
 if not q then return 0 end
 
 local s, e = find(q, ARGV[1])
