@@ -137,10 +137,11 @@ which takes its Redis, Postgres and prefix from its command line only):
   lockctl acquire plan/42 --owner worker-1 --ttl 30s
   LOCKCOORD_REDIS_URL=redis://10.0.0.5:6379/0 lockctl list --type plan
   lockctl run plan/42 --owner nightly -- ./rebuild.sh`,
-		SilenceUsage:      true,
-		SilenceErrors:     true,
-		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		Version:       versionString(readBuildInfo()),
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("%v (see %s --help)", err, c.CommandPath())
 	})

@@ -80,8 +80,7 @@ func TestClusterAndSentinelURLs(t *testing.T) {
 				c.run("acquire", r.String(), "--owner", "w1", "--ttl", "5m").want(t, ExitOK)
 			}
 			c.run("acquire", rs[0].String(), "--owner", "w2").want(t, ExitConflict)
-			var leases []map[string]any
-			c.run("list", "--json").want(t, ExitOK).json(t, &leases)
+			leases := jsonLines[map[string]any](t, c.run("list", "--json").want(t, ExitOK))
 			if len(leases) != len(rs) {
 				t.Fatalf("list shows %d leases, want %d", len(leases), len(rs))
 			}
@@ -137,7 +136,7 @@ func TestClusterAndSentinelURLs(t *testing.T) {
 			for _, r := range rs {
 				c.run("release", r.String(), "--owner", "w1").want(t, ExitOK)
 			}
-			c.run("list", "--json").want(t, ExitOK).json(t, &leases)
+			leases = jsonLines[map[string]any](t, c.run("list", "--json").want(t, ExitOK))
 			if len(leases) != 0 {
 				t.Fatalf("%d leases left after release", len(leases))
 			}

@@ -37,7 +37,7 @@ records why it still fails. Correct an entry first with an UPDATE of its
 fields column (docs/operations.md shows how); dismiss one with an UPDATE
 of resolved_at and resolution.
 
-Exit status: 0, 2 bad input, 4 Redis or Postgres unreachable, 6 refused.`,
+Exit status: 0; ` + commonExits + `.`,
 		Example: `  lockctl dead-letters
   lockctl dead-letters --json | jq '.entries[].reason'
   lockctl dead-letters --replay`,

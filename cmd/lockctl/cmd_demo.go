@@ -60,8 +60,7 @@ its role needs CREATE on the database), migrates and mirrors into it, and
 drops it at the end unless --keep-schema is given: it writes into no other
 schema. The summary's header names the Redis, the prefix and the schema.
 
-Exit status: 0 every invariant held, 1 an invariant failed, 2 bad flag,
-4 Redis or Postgres unreachable.`
+Exit status: 0 every invariant held, 8 an invariant failed; ` + commonExits + `.`
 
 func (a *app) demoCmd() *cobra.Command {
 	df := &demoFlags{}
@@ -245,7 +244,7 @@ func (a *app) reportDemo(sum demo.Summary, asJSON bool) error {
 				failed = append(failed, inv.Name)
 			}
 		}
-		return exitWith(ExitInternal, errors.New("demo: invariant failed: "+strings.Join(failed, "; ")))
+		return exitWith(ExitUnhealthy, errors.New("demo: invariant failed: "+strings.Join(failed, "; ")))
 	}
 	return nil
 }

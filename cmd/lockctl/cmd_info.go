@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,36 +17,67 @@ import (
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
-// Without it, lockctl reports the module version from the build info.
+// Without it, lockctl reports the module version from the build info, or
+// the VCS revision it was built from.
 var version = ""
 
-// versionString returns the version, VCS revision and Go version.
-func versionString() string {
-	v, rev := version, ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "" {
-			v = bi.Main.Version
-		}
+// readBuildInfo returns the build information of the binary (nil when
+// it has none).
+func readBuildInfo() *debug.BuildInfo {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return nil
+	}
+	return bi
+}
+
+// versionString returns "lockctl <version> <Go version> <os>/<arch>". The
+// version is, in order: -X main.version; the module version of the build
+// info (go install module@v1.2.3); the VCS revision and time the binary
+// was built from (go build in a checkout: "devel 0123456789ab
+// 2026-05-01T10:00:00Z", "+dirty" when the tree had changes); else
+// "devel (no version or VCS information in the build)".
+func versionString(bi *debug.BuildInfo) string {
+	v := version
+	if v == "" && bi != nil && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	if v == "" && bi != nil {
+		var rev, at, dirty string
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				rev = " " + s.Value[:12]
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				at = " " + s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "+dirty"
+				}
 			}
+		}
+		if rev != "" {
+			v = "devel " + rev[:min(12, len(rev))] + dirty + at
 		}
 	}
 	if v == "" {
-		v = "(devel)"
+		v = "devel (no version or VCS information in the build)"
 	}
-	return fmt.Sprintf("lockctl %s%s %s %s/%s", v, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("lockctl %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 func (a *app) versionCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:     "version",
-		Short:   "Print the version of lockctl",
-		Example: "  lockctl version",
+		Use:   "version",
+		Short: "Print the version of lockctl (also lockctl --version)",
+		Long: `version prints the version of lockctl: the release it was installed at
+(go install github.com/lockcoord/lockcoord/cmd/lockctl@v1.2.3), else the
+VCS revision and time of the checkout it was built in, then the Go version
+and platform.`,
+		Example: "  lockctl version\n  lockctl --version",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintln(a.stdout, versionString())
+			_, err := fmt.Fprintln(a.stdout, versionString(readBuildInfo()))
 			return err
 		},
 	}
@@ -86,7 +118,7 @@ func (a *app) keyCmd() *cobra.Command {
 --prefix and --partitions without contacting Redis: give --partitions when
 the deployment does not use the default 16.
 
-Exit status: 0, or 2 for a bad resource.`,
+Exit status: 0, or 2 for a bad resource or prefix (the table: lockctl --help).`,
 		Example: `  lockctl key plan/42
   redis-cli HGETALL "$(lockctl key plan/42)"
   lockctl key --prefix myapp --partitions 64 project/alpha`,
@@ -148,7 +180,7 @@ func (a *app) inspectCmd() *cobra.Command {
 holder, fencing token, hold count, acquisition and expiry times (Redis
 time), the remaining TTL of the key (PTTL) and the raw hash fields.
 
-Exit status: 0 held, 3 free, 2 bad resource, 4 Redis unreachable.`,
+Exit status: 0 held, 3 free; ` + commonExits + `.`,
 		Example: `  lockctl inspect plan/42
   lockctl inspect plan/42 --json | jq .owner`,
 		Args: resourceArg,
@@ -192,6 +224,14 @@ func inspectLease(ctx context.Context, s *redisstore.Store, r coordinator.Resour
 		return nil
 	})
 	if err != nil {
+		// a command refused when queued (NOPERM) aborts the EXEC: report
+		// the refusal, not the abort
+		for _, c := range []redis.Cmder{all, pttl} {
+			if cerr := c.Err(); cerr != nil && !strings.HasPrefix(cerr.Error(), "EXECABORT") {
+				err = cerr
+				break
+			}
+		}
 		return leaseView{}, fmt.Errorf("inspect %s (%s): %w", r, key, err)
 	}
 	fields := all.Val()

@@ -129,12 +129,16 @@ func (a *app) leaseCommand(cmd *cobra.Command, arg string, lf *leaseFlags, extra
 	defer cancel()
 	rc, err := a.connect(ctx)
 	if err != nil {
-		return err
+		return a.jsonFailure(lf.asJSON, err)
 	}
 	defer func() { _ = rc.Close() }()
 	outcome, l, err := op(ctx, rc.store, r)
 	if err != nil {
-		if out, v, ok := failureView(rc.store, r, err); ok && lf.asJSON {
+		out, v, ok := failureView(rc.store, r, err)
+		if !ok {
+			return a.jsonFailure(lf.asJSON, err)
+		}
+		if lf.asJSON {
 			_ = printOutcome(a.stdout, true, out, v)
 		}
 		return err
@@ -142,7 +146,13 @@ func (a *app) leaseCommand(cmd *cobra.Command, arg string, lf *leaseFlags, extra
 	return printOutcome(a.stdout, lf.asJSON, outcome, newLeaseView(rc.store, r, l))
 }
 
-const leaseExitHelp = "Exit status: 0 done, 3 %s, 2 bad input, 4 Redis unreachable, 6 refused."
+// acquireTokenExample takes a lease in a shell script and keeps its token
+// only when it was taken here: jq -e fails when select leaves nothing (a
+// conflict), and so does the pipeline. TestAcquireTokenExample runs it.
+const acquireTokenExample = `TOKEN=$(lockctl acquire plan/42 --owner "$HOSTNAME" --json |
+    jq -er 'select(.outcome == "acquired" or .outcome == "reentered") | .token') || exit 3`
+
+const leaseExitHelp = "Exit status: 0 done, 3 %s; " + commonExits + "."
 
 func (a *app) acquireCmd() *cobra.Command {
 	lf := &leaseFlags{}
@@ -156,13 +166,15 @@ to the resource type's TTL (plan 5m, project 10m, others 1m). --wait
 waits up to D for the holder's release instead of failing at once.
 
 The output names the outcome (acquired, reentered) and the lease; with
---json one object: outcome, resource, owner, token, count, expires_at, key.
-On a conflict --json prints the holder's lease with outcome "conflict".
+--json one object: outcome, resource, owner, token (a decimal string),
+count, expires_at, key. On a conflict --json prints the holder's lease
+with outcome "conflict" and exits 3: a script must check the outcome (or
+the exit status) before it uses the token, as the last example does.
 
 ` + fmt.Sprintf(leaseExitHelp, "held by another owner"),
 		Example: `  lockctl acquire plan/42 --owner worker-1
   lockctl acquire plan/42 --owner worker-1 --ttl 30s --wait 10s --json
-  TOKEN=$(lockctl acquire plan/42 --owner "$HOSTNAME" --json | jq .token)`,
+  ` + acquireTokenExample,
 		Args: resourceArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := lf.check(cmd, true); err != nil {

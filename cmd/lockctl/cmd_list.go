@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,11 +23,15 @@ const listHelp = `list walks the lease keys of --prefix with SCAN (MATCH
 <prefix>:{*}:lock:*, a cursor and COUNT batches, on every master of a
 Cluster) and prints each lease as it goes, so memory stays bounded however
 many leases there are. --type narrows the MATCH pattern; --owner filters
-the leases read. The table shows the remaining TTL of each key (PTTL); the
-JSON form is an array of the objects inspect --json prints (without the
-raw fields).
+the leases read. The table shows the remaining TTL of each key (PTTL).
+--json prints one JSON object per line per lease (JSON Lines), the object
+inspect --json prints without the raw fields; the token is a string.
 
-Exit status: 0, 2 bad flag, 4 Redis unreachable.`
+On a failure stdout gets no table header: the table printed so far (rows
+already read), or with --json the lines so far and then one line
+{"error": "...", "exit_code": N}.
+
+Exit status: 0; ` + commonExits + `.`
 
 // listRun is one run of the list command.
 type listRun struct {
@@ -45,14 +48,14 @@ func (a *app) listCmd() *cobra.Command {
 		Long:  listHelp,
 		Example: `  lockctl list
   lockctl list --type plan --owner worker-3
-  lockctl list --json | jq -r '.[].resource'`,
+  lockctl list --json | jq -r .resource`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runList(cmd.Context(), lr) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&lr.typ, "type", "", "only leases of this resource type")
 	f.StringVar(&lr.owner, "owner", "", "only leases of this owner")
-	f.BoolVar(&lr.asJSON, "json", false, "print a JSON array")
+	f.BoolVar(&lr.asJSON, "json", false, "print one JSON object per line")
 	f.Int64Var(&lr.count, "count", defaultScanCount, "SCAN COUNT hint: keys examined per round trip")
 	return cmd
 }
@@ -80,21 +83,16 @@ func (a *app) runList(ctx context.Context, lr *listRun) error {
 	if err := lr.check(); err != nil {
 		return err
 	}
+	out := newListWriter(a.stdout, lr.asJSON)
 	cctx, cancel := a.opContext(ctx)
 	rc, err := a.connect(cctx)
 	cancel()
 	if err != nil {
-		return err
+		return out.fail(a, err)
 	}
 	defer func() { _ = rc.Close() }()
-	out := newListWriter(a.stdout, lr.asJSON)
-	if err := out.begin(); err != nil {
-		return err
-	}
 	if err := a.listLeases(ctx, rc.store, lr.typ, lr.owner, lr.count, out.row); err != nil {
-		// close the JSON array so that what was printed parses
-		_ = out.end()
-		return err
+		return out.fail(a, err)
 	}
 	return out.end()
 }
@@ -171,8 +169,9 @@ func (a *app) emitBatch(ctx context.Context, s *redisstore.Store, keys []string,
 	return nil
 }
 
-// listWriter prints leases as they come: a table with fixed columns or a
-// streamed JSON array.
+// listWriter prints leases as they come: a table with fixed columns,
+// its header with the first row (never before a failure), or one JSON
+// object per line.
 type listWriter struct {
 	w      io.Writer
 	asJSON bool
@@ -183,11 +182,7 @@ func newListWriter(w io.Writer, asJSON bool) *listWriter { return &listWriter{w:
 
 const listRowFormat = "%-28s %-24s %17s %5s %10s  %s\n"
 
-func (l *listWriter) begin() error {
-	if l.asJSON {
-		_, err := io.WriteString(l.w, "[")
-		return err
-	}
+func (l *listWriter) header() error {
 	_, err := fmt.Fprintf(l.w, listRowFormat, "RESOURCE", "OWNER", "TOKEN", "COUNT", "EXPIRES IN", "KEY")
 	return err
 }
@@ -195,30 +190,27 @@ func (l *listWriter) begin() error {
 func (l *listWriter) row(v leaseView) error {
 	l.n++
 	if l.asJSON {
-		b, err := json.Marshal(v)
-		if err != nil {
+		return writeJSON(l.w, v)
+	}
+	if l.n == 1 {
+		if err := l.header(); err != nil {
 			return err
 		}
-		sep := "\n"
-		if l.n > 1 {
-			sep = ",\n"
-		}
-		_, err = fmt.Fprintf(l.w, "%s%s", sep, b)
-		return err
 	}
 	_, err := fmt.Fprintf(l.w, listRowFormat, shorten(v.Resource, 28), shorten(v.Owner, 24),
 		strconv.FormatUint(v.Token, 10), strconv.Itoa(v.Count), fmtPTTL(v.PTTLMillis), v.Key)
 	return err
 }
 
+// end finishes a listing that succeeded: an empty table still gets its
+// header.
 func (l *listWriter) end() error {
-	if l.asJSON {
-		end := "]\n"
-		if l.n > 0 {
-			end = "\n]\n"
-		}
-		_, err := io.WriteString(l.w, end)
-		return err
+	if !l.asJSON && l.n == 0 {
+		return l.header()
 	}
 	return nil
 }
+
+// fail ends a listing that failed with err: with --json a last line
+// {"error", "exit_code"}; it returns err with its status.
+func (l *listWriter) fail(a *app, err error) error { return a.jsonFailure(l.asJSON, err) }

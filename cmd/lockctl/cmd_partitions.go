@@ -20,11 +20,11 @@ import (
 // partitionInfo is one partition of a prefix and the node that holds it.
 type partitionInfo struct {
 	Partition int      `json:"partition"`
-	Slot      int      `json:"slot"`     // -1 when Redis is not a Cluster
-	Node      string   `json:"node"`     // host:port of the master holding it
-	Replicas  []string `json:"replicas"` // host:port, then " (failed)" if failed
-	Events    int64    `json:"events"`   // entries in its stream (XLEN)
-	Fence     uint64   `json:"fence"`    // last fencing token issued (0: none yet)
+	Slot      int      `json:"slot"`         // -1 when Redis is not a Cluster
+	Node      string   `json:"node"`         // host:port of the master holding it
+	Replicas  []string `json:"replicas"`     // host:port, then " (failed)" if failed
+	Events    int64    `json:"events"`       // entries in its stream (XLEN)
+	Fence     uint64   `json:"fence,string"` // last fencing token issued (0: none yet), a decimal string
 }
 
 func (a *app) partitionsCmd() *cobra.Command {
@@ -40,7 +40,7 @@ followed by "(failed)"); elsewhere every partition is on
 the one master lockctl is connected to (CLIENT INFO), its replicas from
 INFO replication. A per-node summary follows the table.
 
-Exit status: 0, 2 bad flag, 4 Redis unreachable.`,
+Exit status: 0; ` + commonExits + `.`,
 		Example: `  lockctl partitions --redis-url 'redis://10.0.0.1:7000?addr=10.0.0.2:7000'
   lockctl partitions --json | jq -r '.[] | "\(.partition) \(.node)"'`,
 		Args: noArgs,

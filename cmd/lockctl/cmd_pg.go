@@ -96,7 +96,7 @@ database of --database-url: the locks mirror and the lock_events ledger.
 It is idempotent and safe when several processes run it at once (a
 Postgres advisory lock serialises them). It prints the migrations applied.
 
-Exit status: 0, 2 no or bad --database-url, 4 Postgres unreachable, 6 refused.`,
+Exit status: 0; ` + commonExits + ` (2 also without --database-url).`,
 		Example: `  lockctl migrate --database-url postgres://lockcoord@db/lockcoord
   LOCKCOORD_DATABASE_URL=postgres://lockcoord@db/lockcoord lockctl migrate`,
 		Args: noArgs,
@@ -140,7 +140,7 @@ entries waiting in the dead-letter table (lockctl dead-letters). --metrics-addr 
 metrics on /metrics. Logs go to stderr at level info unless --log-level
 says otherwise.
 
-Exit status: 0, 2 bad flag or partition count, 4 unreachable at start, 6 refused.`
+Exit status: 0; ` + commonExits + ` (4 only at start: later outages are retried).`
 
 // mirrorRun is one run of the mirror command.
 type mirrorRun struct {
@@ -248,7 +248,7 @@ and deletes it. A row whose lease still lives in Redis is never deleted.
 The mirror does this at start and every minute; cleanup is the one-shot
 form, e.g. for a deploy step. It prints the rows removed.
 
-Exit status: 0, 2 bad input, 4 Redis or Postgres unreachable, 6 refused.`,
+Exit status: 0; ` + commonExits + `.`,
 		Example: `  lockctl cleanup
   lockctl cleanup --json | jq length`,
 		Args: noArgs,
@@ -291,9 +291,14 @@ being applied), as a table or JSON, and judges them against thresholds. A
 negative threshold is not checked. It only reads, a page at a time: no
 command holds Redis for more than a few milliseconds.
 
-Exit status: 0 healthy, 1 a threshold exceeded, 2 could not check
-(bad flag, Redis or Postgres unreachable or refusing): made for a cron
-job or a Kubernetes CronJob.`
+Exit status: 0 healthy, 8 a threshold exceeded (unhealthy); when it could
+not check, the status of the cause: 2 bad flag or URL, 4 Redis or
+Postgres unreachable, 6 credentials refused, 7 permission refused, 1
+internal error (the table: lockctl --help). With --json, stdout has one JSON
+object in every case: the report with healthy, problems and exit_code, or
+when it could not check {"healthy": false, "problems": [the cause],
+"exit_code": N, "error": the cause}. Made for a cron job or a Kubernetes
+CronJob.`
 
 // diagnosticsRun is one run of the diagnostics command.
 type diagnosticsRun struct {
@@ -337,9 +342,12 @@ func (dr *diagnosticsRun) addFlags(cmd *cobra.Command) {
 	f.IntVar(&opts.Limit, "limit", pgaudit.DefaultListLimit, "most leases listed per section (counts are exact)")
 }
 
-// runDiagnostics reports and judges; a failure to check is status 2 with
-// one line.
+// runDiagnostics reports and judges; a failure to check has the status
+// of its cause, one line, and with --json its JSON.
 func (a *app) runDiagnostics(ctx context.Context, dr *diagnosticsRun) error {
+	if dr.opts.Limit < 0 {
+		return a.diagnosticsFailed(dr.asJSON, usagef("bad --limit %d: must not be negative (0: the default, %d)", dr.opts.Limit, pgaudit.DefaultListLimit))
+	}
 	err := a.withMirror(ctx, "diagnostics", dr.mf.options(a), func(m *pgaudit.Mirror, _ *redisConn, _ *pgxpool.Pool) error {
 		rep, err := m.Diagnose(ctx, dr.opts)
 		if err != nil {
@@ -348,18 +356,37 @@ func (a *app) runDiagnostics(ctx context.Context, dr *diagnosticsRun) error {
 		if err := a.writeDiagnostics(rep, rep.Problems(dr.th), dr.asJSON); err != nil {
 			return err
 		}
-		if code := rep.ExitCode(dr.th); code != pgaudit.ExitHealthy {
-			return exitWith(code, nil)
+		if !rep.Healthy(dr.th) {
+			return exitWith(ExitUnhealthy, nil)
 		}
 		return nil
 	})
 	var xe *exitError
 	if err != nil && !errors.As(err, &xe) {
-		// could not check: one line, status 2
-		_, msg := a.classify(err)
-		return exitWith(pgaudit.ExitFailed, errors.New(msg))
+		return a.diagnosticsFailed(dr.asJSON, err)
 	}
 	return err
+}
+
+// diagnosticsFailure is diagnostics --json when it could not check: a
+// report's verdict fields and the error.
+type diagnosticsFailure struct {
+	Healthy  bool     `json:"healthy"`
+	Problems []string `json:"problems"`
+	jsonError
+}
+
+// diagnosticsFailed reports diagnostics that could not check: the
+// status and one line of its cause, and with --json the same as one
+// object on stdout.
+func (a *app) diagnosticsFailed(asJSON bool, err error) error {
+	code, msg := a.classify(err)
+	msg = oneLine(msg)
+	if asJSON {
+		_ = writeJSON(a.stdout, diagnosticsFailure{Healthy: false, Problems: []string{"could not check: " + msg},
+			jsonError: jsonError{Error: msg, ExitCode: code}})
+	}
+	return exitWith(code, errors.New(msg))
 }
 
 // writeDiagnostics prints the report and its verdict, as a table or JSON.
@@ -401,7 +428,7 @@ func writeDiagnosticsJSON(a *app, rep pgaudit.Report, problems []string) error {
 		return err
 	}
 	if err := errors.Join(add("healthy", len(problems) == 0), add("problems", problems),
-		add("exit_code", map[bool]int{true: pgaudit.ExitHealthy, false: pgaudit.ExitUnhealthy}[len(problems) == 0])); err != nil {
+		add("exit_code", map[bool]int{true: ExitOK, false: ExitUnhealthy}[len(problems) == 0])); err != nil {
 		return err
 	}
 	return writeJSON(a.stdout, m)

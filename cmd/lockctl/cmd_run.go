@@ -3,9 +3,11 @@ package main
 import (
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/lockcoord/lockcoord/coordinator"
 )
@@ -18,9 +20,11 @@ const defaultGrace = 5 * time.Second
 const runHelp = `run takes the lease on RESOURCE (waiting up to --wait for its holder), runs
 COMMAND while a keep-alive renews the lease every third of --ttl, and
 releases the lease when the command ends. The command's environment has
-LOCKCOORD_TOKEN (the fencing token: pass it with every write to the
-protected resource), LOCKCOORD_RESOURCE and LOCKCOORD_OWNER. run is
-Unix-only.
+LOCKCOORD_TOKEN (the fencing token, a decimal string: pass it with every
+write to the protected resource), LOCKCOORD_RESOURCE and LOCKCOORD_OWNER.
+The variables that carry credentials (` + credentialEnvHelp + `) are
+taken out of the command's environment unless --keep-credentials is
+given. run is Unix-only.
 
 Signals. Before the command starts, SIGINT, SIGTERM, SIGHUP and SIGQUIT
 abort the wait for the lease (exit status 128+N). Once it runs, lockctl
@@ -57,11 +61,15 @@ resource from its writes.
 --owner defaults to <hostname>:lockctl-run:<pid>; --ttl to the resource
 type's TTL (plan 5m, project 10m, others 1m).
 
-Exit status: the command's (128+N when it was killed by signal N); 5 the
-lease was lost; 3 the resource is held by another owner (after --wait);
-126 the command could not be executed; 127 not found; 128+N interrupted
-by signal N while waiting; 2 bad input, or not a Unix system; 4 Redis
-unreachable.`
+Exit status: the command's own (128+N when it was killed by signal N),
+unless it is one of lockctl's statuses (1-8) or 125: then 125, with the
+command's status on stderr (--collision-status N exits N instead, 0 keeps
+the command's status); 5 the lease was lost (forced, expired or taken
+over), whatever the command's status; 3 the resource is held by another
+owner (after --wait); 126 the command could not be executed; 127 not
+found; 128+N interrupted by signal N while waiting; 2 bad input, or not a
+Unix system; 4 Redis unreachable; 6 credentials refused; 7 permission
+refused. See lockctl --help for the whole table.`
 
 // runSpec is what run was asked to do.
 type runSpec struct {
@@ -71,13 +79,21 @@ type runSpec struct {
 	wait     time.Duration
 	grace    time.Duration
 	argv     []string
+	// collision is the status that replaces a command's status of
+	// lockctl's own (0: none replaced)
+	collision int
+	// keepCredentials leaves the credential-bearing variables in the
+	// command's environment
+	keepCredentials bool
 }
 
 type runFlags struct {
-	owner string
-	ttl   time.Duration
-	wait  time.Duration
-	grace time.Duration
+	owner           string
+	ttl             time.Duration
+	wait            time.Duration
+	grace           time.Duration
+	collision       int
+	keepCredentials bool
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -103,7 +119,17 @@ func (a *app) runCmd() *cobra.Command {
 	f.DurationVar(&rf.ttl, "ttl", 0, "lease TTL, renewed every third of it (default: the resource type's)")
 	f.DurationVar(&rf.wait, "wait", 0, "wait up to this long for the holder's release")
 	f.DurationVar(&rf.grace, "grace", defaultGrace, "time between SIGTERM and SIGKILL when the lease is lost")
+	rf.addStatusFlags(f)
 	return cmd
+}
+
+// addStatusFlags adds the flags of every command that runs a command
+// under a lease: --collision-status and --keep-credentials.
+func (rf *runFlags) addStatusFlags(f *pflag.FlagSet) {
+	f.IntVar(&rf.collision, "collision-status", ExitCollision,
+		"exit with this status when the command's own is one of lockctl's (1-8, 125); 0: the command's status unchanged")
+	f.BoolVar(&rf.keepCredentials, "keep-credentials", false,
+		"leave "+credentialEnvHelp+" in the command's environment")
 }
 
 // runArgs checks run's arguments: one RESOURCE, then -- and a COMMAND.
@@ -136,7 +162,44 @@ func (rf *runFlags) spec(cmd *cobra.Command, args []string) (runSpec, error) {
 	if rf.grace <= 0 {
 		return runSpec{}, usagef("bad --grace %s: must be positive", rf.grace)
 	}
-	return runSpec{resource: r, owner: rf.owner, ttl: lf.ttlFor(r), wait: rf.wait, grace: rf.grace, argv: args[1:]}, nil
+	if rf.collision < 0 || rf.collision > 255 {
+		return runSpec{}, usagef("bad --collision-status %d: must be from 0 to 255", rf.collision)
+	}
+	return runSpec{resource: r, owner: rf.owner, ttl: lf.ttlFor(r), wait: rf.wait, grace: rf.grace, argv: args[1:],
+		collision: rf.collision, keepCredentials: rf.keepCredentials}, nil
+}
+
+// credentialEnvHelp names the variables run takes out of its command's
+// environment.
+const credentialEnvHelp = "LOCKCOORD_REDIS_URL, LOCKCOORD_DATABASE_URL and any other LOCKCOORD_*URL*, *PASSWORD*, *SECRET* or *CREDENTIAL* variable"
+
+// isCredentialEnv reports whether the environment entry name=value may
+// carry a credential: a lockcoord URL (with its password) or a password,
+// secret or credential of lockcoord's.
+func isCredentialEnv(entry string) bool {
+	name, _, _ := strings.Cut(entry, "=")
+	rest, ok := strings.CutPrefix(strings.ToUpper(name), "LOCKCOORD_")
+	if !ok {
+		return false
+	}
+	for _, w := range []string{"URL", "PASSWORD", "SECRET", "CREDENTIAL"} {
+		if strings.Contains(rest, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// commandEnv is the environment of a command run under a lease: environ
+// without the credential-bearing variables (unless keep), then extra.
+func commandEnv(environ []string, keep bool, extra ...string) []string {
+	env := make([]string, 0, len(environ)+len(extra))
+	for _, e := range environ {
+		if keep || !isCredentialEnv(e) {
+			env = append(env, e)
+		}
+	}
+	return append(env, extra...)
 }
 
 func defaultRunOwner() string {

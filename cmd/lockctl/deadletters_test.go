@@ -63,7 +63,7 @@ func TestMirrorOnceCountsOnlyAppliedEventsAndKeepsDeadLetters(t *testing.T) {
 	}
 	c.run("dead-letters", "--limit", "0").want(t, ExitOK)
 	var rep map[string]any
-	c.run("diagnostics", "--json").want(t, 1).json(t, &rep)
+	c.run("diagnostics", "--json").want(t, ExitUnhealthy).json(t, &rep)
 	if dl := rep["dead_letters"].(map[string]any); dl["count"].(float64) != 1 ||
 		!strings.Contains(fmt.Sprint(rep["problems"]), "1 dead letters") {
 		t.Fatalf("diagnostics with a dead letter: %v", rep)

@@ -33,8 +33,9 @@ func runHelper(name string, args []string) int {
 }
 
 // signalsHelper prints "got HUP" for each SIGHUP, then creates the file
-// marker+".hup"; on SIGTERM it prints "got TERM" and exits 3. It creates
-// marker once it listens.
+// marker+".hup"; on SIGTERM it prints "got TERM" and exits 43. It creates
+// marker once it listens. (43 is no status of lockctl's own, so run
+// passes it through.)
 func signalsHelper(marker string) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM)
@@ -44,7 +45,7 @@ func signalsHelper(marker string) int {
 	for s := range sigs {
 		if s == syscall.SIGTERM {
 			fmt.Println("got TERM")
-			return 3
+			return 43
 		}
 		fmt.Println("got HUP")
 		if err := os.WriteFile(marker+".hup", nil, 0o600); err != nil {

@@ -98,6 +98,24 @@ func (r result) json(t *testing.T, v any) {
 	}
 }
 
+// jsonLines decodes stdout, one JSON object per line, into a slice.
+func jsonLines[T any](t *testing.T, r result) []T {
+	t.Helper()
+	var out []T
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	for dec.More() {
+		var v T
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("stdout is not JSON lines: %v\n%s", err, r.stdout)
+		}
+		out = append(out, v)
+	}
+	if n := strings.Count(r.stdout, "\n"); n != len(out) {
+		t.Fatalf("%d lines hold %d JSON objects: want one object per line\n%s", n, len(out), r.stdout)
+	}
+	return out
+}
+
 // newMiniredis starts a miniredis and returns it with its URL.
 func newMiniredis(t *testing.T) (*miniredis.Miniredis, string) {
 	t.Helper()

@@ -256,8 +256,7 @@ func TestList(t *testing.T) {
 	// a key that looks like a lease but is not one of this prefix's
 	mr.Set("lockcoord:{99}:lock:plan:x", "junk")
 	c := newCLI(t, url)
-	var all []leaseView
-	c.run("list", "--json", "--count", "40").want(t, ExitOK).json(t, &all)
+	all := jsonLines[leaseView](t, c.run("list", "--json", "--count", "40").want(t, ExitOK))
 	if len(all) != n {
 		t.Fatalf("list: %d leases, want %d", len(all), n)
 	}
@@ -268,8 +267,7 @@ func TestList(t *testing.T) {
 		}
 		seen[v.Resource] = true
 	}
-	var some []leaseView
-	c.run("list", "--json", "--type", "project", "--owner", "w2").want(t, ExitOK).json(t, &some)
+	some := jsonLines[leaseView](t, c.run("list", "--json", "--type", "project", "--owner", "w2").want(t, ExitOK))
 	wantN := 0
 	for res, o := range want {
 		if strings.HasPrefix(res, "project/") && o == "w2" {
@@ -298,9 +296,9 @@ func TestList(t *testing.T) {
 	if len(lines)-1 == 0 {
 		t.Fatal("no job leases of w0 listed")
 	}
-	// nothing held: an empty array, a bare header
+	// nothing held: no JSON line, a bare header
 	c2 := newCLI(t, url)
-	c2.run("list", "--prefix", "empty", "--json").want(t, ExitOK).json(t, &some)
+	some = jsonLines[leaseView](t, c2.run("list", "--prefix", "empty", "--json").want(t, ExitOK))
 	if len(some) != 0 {
 		t.Fatalf("empty list: %v", some)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -20,7 +21,7 @@ type leaseView struct {
 	ID         string            `json:"id"`
 	Held       bool              `json:"held"`
 	Owner      string            `json:"owner,omitempty"`
-	Token      uint64            `json:"token,omitempty"`
+	Token      uint64            `json:"token,omitempty,string"` // a decimal string: exact in JavaScript and jq
 	Count      int               `json:"count"`
 	AcquiredAt *time.Time        `json:"acquired_at,omitempty"`
 	ExpiresAt  *time.Time        `json:"expires_at,omitempty"`
@@ -106,6 +107,25 @@ func writeLeaseText(w io.Writer, v leaseView) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// jsonError is the JSON object of a failure, where a command's output
+// is JSON: the one-line message and the exit status.
+type jsonError struct {
+	Error    string `json:"error"`
+	ExitCode int    `json:"exit_code"`
+}
+
+// jsonFailure returns err with its exit status; with asJSON it also
+// prints its jsonError on stdout, so that a script reading JSON always
+// gets one complete object.
+func (a *app) jsonFailure(asJSON bool, err error) error {
+	code, msg := a.classify(err)
+	msg = oneLine(msg)
+	if asJSON {
+		_ = writeJSON(a.stdout, jsonError{Error: msg, ExitCode: code})
+	}
+	return exitWith(code, errors.New(msg))
 }
 
 // writeJSON prints v as one line of JSON.

@@ -65,12 +65,12 @@ func TestPostgresCommands(t *testing.T) {
 	// plan/dies's holder died: its key expires in Redis, its row goes stale
 	mr.FastForward(2 * time.Second)
 	mr.SetTime(now.Add(2 * time.Second))
-	c.run("diagnostics", "--json", "--max-stale", "0").want(t, 1).json(t, &rep)
+	c.run("diagnostics", "--json", "--max-stale", "0").want(t, ExitUnhealthy).json(t, &rep)
 	stale := rep["stale"].(map[string]any)
-	if rep["healthy"] != false || stale["count"].(float64) != 1 || len(rep["problems"].([]any)) != 1 {
+	if rep["healthy"] != false || stale["count"].(float64) != 1 || len(rep["problems"].([]any)) != 1 || rep["exit_code"] != float64(ExitUnhealthy) {
 		t.Fatalf("diagnostics with a stale lease %v", rep)
 	}
-	r = c.run("diagnostics", "--max-stale", "0").want(t, 1)
+	r = c.run("diagnostics", "--max-stale", "0").want(t, ExitUnhealthy)
 	if !strings.Contains(r.stdout, "UNHEALTHY") || !strings.Contains(r.stdout, "1 stale leases") {
 		t.Fatalf("unhealthy table:\n%s", r.stdout)
 	}
@@ -101,8 +101,9 @@ func TestPostgresErrors(t *testing.T) {
 			t.Fatalf("%s without a database: %q", cmd, r.stderr)
 		}
 	}
-	// diagnostics that cannot check exit 2, also for a missing URL
-	c.run("diagnostics").want(t, 2)
+	// diagnostics that cannot check exit with the status of the cause: 2
+	// for a missing URL
+	c.run("diagnostics").want(t, ExitUsage)
 	c.env["LOCKCOORD_DATABASE_URL"] = "postgres://u:topsecret@127.0.0.1:5432/db?sslmode=bogus"
 	r := c.run("migrate").want(t, ExitUsage)
 	if strings.Contains(r.stderr, "topsecret") {
@@ -119,8 +120,13 @@ func TestPostgresErrors(t *testing.T) {
 	if !strings.Contains(r.stderr, "cannot reach Postgres at "+addr+"/db") || strings.Contains(r.stderr, "topsecret") {
 		t.Fatalf("unreachable: %q", r.stderr)
 	}
-	r = c.run("diagnostics", "--json").want(t, 2)
-	if !strings.Contains(r.stderr, "cannot reach Postgres") || r.stdout != "" {
+	// 4 for an unreachable Postgres, and with --json the same as JSON
+	r = c.run("diagnostics", "--json").want(t, ExitUnavailable)
+	var failed map[string]any
+	r.json(t, &failed)
+	if !strings.Contains(r.stderr, "cannot reach Postgres") || failed["exit_code"] != float64(ExitUnavailable) ||
+		failed["healthy"] != false || !strings.Contains(fmt.Sprint(failed["problems"]), "cannot reach Postgres") ||
+		!strings.Contains(fmt.Sprint(failed["error"]), "cannot reach Postgres") {
 		t.Fatalf("diagnostics unreachable: %q %q", r.stdout, r.stderr)
 	}
 	// authentication refused (needs a Postgres)

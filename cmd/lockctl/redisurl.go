@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -88,7 +94,120 @@ func parseRedisURL(raw string) (*redisTarget, error) {
 	default:
 		return bad(fmt.Errorf("unknown mode %q in scheme %q (sentinel or cluster)", mode, u.Scheme))
 	}
+	t.tlsDialer(q.Has("dial_timeout"))
 	return t, nil
+}
+
+// tlsHandshakeTimeout bounds a TLS handshake with Redis when the URL sets
+// no dial_timeout: a plain-text Redis never answers a TLS ClientHello,
+// and the handshake would otherwise take the whole --timeout.
+const tlsHandshakeTimeout = 2 * time.Second
+
+// tlsDialer gives a TLS target a dialer that bounds the handshake
+// (dial_timeout when the URL sets it, else tlsHandshakeTimeout) and
+// reports its failure as a *tlsHandshakeError, which go-redis does not
+// retry, saying whether the server speaks plain text.
+func (t *redisTarget) tlsDialer(explicit bool) {
+	var cfg *tls.Config
+	var dial time.Duration
+	var set func(func(context.Context, string, string) (net.Conn, error))
+	switch t.kind {
+	case "sentinel":
+		cfg, dial, set = t.failover.TLSConfig, t.failover.DialTimeout, func(d func(context.Context, string, string) (net.Conn, error)) { t.failover.Dialer = d }
+	case "cluster":
+		cfg, dial, set = t.cluster.TLSConfig, t.cluster.DialTimeout, func(d func(context.Context, string, string) (net.Conn, error)) { t.cluster.Dialer = d }
+	default:
+		cfg, dial, set = t.simple.TLSConfig, t.simple.DialTimeout, func(d func(context.Context, string, string) (net.Conn, error)) { t.simple.Dialer = d }
+	}
+	if cfg == nil {
+		return
+	}
+	if dial <= 0 {
+		dial = 5 * time.Second // go-redis's default
+	}
+	handshake := tlsHandshakeTimeout
+	if explicit {
+		handshake = dial
+	}
+	var plain sync.Map // addr -> *tlsHandshakeError: a plain-text server, and when it was found
+	set(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		// go-redis dials again at once after a failure (5 times): a server
+		// found to speak plain text is not asked again for a while
+		if v, ok := plain.Load(addr); ok && time.Since(v.(*tlsHandshakeError).at) < plainTextMemory {
+			return nil, v.(*tlsHandshakeError)
+		}
+		conn, err := dialTLS(ctx, network, addr, cfg, dial, handshake)
+		if te, ok := errors.AsType[*tlsHandshakeError](err); ok && te.plaintext {
+			plain.Store(addr, te)
+		}
+		return conn, err
+	})
+}
+
+// plainTextMemory is how long a TLS dialer remembers a server that
+// answered in plain text.
+const plainTextMemory = 30 * time.Second
+
+// tlsHandshakeError is a TLS handshake with Redis that failed.
+type tlsHandshakeError struct {
+	addr      string
+	plaintext bool      // the server answered a plain-text PING
+	err       error     // the handshake's error
+	at        time.Time // when it failed
+}
+
+func (e *tlsHandshakeError) Error() string {
+	if e.plaintext {
+		return fmt.Sprintf("TLS handshake with %s failed: the server speaks plain text (%v)", e.addr, e.err)
+	}
+	return fmt.Sprintf("TLS handshake with %s failed: %v", e.addr, e.err)
+}
+
+// Unwrap returns errTLSHandshake: not the network error, so that go-redis
+// does not retry the dial.
+func (e *tlsHandshakeError) Unwrap() error { return errTLSHandshake }
+
+var errTLSHandshake = errors.New("TLS handshake failed")
+
+// dialTLS connects to addr and shakes hands within handshake.
+func dialTLS(ctx context.Context, network, addr string, cfg *tls.Config, dial, handshake time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: dial}
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	c := cfg.Clone()
+	if c.ServerName == "" {
+		host, _, _ := net.SplitHostPort(addr)
+		c.ServerName = host
+	}
+	tc := tls.Client(conn, c)
+	hctx, cancel := context.WithTimeout(ctx, handshake)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		_ = conn.Close()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("no answer to the TLS ClientHello within %s", handshake)
+		}
+		return nil, &tlsHandshakeError{addr: addr, err: err, plaintext: speaksPlainRedis(ctx, network, addr, d), at: time.Now()}
+	}
+	return tc, nil
+}
+
+// speaksPlainRedis reports whether addr answers a plain-text PING as
+// Redis does (+PONG, or an error reply such as -NOAUTH).
+func speaksPlainRedis(ctx context.Context, network, addr string, d *net.Dialer) bool {
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = conn.Close() }()
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	return err == nil && (strings.HasPrefix(line, "+") || strings.HasPrefix(line, "-"))
 }
 
 // addr names the server(s) for messages.

@@ -20,7 +20,7 @@ func TestRunStatusAndEnvironment(t *testing.T) {
 	mr, url := newMiniredis(t)
 	c := newCLI(t, url)
 	r := c.run("run", "plan/1", "--owner", "runner", "--", "sh", "-c",
-		`echo "$LOCKCOORD_TOKEN $LOCKCOORD_RESOURCE $LOCKCOORD_OWNER"; exit 7`).want(t, 7)
+		`echo "$LOCKCOORD_TOKEN $LOCKCOORD_RESOURCE $LOCKCOORD_OWNER"; exit 70`).want(t, 70)
 	f := strings.Fields(r.stdout)
 	if len(f) != 3 || f[1] != "plan/1" || f[2] != "runner" {
 		t.Fatalf("command saw %q", r.stdout)
@@ -188,7 +188,7 @@ func TestRunForwardsSignals(t *testing.T) {
 	c.sigs <- syscall.SIGHUP
 	testutil.Eventually(t, 10*time.Second, "the command to get SIGHUP", exists(ready+".hup"))
 	c.sigs <- syscall.SIGTERM
-	r := (<-done).want(t, 3)
+	r := (<-done).want(t, 43)
 	if r.stdout != "got HUP\ngot TERM\n" {
 		t.Fatalf("the command printed %q", r.stdout)
 	}

@@ -286,7 +286,7 @@ func (r *leasedRun) underLease(lctx context.Context, l coordinator.Lease) error 
 func (r *leasedRun) command(token uint64) *exec.Cmd {
 	argv := r.spec.argv
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), "LOCKCOORD_TOKEN="+strconv.FormatUint(token, 10),
+	cmd.Env = commandEnv(os.Environ(), r.spec.keepCredentials, "LOCKCOORD_TOKEN="+strconv.FormatUint(token, 10),
 		"LOCKCOORD_RESOURCE="+r.spec.resource.String(), "LOCKCOORD_OWNER="+r.spec.owner)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = r.a.stdin, r.a.stdout, r.a.stderr
 	cmd.SysProcAttr = childAttr(r.sup.terminal)
@@ -390,7 +390,11 @@ func (r *leasedRun) outcome(err error) error {
 	r.a.log.Info().Str("resource", r.spec.resource.String()).Uint64("token", r.token).Int("status", r.status).
 		Msg("command ended, lease released")
 	if r.status != 0 {
-		return exitWith(r.status, nil)
+		code, note := commandStatus(r.status, r.spec.collision)
+		if note != "" {
+			return exitWith(code, errors.New(note))
+		}
+		return exitWith(code, nil)
 	}
 	return nil
 }

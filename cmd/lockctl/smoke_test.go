@@ -169,7 +169,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("the stolen run ended %s after the theft", d)
 	}
 	// the lease lost while the command ran, though the command exited 0
-	r = s.run("run", "plan/late", "--", s.bin, "release", "--force", "plan/late").want(t, ExitLeaseLost)
+	r = s.run("run", "plan/late", "--keep-credentials", "--", s.bin, "release", "--force", "plan/late").want(t, ExitLeaseLost)
 	if !strings.Contains(r.stderr, "exited with status 0") {
 		t.Fatalf("late loss: %q", r.stderr)
 	}
@@ -193,8 +193,7 @@ func TestSmoke(t *testing.T) {
 
 	// list and inspect a lease held
 	s.run("acquire", "project/listed", "--owner", "smoke", "--ttl", "1m").want(t, ExitOK)
-	var leases []leaseView
-	s.run("list", "--json").want(t, ExitOK).json(t, &leases)
+	leases := jsonLines[leaseView](t, s.run("list", "--json").want(t, ExitOK))
 	if len(leases) != 1 || leases[0].Resource != "project/listed" || leases[0].Owner != "smoke" {
 		t.Fatalf("list %+v", leases)
 	}
@@ -233,6 +232,5 @@ func TestSmoke(t *testing.T) {
 	}
 	s.run("inspect", "Plan/1").want(t, ExitUsage)
 	s.run("inspect", "plan/free").want(t, ExitConflict)
-	var js json.RawMessage
-	s.run("list", "--json").want(t, ExitOK).json(t, &js)
+	jsonLines[json.RawMessage](t, s.run("list", "--json").want(t, ExitOK))
 }

@@ -25,7 +25,7 @@ type Summary struct {
 	Projects int           `json:"projects"`
 	TTL      time.Duration `json:"-"`
 	Chaos    bool          `json:"chaos"`
-	Seed     uint64        `json:"seed"`
+	Seed     uint64        `json:"seed,string"` // a decimal string: exact in JavaScript and jq
 	Prefix   string        `json:"prefix"`
 	Redis    string        `json:"redis"`
 	// Postgres (host:port/database) and Schema, the demo's own, are set
