@@ -37,3 +37,32 @@ if ! out=$(GOFLAGS=-mod=mod go vet . 2>&1); then
 	exit 1
 fi
 echo "readme-check: README.md usage example compiles"
+
+# Every package of the module (and the benchmarks module) has its room in
+# the README's "Repository layout": its directory or a parent of it is
+# named there, in backquotes.
+layout=$(awk '/^## Repository layout/ { on = 1; next } on && /^## / { exit } on { print }' "$readme")
+if [[ -z "$layout" ]]; then
+	echo "readme-check: README.md has no \"## Repository layout\" section" >&2
+	exit 1
+fi
+missing=()
+while read -r dir; do
+	rel=${dir#"$root"/}
+	found=
+	p=$rel
+	while [[ -n "$p" ]]; do
+		if grep -qF "\`$p\`" <<<"$layout" || grep -qF "\`$p/\`" <<<"$layout"; then
+			found=1
+			break
+		fi
+		[[ "$p" == */* ]] || break
+		p=${p%/*}
+	done
+	[[ -n "$found" ]] || missing+=("$rel")
+done < <(cd "$root" && go list -f '{{.Dir}}' ./... && cd benchmarks && go list -f '{{.Dir}}' ./...)
+if ((${#missing[@]})); then
+	echo "readme-check: these packages have no room in README.md's \"Repository layout\": ${missing[*]}" >&2
+	exit 1
+fi
+echo "readme-check: every package is in README.md's repository layout"
