@@ -16,14 +16,39 @@ import (
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
+// callOp is the operation each call of everyCall names in its error, in
+// the caller's terms (issue 16.2: not "record partition count").
+var callOp = map[string]string{
+	"Acquire":          "redisstore: acquire plan/1: ",
+	"Renew":            "redisstore: renew plan/1: ",
+	"Release":          "redisstore: release plan/1: ",
+	"Inspect":          "redisstore: inspect plan/1: ",
+	"ReleaseAll":       `redisstore: release all of "w1": `,
+	"ForceRelease":     "redisstore: force release plan/1: ",
+	"CheckPartitions":  "redisstore: check partition count: ",
+	"Releases":         "redisstore: subscribe to release notifications: ",
+	"AcquireAll":       "redisstore: acquire all: ",
+	"AcquireAllQueued": "redisstore: acquire all: ",
+	"Holders":          "redisstore: holders of plan/1: ",
+	"Unqueue":          "redisstore: unqueue waiter-1 from plan/1: ",
+}
+
 // checkNetworkErrors fails t unless every call failed with a redisstore
-// error wrapping a network error.
+// error wrapping coordinator.ErrUnavailable and a network error, whose
+// message names the call's operation and nothing of the store's inner
+// steps.
 func checkNetworkErrors(t *testing.T, errs map[string]error, refused bool) {
 	t.Helper()
 	for call, err := range errs {
 		switch {
 		case err == nil:
 			t.Errorf("%s succeeded without Redis", call)
+		case !errors.Is(err, coordinator.ErrUnavailable):
+			t.Errorf("%s: %v does not wrap coordinator.ErrUnavailable", call, err)
+		case !strings.HasPrefix(err.Error(), callOp[call]+"coordinator: store unavailable: "):
+			t.Errorf("%s: %q, want it to begin %q", call, err, callOp[call]+"coordinator: store unavailable: ")
+		case strings.Count(err.Error(), "redisstore:") != 1 || call != "CheckPartitions" && strings.Contains(err.Error(), "partition count"):
+			t.Errorf("%s: %q names the store's inner steps", call, err)
 		case !isNetworkError(err):
 			t.Errorf("%s: %v (%T) does not wrap a network error", call, err, err)
 		case refused && !errors.Is(err, syscall.ECONNREFUSED):

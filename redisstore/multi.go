@@ -74,12 +74,12 @@ func (s *Store) acquireAll(ctx context.Context, reqs []coordinator.Request, wait
 		return nil, err
 	}
 	if err := s.ready(ctx); err != nil {
-		return nil, err
+		return nil, opError("acquire all", err)
 	}
 	memo := s.layout.AllRequestKey(s.layout.Partition(reqs[order[0]].Resource), reqs[0].RequestID)
 	nonce, err := s.allNonce(ctx, memo)
 	if err != nil {
-		return nil, fmt.Errorf("redisstore: acquire all: %w", err)
+		return nil, opError("acquire all", err)
 	}
 	base := derivable(reqs[0].RequestID)
 	leases := make([]coordinator.Lease, len(reqs))
@@ -211,9 +211,15 @@ func (s *Store) rollback(ctx context.Context, reqs []coordinator.Request, taken 
 // Holders implements coordinator.Store: the exclusive lease on r, the
 // only kind the scripts take yet.
 func (s *Store) Holders(ctx context.Context, r coordinator.Resource) ([]coordinator.Lease, error) {
-	l, err := s.Inspect(ctx, r)
-	if err != nil {
+	if err := r.Validate(); err != nil {
 		return nil, err
+	}
+	l, err := s.inspect(ctx, r)
+	switch {
+	case errors.Is(err, coordinator.ErrNotHeld):
+		return nil, err
+	case err != nil:
+		return nil, opError("holders of "+r.String(), err)
 	}
 	return []coordinator.Lease{l}, nil
 }

@@ -3,7 +3,6 @@ package redisstore
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -41,7 +40,7 @@ func (s *Store) Releases(ctx context.Context) (coordinator.Subscription, error) 
 // to those addressed to it (each partition's channel + ":" + waiter).
 func (s *Store) subscribe(ctx context.Context, waiter string) (coordinator.Subscription, error) {
 	if err := s.ready(ctx); err != nil {
-		return nil, err
+		return nil, opError("subscribe to release notifications", err)
 	}
 	perPartition := make([][]string, s.layout.partitions)
 	var channels []string
@@ -70,7 +69,7 @@ func (s *Store) subscribe(ctx context.Context, waiter string) (coordinator.Subsc
 		sh.ps = ps
 		if _, err := ps.Receive(ctx); err != nil {
 			_ = sub.Close()
-			return nil, fmt.Errorf("redisstore: subscribe to release notifications: %w", err)
+			return nil, opError("subscribe to release notifications", err)
 		}
 	}
 	for _, sh := range sub.shards {

@@ -25,6 +25,8 @@ func everyCall(ctx context.Context, s *redisstore.Store) map[string]error {
 	_, out["ReleaseAll"] = s.ReleaseAll(ctx, "w1", "id-2")
 	_, out["ForceRelease"] = s.ForceRelease(ctx, r, "id-3")
 	out["CheckPartitions"] = s.CheckPartitions(ctx)
+	_, out["AcquireAll"] = s.AcquireAll(ctx, []coordinator.Request{req, request(coordinator.Plan("2"), "w1", "id-1", time.Minute)})
+	out["Unqueue"] = s.Unqueue(ctx, r, "waiter-1")
 	sub, err := s.Releases(ctx)
 	if err == nil {
 		_ = sub.Close()

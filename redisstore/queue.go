@@ -63,7 +63,7 @@ func (s *Store) Unqueue(ctx context.Context, r coordinator.Resource, waiter stri
 		return err
 	}
 	if err := s.ready(ctx); err != nil {
-		return err
+		return opError(fmt.Sprintf("unqueue %s from %s", waiter, r), err)
 	}
 	if !validWaiter(waiter) {
 		return nil // never queued
@@ -73,7 +73,7 @@ func (s *Store) Unqueue(ctx context.Context, r coordinator.Resource, waiter stri
 		waiter, s.noteArg, pk.released, r.String()).Err()
 	s.refreshOnFailure(err)
 	if err != nil {
-		return fmt.Errorf("redisstore: unqueue %s from %s: %w", waiter, r, err)
+		return opError(fmt.Sprintf("unqueue %s from %s", waiter, r), err)
 	}
 	return nil
 }

@@ -157,7 +157,7 @@ func (s *Store) ready(ctx context.Context) error {
 	if s.checked {
 		return nil
 	}
-	if err := s.CheckPartitions(ctx); err != nil {
+	if err := s.checkPartitions(ctx); err != nil {
 		return err
 	}
 	s.checked = true
@@ -166,18 +166,35 @@ func (s *Store) ready(ctx context.Context) error {
 
 // CheckPartitions records the store's partition count under its layout's
 // ConfigKey if none is recorded, and returns ErrPartitionMismatch if
-// another is.
+// another is. An unreachable Redis gives an error wrapping
+// coordinator.ErrUnavailable.
 func (s *Store) CheckPartitions(ctx context.Context) error {
+	if err := s.checkPartitions(ctx); err != nil {
+		return fmt.Errorf("redisstore: check partition count: %w", err)
+	}
+	return nil
+}
+
+// checkPartitions is CheckPartitions; its error does not name the
+// operation, the caller's (acquire plan/42) does, and an unreachable
+// Redis is only that, not the step that met it.
+func (s *Store) checkPartitions(ctx context.Context) error {
 	if s.cfgErr != nil {
 		return s.cfgErr
 	}
 	key, n := s.layout.ConfigKey(), s.layout.partitions
 	if err := s.client.SetNX(ctx, key, n, 0).Err(); err != nil {
-		return fmt.Errorf("redisstore: record partition count: %w", err)
+		if unreachable(err) {
+			return storeError(err)
+		}
+		return fmt.Errorf("record the partition count under %s: %w", key, err)
 	}
 	got, err := s.client.Get(ctx, key).Int()
 	if err != nil {
-		return fmt.Errorf("redisstore: read partition count from %s: %w", key, err)
+		if unreachable(err) {
+			return storeError(err)
+		}
+		return fmt.Errorf("read the partition count from %s: %w", key, err)
 	}
 	if got != n {
 		return fmt.Errorf("%w: prefix %q is used with %d partitions (%s), this store has %d",
@@ -212,10 +229,10 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 	if err := supports(req); err != nil {
 		return coordinator.Lease{}, err
 	}
-	if err := s.ready(ctx); err != nil {
-		return coordinator.Lease{}, err
-	}
 	r := req.Resource
+	if err := s.ready(ctx); err != nil {
+		return coordinator.Lease{}, opError("acquire "+r.String(), err)
+	}
 	pk := &s.parts[s.layout.Partition(r)]
 	keys := []string{leaseKey(pk.tag, r), pk.fence, pk.events, ownerKey(pk.tag, req.Owner), queueKey(pk.tag, r)}
 	var waiterArg, stay any = "", "0"
@@ -228,7 +245,7 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 	v, ackErr, err := s.eval(ctx, scripts.Acquire(), keys, acquireWrote,
 		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg)
 	if err != nil {
-		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, scriptError(err))
+		return coordinator.Lease{}, opError("acquire "+r.String(), err)
 	}
 	st, l, err := parseReply(r, v)
 	if err != nil {
@@ -249,16 +266,16 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 	if err := validate(req, true); err != nil {
 		return coordinator.Lease{}, err
 	}
-	if err := s.ready(ctx); err != nil {
-		return coordinator.Lease{}, err
-	}
 	r := req.Resource
+	if err := s.ready(ctx); err != nil {
+		return coordinator.Lease{}, opError("renew "+r.String(), err)
+	}
 	pk := &s.parts[s.layout.Partition(r)]
 	keys := []string{leaseKey(pk.tag, r), pk.events, ownerKey(pk.tag, req.Owner)}
 	v, ackErr, err := s.eval(ctx, scripts.Renew(), keys, renewWrote,
 		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, strconv.FormatUint(req.Token, 10))
 	if err != nil {
-		return coordinator.Lease{}, fmt.Errorf("redisstore: renew %s: %w", r, scriptError(err))
+		return coordinator.Lease{}, opError("renew "+r.String(), err)
 	}
 	st, l, err := parseReply(r, v)
 	switch {
@@ -302,12 +319,14 @@ func (s *Store) ForceRelease(ctx context.Context, r coordinator.Resource, reques
 		// the holder seen: the script removes only its lease (or a corrupt
 		// key, whoever it names)
 		holder := ""
-		cur, err := s.Inspect(ctx, r)
+		cur, err := s.inspect(ctx, r)
 		switch {
 		case err == nil:
 			holder = cur.Owner
-		case !errors.Is(err, ErrCorrupt):
+		case errors.Is(err, coordinator.ErrNotHeld):
 			return coordinator.Lease{}, err
+		case !errors.Is(err, ErrCorrupt):
+			return coordinator.Lease{}, opError("force release "+r.String(), err)
 		}
 		l, err := s.release(ctx, coordinator.Request{Resource: r, Owner: holder, RequestID: requestID}, "force")
 		var le *coordinator.LeaseError
@@ -344,22 +363,26 @@ func releaseMode(req coordinator.Request) string {
 }
 
 func (s *Store) releaseHandOff(ctx context.Context, req coordinator.Request, mode, waiter string) (coordinator.Lease, bool, error) {
-	if err := s.ready(ctx); err != nil {
-		return coordinator.Lease{}, false, err
-	}
 	r := req.Resource
+	op := "release " + r.String()
+	if mode == "force" {
+		op = "force release " + r.String()
+	}
+	if err := s.ready(ctx); err != nil {
+		return coordinator.Lease{}, false, opError(op, err)
+	}
 	pk := &s.parts[s.layout.Partition(r)]
 	keys := []string{leaseKey(pk.tag, r), pk.events, ownerKey(pk.tag, req.Owner), requestKey(pk.tag, r, req.RequestID), queueKey(pk.tag, r)}
 	v, err := scripts.Release().Run(ctx, s.client, keys,
 		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, pk.released, s.waiterArg(waiter)).Slice()
 	s.refreshOnFailure(err)
 	if err != nil {
-		return coordinator.Lease{}, false, fmt.Errorf("redisstore: release %s: %w", r, scriptError(err))
+		return coordinator.Lease{}, false, opError(op, err)
 	}
 	st, l, err := parseReply(r, v)
 	switch {
 	case err != nil:
-		return coordinator.Lease{}, false, fmt.Errorf("redisstore: release %s: %w", r, err)
+		return coordinator.Lease{}, false, fmt.Errorf("redisstore: %s: %w", op, err)
 	case st == statusFree:
 		return coordinator.Lease{}, false, &coordinator.LeaseError{Op: "release", Resource: r, Owner: req.Owner, Err: coordinator.ErrNotHeld}
 	case st == statusConflict:
@@ -374,6 +397,16 @@ func (s *Store) Inspect(ctx context.Context, r coordinator.Resource) (coordinato
 	if err := r.Validate(); err != nil {
 		return coordinator.Lease{}, err
 	}
+	l, err := s.inspect(ctx, r)
+	if err != nil && !errors.Is(err, coordinator.ErrNotHeld) {
+		return coordinator.Lease{}, opError("inspect "+r.String(), err)
+	}
+	return l, err
+}
+
+// inspect is Inspect of a valid resource, its error not naming the
+// operation (but for ErrNotHeld's).
+func (s *Store) inspect(ctx context.Context, r coordinator.Resource) (coordinator.Lease, error) {
 	if err := s.ready(ctx); err != nil {
 		return coordinator.Lease{}, err
 	}
@@ -382,9 +415,9 @@ func (s *Store) Inspect(ctx context.Context, r coordinator.Resource) (coordinato
 	s.refreshOnFailure(err)
 	if err != nil {
 		if _, ok := errors.AsType[redis.Error](err); ok && strings.HasPrefix(err.Error(), "WRONGTYPE") {
-			return coordinator.Lease{}, fmt.Errorf("redisstore: inspect %s: %w: lease %s: %w", r, ErrCorrupt, key, err)
+			return coordinator.Lease{}, fmt.Errorf("%w: lease %s: %w", ErrCorrupt, key, err)
 		}
-		return coordinator.Lease{}, fmt.Errorf("redisstore: inspect %s: %w", r, err)
+		return coordinator.Lease{}, err
 	}
 	if v[0] == nil && v[1] == nil && v[2] == nil && v[3] == nil && v[4] == nil {
 		return coordinator.Lease{}, fmt.Errorf("%w: %s is free", coordinator.ErrNotHeld, r)
@@ -394,7 +427,7 @@ func (s *Store) Inspect(ctx context.Context, r coordinator.Resource) (coordinato
 		err = wellFormed(l)
 	}
 	if err != nil {
-		return coordinator.Lease{}, fmt.Errorf("redisstore: inspect %s: %w: lease %s: %w", r, ErrCorrupt, key, err)
+		return coordinator.Lease{}, fmt.Errorf("%w: lease %s: %w", ErrCorrupt, key, err)
 	}
 	return l, nil
 }
@@ -412,7 +445,7 @@ func (s *Store) ReleaseAll(ctx context.Context, owner, requestID string) (int, e
 		return 0, err
 	}
 	if err := s.ready(ctx); err != nil {
-		return 0, err
+		return 0, opError(fmt.Sprintf("release all of %q", owner), err)
 	}
 	cmds := make([]*redis.StringSliceCmd, s.layout.partitions)
 	_, err := s.client.Pipelined(ctx, func(pipe redis.Pipeliner) error {
@@ -423,7 +456,7 @@ func (s *Store) ReleaseAll(ctx context.Context, owner, requestID string) (int, e
 	})
 	s.refreshOnFailure(err)
 	if err != nil {
-		return 0, fmt.Errorf("redisstore: release all of %q: read lease index: %w", owner, err)
+		return 0, opError(fmt.Sprintf("release all of %q", owner), err)
 	}
 	released := 0
 	var errs []error
