@@ -23,8 +23,8 @@ import (
 )
 
 // supports returns an error wrapping coordinator.ErrUnsupported for a
-// request that the scripts cannot serve yet: shared mode, a cap, lease
-// metadata. Nothing is sent to Redis.
+// request that the scripts cannot serve yet: shared mode, a cap. Nothing
+// is sent to Redis.
 func supports(req coordinator.Request) error {
 	var what string
 	switch {
@@ -33,12 +33,10 @@ func supports(req coordinator.Request) error {
 		if req.Permits != 0 {
 			what = "a lease capped at " + strconv.Itoa(req.Permits) + " permits"
 		}
-	case req.Meta != "":
-		what = "lease metadata"
 	default:
 		return nil
 	}
-	return fmt.Errorf("redisstore: %s on %s: %w: the store's scripts take exclusive leases without metadata only",
+	return fmt.Errorf("redisstore: %s on %s: %w: the store's scripts take exclusive leases only",
 		what, req.Resource, coordinator.ErrUnsupported)
 }
 

@@ -73,7 +73,6 @@ func TestAcquireAllRefusesBadInput(t *testing.T) {
 		}{
 			{"a shared lease", func(r *coordinator.Request) { r.Mode = coordinator.ModeShared }},
 			{"a lease capped at 2 permits", func(r *coordinator.Request) { r.Mode, r.Permits = coordinator.ModeShared, 2 }},
-			{"lease metadata", func(r *coordinator.Request) { r.Meta = "host-1" }},
 			{"a lease capped at 3 permits", func(r *coordinator.Request) { r.Permits = 3 }},
 		} {
 			want := tc.want

@@ -274,3 +274,47 @@ func TestStreamMaxLen(t *testing.T) {
 		}
 	})
 }
+
+// TestOutboxMeta: the events of a lease with metadata carry it (field
+// meta), as the lease has it at each change; a lease without metadata
+// writes no meta field. The lease hash keeps it in field meta.
+func TestOutboxMeta(t *testing.T) {
+	onBoth(t, func(t *testing.T, b *backend) {
+		ctx := t.Context()
+		s := b.newStore(t)
+		r := coordinator.Plan("meta-events")
+		key := s.Layout().StreamKey(s.Layout().Partition(r))
+		withMeta := func(id, meta string) coordinator.Request {
+			req := request(r, "w1", id, time.Minute)
+			req.Meta = meta
+			return req
+		}
+		lease(t)(s.Acquire(ctx, withMeta("m1", "host-1")))
+		lease(t)(s.Acquire(ctx, withMeta("m2", "")))
+		lease(t)(s.Acquire(ctx, withMeta("m3", "phase 2")))
+		if got := b.client.HGet(ctx, s.Layout().LeaseKey(r), "meta").Val(); got != "phase 2" {
+			t.Fatalf("lease hash meta = %q, want the last one given", got)
+		}
+		lease(t)(s.Renew(ctx, request(r, "w1", "m4", time.Minute)))
+		lease(t)(s.Release(ctx, request(r, "w1", "m5", 0)))
+		want := []string{"host-1", "host-1", "phase 2", "phase 2", "phase 2"}
+		es := entries(t, b.client, key)
+		if len(es) != len(want) {
+			t.Fatalf("%d events, want %d", len(es), len(want))
+		}
+		for i, e := range es {
+			if e["meta"] != want[i] {
+				t.Errorf("event %d (%s): meta %q, want %q", i, e["event"], e["meta"], want[i])
+			}
+		}
+		plain := coordinator.Plan("no-meta-events")
+		lease(t)(s.Acquire(ctx, request(plain, "w1", "p1", time.Minute)))
+		es = entries(t, b.client, s.Layout().StreamKey(s.Layout().Partition(plain)))
+		if _, ok := es[len(es)-1]["meta"]; ok {
+			t.Fatalf("an event of a lease without metadata has a meta field: %v", es[len(es)-1])
+		}
+		if n := b.client.HExists(ctx, s.Layout().LeaseKey(plain), "meta").Val(); n {
+			t.Fatal("a lease without metadata has a meta field")
+		}
+	})
+}

@@ -18,24 +18,70 @@ const (
 	statusHandedOff  = 4 // release.lua: released, the turn given to the releaser's waiters
 )
 
-// parseReply reads {status, owner, count, token, acquired_at, expires_at}.
-func parseReply(r coordinator.Resource, v []any) (int64, coordinator.Lease, error) {
+// replyLen is the length of a script's lease reply (see lib.lua's reply).
+const replyLen = 12
+
+// scriptReply is a script's lease reply: its status, the lease, and what
+// a conflict reports besides (see lib.lua's reply).
+type scriptReply struct {
+	status  int64
+	lease   coordinator.Lease
+	holders int // owners holding the resource
+	queued  int // waiters queued ahead of the caller
+}
+
+// conflict returns the *ConflictError of a conflict reply.
+func (rp scriptReply) conflict() *coordinator.ConflictError {
+	l := rp.lease
+	return &coordinator.ConflictError{Resource: l.Resource, Holder: l.Owner, Token: l.Token, Count: l.Count,
+		ExpiresAt: l.ExpiresAt, Remaining: l.Remaining, Mode: l.Mode, Holders: rp.holders, Permits: l.Permits,
+		Meta: l.Meta, Queued: rp.queued}
+}
+
+// parseReply reads {status, owner, count, token, acquired_at, expires_at,
+// remaining, meta, mode, cap, holders, queued}, or {status} of a free
+// resource.
+func parseReply(r coordinator.Resource, v []any) (scriptReply, error) {
 	if len(v) == 0 {
-		return 0, coordinator.Lease{}, fmt.Errorf("empty script reply")
+		return scriptReply{}, fmt.Errorf("empty script reply")
 	}
 	st, err := toInt(v[0])
 	if err != nil {
-		return 0, coordinator.Lease{}, fmt.Errorf("script status: %w", err)
+		return scriptReply{}, fmt.Errorf("script status: %w", err)
 	}
 	if st == statusFree {
-		return st, coordinator.Lease{}, nil
+		return scriptReply{status: st}, nil
 	}
-	if len(v) != 6 {
-		return 0, coordinator.Lease{}, fmt.Errorf("script reply has %d elements, want 6", len(v))
+	if len(v) != replyLen {
+		return scriptReply{}, fmt.Errorf("script reply has %d elements, want %d", len(v), replyLen)
 	}
-	l, err := leaseFrom(r, v[1:])
-	return st, l, err
+	l, err := leaseFrom(r, v[1:6])
+	if err != nil {
+		return scriptReply{}, err
+	}
+	var n [5]int64 // remaining, mode, cap, holders, queued
+	for i, at := range [5]int{6, 8, 9, 10, 11} {
+		if n[i], err = toInt(v[at]); err != nil {
+			return scriptReply{}, fmt.Errorf("%s: %w", replyFields[at], err)
+		}
+	}
+	meta, ok := v[7].(string)
+	if !ok {
+		return scriptReply{}, fmt.Errorf("meta: unexpected %T", v[7])
+	}
+	l.Meta, l.Permits = meta, int(n[2])
+	if n[0] > 0 {
+		l.Remaining = time.Duration(n[0]) * time.Millisecond
+	}
+	if n[1] == 1 {
+		l.Mode = coordinator.ModeShared
+	}
+	return scriptReply{status: st, lease: l, holders: int(n[3]), queued: int(n[4])}, nil
 }
+
+// replyFields names the elements of a lease reply, for errors.
+var replyFields = [replyLen]string{"status", "owner", "count", "token", "acquired_at", "expires_at",
+	"remaining", "meta", "mode", "cap", "holders", "queued"}
 
 // leaseFrom reads {owner, count, token, acquired_at, expires_at}.
 func leaseFrom(r coordinator.Resource, v []any) (coordinator.Lease, error) {

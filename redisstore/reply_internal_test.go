@@ -13,22 +13,29 @@ import (
 // must answer with an error rather than a wrong lease or a panic.
 func TestParseReply(t *testing.T) {
 	r := coordinator.Plan("1")
-	ok := []any{int64(1), "w1", int64(2), "9007199254740993", int64(1700000000000), int64(1700000060000)}
-	st, l, err := parseReply(r, ok)
-	if err != nil || st != 1 {
-		t.Fatalf("parseReply(ok) = %d, %v", st, err)
+	ok := []any{int64(1), "w1", int64(2), "9007199254740993", int64(1700000000000), int64(1700000060000),
+		int64(59000), "host-1", int64(1), int64(3), int64(2), int64(0)}
+	rp, err := parseReply(r, ok)
+	if err != nil || rp.status != 1 {
+		t.Fatalf("parseReply(ok) = %d, %v", rp.status, err)
 	}
 	want := coordinator.Lease{Resource: r, Owner: "w1", Count: 2, Token: 9007199254740993,
-		AcquiredAt: time.UnixMilli(1700000000000), ExpiresAt: time.UnixMilli(1700000060000)}
-	if l.Resource != want.Resource || l.Owner != want.Owner || l.Count != want.Count || l.Token != want.Token ||
-		!l.AcquiredAt.Equal(want.AcquiredAt) || !l.ExpiresAt.Equal(want.ExpiresAt) {
+		AcquiredAt: time.UnixMilli(1700000000000), ExpiresAt: time.UnixMilli(1700000060000),
+		Remaining: 59 * time.Second, Meta: "host-1", Mode: coordinator.ModeShared, Permits: 3}
+	if l := rp.lease; l.Resource != want.Resource || l.Owner != want.Owner || l.Count != want.Count || l.Token != want.Token ||
+		!l.AcquiredAt.Equal(want.AcquiredAt) || !l.ExpiresAt.Equal(want.ExpiresAt) || l.Remaining != want.Remaining ||
+		l.Meta != want.Meta || l.Mode != want.Mode || l.Permits != want.Permits || rp.holders != 2 {
 		t.Fatalf("lease = %+v, want %+v", l, want)
 	}
-	if st, _, err := parseReply(r, []any{int64(-1)}); err != nil || st != statusFree {
-		t.Fatalf("free reply: %d, %v", st, err)
+	if rp, err := parseReply(r, []any{int64(-1)}); err != nil || rp.status != statusFree {
+		t.Fatalf("free reply: %d, %v", rp.status, err)
 	}
-	if st, _, err := parseReply(r, []any{"0", "w2", "1", "5", "1", "2"}); err != nil || st != statusConflict {
-		t.Fatalf("string-typed reply: %d, %v", st, err)
+	rp, err = parseReply(r, []any{"0", "w2", "1", "5", "1", "2", "-1", "", "0", "0", "1", "4"})
+	if err != nil || rp.status != statusConflict || rp.lease.Remaining != 0 || rp.queued != 4 {
+		t.Fatalf("string-typed reply: %+v, %v", rp, err)
+	}
+	if ce := rp.conflict(); ce.Holder != "w2" || ce.Queued != 4 || ce.Holders != 1 || ce.Token != 5 {
+		t.Fatalf("conflict of %+v = %+v", rp, ce)
 	}
 	with := func(i int, v any) []any {
 		c := append([]any(nil), ok...)
@@ -42,8 +49,11 @@ func TestParseReply(t *testing.T) {
 		"empty":                {nil, "empty script reply"},
 		"status not a number":  {[]any{"x"}, "script status"},
 		"status of wrong type": {[]any{1.5}, "script status"},
-		"short":                {ok[:2], "2 elements, want 6"},
-		"long":                 {append(append([]any(nil), ok...), int64(7)), "7 elements, want 6"},
+		"short":                {ok[:2], "2 elements, want 12"},
+		"long":                 {append(append([]any(nil), ok...), int64(7)), "13 elements, want 12"},
+		"remaining":            {with(6, "soon"), "remaining"},
+		"meta":                 {with(7, int64(1)), "meta"},
+		"queued":               {with(11, nil), "queued"},
 		"owner not a string":   {with(1, int64(3)), "owner"},
 		"owner nil":            {with(1, nil), "owner"},
 		"count":                {with(2, "two"), "count"},
@@ -54,7 +64,7 @@ func TestParseReply(t *testing.T) {
 		"acquired_at":          {with(4, "noon"), "acquired_at"},
 		"expires_at":           {with(5, nil), "expires_at"},
 	} {
-		if _, _, err := parseReply(r, tc.v); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := parseReply(r, tc.v); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error mentioning %q", name, err, tc.want)
 		}
 	}

@@ -243,22 +243,21 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 		stay = "1"
 	}
 	v, ackErr, err := s.eval(ctx, scripts.Acquire(), keys, acquireWrote,
-		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg)
+		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg, req.Meta)
 	if err != nil {
 		return coordinator.Lease{}, opError("acquire "+r.String(), err)
 	}
-	st, l, err := parseReply(r, v)
+	rp, err := parseReply(r, v)
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, err)
 	}
-	if st == statusConflict {
-		return coordinator.Lease{}, &coordinator.ConflictError{Resource: r, Holder: l.Owner,
-			Token: l.Token, Count: l.Count, ExpiresAt: l.ExpiresAt}
+	if rp.status == statusConflict {
+		return coordinator.Lease{}, rp.conflict()
 	}
 	if ackErr != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, s.unack(ctx, req, ackErr))
 	}
-	return l, nil
+	return rp.lease, nil
 }
 
 // Renew implements coordinator.Store.
@@ -277,7 +276,8 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 	if err != nil {
 		return coordinator.Lease{}, opError("renew "+r.String(), err)
 	}
-	st, l, err := parseReply(r, v)
+	rp, err := parseReply(r, v)
+	st, l := rp.status, rp.lease
 	switch {
 	case err != nil:
 		return coordinator.Lease{}, fmt.Errorf("redisstore: renew %s: %w", r, err)
@@ -379,7 +379,8 @@ func (s *Store) releaseHandOff(ctx context.Context, req coordinator.Request, mod
 	if err != nil {
 		return coordinator.Lease{}, false, opError(op, err)
 	}
-	st, l, err := parseReply(r, v)
+	rp, err := parseReply(r, v)
+	st, l := rp.status, rp.lease
 	switch {
 	case err != nil:
 		return coordinator.Lease{}, false, fmt.Errorf("redisstore: %s: %w", op, err)
@@ -393,6 +394,7 @@ func (s *Store) releaseHandOff(ctx context.Context, req coordinator.Request, mod
 
 // Inspect implements coordinator.Store. A lease key that is not a hash,
 // or whose fields no script wrote, gives an error wrapping ErrCorrupt.
+// The lease's Remaining is the key's PTTL, read in the same round trip.
 func (s *Store) Inspect(ctx context.Context, r coordinator.Resource) (coordinator.Lease, error) {
 	if err := r.Validate(); err != nil {
 		return coordinator.Lease{}, err
@@ -411,23 +413,34 @@ func (s *Store) inspect(ctx context.Context, r coordinator.Resource) (coordinato
 		return coordinator.Lease{}, err
 	}
 	key := s.layout.LeaseKey(r)
-	v, err := s.client.HMGet(ctx, key, "owner", "count", "token", "acquired_at", "expires_at").Result()
+	var get *redis.SliceCmd
+	var pttl *redis.DurationCmd
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.HMGet(ctx, key, "owner", "count", "token", "acquired_at", "expires_at", "meta")
+		pttl = p.PTTL(ctx, key)
+		return nil
+	})
 	s.refreshOnFailure(err)
+	v := get.Val()
 	if err != nil {
-		if _, ok := errors.AsType[redis.Error](err); ok && strings.HasPrefix(err.Error(), "WRONGTYPE") {
-			return coordinator.Lease{}, fmt.Errorf("%w: lease %s: %w", ErrCorrupt, key, err)
+		if _, ok := errors.AsType[redis.Error](get.Err()); ok && strings.HasPrefix(get.Err().Error(), "WRONGTYPE") {
+			return coordinator.Lease{}, fmt.Errorf("%w: lease %s: %w", ErrCorrupt, key, get.Err())
 		}
 		return coordinator.Lease{}, err
 	}
 	if v[0] == nil && v[1] == nil && v[2] == nil && v[3] == nil && v[4] == nil {
 		return coordinator.Lease{}, fmt.Errorf("%w: %s is free", coordinator.ErrNotHeld, r)
 	}
-	l, err := leaseFrom(r, v)
+	l, err := leaseFrom(r, v[:5])
 	if err == nil {
 		err = wellFormed(l)
 	}
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("%w: lease %s: %w", ErrCorrupt, key, err)
+	}
+	l.Meta, _ = v[5].(string)
+	if d := pttl.Val(); d > 0 {
+		l.Remaining = d
 	}
 	return l, nil
 }

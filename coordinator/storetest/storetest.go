@@ -114,6 +114,7 @@ func Run(t *testing.T, h Harness) {
 		{"RenewByToken", testRenewByToken},
 		{"SameOwnerAfterExpiry", testSameOwnerAfterExpiry},
 		{"ConflictLeavesHolder", testConflictLeavesHolder},
+		{"MetaAndRemaining", testMetaAndRemaining},
 	}
 	tests = append(tests, allTests...)
 	if has(h, Shared) {

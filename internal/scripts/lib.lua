@@ -85,11 +85,11 @@ local function lease_fault(key, f)
 end
 
 -- the lease in lock hash key: {owner, count, token, acquired_at,
--- expires_at, request ids}, owner false when the resource is free
+-- expires_at, request ids, meta}, owner false when the resource is free
 -- (HMGET); or nil and why the key is corrupt (not a hash, or a field that
 -- no script wrote: see lease_fault)
 local function read_lease(key)
-  local h = redis.pcall('HMGET', key, 'owner', 'count', 'token', 'acquired_at', 'expires_at', 'req')
+  local h = redis.pcall('HMGET', key, 'owner', 'count', 'token', 'acquired_at', 'expires_at', 'req', 'meta')
   if failed(h) then return nil, 'corrupt lease ' .. key .. ': ' .. h.err end
   if not (h[1] or h[2] or h[3] or h[4] or h[5]) then return h end
   local why = lease_fault(key, h)
@@ -97,10 +97,32 @@ local function read_lease(key)
   return h
 end
 
--- the reply {status, owner, count, token, acquired_at_ms, expires_at_ms}
--- of lease h (read_lease) as it stands
-local function lease_reply(status, h)
-  return {status, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5])}
+-- the reply {status, owner, count, token, acquired_at_ms, expires_at_ms,
+-- remaining_ms, meta, mode, cap, holders, queued} of an exclusive lease
+-- (mode 0, cap 0, one holder, queued 0): remaining_ms is expires_at - now
+-- (never below 0), or -1 when now is nil (the script did not read TIME:
+-- the reply does not say)
+local function reply(status, owner, count, token, acquired, expires, now, meta)
+  local left = -1
+  if now then left = math.max(expires - now, 0) end
+  return {status, owner, count, token, acquired, expires, left, meta or '', 0, 0, 1, 0}
+end
+
+-- the reply (see reply) of lease h (read_lease) as it stands at now
+local function lease_reply(status, h, now)
+  return reply(status, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5]), now, h[7])
+end
+
+-- the event fields (a table) of a lease change: the fixed ones, and the
+-- lease's metadata when it has some
+local function event_fields(name, typ, id, owner, token, count, at, acquired, expires, req, meta)
+  local f = {'event', name, 'type', typ, 'id', id, 'owner', owner, 'token', token, 'count', count,
+    'at', at, 'acquired_at', acquired, 'expires_at', expires, 'req', req}
+  if meta and meta ~= '' then
+    f[#f + 1] = 'meta'
+    f[#f + 1] = meta
+  end
+  return f
 end
 
 -- the decimal string n + 1, n being decimal digits
@@ -154,14 +176,14 @@ local function next_token(key, now_us)
   return now_us, undo
 end
 
--- append an event (field value ...) to stream key, capped at about maxlen
+-- append an event (f: field value ..., see event_fields) to stream key, capped at about maxlen
 -- entries (XADD MAXLEN ~), unless maxlen is "0" (the outbox is off).
 -- Returns nil, or why the stream refused it (a key of another type, its
 -- id space exhausted, Redis out of memory): every script appends its
 -- event before its other writes, so that a refusal changes nothing.
-local function append_event(key, maxlen, ...)
+local function append_event(key, maxlen, f)
   if maxlen == '0' then return nil end
-  local r = redis.pcall('XADD', key, 'MAXLEN', '~', maxlen, '*', ...)
+  local r = redis.pcall('XADD', key, 'MAXLEN', '~', maxlen, '*', unpack(f))
   if failed(r) then return 'outbox ' .. key .. ': ' .. r.err end
   return nil
 end

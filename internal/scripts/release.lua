@@ -19,7 +19,9 @@
 -- ARGV[10] the releasing coordinator's id when waiters of its own wait for the resource, else "":
 --         if it is the first queued, the lease is handed to them (status 4) and nothing is
 --         published; queued behind another, it waits its turn like any waiter
--- Reply: {status, owner, count_left, token, acquired_at_ms, expires_at_ms}
+-- Reply: {status, owner, count_left, token, acquired_at_ms, expires_at_ms,
+--         remaining_ms, meta, mode, cap, holders, queued} (see acquire.lua;
+--         remaining_ms 0 once the hold is gone)
 --   status 1 released (lease deleted), 4 released and handed to the
 --   releaser's own waiters (ARGV[10]), 2 decremented, 3 repeated request
 --   id (nothing applied, the first reply), 0 held by another owner (the
@@ -54,7 +56,7 @@ local memo = redis.pcall('GET', KEYS[4])
 if type(memo) == 'string' then
   local token, acq, exp, holder = string.match(memo, '^(%d+) (%d+) (%d+) (.*)$')
   if token then
-    return {3, holder, 0, token, tonumber(acq), tonumber(exp)}
+    return reply(3, holder, 0, token, tonumber(acq), tonumber(exp))
   end
 end
 
@@ -73,7 +75,7 @@ if h then
   end
   list = h[6] or ''
   if find(list, req) then
-    return lease_reply(3, h)
+    return lease_reply(3, h, (redis_time()))
   end
   count = tonumber(h[2]) - 1
 elseif mode == 'force' then
@@ -101,10 +103,9 @@ end
 local count_s = fmt('%d', count)
 
 local ev = raw or {held, h[3], h[4], h[5]}
-why = append_event(KEYS[2], maxlen,
-  'event', name, 'type', ARGV[3], 'id', ARGV[4], 'owner', ev[1],
-  'token', ev[2], 'count', count_s, 'at', fmt('%d', (redis_time())),
-  'acquired_at', ev[3], 'expires_at', ev[4], 'req', req)
+local now = redis_time()
+why = append_event(KEYS[2], maxlen, event_fields(name, ARGV[3], ARGV[4], ev[1],
+  ev[2], count_s, fmt('%d', now), ev[3], ev[4], req, h[7]))
 if why then return fail(why) end
 
 if count > 0 then
@@ -140,4 +141,6 @@ else
 end
 local status = 2
 if handed then status = 4 elseif count == 0 then status = 1 end
-return {status, held, count, h[3], tonumber(h[4]), tonumber(h[5])}
+local left = now
+if count == 0 then left = nil end
+return reply(status, held, count, h[3], tonumber(h[4]), tonumber(h[5]), left, h[7])

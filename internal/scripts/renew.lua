@@ -10,7 +10,8 @@
 -- ARGV[5] resource id
 -- ARGV[6] stream MAXLEN ~ cap; 0 switches the outbox off
 -- ARGV[7] expected fencing token, decimal; "0" renews whatever lease the owner holds
--- Reply: {status, owner, count, token, acquired_at_ms, expires_at_ms}
+-- Reply: {status, owner, count, token, acquired_at_ms, expires_at_ms,
+--         remaining_ms, meta, mode, cap, holders, queued} (see acquire.lua)
 --   status 1 renewed, 3 repeated request id (nothing applied),
 --   0 held by another owner (the holder's lease), -1 free (no lease),
 --   -2 the owner holds a lease with another token (that lease).
@@ -41,19 +42,17 @@ if ARGV[7] ~= '0' and h[3] ~= ARGV[7] then
   return lease_reply(-2, h)
 end
 local list = h[6] or ''
+local now = redis_time()
 if find(list, req) then
-  return lease_reply(3, h)
+  return lease_reply(3, h, now)
 end
 
 local ttl = tonumber(ARGV[2])
-local now = redis_time()
 local expires_s = fmt('%d', now + ttl)
-why = append_event(KEYS[2], ARGV[6],
-  'event', 'renewed', 'type', ARGV[4], 'id', ARGV[5], 'owner', owner,
-  'token', h[3], 'count', h[2], 'at', fmt('%d', now),
-  'acquired_at', h[4], 'expires_at', expires_s, 'req', req)
+why = append_event(KEYS[2], ARGV[6], event_fields('renewed', ARGV[4], ARGV[5], owner,
+  h[3], h[2], fmt('%d', now), h[4], expires_s, req, h[7]))
 if why then return fail(why) end
 redis.call('HSET', KEYS[1], 'expires_at', expires_s, 'req', remember(list, req))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 raise_ttl(KEYS[3], ttl)
-return {1, owner, tonumber(h[2]), h[3], tonumber(h[4]), now + ttl}
+return reply(1, owner, tonumber(h[2]), h[3], tonumber(h[4]), now + ttl, now, h[7])

@@ -160,8 +160,22 @@ func TestLibKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := lua(t, c, `return lease_reply(2, read_lease(KEYS[1]))`, "lock")
-		if want := []any{int64(2), "w", int64(2), "123456789012345678", int64(10), int64(20)}; !slices.Equal(got.([]any), want) {
+		want := []any{int64(2), "w", int64(2), "123456789012345678", int64(10), int64(20), int64(-1), "", int64(0), int64(0), int64(1), int64(0)}
+		if !slices.Equal(got.([]any), want) {
 			t.Fatalf("lease_reply = %v, want %v", got, want)
+		}
+		// with now: the time left, never below 0; with metadata
+		if err := c.HSet(ctx, "lock", "meta", "host-1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		got = lua(t, c, `return {lease_reply(2, read_lease(KEYS[1]), 15), lease_reply(2, read_lease(KEYS[1]), 25)}`, "lock")
+		if l := got.([]any); l[0].([]any)[6] != int64(5) || l[1].([]any)[6] != int64(0) || l[0].([]any)[7] != "host-1" {
+			t.Fatalf("lease_reply with now = %v, want 5 then 0 ms left, meta host-1", got)
+		}
+		// event_fields: the metadata only when there is some
+		got = lua(t, c, `return {#event_fields('acquired', 't', 'i', 'o', '1', '1', '2', '3', '4', 'r', ''), event_fields('acquired', 't', 'i', 'o', '1', '1', '2', '3', '4', 'r', 'm')[22]}`)
+		if l := got.([]any); l[0] != int64(20) || l[1] != "m" {
+			t.Fatalf("event_fields = %v, want 20 fields without meta, meta last with it", got)
 		}
 		// redis_time: Redis time, in ms and, exactly, in µs
 		got = lua(t, c, `local ms, us = redis_time() return {ms, us}`)
@@ -282,16 +296,16 @@ func TestLibChecks(t *testing.T) {
 		}
 
 		// append_event: off, on, refused
-		if got := lua(t, c, `return tostring(append_event(KEYS[1], '0', 'a', 'b'))`, "stream"); got != "nil" {
+		if got := lua(t, c, `return tostring(append_event(KEYS[1], '0', {'a', 'b'}))`, "stream"); got != "nil" {
 			t.Errorf("append_event with the outbox off = %v", got)
 		}
 		if n := c.Exists(ctx, "stream").Val(); n != 0 {
 			t.Error("append_event with the outbox off wrote")
 		}
-		if got := lua(t, c, `return tostring(append_event(KEYS[1], '10', 'a', 'b'))`, "stream"); got != "nil" || c.XLen(ctx, "stream").Val() != 1 {
+		if got := lua(t, c, `return tostring(append_event(KEYS[1], '10', {'a', 'b'}))`, "stream"); got != "nil" || c.XLen(ctx, "stream").Val() != 1 {
 			t.Errorf("append_event = %v", got)
 		}
-		if got := lua(t, c, `return append_event(KEYS[1], '10', 'a', 'b')`, "bad"); !strings.HasPrefix(got.(string), "outbox bad: WRONGTYPE") {
+		if got := lua(t, c, `return append_event(KEYS[1], '10', {'a', 'b'})`, "bad"); !strings.HasPrefix(got.(string), "outbox bad: WRONGTYPE") {
 			t.Errorf("append_event to a string = %v", got)
 		}
 
