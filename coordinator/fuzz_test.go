@@ -11,11 +11,12 @@ import (
 	"github.com/lockcoord/lockcoord/coordinator"
 )
 
-// The oracle: DESIGN.md's rules written independently of resource.go.
+// The oracle: DESIGN.md's rules written independently of resource.go,
+// and issue 16.6's: an ID or owner of white space alone names nothing.
 var typeRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
 
 func validName(s string) bool {
-	if len(s) < 1 || len(s) > 512 || !utf8.ValidString(s) {
+	if len(s) < 1 || len(s) > 512 || !utf8.ValidString(s) || strings.TrimSpace(s) == "" {
 		return false
 	}
 	return strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0

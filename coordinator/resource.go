@@ -13,7 +13,7 @@ const MaxNameLen = 512
 // Resource names a thing to lock: a Type such as "plan" and an ID within it.
 type Resource struct {
 	Type string // lower case: [a-z][a-z0-9_-]{0,63}
-	ID   string // 1-512 bytes of printable UTF-8
+	ID   string // 1-512 bytes of printable UTF-8, not only white space
 }
 
 // Plan returns the resource {plan id}.
@@ -68,12 +68,24 @@ func ValidateType(t string) error {
 	return nil
 }
 
-// ValidateOwner checks an owner: 1-512 bytes of printable UTF-8.
+// ValidateOwner checks an owner: 1-512 bytes of printable UTF-8, not
+// only white space.
 func ValidateOwner(owner string) error { return validateName("owner", owner) }
 
+// ValidateOperator checks the operator named by a forced release
+// (Coordinator.ForceRelease's by, lockctl release --force --by): the
+// owner's rule, 1-512 bytes of printable UTF-8, not only white space.
+func ValidateOperator(by string) error { return validateName("by", by) }
+
+// validateName checks a resource ID, an owner or an operator: 1-512
+// bytes of printable UTF-8, not only white space (" " would name nobody
+// a person can tell apart in a table or a log).
 func validateName(field, s string) error {
 	if s == "" || len(s) > MaxNameLen {
 		return invalid(field, s, fmt.Sprintf("must be 1-%d bytes, got %d", MaxNameLen, len(s)))
+	}
+	if strings.TrimSpace(s) == "" {
+		return invalid(field, s, "must not be only white space")
 	}
 	if !utf8.ValidString(s) {
 		return invalid(field, s, "must be valid UTF-8")

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,8 +13,12 @@ import (
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
-// eventFields are the fields of every outbox entry.
-var eventFields = []string{"acquired_at", "at", "count", "event", "expires_at", "id", "owner", "req", "token", "type"}
+// eventFields are the fields of every outbox entry; a forced one has
+// forcedFields (the operator, by).
+var (
+	eventFields  = []string{"acquired_at", "at", "count", "event", "expires_at", "id", "owner", "req", "token", "type"}
+	forcedFields = []string{"acquired_at", "at", "by", "count", "event", "expires_at", "id", "owner", "req", "token", "type"}
+)
 
 // outbox follows one partition stream and checks that each operation
 // wrote exactly the entries it should.
@@ -34,8 +39,12 @@ func (o *outbox) next(op string) map[string]string {
 	}
 	o.seen++
 	e := all[len(all)-1]
-	if got := slices.Sorted(maps.Keys(e)); !slices.Equal(got, eventFields) {
-		o.t.Fatalf("%s: event fields %v, want %v", op, got, eventFields)
+	want := eventFields
+	if e["event"] == "forced" {
+		want = forcedFields
+	}
+	if got := slices.Sorted(maps.Keys(e)); !slices.Equal(got, want) {
+		o.t.Fatalf("%s: event fields %v, want %v", op, got, want)
 	}
 	return e
 }
@@ -159,7 +168,11 @@ func TestOutboxEvents(t *testing.T) {
 		if f.Count != 0 {
 			t.Fatalf("final release left %d holds", f.Count)
 		}
-		checkEvent(t, o.next("release"), "released", n, 0, "r2")
+		e = o.next("release")
+		checkEvent(t, e, "released", n, 0, "r2")
+		if by, ok := e["by"]; ok {
+			t.Fatalf("released event with by = %q: only a forced release names an operator", by)
+		}
 		lease(t)(s.Release(ctx, request(r, "w1", "r2", 0)))
 		o.none("repeated release")
 
@@ -171,11 +184,27 @@ func TestOutboxEvents(t *testing.T) {
 		checkEvent(t, o.next("acquire by w2"), "acquired", w2, 1, "b1")
 		w2 = lease(t)(s.Acquire(ctx, request(r, "w2", "b2", time.Minute)))
 		o.next("re-enter by w2")
-		forced := lease(t)(s.ForceRelease(ctx, r, "f1"))
+		for _, by := range []string{"", " \t"} {
+			if _, err := s.ForceReleaseBy(ctx, r, by, "f0"); !errors.Is(err, coordinator.ErrInvalid) || !strings.Contains(err.Error(), "invalid by") {
+				t.Fatalf("ForceReleaseBy by %q: %v, want ErrInvalid naming by", by, err)
+			}
+		}
+		forced := lease(t)(s.ForceReleaseBy(ctx, r, "alice@ops", "f1"))
 		if forced.Owner != "w2" || forced.Count != 0 || forced.Token != w2.Token {
 			t.Fatalf("ForceRelease = %+v", forced)
 		}
-		checkEvent(t, o.next("force"), "forced", w2, 0, "f1")
+		e = o.next("force")
+		checkEvent(t, e, "forced", w2, 0, "f1")
+		if by, ok := e["by"]; !ok || by != "alice@ops" {
+			t.Fatalf("forced event: by = %q (%v), want the operator alice@ops", by, ok)
+		}
+		// no operator named: by is there, empty
+		w2 = lease(t)(s.Acquire(ctx, request(r, "w2", "b3", time.Minute)))
+		o.next("acquire by w2 again")
+		lease(t)(s.ForceRelease(ctx, r, "f2"))
+		if e = o.next("force without by"); e["event"] != "forced" || e["by"] != "" {
+			t.Fatalf("ForceRelease's event: %v, want forced with an empty by", e)
+		}
 
 		// ReleaseAll writes one released event per lease
 		lease(t)(s.Acquire(ctx, request(r, "w3", "c1", time.Minute)))

@@ -302,13 +302,28 @@ func (s *Store) Release(ctx context.Context, req coordinator.Request) (coordinat
 	return s.release(ctx, req, releaseMode(req))
 }
 
-// ForceRelease deletes the lease on r whoever holds it, whatever its count,
-// recording a "forced" event: the operator's way out of a stuck lease. It
-// returns the lease it removed, or ErrNotHeld when r is free. A corrupt
-// lease key (see ErrCorrupt), whatever its type or contents, is removed
-// too; the returned lease then has the fields that could be read, and the
-// event carries them as they were.
+// ForceRelease is ForceReleaseBy with no operator named: the "forced"
+// event's by field is empty.
 func (s *Store) ForceRelease(ctx context.Context, r coordinator.Resource, requestID string) (coordinator.Lease, error) {
+	return s.forceRelease(ctx, r, "", requestID)
+}
+
+// ForceReleaseBy implements coordinator.Forcer: it deletes the lease on r
+// whoever holds it, whatever its count, recording a "forced" event whose
+// by field names the operator by: the operator's way out of a stuck
+// lease. It returns the lease it removed, or ErrNotHeld when r is free. A
+// corrupt lease key (see ErrCorrupt), whatever its type or contents, is
+// removed too; the returned lease then has the fields that could be read,
+// and the event carries them as they were. by follows the owner's rule
+// (coordinator.ValidateOperator).
+func (s *Store) ForceReleaseBy(ctx context.Context, r coordinator.Resource, by, requestID string) (coordinator.Lease, error) {
+	if err := coordinator.ValidateOperator(by); err != nil {
+		return coordinator.Lease{}, err
+	}
+	return s.forceRelease(ctx, r, by, requestID)
+}
+
+func (s *Store) forceRelease(ctx context.Context, r coordinator.Resource, by, requestID string) (coordinator.Lease, error) {
 	if err := r.Validate(); err != nil {
 		return coordinator.Lease{}, err
 	}
@@ -328,7 +343,8 @@ func (s *Store) ForceRelease(ctx context.Context, r coordinator.Resource, reques
 		case !errors.Is(err, ErrCorrupt):
 			return coordinator.Lease{}, opError("force release "+r.String(), err)
 		}
-		l, err := s.release(ctx, coordinator.Request{Resource: r, Owner: holder, RequestID: requestID}, "force")
+		req := coordinator.Request{Resource: r, Owner: holder, RequestID: requestID}
+		l, _, err := s.runRelease(ctx, req, "force", "", by)
 		var le *coordinator.LeaseError
 		// the lease changed hands between the read and the script: read again
 		if errors.As(err, &le) && le.Holder != "" && attempt < 3 {
@@ -339,7 +355,7 @@ func (s *Store) ForceRelease(ctx context.Context, r coordinator.Resource, reques
 }
 
 func (s *Store) release(ctx context.Context, req coordinator.Request, mode string) (coordinator.Lease, error) {
-	l, _, err := s.releaseHandOff(ctx, req, mode, "")
+	l, _, err := s.runRelease(ctx, req, mode, "", "")
 	return l, err
 }
 
@@ -351,7 +367,7 @@ func (s *Store) ReleaseHandOff(ctx context.Context, req coordinator.Request, wai
 	if err := validate(req, false); err != nil {
 		return coordinator.Lease{}, false, err
 	}
-	return s.releaseHandOff(ctx, req, releaseMode(req), waiter)
+	return s.runRelease(ctx, req, releaseMode(req), waiter, "")
 }
 
 // releaseMode is release.lua's mode of a coordinator's release.
@@ -362,7 +378,9 @@ func releaseMode(req coordinator.Request) string {
 	return "one"
 }
 
-func (s *Store) releaseHandOff(ctx context.Context, req coordinator.Request, mode, waiter string) (coordinator.Lease, bool, error) {
+// runRelease runs release.lua in mode for waiter ("": none); by is the
+// operator of a forced release.
+func (s *Store) runRelease(ctx context.Context, req coordinator.Request, mode, waiter, by string) (coordinator.Lease, bool, error) {
 	r := req.Resource
 	op := "release " + r.String()
 	if mode == "force" {
@@ -374,7 +392,7 @@ func (s *Store) releaseHandOff(ctx context.Context, req coordinator.Request, mod
 	pk := &s.parts[s.layout.Partition(r)]
 	keys := []string{leaseKey(pk.tag, r), pk.events, ownerKey(pk.tag, req.Owner), requestKey(pk.tag, r, req.RequestID), queueKey(pk.tag, r)}
 	v, err := scripts.Release().Run(ctx, s.client, keys,
-		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, pk.released, s.waiterArg(waiter)).Slice()
+		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, pk.released, s.waiterArg(waiter), by).Slice()
 	s.refreshOnFailure(err)
 	if err != nil {
 		return coordinator.Lease{}, false, opError(op, err)

@@ -19,6 +19,8 @@
 -- ARGV[10] the releasing coordinator's id when waiters of its own wait for the resource, else "":
 --         if it is the first queued, the lease is handed to them (status 4) and nothing is
 --         published; queued behind another, it waits its turn like any waiter
+-- ARGV[11] force: the operator who forced the lease off, the "forced" event's "by"
+--         field ("" when not known); ignored by the other modes
 -- Reply: {status, owner, count_left, token, acquired_at_ms, expires_at_ms,
 --         remaining_ms, meta, mode, cap, holders, queued} (see acquire.lua;
 --         remaining_ms 0 once the hold is gone)
@@ -104,8 +106,13 @@ local count_s = fmt('%d', count)
 
 local ev = raw or {held, h[3], h[4], h[5]}
 local now = redis_time()
-why = append_event(KEYS[2], maxlen, event_fields(name, ARGV[3], ARGV[4], ev[1],
-  ev[2], count_s, fmt('%d', now), ev[3], ev[4], req, h[7]))
+local fields = event_fields(name, ARGV[3], ARGV[4], ev[1],
+  ev[2], count_s, fmt('%d', now), ev[3], ev[4], req, h[7])
+if mode == 'force' then
+  fields[#fields + 1] = 'by'
+  fields[#fields + 1] = ARGV[11] or ''
+end
+why = append_event(KEYS[2], maxlen, fields)
 if why then return fail(why) end
 
 if count > 0 then
