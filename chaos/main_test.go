@@ -8,7 +8,8 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
+
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 var (
@@ -44,7 +45,7 @@ func TestMain(m *testing.M) {
 			panic(err)
 		}
 	}
-	goleak.VerifyTestMain(m)
+	testutil.VerifyTestMain(m)
 }
 
 // parallel runs t in parallel with the other scenarios at the short size

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/lockcoord/lockcoord/internal/testcluster"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // env is the Cluster and Sentinel group every test of the package shares.
@@ -33,7 +32,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	env.Close()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := testutil.Leaked(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
 			code = 1
 		}

@@ -3,11 +3,15 @@ package coordinator
 import "time"
 
 // SetPollForTest sets the waiters' fallback polling delays and returns a
-// function that restores them.
+// function that restores them. The backoff's ceiling (pollMax) is raised
+// to minNotify when it is below: the backoff doubles up to the ceiling, so
+// a ceiling of 1 s under a minNotify of a minute would cut a notified
+// waiter's second fallback to 0.5-1 s, and a test that means "no polling
+// here" would see an extra attempt whenever it runs longer than that.
 func SetPollForTest(min, minNotify time.Duration) (restore func()) {
-	a, b := pollMin, pollMinNotify
-	pollMin, pollMinNotify = min, minNotify
-	return func() { pollMin, pollMinNotify = a, b }
+	a, b, m := pollMin, pollMinNotify, pollMax
+	pollMin, pollMinNotify, pollMax = min, minNotify, max(pollMax, minNotify)
+	return func() { pollMin, pollMinNotify, pollMax = a, b, m }
 }
 
 // WaitersForTest returns how many of c's waiters wait for r.

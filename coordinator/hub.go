@@ -194,7 +194,7 @@ func (h *hub) enqueue(r Resource, shared bool, a arrival) (*waiter, bool) {
 	}
 	q.ws = append(q.ws, w)
 	if a.ce != nil && a.tried {
-		q.last, q.gone = a.ce, ""
+		h.record(q, a.ce, a.snap)
 	}
 	h.n++
 	if h.linger != nil {
@@ -264,13 +264,27 @@ func (h *hub) joinedAs(front bool, a arrival) joined {
 	return joined{notified: notified, retry: !notified || (front && (!quiet || a.gone))}
 }
 
-// conflict records the conflict w met, for the waiters that join later.
-func (h *hub) conflict(w *waiter, ce *ConflictError) {
+// conflict records the conflict w met in an attempt begun in state snap,
+// for the waiters that join later.
+func (h *hub) conflict(w *waiter, ce *ConflictError, snap hubState) {
 	h.mu.Lock()
 	if q := h.queues[w.r]; q != nil {
-		q.last, q.gone = ce, ""
+		h.record(q, ce, snap)
 	}
 	h.mu.Unlock()
+}
+
+// record makes ce, met by an attempt begun in state snap, q's latest
+// conflict. A release by ce's holder through this coordinator that came
+// in since snap may have ended the lease ce saw (the attempt and the
+// release crossed), so q still counts it gone then: a later waiter that
+// is ce's holder queues behind the others instead of trying first.
+// h.mu is held.
+func (h *hub) record(q *queue, ce *ConflictError, snap hubState) {
+	if h.seq == snap.seq || q.gone != ce.Holder {
+		q.gone = ""
+	}
+	q.last = ce
 }
 
 // inFront reports whether w is at the front of its queue.

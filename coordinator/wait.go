@@ -257,7 +257,7 @@ func (ws *waiting) try(ctx, wctx context.Context) *waitEnd {
 		return nil
 	}
 	ws.ce, ws.bounded = next, true
-	ws.c.hub.conflict(ws.w, next)
+	ws.c.hub.conflict(ws.w, next, snap)
 	return nil
 }
 

@@ -18,18 +18,22 @@ import (
 
 // countingStore counts acquisition attempts (Acquire, AcquireAll) and hides the Notifier of the
 // store it wraps unless notify is set.
+// countingStore counts the acquisitions that came back from the store:
+// a test that waits for a count then knows that the attempts it counted
+// are over, not in flight (an attempt in flight could still cross a
+// release the test makes next).
 type countingStore struct {
 	coordinator.Store
 	acquires atomic.Int32
 }
 
 func (s *countingStore) Acquire(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
-	s.acquires.Add(1)
+	defer s.acquires.Add(1)
 	return s.Store.Acquire(ctx, req)
 }
 
 func (s *countingStore) AcquireAll(ctx context.Context, reqs []coordinator.Request) ([]coordinator.Lease, error) {
-	s.acquires.Add(1)
+	defer s.acquires.Add(1)
 	return s.Store.AcquireAll(ctx, reqs)
 }
 

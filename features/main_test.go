@@ -3,9 +3,9 @@ package features_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testutil.VerifyTestMain(m)
 }

@@ -3,7 +3,7 @@ package pgaudit_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }

@@ -3,6 +3,7 @@ package pgaudit_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -146,34 +147,35 @@ func TestMirrorMatchesRedisAfterRandomWorkload(t *testing.T) {
 // again: refuses new connections and terminates the open ones, then lets
 // them in again.
 func chaos(ctx context.Context, pg *pgEnv, app string, down, up time.Duration) (cuts int, err error) {
-	admin, err := pgx.Connect(ctx, pg.AdminURL)
+	// ctx only says when to stop, between outages: the admin's statements
+	// run to their end, since pgx closes a connection whose query ctx
+	// cancels, and the database must be left accepting connections
+	bg := context.WithoutCancel(ctx)
+	admin, err := pgx.Connect(bg, pg.AdminURL)
 	if err != nil {
 		return 0, err
 	}
-	defer admin.Close(context.WithoutCancel(ctx))
+	defer admin.Close(bg)
+	allow := func(yes bool) error {
+		_, err := admin.Exec(bg, fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS %t", pg.Name, yes))
+		return err
+	}
 	for ctx.Err() == nil {
-		if _, err := admin.Exec(ctx, "ALTER DATABASE "+pg.Name+" ALLOW_CONNECTIONS false"); err != nil {
-			break
+		if err := allow(false); err != nil {
+			return cuts, err
 		}
-		if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		if _, err := admin.Exec(bg, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 			WHERE datname = $1 AND application_name = $2`, pg.Name, app); err != nil {
-			break
+			return cuts, errors.Join(err, allow(true))
 		}
 		cuts++
 		time.Sleep(down) // the outage and the calm after it: the scenario's schedule
-		if _, err := admin.Exec(context.WithoutCancel(ctx), "ALTER DATABASE "+pg.Name+" ALLOW_CONNECTIONS true"); err != nil {
+		if err := allow(true); err != nil {
 			return cuts, err
 		}
 		time.Sleep(up)
 	}
-	if admin.IsClosed() { // pgx closes a connection whose query was cancelled
-		if admin, err = pgx.Connect(context.WithoutCancel(ctx), pg.AdminURL); err != nil {
-			return cuts, err
-		}
-		defer admin.Close(context.WithoutCancel(ctx))
-	}
-	_, err = admin.Exec(context.WithoutCancel(ctx), "ALTER DATABASE "+pg.Name+" ALLOW_CONNECTIONS true")
-	return cuts, err
+	return cuts, nil
 }
 
 func TestPostgresOutageLosesAndDoublesNothing(t *testing.T) {

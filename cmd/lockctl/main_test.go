@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // helperEnv names the helper the test binary runs instead of the tests,
@@ -15,5 +15,5 @@ func TestMain(m *testing.M) {
 	if name := os.Getenv(helperEnv); name != "" {
 		os.Exit(runHelper(name, os.Args[1:]))
 	}
-	goleak.VerifyTestMain(m)
+	testutil.VerifyTestMain(m)
 }

@@ -8,13 +8,12 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"github.com/lockcoord/lockcoord/internal/testredis"
 	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 
 func proxied(t *testing.T, timeout time.Duration) (*testredis.Server, *testredis.Proxy, *redis.Client) {
 	t.Helper()

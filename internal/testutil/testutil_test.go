@@ -7,11 +7,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { VerifyTestMain(m) }
 
 func TestPollReturnsOnceCheckPasses(t *testing.T) {
 	calls := 0
