@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -110,15 +111,21 @@ func TestACLUser(t *testing.T) {
 	if n, err := c2.ReleaseAll(ctx, "b"); err != nil || n != 1 {
 		t.Fatalf("release all: %d, %v", n, err)
 	}
-	// a keep-alive renews a short lease through a hold
+	// a keep-alive renews the lease of a hold: fn returns once Redis shows
+	// the expiry moved (a TTL of seconds, so that a slow machine cannot
+	// lose the lease before its first renewal, which comes a third in)
 	err = c1.Hold(ctx, r, "a", func(ctx context.Context, l coordinator.Lease) error {
-		select {
-		case <-time.After(400 * time.Millisecond): // more than the TTL: renewed meanwhile
+		return testutil.Poll(ctx, 20*time.Millisecond, func() error {
+			in, err := c1.Inspect(ctx, r)
+			if err != nil {
+				return err
+			}
+			if !in.ExpiresAt.After(l.ExpiresAt) {
+				return fmt.Errorf("expiry %v not moved past %v yet", in.ExpiresAt, l.ExpiresAt)
+			}
 			return nil
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-	}, coordinator.TTL(300*time.Millisecond))
+		})
+	}, coordinator.TTL(3*time.Second))
 	if err != nil {
 		t.Fatalf("hold: %v", err)
 	}

@@ -36,6 +36,10 @@ type Config struct {
 	Store    *redisstore.Store
 	Workers  int           // workers, each with its own coordinator (default 8)
 	Duration time.Duration // how long the workers run (default 10 s)
+	// Completed, when not 0, ends the run as soon as that many plans
+	// completed, if Duration has not ended it first: a run that shows the
+	// lifecycle whatever the machine's speed.
+	Completed int
 	Plans    int           // plans open at once (default 24); a completed plan is replaced by a new one
 	Projects int           // projects the plans belong to (default 4)
 	Subplans int           // subplans per plan (default 3)
@@ -84,6 +88,8 @@ func (c *Config) defaults() error {
 		return invalid("--subplans", strconv.Itoa(c.Subplans), "must be from 1 to 100")
 	case c.Duration <= 0:
 		return invalid("--duration", c.Duration.String(), "must be positive")
+	case c.Completed < 0:
+		return invalid("Completed", strconv.Itoa(c.Completed), "must not be negative")
 	case c.TTL < 100*time.Millisecond:
 		return invalid("--ttl", c.TTL.String(), "must be at least 100ms")
 	case c.Chaos && c.Duration < 4*c.TTL:
@@ -116,6 +122,11 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
+	if cfg.Completed > 0 {
+		var wg sync.WaitGroup
+		wg.Go(func() { d.endAtCompleted(runCtx, cancel) })
+		defer wg.Wait() // runs first: the run has ended, and so has the watch
+	}
 	d.newWorkers(runCtx)
 	prog := newProgress(cfg.Progress, cfg.Terminal, cfg.Duration, d.start)
 	d.work(runCtx, prog)
@@ -125,6 +136,24 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	sum := d.summary(elapsed)
 	err := d.check(ctx, &sum, closeErrs)
 	return sum, err
+}
+
+// endAtCompleted ends the run (cancel) once cfg.Completed plans
+// completed, or returns when ctx ends first.
+func (d *demoRun) endAtCompleted(ctx context.Context, cancel context.CancelFunc) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if d.plans.Stats().Completed >= d.cfg.Completed {
+				cancel()
+				return
+			}
+		}
+	}
 }
 
 // demoRun is one run of the demo: its workers and what they record.
