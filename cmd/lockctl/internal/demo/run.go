@@ -40,12 +40,12 @@ type Config struct {
 	// completed, if Duration has not ended it first: a run that shows the
 	// lifecycle whatever the machine's speed.
 	Completed int
-	Plans    int           // plans open at once (default 24); a completed plan is replaced by a new one
-	Projects int           // projects the plans belong to (default 4)
-	Subplans int           // subplans per plan (default 3)
-	TTL      time.Duration // TTL of every lease (default 2 s)
-	Chaos    bool          // freeze workers for longer than the TTL
-	Seed     uint64        // random seed (0: random)
+	Plans     int           // plans open at once (default 24); a completed plan is replaced by a new one
+	Projects  int           // projects the plans belong to (default 4)
+	Subplans  int           // subplans per plan (default 3)
+	TTL       time.Duration // TTL of every lease (default 2 s)
+	Chaos     bool          // freeze workers for longer than the TTL
+	Seed      uint64        // random seed (0: random)
 	// Owner prefixes the workers' owner names (default "demo").
 	Owner string
 	// Progress receives progress reports (nil: none); Terminal redraws
