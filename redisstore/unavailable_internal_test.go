@@ -39,7 +39,7 @@ func TestUnreachable(t *testing.T) {
 			if errors.Is(err, coordinator.ErrUnavailable) != tc.want || !errors.Is(err, tc.err) {
 				t.Fatalf("storeError(%v) = %v: ErrUnavailable %v, want %v", tc.err, err, errors.Is(err, coordinator.ErrUnavailable), tc.want)
 			}
-			if again := storeError(err); again != err {
+			if again := storeError(err); again != err { //nolint:errorlint // the very same value: not wrapped again
 				t.Fatalf("storeError wrapped twice: %v", again)
 			}
 		})
