@@ -1,8 +1,11 @@
 // Package history records the operations of coordinator stores with their
 // start and end times and outcomes, and checks them with porcupine against
-// a sequential model of one lease: fencing tokens that only go up, hold
-// counts, expiry by Redis time, and outcomes that are unknown (timeouts,
-// broken connections) treated as possibly applied at any later time.
+// a sequential model of one resource's holders: an exclusive hold never
+// beside another hold, shared holders never more than the resource's cap,
+// fencing tokens that only go up across modes, hold counts and re-entry
+// per owner, the upgrade of a sole shared holder, expiry by Redis time per
+// holder, and outcomes that are unknown (timeouts, broken connections)
+// treated as possibly applied at any later time.
 package history
 
 import (
@@ -87,13 +90,17 @@ func (s Status) String() string {
 // Input is what an operation asked, with its times in Unix milliseconds
 // of the wall clock, which on one host is the clock Redis's TIME reads.
 type Input struct {
-	Kind   Kind
-	Owner  string
-	TTL    int64  // acquire, renew: milliseconds
-	Token  uint64 // renew: the expected token, 0 for any
-	All    bool   // release: every hold
-	CallMs int64
-	RetMs  int64 // math.MaxInt64 for an unknown outcome
+	Kind  Kind
+	Owner string
+	TTL   int64  // acquire, renew: milliseconds
+	Token uint64 // renew: the expected token, 0 for any
+	All   bool   // release: every hold
+	// Mode and Permits are what an acquire asks for: its mode, and the
+	// cap of a shared acquire (0: none, or join under the recorded one).
+	Mode    coordinator.Mode
+	Permits int
+	CallMs  int64
+	RetMs   int64 // math.MaxInt64 for an unknown outcome
 	// Seq numbers the operations of unknown outcome of a history (set by
 	// Check).
 	Seq int32
@@ -107,6 +114,14 @@ type Output struct {
 	Token      uint64
 	AcquiredAt int64 // Unix ms, Redis time
 	ExpiresAt  int64 // Unix ms, Redis time
+	// Mode and Permits are the lease's (OK) or the blocking holder's
+	// (Conflict) mode and the resource's recorded cap (0: none).
+	Mode    coordinator.Mode
+	Permits int
+	// Holders is, for a conflict, how many owners hold the resource (0:
+	// not said); Upgrade, a shared holder's refused upgrade.
+	Holders int
+	Upgrade bool
 }
 
 // Op is one recorded operation.
@@ -126,6 +141,9 @@ func (o Op) String() string {
 	switch in.Kind {
 	case Acquire:
 		s += fmt.Sprintf(", ttl=%d", in.TTL)
+		if in.Mode != coordinator.ModeExclusive {
+			s += fmt.Sprintf(", %s, permits=%d", in.Mode, in.Permits)
+		}
 	case Renew:
 		s += fmt.Sprintf(", ttl=%d, token=%d", in.TTL, in.Token)
 	case Release:
@@ -137,6 +155,12 @@ func (o Op) String() string {
 	switch out.Status {
 	case OK, Conflict:
 		s += fmt.Sprintf(" %s count=%d token=%d expires=%d", out.Holder, out.Count, out.Token, out.ExpiresAt)
+		if out.Mode != coordinator.ModeExclusive {
+			s += fmt.Sprintf(" %s permits=%d", out.Mode, out.Permits)
+		}
+		if out.Holders > 1 || out.Upgrade {
+			s += fmt.Sprintf(" holders=%d upgrade=%v", out.Holders, out.Upgrade)
+		}
 	case NotHeld:
 		s += " " + out.Holder
 	case OtherToken:
@@ -153,14 +177,14 @@ const never = math.MaxInt64
 func outcome(kind Kind, l coordinator.Lease, err error, notSent func(error) bool) (out Output, sent bool) {
 	if err == nil {
 		return Output{Status: OK, Holder: l.Owner, Count: l.Count, Token: l.Token,
-			AcquiredAt: l.AcquiredAt.UnixMilli(), ExpiresAt: l.ExpiresAt.UnixMilli()}, true
+			AcquiredAt: l.AcquiredAt.UnixMilli(), ExpiresAt: l.ExpiresAt.UnixMilli(), Mode: l.Mode, Permits: l.Permits}, true
 	}
 	if errors.Is(err, coordinator.ErrInvalid) || (notSent != nil && notSent(err)) {
 		return Output{}, false
 	}
 	if ce, ok := errors.AsType[*coordinator.ConflictError](err); ok {
 		return Output{Status: Conflict, Holder: ce.Holder, Count: ce.Count, Token: ce.Token,
-			ExpiresAt: ce.ExpiresAt.UnixMilli()}, true
+			ExpiresAt: ce.ExpiresAt.UnixMilli(), Mode: ce.Mode, Permits: ce.Permits, Holders: ce.Holders, Upgrade: ce.Upgrade}, true
 	}
 	if le, ok := errors.AsType[*coordinator.LeaseError](err); ok {
 		switch {

@@ -124,7 +124,7 @@ func (s *recStore) record(kind Kind, r coordinator.Resource, in Input, call func
 }
 
 func (s *recStore) Acquire(ctx context.Context, req coordinator.Request) (coordinator.Lease, error) {
-	return s.record(Acquire, req.Resource, Input{Owner: req.Owner, TTL: req.TTL.Milliseconds()}, func() (coordinator.Lease, error) {
+	return s.record(Acquire, req.Resource, Input{Owner: req.Owner, TTL: req.TTL.Milliseconds(), Mode: req.Mode, Permits: req.Permits}, func() (coordinator.Lease, error) {
 		return s.inner.Acquire(ctx, req)
 	})
 }
