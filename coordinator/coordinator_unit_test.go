@@ -416,9 +416,11 @@ func TestCoordinatorOptionValidation(t *testing.T) {
 		field string
 		rule  string
 	}{
-		{coordinator.TTL(0), "TTL", "at least 1ms"},
-		{coordinator.TTL(-time.Minute), "TTL", "at least 1ms"},
-		{coordinator.TTL(999 * time.Microsecond), "TTL", "at least 1ms"},
+		{coordinator.TTL(0), "TTL", "from 1ms to 8760h0m0s"},
+		{coordinator.TTL(-time.Minute), "TTL", "from 1ms"},
+		{coordinator.TTL(999 * time.Microsecond), "TTL", "from 1ms"},
+		{coordinator.TTL(coordinator.MaxTTL + time.Millisecond), "TTL", "to 8760h0m0s (one year)"},
+		{coordinator.TTL(2562047 * time.Hour), "TTL", "to 8760h0m0s"},
 		{coordinator.Wait(-time.Second), "Wait", "negative"},
 	} {
 		for op, call := range map[string]func() error{
@@ -436,6 +438,7 @@ func TestCoordinatorOptionValidation(t *testing.T) {
 		t.Fatalf("invalid call options reached the store %d times", n)
 	}
 	ok[coordinator.Lease](t)(c.Acquire(ctx, coordinator.Plan("1"), "w1", coordinator.TTL(time.Millisecond)))
+	ok[coordinator.Lease](t)(c.Acquire(ctx, coordinator.Plan("2"), "w1", coordinator.TTL(coordinator.MaxTTL)))
 	if err := c.Close(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,14 @@ const (
 	// MinTTL is the shortest TTL accepted: Redis expiry has millisecond
 	// resolution.
 	MinTTL = time.Millisecond
+	// MaxTTL is the longest TTL accepted: one year. Every bound of the
+	// path a lease takes is far above it (the scripts' now + TTL in Lua
+	// numbers, exact to 2^53 ms; PEXPIRE's 64-bit milliseconds; the
+	// mirror's times, up to the year 9999; a Go time.Duration, 292
+	// years), so no TTL accepted can overflow one of them, and a lease is
+	// kept by its keep-alive, not by a TTL of years: a longer one
+	// (2562047h, the largest Duration) is a mistake, not a lease.
+	MaxTTL = 365 * 24 * time.Hour
 )
 
 // DefaultTTLFor returns the TTL a coordinator without TTL options gives
@@ -176,13 +184,14 @@ func WithLogger(l zerolog.Logger) Option {
 	return func(c *config) { c.log = l }
 }
 
-// ValidateTTL checks the TTL of a lease: at least MinTTL. The error, a
-// *ValidationError, names the field "TTL".
+// ValidateTTL checks the TTL of a lease: from MinTTL (1ms) to MaxTTL (one
+// year). The error, a *ValidationError, names the field "TTL". Every TTL
+// a Coordinator, a Store or lockctl takes is checked with it.
 func ValidateTTL(d time.Duration) error { return checkTTL("TTL", d) }
 
 func checkTTL(field string, d time.Duration) error {
-	if d < MinTTL {
-		return invalid(field, d.String(), fmt.Sprintf("must be at least %s", MinTTL))
+	if d < MinTTL || d > MaxTTL {
+		return invalid(field, d.String(), fmt.Sprintf("must be from %s to %s (one year)", MinTTL, MaxTTL))
 	}
 	return nil
 }

@@ -199,3 +199,26 @@ func TestValidateRequestIDAndTTL(t *testing.T) {
 		}
 	}
 }
+
+// TestBlankNames: an owner, an operator or a resource ID of white space
+// alone names nobody a person can tell apart (issue 16.6); the error names
+// the field and the rule.
+func TestBlankNames(t *testing.T) {
+	for _, blank := range []string{" ", "\t", "  \u00a0 "} {
+		for field, err := range map[string]error{
+			"owner":       coordinator.ValidateOwner(blank),
+			"by":          coordinator.ValidateOperator(blank),
+			"resource id": coordinator.Plan(blank).Validate(),
+		} {
+			var ve *coordinator.ValidationError
+			if !errors.As(err, &ve) || ve.Field != field || !strings.Contains(ve.Rule, "white space") {
+				t.Errorf("%s %q: %v, want a ValidationError of %s naming white space", field, blank, err, field)
+			}
+		}
+	}
+	for _, ok := range []string{"a b", " a", "ops@host"} {
+		if err := coordinator.ValidateOperator(ok); err != nil {
+			t.Errorf("ValidateOperator(%q) = %v", ok, err)
+		}
+	}
+}

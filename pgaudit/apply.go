@@ -13,9 +13,9 @@ import (
 // The ledger: one row per entry, replays skipped by the primary key.
 const insertEventsSQL = `
 INSERT INTO lock_events (partition, stream_id, event, resource_type, resource_id, owner_id,
-	token, hold_count, at, acquired_at, expires_at, request_id)
+	token, hold_count, at, acquired_at, expires_at, request_id, forced_by)
 SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-	$7::bigint[], $8::int[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::text[])
+	$7::bigint[], $8::int[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::text[], $13::text[])
 ON CONFLICT (partition, stream_id) DO NOTHING`
 
 // The mirror, for resources whose latest event of the batch leaves the
@@ -74,7 +74,7 @@ const partitionLockSQL = `SELECT pg_advisory_xact_lock($1::int, $2::int)`
 
 // ledgerColumns are the columns the mirror writes to lock_events.
 var ledgerColumns = []string{"partition", "stream_id", "event", "resource_type", "resource_id", "owner_id",
-	"token", "hold_count", "at", "acquired_at", "expires_at", "request_id"}
+	"token", "hold_count", "at", "acquired_at", "expires_at", "request_id", "forced_by"}
 
 // uniqueViolation is Postgres's SQLSTATE for a duplicate key.
 const uniqueViolation = "23505"
@@ -225,15 +225,15 @@ func partitionsOf(evs []event) []int32 {
 type ledgerRows struct {
 	evs []event
 	i   int
-	row [12]any
+	row [13]any
 }
 
 func (r *ledgerRows) Next() bool { r.i++; return r.i < len(r.evs) }
 func (r *ledgerRows) Err() error { return nil }
 func (r *ledgerRows) Values() ([]any, error) {
 	e := &r.evs[r.i]
-	r.row = [12]any{int32(e.partition), e.id, e.kind, e.typ, e.rid, e.owner, e.token, e.count,
-		msTime(e.at), msTime(e.acquired), msTime(e.expires), e.req}
+	r.row = [13]any{int32(e.partition), e.id, e.kind, e.typ, e.rid, e.owner, e.token, e.count,
+		msTime(e.at), msTime(e.acquired), msTime(e.expires), e.req, e.by}
 	return r.row[:], nil
 }
 
@@ -246,13 +246,15 @@ func ledgerArrays(evs []event) []any {
 		make([]string, n), make([]string, n), make([]string, n)
 	tokens := make([]int64, n)
 	ats, acquireds, expireds := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+	bys := make([]*string, n)
 	for i := range evs {
 		e := &evs[i]
 		parts[i], ids[i], kinds[i], typs[i], rids[i] = int32(e.partition), e.id, e.kind, e.typ, e.rid
 		owners[i], reqs[i], tokens[i], counts[i] = e.owner, e.req, e.token, e.count
 		ats[i], acquireds[i], expireds[i] = msTime(e.at), msTime(e.acquired), msTime(e.expires)
+		bys[i] = e.by
 	}
-	return []any{parts, ids, kinds, typs, rids, owners, tokens, counts, ats, acquireds, expireds, reqs}
+	return []any{parts, ids, kinds, typs, rids, owners, tokens, counts, ats, acquireds, expireds, reqs, bys}
 }
 
 // reduce keeps, per resource, the latest event of evs (by token, then

@@ -15,6 +15,18 @@ import (
 	"github.com/lockcoord/lockcoord/coordinator"
 )
 
+// ValidateLimit checks the limit of a list a person asks for (lockctl's
+// diagnostics --limit and dead-letters --limit): 0 (DefaultListLimit) or
+// more. The methods themselves also take a negative limit, no limit at
+// all, which a program may want and a terminal never does.
+func ValidateLimit(n int) error {
+	if n < 0 {
+		return &coordinator.ValidationError{Field: "limit", Value: strconv.Itoa(n),
+			Rule: "must not be negative (0: the default, " + strconv.Itoa(DefaultListLimit) + ")"}
+	}
+	return nil
+}
+
 // Defaults of DiagnoseOptions.
 const (
 	DefaultHoldBudget   = time.Hour

@@ -44,6 +44,7 @@ type event struct {
 	acquired  int64 // ms
 	expires   int64 // ms
 	req       string
+	by        *string // a forced event's operator; nil: none named (NULL)
 }
 
 // maxTime is the latest time, in Unix milliseconds, an event may carry:
@@ -110,6 +111,19 @@ func (r *fieldReader) text(field string) string {
 	return v
 }
 
+// optional returns a text field that an entry may lack (a forced
+// event's by, absent from the events written before it existed), nil
+// when it is absent or empty.
+func (r *fieldReader) optional(field string) *string {
+	if _, ok := r.msg.Values[field]; !ok {
+		return nil
+	}
+	if v := r.text(field); v != "" && r.err == nil {
+		return &v
+	}
+	return nil
+}
+
 // num returns an integer field from lo to hi.
 func (r *fieldReader) num(field string, lo, hi int64, what string) int64 {
 	s := r.text(field)
@@ -149,6 +163,9 @@ func parseEvent(partition int, msg redis.XMessage) (event, error) {
 	e.at = r.time("at")
 	e.acquired = r.time("acquired_at")
 	e.expires = r.time("expires_at")
+	if e.kind == EventForced {
+		e.by = r.optional("by")
+	}
 	if r.err != nil {
 		return e, r.err
 	}

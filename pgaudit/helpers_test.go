@@ -280,17 +280,17 @@ func ledgerMatches(t testing.TB, pg *pgEnv, want []entry) {
 	t.Helper()
 	rows, err := pg.pool.Query(context.Background(), `SELECT partition, stream_id, event, resource_type, resource_id,
 		owner_id, token, hold_count, (extract(epoch from at) * 1000)::bigint,
-		(extract(epoch from acquired_at) * 1000)::bigint, (extract(epoch from expires_at) * 1000)::bigint, request_id
-		FROM lock_events WHERE event <> 'expired'`)
+		(extract(epoch from acquired_at) * 1000)::bigint, (extract(epoch from expires_at) * 1000)::bigint, request_id,
+		coalesce(forced_by, '') FROM lock_events WHERE event <> 'expired'`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]map[string]string{}
 	_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
 		var p, count int
-		var id, ev, typ, rid, owner, req string
+		var id, ev, typ, rid, owner, req, by string
 		var token, at, acq, exp int64
-		if err := r.Scan(&p, &id, &ev, &typ, &rid, &owner, &token, &count, &at, &acq, &exp, &req); err != nil {
+		if err := r.Scan(&p, &id, &ev, &typ, &rid, &owner, &token, &count, &at, &acq, &exp, &req, &by); err != nil {
 			return struct{}{}, err
 		}
 		key := strconv.Itoa(p) + "/" + id
@@ -300,6 +300,9 @@ func ledgerMatches(t testing.TB, pg *pgEnv, want []entry) {
 		got[key] = map[string]string{"event": ev, "type": typ, "id": rid, "owner": owner,
 			"token": strconv.FormatInt(token, 10), "count": strconv.Itoa(count), "at": strconv.FormatInt(at, 10),
 			"acquired_at": strconv.FormatInt(acq, 10), "expires_at": strconv.FormatInt(exp, 10), "req": req}
+		if ev == "forced" { // the operator, "" when none was named
+			got[key]["by"] = by
+		}
 		return struct{}{}, nil
 	})
 	if err != nil {

@@ -33,7 +33,7 @@ func TestEveryEventKindLandsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	rd.mustAcquire(t, b, "w2", time.Minute)
-	if _, err := rd.store.ForceRelease(ctx, b, "admin-1"); err != nil { // forced
+	if _, err := rd.store.ForceReleaseBy(ctx, b, "alice (INC-7)", "admin-1"); err != nil { // forced
 		t.Fatal(err)
 	}
 	rd.mustAcquire(t, c, "w3", 10*time.Second)
@@ -50,6 +50,13 @@ func TestEveryEventKindLandsOnce(t *testing.T) {
 		if n := pg.count(t, "SELECT count(*) FROM lock_events WHERE event = $1", kind); n == 0 {
 			t.Errorf("no %s event in the ledger", kind)
 		}
+	}
+	// the operator is in the ledger; every other row names none
+	if n := pg.count(t, "SELECT count(*) FROM lock_events WHERE event = 'forced' AND forced_by = 'alice (INC-7)'"); n != 1 {
+		t.Errorf("%d forced rows name the operator, want 1", n)
+	}
+	if n := pg.count(t, "SELECT count(*) FROM lock_events WHERE event <> 'forced' AND forced_by IS NOT NULL"); n != 0 {
+		t.Errorf("%d rows of other events name an operator", n)
 	}
 	if got := testutil.ToFloat64(m.MetricsApplied("acquired")); got != 3 {
 		t.Errorf("applied{acquired} = %v, want 3", got)

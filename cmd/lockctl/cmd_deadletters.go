@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -43,6 +44,10 @@ Exit status: 0; ` + commonExits + `.`,
   lockctl dead-letters --replay`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := pgaudit.ValidateLimit(limit); err != nil {
+				return fmt.Errorf("bad --limit: %w", err)
+			}
+			limit = cmp.Or(limit, pgaudit.DefaultListLimit)
 			return a.withMirror(cmd.Context(), "dead-letters", mf.options(a), func(m *pgaudit.Mirror, _ *redisConn, _ *pgxpool.Pool) error {
 				if replay {
 					return a.replayDeadLetters(cmd.Context(), m, asJSON)
@@ -55,7 +60,7 @@ Exit status: 0; ` + commonExits + `.`,
 	f := cmd.Flags()
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.BoolVar(&replay, "replay", false, "apply the open dead letters again")
-	f.IntVar(&limit, "limit", pgaudit.DefaultListLimit, "most dead letters listed (negative: all)")
+	f.IntVar(&limit, "limit", pgaudit.DefaultListLimit, "most dead letters listed (0: the default, 100; the count is exact)")
 	return cmd
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lockcoord/lockcoord/cmd/lockctl/internal/demo"
+	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
@@ -171,6 +172,10 @@ func newDemoID() string {
 func (a *app) runDemo(ctx context.Context, df *demoFlags) error {
 	if df.workers < 1 || df.plans < 1 || df.projects < 1 || df.subplans < 1 {
 		return usagef("--workers, --plans, --projects and --subplans must be positive")
+	}
+	// acquire's rule: --ttl 0s is refused, not the default
+	if err := coordinator.ValidateTTL(df.ttl); err != nil {
+		return fmt.Errorf("bad --ttl: %w", err)
 	}
 	id := newDemoID()
 	dr, err := a.demoRedis(id)

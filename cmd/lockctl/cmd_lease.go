@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/user"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -50,7 +53,34 @@ type leaseFlags struct {
 	token  uint64
 	all    bool
 	force  bool
+	by     string // release --force: the operator
 	asJSON bool
+}
+
+// checkBy checks release's --by, which goes with --force, and sets it to
+// the OS user when not given.
+func (lf *leaseFlags) checkBy(cmd *cobra.Command) error {
+	given := cmd.Flags().Changed("by")
+	switch {
+	case given && !lf.force:
+		return usagef("release --by goes with --force: it names the operator who forced the lease off")
+	case !lf.force:
+		return nil
+	case !given:
+		lf.by = osUser()
+	}
+	if err := coordinator.ValidateOperator(lf.by); err != nil {
+		return fmt.Errorf("bad --by: %w", err)
+	}
+	return nil
+}
+
+// osUser names the user lockctl runs as: the login name, else the uid.
+func osUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "uid " + strconv.Itoa(os.Getuid())
 }
 
 func (lf *leaseFlags) check(cmd *cobra.Command, needOwner bool) error {
@@ -62,8 +92,10 @@ func (lf *leaseFlags) check(cmd *cobra.Command, needOwner bool) error {
 			return fmt.Errorf("bad --owner: %w", err)
 		}
 	}
-	if f := cmd.Flags().Lookup("ttl"); f != nil && f.Changed && lf.ttl < coordinator.MinTTL {
-		return usagef("bad --ttl %s: must be at least %s", lf.ttl, coordinator.MinTTL)
+	if f := cmd.Flags().Lookup("ttl"); f != nil && f.Changed {
+		if err := coordinator.ValidateTTL(lf.ttl); err != nil {
+			return fmt.Errorf("bad --ttl: %w", err)
+		}
 	}
 	if lf.wait < 0 {
 		return usagef("bad --wait %s: must not be negative", lf.wait)
@@ -236,29 +268,34 @@ of the same owner is not.
 func (a *app) releaseCmd() *cobra.Command {
 	lf := &leaseFlags{}
 	cmd := &cobra.Command{
-		Use:   "release RESOURCE (--owner O [--all] | --force)",
+		Use:   "release RESOURCE (--owner O [--all] | --force [--by OPERATOR])",
 		Short: "Drop a hold of the owner's lease, or force a lease free",
 		Long: `release drops one hold of --owner's lease on RESOURCE (every hold with
 --all); at zero holds the lease is deleted (outcome released, else
 decremented). release --force deletes the lease whoever holds it, whatever
-its count, and records a "forced" event in the audit outbox: the operator's
-way out of a stuck lease. Its holder learns of the loss at its next renewal.
+its count, and records a "forced" event in the audit outbox, naming the
+operator (--by, default the OS user) in the event and the ledger: the
+operator's way out of a stuck lease. Its holder learns of the loss at its
+next renewal, as "forced" (lockctl run exits 5).
 
 ` + fmt.Sprintf(leaseExitHelp, "not held by the owner, or free (--force)"),
 		Example: `  lockctl release plan/42 --owner worker-1
   lockctl release plan/42 --owner worker-1 --all --json
-  lockctl release --force plan/42`,
+  lockctl release --force plan/42 --by "alice (INC-1234)"`,
 		Args: resourceArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if lf.force && (lf.owner != "" || lf.all) {
 				return usagef("release --force takes no --owner or --all: it frees the lease whoever holds it")
+			}
+			if err := lf.checkBy(cmd); err != nil {
+				return err
 			}
 			if err := lf.check(cmd, !lf.force); err != nil {
 				return err
 			}
 			return a.leaseCommand(cmd, args[0], lf, 0, func(ctx context.Context, s *redisstore.Store, r coordinator.Resource) (string, coordinator.Lease, error) {
 				if lf.force {
-					l, err := s.ForceRelease(ctx, r, requestID())
+					l, err := s.ForceReleaseBy(ctx, r, lf.by, requestID())
 					return outForced, l, err
 				}
 				l, err := s.Release(ctx, coordinator.Request{Resource: r, Owner: lf.owner, RequestID: requestID(), All: lf.all})
@@ -273,6 +310,7 @@ way out of a stuck lease. Its holder learns of the loss at its next renewal.
 	f.StringVar(&lf.owner, "owner", "", "owner of the lease (required without --force)")
 	f.BoolVar(&lf.all, "all", false, "drop every hold, not one")
 	f.BoolVar(&lf.force, "force", false, "delete the lease whoever holds it (recorded as a forced event)")
+	f.StringVar(&lf.by, "by", "", "with --force: the operator recorded in the event and the ledger (default: the OS user)")
 	f.BoolVar(&lf.asJSON, "json", false, "print JSON")
 	return cmd
 }

@@ -345,8 +345,8 @@ func (dr *diagnosticsRun) addFlags(cmd *cobra.Command) {
 // runDiagnostics reports and judges; a failure to check has the status
 // of its cause, one line, and with --json its JSON.
 func (a *app) runDiagnostics(ctx context.Context, dr *diagnosticsRun) error {
-	if dr.opts.Limit < 0 {
-		return a.diagnosticsFailed(dr.asJSON, usagef("bad --limit %d: must not be negative (0: the default, %d)", dr.opts.Limit, pgaudit.DefaultListLimit))
+	if err := pgaudit.ValidateLimit(dr.opts.Limit); err != nil {
+		return a.diagnosticsFailed(dr.asJSON, fmt.Errorf("bad --limit: %w", err))
 	}
 	err := a.withMirror(ctx, "diagnostics", dr.mf.options(a), func(m *pgaudit.Mirror, _ *redisConn, _ *pgxpool.Pool) error {
 		rep, err := m.Diagnose(ctx, dr.opts)

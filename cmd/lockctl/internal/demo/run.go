@@ -77,6 +77,9 @@ func (c *Config) defaults() error {
 	if c.Owner == "" {
 		c.Owner = "demo"
 	}
+	if err := coordinator.ValidateTTL(c.TTL); err != nil {
+		return err
+	}
 	switch {
 	case c.Workers < 1 || c.Workers > 1000:
 		return invalid("--workers", strconv.Itoa(c.Workers), "must be from 1 to 1000")
