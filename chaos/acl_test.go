@@ -34,7 +34,7 @@ func aclRules(prefix, password string) []any {
 		"+evalsha", "+eval", "+set", "+get", "+hmget", "+smembers", "+srem",
 		"+subscribe", "+unsubscribe", "+ssubscribe", "+sunsubscribe",
 		// inside the scripts (SPUBLISH on Cluster)
-		"+time", "+hset", "+pexpire", "+pttl", "+sadd", "+del", "+xadd", "+publish", "+spublish",
+		"+time", "+hgetall", "+hset", "+hdel", "+pexpire", "+pttl", "+sadd", "+del", "+xadd", "+publish", "+spublish",
 		// pgaudit: the mirror, cleanup, diagnostics
 		"+xreadgroup", "+xgroup|create", "+xack", "+xautoclaim", "+xinfo|groups", "+xpending",
 		"+xrange", "+xlen", "+xtrim", "+scan", "+hget",

@@ -24,7 +24,7 @@ import (
 func workerACL(prefix string) []string {
 	return strings.Fields("on resetkeys ~" + prefix + ":* resetchannels &" + prefix + ":* -@all " +
 		"+hello +auth +ping " +
-		"+evalsha +eval +time +hmget +hset +del +pexpire +pttl +set +get +sadd +srem +smembers +xadd " +
+		"+evalsha +eval +time +hmget +hgetall +hset +hdel +del +pexpire +pttl +set +get +sadd +srem +smembers +xadd " +
 		"+publish +spublish +subscribe +unsubscribe +ssubscribe +sunsubscribe")
 }
 

@@ -1,10 +1,7 @@
 package redisstore
 
-// This file holds what the Store does in Go until the scripts support
-// shared leases and several resources in one script (issue 13): AcquireAll
-// as ordered acquisitions of one resource each with rollback, Holders from
-// the exclusive lease, and the refusal of what the scripts cannot do yet.
-// The script-based versions replace it.
+// This file holds AcquireAll as ordered acquisitions of one resource
+// each, with rollback.
 
 import (
 	"cmp"
@@ -22,22 +19,18 @@ import (
 	"github.com/lockcoord/lockcoord/coordinator"
 )
 
-// supports returns an error wrapping coordinator.ErrUnsupported for a
-// request that the scripts cannot serve yet: shared mode, a cap. Nothing
-// is sent to Redis.
-func supports(req coordinator.Request) error {
-	var what string
+// validateMode checks a request's mode, cap and metadata as the
+// coordinator does: a mode of the package, a cap of 0 or at least 1 in
+// shared mode, metadata ValidateMeta accepts.
+func validateMode(req coordinator.Request) error {
 	switch {
-	case req.Mode != coordinator.ModeExclusive || req.Permits != 0:
-		what = "a " + req.Mode.String() + " lease"
-		if req.Permits != 0 {
-			what = "a lease capped at " + strconv.Itoa(req.Permits) + " permits"
-		}
-	default:
-		return nil
+	case req.Mode != coordinator.ModeExclusive && req.Mode != coordinator.ModeShared:
+		return &coordinator.ValidationError{Field: "mode", Value: req.Mode.String(), Rule: "must be exclusive or shared"}
+	case req.Permits < 0 || req.Permits > 0 && req.Mode != coordinator.ModeShared:
+		return &coordinator.ValidationError{Field: "Permits", Value: strconv.Itoa(req.Permits),
+			Rule: "must be 0, or at least 1 in shared mode"}
 	}
-	return fmt.Errorf("redisstore: %s on %s: %w: the store's scripts take exclusive leases only",
-		what, req.Resource, coordinator.ErrUnsupported)
+	return coordinator.ValidateMeta(req.Meta)
 }
 
 // AcquireAll implements coordinator.Store. It takes the requests one
@@ -154,7 +147,7 @@ func (s *Store) allOrder(reqs []coordinator.Request) ([]int, error) {
 				Rule: "must share one owner and one request id"}
 		}
 		seen[req.Resource] = true
-		if err := supports(req); err != nil {
+		if err := validateMode(req); err != nil {
 			return nil, err
 		}
 	}
@@ -204,20 +197,4 @@ func (s *Store) rollback(ctx context.Context, reqs []coordinator.Request, taken 
 		return fmt.Errorf("%w; cleaning up failed: %w", cause, errors.Join(errs...))
 	}
 	return cause
-}
-
-// Holders implements coordinator.Store: the exclusive lease on r, the
-// only kind the scripts take yet.
-func (s *Store) Holders(ctx context.Context, r coordinator.Resource) ([]coordinator.Lease, error) {
-	if err := r.Validate(); err != nil {
-		return nil, err
-	}
-	l, err := s.inspect(ctx, r)
-	switch {
-	case errors.Is(err, coordinator.ErrNotHeld):
-		return nil, err
-	case err != nil:
-		return nil, opError("holders of "+r.String(), err)
-	}
-	return []coordinator.Lease{l}, nil
 }

@@ -37,8 +37,8 @@ func prefixKeys(t *testing.T, b *backend, s *redisstore.Store) []string {
 	return slices.DeleteFunc(keys, func(k string) bool { return k == s.Layout().ConfigKey() })
 }
 
-// TestAcquireAllRefusesBadInput: bad request sets and what the scripts
-// cannot do yet are refused before anything is written.
+// TestAcquireAllRefusesBadInput: bad request sets, modes, caps and
+// metadata are refused before anything is written.
 func TestAcquireAllRefusesBadInput(t *testing.T) {
 	onBoth(t, func(t *testing.T, b *backend) {
 		ctx := t.Context()
@@ -68,24 +68,24 @@ func TestAcquireAllRefusesBadInput(t *testing.T) {
 			}
 		}
 		for _, tc := range []struct {
-			want   string
+			field  string
 			change func(*coordinator.Request)
 		}{
-			{"a shared lease", func(r *coordinator.Request) { r.Mode = coordinator.ModeShared }},
-			{"a lease capped at 2 permits", func(r *coordinator.Request) { r.Mode, r.Permits = coordinator.ModeShared, 2 }},
-			{"a lease capped at 3 permits", func(r *coordinator.Request) { r.Permits = 3 }},
+			{"mode", func(r *coordinator.Request) { r.Mode = coordinator.Mode(7) }},
+			{"Permits", func(r *coordinator.Request) { r.Permits = 3 }},
+			{"Permits", func(r *coordinator.Request) { r.Mode, r.Permits = coordinator.ModeShared, -1 }},
+			{"Meta", func(r *coordinator.Request) { r.Meta = "a\nb" }},
 		} {
-			want := tc.want
 			reqs := allReqs("w1", "x", a, c)
 			tc.change(&reqs[1])
-			_, err := s.AcquireAll(ctx, reqs)
-			if !errors.Is(err, coordinator.ErrUnsupported) || !strings.Contains(err.Error(), want) {
-				t.Errorf("AcquireAll with %s: %v, want ErrUnsupported naming it", want, err)
+			var ve *coordinator.ValidationError
+			if _, err := s.AcquireAll(ctx, reqs); !errors.As(err, &ve) || ve.Field != tc.field {
+				t.Errorf("AcquireAll with a bad %s: %v, want ErrInvalid naming it", tc.field, err)
 			}
 			req := reqs[1]
 			req.RequestID = "single"
-			if _, err := s.Acquire(ctx, req); !errors.Is(err, coordinator.ErrUnsupported) {
-				t.Errorf("Acquire with %s: %v, want ErrUnsupported", want, err)
+			if _, err := s.Acquire(ctx, req); !errors.As(err, &ve) || ve.Field != tc.field {
+				t.Errorf("Acquire with a bad %s: %v, want ErrInvalid naming it", tc.field, err)
 			}
 		}
 		if keys := prefixKeys(t, b, s); len(keys) != 0 {

@@ -15,8 +15,20 @@ const (
 	statusOtherToken = -2
 	statusFree       = -1
 	statusConflict   = 0
-	statusHandedOff  = 4 // release.lua: released, the turn given to the releaser's waiters
+	statusHandedOff  = 4  // release.lua: released, the turn given to the releaser's waiters
+	statusCap        = -3 // acquire.lua: a cap other than the recorded one
+	statusUpgrade    = -4 // acquire.lua: an upgrade beside other shared holders
 )
+
+// capError is the refusal of a request for cap n on r, recorded with
+// rec (0: none).
+func capError(r coordinator.Resource, n, rec int) error {
+	rule := fmt.Sprintf("resource %s is capped at %d by its holders", r, rec)
+	if rec == 0 {
+		rule = fmt.Sprintf("resource %s has no cap: its holders took it shared without Permits", r)
+	}
+	return &coordinator.ValidationError{Field: "Permits", Value: strconv.Itoa(n), Rule: rule}
+}
 
 // replyLen is the length of a script's lease reply (see lib.lua's reply).
 const replyLen = 12

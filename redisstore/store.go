@@ -53,8 +53,8 @@ func scriptError(err error) error {
 }
 
 // validate checks what a caller gives a Store, as the coordinator does
-// before it calls one: the resource, the owner, the request id and, with
-// ttl, the TTL. A Store is a public type: what it lets through ends in
+// before it calls one: the resource, the owner, the request id, with
+// ttl the TTL, and the mode, cap and metadata. A Store is a public type: what it lets through ends in
 // Redis keys and in the events the pgaudit mirror stores.
 func validate(req coordinator.Request, ttl bool) error {
 	if err := req.Resource.Validate(); err != nil {
@@ -67,9 +67,11 @@ func validate(req coordinator.Request, ttl bool) error {
 		return err
 	}
 	if ttl {
-		return coordinator.ValidateTTL(req.TTL)
+		if err := coordinator.ValidateTTL(req.TTL); err != nil {
+			return err
+		}
 	}
-	return nil
+	return validateMode(req)
 }
 
 // Store is a coordinator.Store on Redis: standalone, Sentinel or Cluster,
@@ -226,9 +228,6 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 	if err := validate(req, true); err != nil {
 		return coordinator.Lease{}, err
 	}
-	if err := supports(req); err != nil {
-		return coordinator.Lease{}, err
-	}
 	r := req.Resource
 	if err := s.ready(ctx); err != nil {
 		return coordinator.Lease{}, opError("acquire "+r.String(), err)
@@ -242,8 +241,12 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 	if q.StayQueued {
 		stay = "1"
 	}
+	var modeArg, capArg any = "", "0"
+	if req.Mode == coordinator.ModeShared {
+		modeArg, capArg = "shared", strconv.Itoa(req.Permits)
+	}
 	v, ackErr, err := s.eval(ctx, scripts.Acquire(), keys, acquireWrote,
-		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg, req.Meta)
+		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg, req.Meta, modeArg, capArg)
 	if err != nil {
 		return coordinator.Lease{}, opError("acquire "+r.String(), err)
 	}
@@ -251,8 +254,15 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 	if err != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, err)
 	}
-	if rp.status == statusConflict {
+	switch rp.status {
+	case statusConflict:
 		return coordinator.Lease{}, rp.conflict()
+	case statusUpgrade:
+		ce := rp.conflict()
+		ce.Upgrade = true
+		return coordinator.Lease{}, ce
+	case statusCap:
+		return coordinator.Lease{}, capError(r, req.Permits, rp.lease.Permits)
 	}
 	if ackErr != nil {
 		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, s.unack(ctx, req, ackErr))
@@ -412,7 +422,8 @@ func (s *Store) runRelease(ctx context.Context, req coordinator.Request, mode, w
 
 // Inspect implements coordinator.Store. A lease key that is not a hash,
 // or whose fields no script wrote, gives an error wrapping ErrCorrupt.
-// The lease's Remaining is the key's PTTL, read in the same round trip.
+// On a shared resource it reports the holder whose hold expires first.
+// It reads the hash and its PTTL in one round trip (see Holders).
 func (s *Store) Inspect(ctx context.Context, r coordinator.Resource) (coordinator.Lease, error) {
 	if err := r.Validate(); err != nil {
 		return coordinator.Lease{}, err
@@ -425,42 +436,13 @@ func (s *Store) Inspect(ctx context.Context, r coordinator.Resource) (coordinato
 }
 
 // inspect is Inspect of a valid resource, its error not naming the
-// operation (but for ErrNotHeld's).
+// operation (but for ErrNotHeld's): the holder that expires first.
 func (s *Store) inspect(ctx context.Context, r coordinator.Resource) (coordinator.Lease, error) {
-	if err := s.ready(ctx); err != nil {
+	ls, err := s.holders(ctx, r)
+	if err != nil {
 		return coordinator.Lease{}, err
 	}
-	key := s.layout.LeaseKey(r)
-	var get *redis.SliceCmd
-	var pttl *redis.DurationCmd
-	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.HMGet(ctx, key, "owner", "count", "token", "acquired_at", "expires_at", "meta")
-		pttl = p.PTTL(ctx, key)
-		return nil
-	})
-	s.refreshOnFailure(err)
-	v := get.Val()
-	if err != nil {
-		if _, ok := errors.AsType[redis.Error](get.Err()); ok && strings.HasPrefix(get.Err().Error(), "WRONGTYPE") {
-			return coordinator.Lease{}, fmt.Errorf("%w: lease %s: %w", ErrCorrupt, key, get.Err())
-		}
-		return coordinator.Lease{}, err
-	}
-	if v[0] == nil && v[1] == nil && v[2] == nil && v[3] == nil && v[4] == nil {
-		return coordinator.Lease{}, fmt.Errorf("%w: %s is free", coordinator.ErrNotHeld, r)
-	}
-	l, err := leaseFrom(r, v[:5])
-	if err == nil {
-		err = wellFormed(l)
-	}
-	if err != nil {
-		return coordinator.Lease{}, fmt.Errorf("%w: lease %s: %w", ErrCorrupt, key, err)
-	}
-	l.Meta, _ = v[5].(string)
-	if d := pttl.Val(); d > 0 {
-		l.Remaining = d
-	}
-	return l, nil
+	return ls[0], nil
 }
 
 // ReleaseAll implements coordinator.Store. It reads the owner's lease index

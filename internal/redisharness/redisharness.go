@@ -32,6 +32,15 @@ func RunAll(t *testing.T, h storetest.Harness) {
 	storetest.RunWaitQueue(t, h)
 }
 
+// capabilities are those of redisstore's stores (see storetest.Capable).
+var capabilities = []storetest.Capability{storetest.Shared}
+
+// Capabilities implements storetest.Capable.
+func (h *Client) Capabilities() []storetest.Capability { return capabilities }
+
+// Capabilities implements storetest.Capable.
+func (h *Mini) Capabilities() []storetest.Capability { return capabilities }
+
 // Client runs the suites on one client of a real Redis (standalone,
 // Cluster or Sentinel), each store with a key prefix of its own whose
 // keys are deleted when its test ends.

@@ -1,4 +1,5 @@
--- acquire.lua: take a free resource, or re-enter the owner's own lease.
+-- acquire.lua: take a free resource, join a shared one, or re-enter (or
+-- upgrade) the owner's own lease.
 --
 -- KEYS[1] lock hash      <prefix>:{p}:lock:<type>:<id>
 -- KEYS[2] fence counter  <prefix>:{p}:fence
@@ -15,10 +16,17 @@
 -- ARGV[8] "1": the waiter stays queued after a success (more of its waiters wait), else "0"
 -- ARGV[9] lifetime of the waiter queue after its last registration, milliseconds
 -- ARGV[10] metadata kept with the lease (field meta); "" keeps what the lease has
+-- ARGV[11] mode: "shared", or "" for exclusive
+-- ARGV[12] cap a shared request asks for, decimal; "0" none (joins under the recorded cap)
 -- Reply: {status, owner, count, token, acquired_at_ms, expires_at_ms,
 --         remaining_ms, meta, mode, cap, holders, queued}
---   status 1 acquired, 2 re-entered, 3 repeated request id (nothing
---   applied, the lease as it stands), 0 conflict (the holder's lease).
+--   status 1 acquired, 2 re-entered (or upgraded: shared to exclusive,
+--   a new token), 3 repeated request id (nothing applied, the lease as
+--   it stands), 0 conflict (the blocking holder's lease: on a shared
+--   resource the other holder whose hold expires first), -4 upgrade
+--   conflict (the sole-holder rule: another owner holds the resource
+--   shared; nothing queued), -3 a cap other than the recorded one (cap:
+--   the recorded one; nothing applied, nothing queued).
 --   token is a decimal string: Lua numbers are doubles (integer replies
 --   of count and times, below 2^53, keep every digit). remaining_ms is
 --   the time the lease has left by Redis TIME; mode 0 exclusive, 1
@@ -27,6 +35,15 @@
 --   An error reply ("ERR lockcoord: ...") changed nothing: a corrupt
 --   lease hash, a fence counter out of range, a stream that refused the
 --   event (see lib.lua).
+--
+-- Modes: an exclusive request conflicts with any other owner's hold, a
+-- shared one with another owner's exclusive hold or a full cap. The
+-- owner's own hold is re-entered in any mode (an exclusive one stays
+-- exclusive); the sole shared holder asking exclusive is upgraded. The
+-- hash of a shared resource keeps one set of fields per holder (see
+-- lib.lua's read_state), each holder's expiry its own; the key's TTL is
+-- the latest, and every script that reads the hash drops the holds that
+-- expired (Redis TIME) with its next write of the hash.
 --
 -- Order: read and check everything (the lease, the fence), append the
 -- event, then write the lease and the indexes, which cannot fail once
@@ -50,9 +67,15 @@
 -- of lib.lua, which package scripts prepends when it builds the script.
 
 local owner, req, waiter, meta = ARGV[1], ARGV[3], ARGV[7], ARGV[10]
-local h, why = read_lease(KEYS[1])
-if not h then return fail(why) end
-local held = h[1]
+local shared, permits = ARGV[11] == 'shared', tonumber(ARGV[12])
+local st, why = read_state(KEYS[1])
+if not st then return fail(why) end
+local now, now_us = redis_time()
+local now_s = fmt('%d', now)
+prune(st, now)
+local mine = st.holders[owner]
+local ttl = tonumber(ARGV[2])
+local maxlen = ARGV[6]
 
 -- queue the waiter at the end, unless queued (it keeps its place); the
 -- queue lives ARGV[9] ms after this
@@ -65,17 +88,6 @@ local function enqueue(q)
     redis.call('SET', KEYS[5], q .. ' ' .. waiter, 'PX', ARGV[9])
   end
 end
-
-if held and held ~= owner then
-  if waiter ~= '' then
-    -- the release that deletes the lease notifies the first waiter alone
-    enqueue(read_queue(KEYS[5]))
-  end
-  return lease_reply(0, h, (redis_time()))
-end
-
-local ttl = tonumber(ARGV[2])
-local maxlen = ARGV[6]
 
 -- a waiter that got the lease leaves the queue, or goes to its end when
 -- more of its coordinator's waiters wait
@@ -92,54 +104,117 @@ local function dequeue()
   store_queue(KEYS[5], cut(q, s, e))
 end
 
-if held then
-  -- the owner's own lease: a repeated request id, or a re-entry
-  local list = h[6] or ''
-  local now = redis_time()
-  if find(list, req) then
-    return lease_reply(3, h, now)
+-- a refusal: conflict, or an upgrade conflict, which does not queue
+local function conflict(upgrade)
+  if upgrade then return hold_reply(-4, first_other(st, owner), now, st) end
+  if waiter ~= '' then
+    -- the release that ends a hold notifies the first waiter alone
+    enqueue(read_queue(KEYS[5]))
   end
-  local count = tonumber(h[2]) + 1
-  local count_s = fmt('%d', count)
-  local expires = math.max(tonumber(h[5]), now + ttl)
-  local expires_s, left = fmt('%d', expires), expires - now
-  local m = h[7]
-  if meta ~= '' then m = meta end
-  why = append_event(KEYS[3], maxlen, event_fields('reentered', ARGV[4], ARGV[5], owner,
-    h[3], count_s, fmt('%d', now), h[4], expires_s, req, m))
-  if why then return fail(why) end
-  if meta ~= '' then
-    redis.call('HSET', KEYS[1], 'count', count_s, 'expires_at', expires_s, 'req', remember(list, req), 'meta', meta)
-  else
-    redis.call('HSET', KEYS[1], 'count', count_s, 'expires_at', expires_s, 'req', remember(list, req))
-  end
-  redis.call('PEXPIRE', KEYS[1], fmt('%d', left))
-  raise_ttl(KEYS[4], left)
-  dequeue()
-  return reply(2, owner, count, h[3], tonumber(h[4]), expires, now, m)
+  return hold_reply(0, first_other(st, owner), now, st)
 end
 
--- a free resource: token = max(last + 1, now_us) (next_token)
-local now, now_us = redis_time()
-local token, undo
-token, undo, why = next_token(KEYS[2], now_us)
-if not token then return fail(why) end
-local now_s, expires_s = fmt('%d', now), fmt('%d', now + ttl)
-why = append_event(KEYS[3], maxlen, event_fields('acquired', ARGV[4], ARGV[5], owner,
-  token, '1', now_s, now_s, expires_s, req, meta))
-if why then
-  undo()
-  return fail(why)
+-- the hash fields of exclusive hold h
+local function exclusive_fields(h)
+  local f = {'owner', h[1], 'count', h[2], 'token', h[3], 'acquired_at', h[4], 'expires_at', h[5], 'req', h[6]}
+  if h[7] and h[7] ~= '' then
+    f[#f + 1] = 'meta'
+    f[#f + 1] = h[7]
+  end
+  return f
 end
-if meta ~= '' then
-  redis.call('HSET', KEYS[1], 'owner', owner, 'count', '1', 'token', token,
-    'acquired_at', now_s, 'expires_at', expires_s, 'req', req, 'meta', meta)
-else
-  redis.call('HSET', KEYS[1], 'owner', owner, 'count', '1', 'token', token,
-    'acquired_at', now_s, 'expires_at', expires_s, 'req', req)
+
+-- the owner's own hold again: count + 1, expiry not shortened
+local function reenter()
+  local count_s = fmt('%d', tonumber(mine[2]) + 1)
+  local expires = math.max(tonumber(mine[5]), now + ttl)
+  local expires_s = fmt('%d', expires)
+  if meta ~= '' then mine[7] = meta end
+  why = append_event(KEYS[3], maxlen, hold_event('reentered', ARGV[4], ARGV[5], mine, st, count_s, now_s, expires_s, req))
+  if why then return fail(why) end
+  mine[2], mine[5], mine[6] = count_s, expires_s, remember(mine[6] or '', req)
+  if st.shared then
+    write_shared(KEYS[1], st, now, {owner})
+  elseif meta ~= '' then
+    redis.call('HSET', KEYS[1], 'count', count_s, 'expires_at', expires_s, 'req', mine[6], 'meta', meta)
+    redis.call('PEXPIRE', KEYS[1], fmt('%d', expires - now))
+  else
+    redis.call('HSET', KEYS[1], 'count', count_s, 'expires_at', expires_s, 'req', mine[6])
+    redis.call('PEXPIRE', KEYS[1], fmt('%d', expires - now))
+  end
+  raise_ttl(KEYS[4], expires - now)
+  dequeue()
+  return hold_reply(2, mine, now, st)
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-index_add(KEYS[4], ARGV[4] .. '/' .. ARGV[5])
-raise_ttl(KEYS[4], ttl)
-dequeue()
-return reply(1, owner, 1, token, now, now + ttl, now, meta)
+
+-- the sole shared holder becomes the exclusive holder: count + 1, a new
+-- token, acquired_at kept, the hash rewritten in the exclusive layout
+local function upgrade()
+  local token, undo
+  token, undo, why = next_token(KEYS[2], now_us)
+  if not token then return fail(why) end
+  local expires = math.max(tonumber(mine[5]), now + ttl)
+  local h = {owner, fmt('%d', tonumber(mine[2]) + 1), token, mine[4], fmt('%d', expires),
+    remember(mine[6] or '', req), mine[7]}
+  if meta ~= '' then h[7] = meta end
+  local ex = {shared = false, cap = 0, n = 1, holders = {[owner] = h}, gone = {}}
+  local f = hold_event('reentered', ARGV[4], ARGV[5], h, ex, h[2], now_s, h[5], req)
+  f[#f + 1], f[#f + 2] = 'upgraded', '1'
+  why = append_event(KEYS[3], maxlen, f)
+  if why then
+    undo()
+    return fail(why)
+  end
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], unpack(exclusive_fields(h)))
+  redis.call('PEXPIRE', KEYS[1], fmt('%d', expires - now))
+  raise_ttl(KEYS[4], expires - now)
+  dequeue()
+  return hold_reply(2, h, now, ex)
+end
+
+-- a fresh hold: token = max(last + 1, now_us) (next_token); the first
+-- holder of a free resource records its mode and cap
+local function fresh()
+  local token, undo
+  token, undo, why = next_token(KEYS[2], now_us)
+  if not token then return fail(why) end
+  local h = {owner, '1', token, now_s, fmt('%d', now + ttl), req, meta}
+  local new = st.n == 0
+  if new then st.shared, st.cap = shared, permits end
+  st.holders[owner], st.n = h, st.n + 1
+  why = append_event(KEYS[3], maxlen, hold_event('acquired', ARGV[4], ARGV[5], h, st, '1', now_s, h[5], req))
+  if why then
+    undo()
+    return fail(why)
+  end
+  if st.shared then
+    write_shared(KEYS[1], st, now, {owner}, new)
+  else
+    if #st.gone > 0 then redis.call('DEL', KEYS[1]) end -- a shared hash whose holds all expired
+    redis.call('HSET', KEYS[1], unpack(exclusive_fields(h)))
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
+  index_add(KEYS[4], ARGV[4] .. '/' .. ARGV[5])
+  raise_ttl(KEYS[4], ttl)
+  dequeue()
+  return hold_reply(1, h, now, st)
+end
+
+if mine then
+  if find(mine[6] or '', req) then return hold_reply(3, mine, now, st) end
+  if shared and st.shared and permits ~= 0 and permits ~= st.cap then
+    return hold_reply(-3, mine, now, st)
+  end
+  if not shared and st.shared then
+    if st.n > 1 then return conflict(true) end
+    return upgrade()
+  end
+  return reenter()
+end
+if st.n > 0 then
+  if not st.shared or not shared then return conflict(false) end
+  if permits ~= 0 and permits ~= st.cap then return hold_reply(-3, first_other(st, owner), now, st) end
+  if st.cap > 0 and st.n >= st.cap then return conflict(false) end
+end
+return fresh()

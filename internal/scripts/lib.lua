@@ -125,6 +125,147 @@ local function event_fields(name, typ, id, owner, token, count, at, acquired, ex
   return f
 end
 
+-- A shared lease hash holds field mode = "shared", field cap (0: none)
+-- and, per holder o, the fields <f>:<o> for each f of HOLD (meta:<o>
+-- only when the holder has metadata). An exclusive lease hash holds the
+-- fields of HOLD plus owner, as it always did.
+local HOLD = {'count', 'token', 'acquired_at', 'expires_at', 'req', 'meta'}
+
+-- the fields of holder o in a shared lease hash
+local function hold_fields(o)
+  local f = {}
+  for i, name in ipairs(HOLD) do f[i] = name .. ':' .. o end
+  return f
+end
+
+-- the state of lease hash key (HGETALL): {shared, cap, n, holders, gone},
+-- holders mapping each owner to its hold {owner, count, token,
+-- acquired_at, expires_at, request ids, meta} (as read_lease's), n their
+-- number (0: the resource is free); or nil and why the key is corrupt
+-- (not a hash, or a field that no script wrote: see lease_fault)
+local function read_state(key)
+  local all = redis.pcall('HGETALL', key)
+  if failed(all) then return nil, 'corrupt lease ' .. key .. ': ' .. all.err end
+  local f = {}
+  for i = 1, #all, 2 do f[all[i]] = all[i + 1] end
+  local st = {shared = false, cap = 0, n = 0, holders = {}, gone = {}}
+  if f.mode == nil then
+    if not (f.owner or f.count or f.token or f.acquired_at or f.expires_at) then return st end
+    local h = {f.owner, f.count, f.token, f.acquired_at, f.expires_at, f.req, f.meta}
+    local why = lease_fault(key, h)
+    if why then return nil, why end
+    st.holders[h[1]], st.n = h, 1
+    return st
+  end
+  if f.mode ~= 'shared' then return nil, 'corrupt lease ' .. key .. ': field mode = ' .. fmt('%q', f.mode) end
+  if not digits(f.cap, 15) then return nil, 'corrupt lease ' .. key .. ': field cap = ' .. fmt('%q', tostring(f.cap)) end
+  st.shared, st.cap = true, tonumber(f.cap)
+  for k, v in pairs(f) do
+    local o = string.match(k, '^count:(.+)$')
+    if o then
+      local h = {o, v, f['token:' .. o], f['acquired_at:' .. o], f['expires_at:' .. o], f['req:' .. o], f['meta:' .. o]}
+      local why = lease_fault(key, h)
+      if why then return nil, why .. ' (holder ' .. fmt('%q', o) .. ')' end
+      st.holders[o], st.n = h, st.n + 1
+    end
+  end
+  if st.n == 0 then return nil, 'corrupt lease ' .. key .. ': shared, without holders' end
+  return st
+end
+
+-- drop the holds of shared state st that expired by now (ms), listing
+-- their owners in st.gone (their fields are deleted with the next write:
+-- see write_shared)
+local function prune(st, now)
+  if not st.shared then return end
+  for o, h in pairs(st.holders) do
+    if tonumber(h[5]) <= now then
+      st.holders[o], st.n = nil, st.n - 1
+      st.gone[#st.gone + 1] = o
+    end
+  end
+end
+
+-- the holds of st sorted by expiry, then owner
+local function sorted(st)
+  local l = {}
+  for _, h in pairs(st.holders) do l[#l + 1] = h end
+  table.sort(l, function(a, b)
+    local x, y = tonumber(a[5]), tonumber(b[5])
+    if x ~= y then return x < y end
+    return a[1] < b[1]
+  end)
+  return l
+end
+
+-- the hold of st that expires first, owner other than o, or nil
+local function first_other(st, o)
+  for _, h in ipairs(sorted(st)) do
+    if h[1] ~= o then return h end
+  end
+end
+
+-- the latest expiry of st's holds (ms), or nil when none
+local function last_expiry(st)
+  local m
+  for _, h in pairs(st.holders) do
+    local e = tonumber(h[5])
+    if not m or e > m then m = e end
+  end
+  return m
+end
+
+-- the reply (see reply) of hold h of state st at now, queued waiters
+-- ahead
+local function hold_reply(status, h, now, st, queued)
+  local r = reply(status, h[1], tonumber(h[2]), h[3], tonumber(h[4]), tonumber(h[5]), now, h[7])
+  if st.shared then r[9], r[10] = 1, st.cap end
+  r[11], r[12] = st.n, queued or 0
+  return r
+end
+
+-- write shared state st to key: the holds of the owners in set (a list)
+-- with all their fields, mode and cap when new, delete the fields of the
+-- holders in st.gone and of drop (an owner or nil), then set the key's
+-- TTL to its latest expiry (or delete it when no holder is left). HSET
+-- [HDEL] PEXPIRE, or DEL.
+local function write_shared(key, st, now, set, new, drop)
+  local del = {}
+  local function gone(o) for _, f in ipairs(hold_fields(o)) do del[#del + 1] = f end end
+  for _, o in ipairs(st.gone) do gone(o) end
+  if drop then gone(drop) end
+  if st.n == 0 then
+    redis.call('DEL', key)
+    return
+  end
+  local args = {}
+  if new then args = {'mode', 'shared', 'cap', fmt('%d', st.cap)} end
+  for _, o in ipairs(set) do
+    local h, names = st.holders[o], hold_fields(o)
+    for i = 2, 6 do
+      args[#args + 1] = names[i - 1]
+      args[#args + 1] = h[i] or ''
+    end
+    if h[7] and h[7] ~= '' then
+      args[#args + 1] = names[6]
+      args[#args + 1] = h[7]
+    end
+  end
+  if #args > 0 then redis.call('HSET', key, unpack(args)) end
+  if #del > 0 then redis.call('HDEL', key, unpack(del)) end
+  redis.call('PEXPIRE', key, fmt('%d', math.max(last_expiry(st) - now, 1)))
+end
+
+-- the event fields (see event_fields) of a change to hold h of state st,
+-- count and expires_at as given, with mode and cap on a shared lease
+local function hold_event(name, typ, id, h, st, count, at, expires, req)
+  local f = event_fields(name, typ, id, h[1], h[3], count, at, h[4], expires, req, h[7])
+  if st.shared then
+    for _, v in ipairs({'mode', 'shared', 'cap', fmt('%d', st.cap)}) do f[#f + 1] = v end
+  end
+  return f
+end
+
 -- the decimal string n + 1, n being decimal digits
 local function incr(n)
   local i = #n

@@ -1,4 +1,5 @@
--- release.lua: drop one hold, every hold, or (admin) force the lease off.
+-- release.lua: drop one hold, every hold, or (admin) force the lease off;
+-- on a shared resource, of the owner's own hold (see acquire.lua).
 --
 -- KEYS[1] lock hash      <prefix>:{p}:lock:<type>:<id>
 -- KEYS[2] event stream   <prefix>:{p}:events
@@ -11,7 +12,8 @@
 -- ARGV[4] resource id
 -- ARGV[5] stream MAXLEN ~ cap; 0 switches the outbox off
 -- ARGV[6] mode: "one" drops one hold, "all" every hold, "force" every hold as an admin
---         (event "forced"), and a corrupt lease key whatever its type, contents or owner
+--         (event "forced"; on a shared resource, of the holder ARGV[1] alone), and a
+--         corrupt lease key whatever its type, contents or owner
 -- ARGV[7] how long the request memo lives, milliseconds
 -- ARGV[8] release notification: 0 none, 1 PUBLISH, 2 SPUBLISH (Cluster)
 -- ARGV[9] notification channel <prefix>:{p}:released; the message is "type/id", sent on
@@ -24,10 +26,12 @@
 -- Reply: {status, owner, count_left, token, acquired_at_ms, expires_at_ms,
 --         remaining_ms, meta, mode, cap, holders, queued} (see acquire.lua;
 --         remaining_ms 0 once the hold is gone)
---   status 1 released (lease deleted), 4 released and handed to the
---   releaser's own waiters (ARGV[10]), 2 decremented, 3 repeated request
---   id (nothing applied, the first reply), 0 held by another owner (the
---   holder's lease), -1 free. token is a decimal string.
+--   status 1 released (the owner's hold ended: the lease deleted, or on
+--   a shared resource the owner's fields; holders says how many are
+--   left), 4 released and handed to the releaser's own waiters
+--   (ARGV[10]), 2 decremented, 3 repeated request id (nothing applied,
+--   the first reply), 0 held by another owner (the holder's lease), -1
+--   free. token is a decimal string.
 --   An error reply ("ERR lockcoord: ...") changed nothing: a corrupt
 --   lease (but for force), a stream that refused the event (see lib.lua).
 --   Force of a corrupt lease replies status 1 with the fields that could
@@ -36,7 +40,8 @@
 -- The memo is a string "<token> <acquired_at> <expires_at> <owner>"
 -- written with one SET PX; it is the resource's, so that it answers only
 -- a retry of the same release of the same resource. A release that
--- deletes a lease runs GET HMGET TIME XADD DEL SREM SET GET PUBLISH:
+-- deletes a lease runs GET HGETALL TIME XADD DEL SREM SET GET PUBLISH
+-- (the end of one shared hold among others: HDEL PEXPIRE for DEL):
 -- every redis.call costs, see acquire.lua. With no queued waiter the
 -- message goes to the partition's channel, which every waiting
 -- coordinator hears (those that do not queue too); with one, to that
@@ -47,7 +52,7 @@
 -- cannot fail once the reads succeeded (a memo, owner index or queue key
 -- of another type is read as absent and replaced).
 --
--- The helpers it calls (find, cut, remember, read_lease, ...) are those
+-- The helpers it calls (find, cut, remember, read_state, ...) are those
 -- of lib.lua, which package scripts prepends when it builds the script.
 
 local owner, req, mode = ARGV[1], ARGV[2], ARGV[6]
@@ -62,22 +67,24 @@ if type(memo) == 'string' then
   end
 end
 
-local h, why = read_lease(KEYS[1])
-local held, count, list
+local st, why = read_state(KEYS[1])
+local now -- Redis TIME, read once it is needed (shared holds expire by it)
+local h, count, list
 local raw -- force of a corrupt lease: its fields as they were
-if h then
-  held = h[1]
-  if not held then
-    index_remove(KEYS[3], member)
-    return {-1}
+if st then
+  if st.shared then
+    now = redis_time()
+    prune(st, now)
   end
-  if held ~= owner then
+  h = st.holders[owner]
+  if not h then
     index_remove(KEYS[3], member)
-    return lease_reply(0, h)
+    if st.n == 0 then return {-1} end
+    return hold_reply(0, first_other(st, owner), now, st)
   end
   list = h[6] or ''
   if find(list, req) then
-    return lease_reply(3, h, (redis_time()))
+    return hold_reply(3, h, now or redis_time(), st)
   end
   count = tonumber(h[2]) - 1
 elseif mode == 'force' then
@@ -90,10 +97,11 @@ elseif mode == 'force' then
   raw = {text(f[1]), text(f[2]), text(f[3]), text(f[4])}
   local function good(v, ok) if ok then return v end return '0' end
   h = {raw[1], '0', good(raw[2], is_token(raw[2])), good(raw[3], digits(raw[3], 15)), good(raw[4], digits(raw[4], 15))}
-  held, count = raw[1], 0
+  st, count = {shared = false, cap = 0, n = 1, holders = {}, gone = {}}, 0
 else
   return fail(why)
 end
+local held = h[1]
 
 local handed = false -- the lease went to the releaser's own waiters
 local name = 'decremented'
@@ -104,10 +112,10 @@ if mode ~= 'one' or count <= 0 then
 end
 local count_s = fmt('%d', count)
 
-local ev = raw or {held, h[3], h[4], h[5]}
-local now = redis_time()
-local fields = event_fields(name, ARGV[3], ARGV[4], ev[1],
-  ev[2], count_s, fmt('%d', now), ev[3], ev[4], req, h[7])
+local ev = h -- a corrupt lease's event: the fields as they were
+if raw then ev = {raw[1], '0', raw[2], raw[3], raw[4]} end
+now = now or redis_time()
+local fields = hold_event(name, ARGV[3], ARGV[4], ev, st, count_s, fmt('%d', now), ev[5], req)
 if mode == 'force' then
   fields[#fields + 1] = 'by'
   fields[#fields + 1] = ARGV[11] or ''
@@ -115,10 +123,22 @@ end
 why = append_event(KEYS[2], maxlen, fields)
 if why then return fail(why) end
 
+h[2] = count_s
 if count > 0 then
-  redis.call('HSET', KEYS[1], 'count', count_s, 'req', remember(list, req))
+  h[6] = remember(list, req)
+  if st.shared then
+    write_shared(KEYS[1], st, now, {owner})
+  else
+    redis.call('HSET', KEYS[1], 'count', count_s, 'req', h[6])
+  end
 else
-  redis.call('DEL', KEYS[1])
+  if st.shared then
+    st.holders[owner], st.n = nil, st.n - 1
+    write_shared(KEYS[1], st, now, {}, false, owner)
+  else
+    st.n = 0
+    redis.call('DEL', KEYS[1])
+  end
   index_remove(KEYS[3], member)
   redis.call('SET', KEYS[4], h[3] .. ' ' .. h[4] .. ' ' .. h[5] .. ' ' .. held, 'PX', ARGV[7])
   local note = ARGV[8]
@@ -150,4 +170,4 @@ local status = 2
 if handed then status = 4 elseif count == 0 then status = 1 end
 local left = now
 if count == 0 then left = nil end
-return reply(status, held, count, h[3], tonumber(h[4]), tonumber(h[5]), left, h[7])
+return hold_reply(status, h, left, st)

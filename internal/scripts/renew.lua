@@ -1,4 +1,5 @@
--- renew.lua: set the expiry of the owner's lease to now + ttl.
+-- renew.lua: set the expiry of the owner's lease (its own hold, on a
+-- shared resource) to now + ttl.
 --
 -- KEYS[1] lock hash      <prefix>:{p}:lock:<type>:<id>
 -- KEYS[2] event stream   <prefix>:{p}:events
@@ -13,13 +14,15 @@
 -- Reply: {status, owner, count, token, acquired_at_ms, expires_at_ms,
 --         remaining_ms, meta, mode, cap, holders, queued} (see acquire.lua)
 --   status 1 renewed, 3 repeated request id (nothing applied),
---   0 held by another owner (the holder's lease), -1 free (no lease),
+--   0 held by another owner (the holder's lease: on a shared resource
+--   the other holder whose hold expires first), -1 free (no lease),
 --   -2 the owner holds a lease with another token (that lease).
 --   token is a decimal string.
 --   An error reply ("ERR lockcoord: ...") changed nothing: a corrupt
 --   lease hash, a stream that refused the event (see lib.lua).
 --
--- A renewal runs HMGET TIME XADD HSET PEXPIRE PTTL, in that order: the
+-- A renewal runs HGETALL TIME XADD HSET PEXPIRE PTTL (+ HDEL when
+-- expired shared holds are dropped, see acquire.lua), in that order: the
 -- event goes first, so that a stream that refuses it leaves the lease as
 -- it was; the owner index's TTL is raised to twice the lease's when it
 -- falls below it (see acquire.lua).
@@ -29,30 +32,32 @@
 
 local owner, req = ARGV[1], ARGV[3]
 
-local h, why = read_lease(KEYS[1])
-if not h then return fail(why) end
-local held = h[1]
-if not held then
-  return {-1}
-end
-if held ~= owner then
-  return lease_reply(0, h)
-end
-if ARGV[7] ~= '0' and h[3] ~= ARGV[7] then
-  return lease_reply(-2, h)
-end
-local list = h[6] or ''
+local st, why = read_state(KEYS[1])
+if not st then return fail(why) end
 local now = redis_time()
-if find(list, req) then
-  return lease_reply(3, h, now)
+prune(st, now)
+local mine = st.holders[owner]
+if not mine then
+  if st.n == 0 then return {-1} end
+  return hold_reply(0, first_other(st, owner), now, st)
+end
+if ARGV[7] ~= '0' and mine[3] ~= ARGV[7] then
+  return hold_reply(-2, mine, now, st)
+end
+if find(mine[6] or '', req) then
+  return hold_reply(3, mine, now, st)
 end
 
 local ttl = tonumber(ARGV[2])
 local expires_s = fmt('%d', now + ttl)
-why = append_event(KEYS[2], ARGV[6], event_fields('renewed', ARGV[4], ARGV[5], owner,
-  h[3], h[2], fmt('%d', now), h[4], expires_s, req, h[7]))
+why = append_event(KEYS[2], ARGV[6], hold_event('renewed', ARGV[4], ARGV[5], mine, st, mine[2], fmt('%d', now), expires_s, req))
 if why then return fail(why) end
-redis.call('HSET', KEYS[1], 'expires_at', expires_s, 'req', remember(list, req))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+mine[5], mine[6] = expires_s, remember(mine[6] or '', req)
+if st.shared then
+  write_shared(KEYS[1], st, now, {owner})
+else
+  redis.call('HSET', KEYS[1], 'expires_at', expires_s, 'req', mine[6])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
 raise_ttl(KEYS[3], ttl)
-return reply(1, owner, tonumber(h[2]), h[3], tonumber(h[4]), now + ttl, now, h[7])
+return hold_reply(1, mine, now, st)

@@ -1,0 +1,98 @@
+package redisstore_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+)
+
+// commands returns the commands a real Redis ran for fn, by name
+// (INFO commandstats after CONFIG RESETSTAT), but for the scripts'
+// EVALSHA and the reset itself: the redis.call commands of the scripts.
+func commands(t *testing.T, b *backend, fn func()) map[string]int {
+	t.Helper()
+	ctx := context.Background()
+	if err := b.client.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	fn()
+	info, err := b.client.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, l := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(l), "cmdstat_"), ":calls=")
+		if !ok {
+			continue
+		}
+		calls, _, _ := strings.Cut(rest, ",")
+		n, err := strconv.Atoi(calls)
+		if err != nil {
+			t.Fatalf("commandstats line %q", l)
+		}
+		switch name {
+		case "evalsha", "eval", "config|resetstat", "config", "info", "ping", "hello", "client|setinfo":
+		default:
+			out[name] = n
+		}
+	}
+	return out
+}
+
+// total is the number of commands in c.
+func total(c map[string]int) int {
+	n := 0
+	for _, v := range c {
+		n += v
+	}
+	return n
+}
+
+// TestCommandCounts: what an acquire/release pair costs in commands run
+// inside the scripts (INFO commandstats on a server of the test's own),
+// for each mode. An exclusive pair costs what it did before shared
+// leases (17: acquire HMGET TIME SET XADD HSET PEXPIRE SADD PTTL, release
+// GET HMGET TIME XADD DEL SREM SET GET PUBLISH, HGETALL now for HMGET),
+// and so does a shared or counted pair whose holder is alone; a shared
+// pair beside another holder reads TIME once more and keeps the hash
+// (HDEL PEXPIRE for DEL).
+func TestCommandCounts(t *testing.T) {
+	b := newRealBackend(t)
+	ctx := t.Context()
+	s := b.newStore(t)
+	var ids reqIDs
+	pair := func(r coordinator.Resource, owner string, mode coordinator.Mode, permits int) func() {
+		return func() {
+			req := request(r, owner, ids.next(), time.Minute)
+			req.Mode, req.Permits = mode, permits
+			lease(t)(s.Acquire(ctx, req))
+			lease(t)(s.Release(ctx, request(r, owner, ids.next(), 0)))
+		}
+	}
+	r := coordinator.Plan("cost")
+	pair(r, "w1", coordinator.ModeExclusive, 0)() // the owner index exists from now on
+	other := coordinator.Plan("cost-other")
+	lease(t)(s.Acquire(ctx, sharedReq(other, "w2", ids.next(), time.Hour, 0)))
+	pair(other, "w1", coordinator.ModeShared, 0)()
+	for _, tc := range []struct {
+		name string
+		fn   func()
+		want int
+	}{
+		{"exclusive pair", pair(r, "w1", coordinator.ModeExclusive, 0), 17},
+		{"shared pair, alone", pair(r, "w1", coordinator.ModeShared, 0), 17},
+		{"counted pair, alone", pair(r, "w1", coordinator.ModeShared, 4), 17},
+		{"shared pair beside a holder", pair(other, "w1", coordinator.ModeShared, 0), 18},
+	} {
+		c := commands(t, b, tc.fn)
+		t.Logf("%s: %d commands %v", tc.name, total(c), c)
+		if total(c) != tc.want {
+			t.Errorf("%s: %d commands %v, want %d", tc.name, total(c), c, tc.want)
+		}
+	}
+}
