@@ -2,7 +2,7 @@
 # benchmarks/run.sh — the lockcoord benchmark suite (issue 6).
 #
 #   bash benchmarks/run.sh          full run (make bench): every case, 6 rounds,
-#                                   about 9 minutes on 2 busy CPUs; writes results/latest.txt
+#                                   about 11 minutes on 2 busy CPUs; writes results/latest.txt
 #                                   (raw go test output), results/benchstat.txt
 #                                   and rewrites the tables of docs/benchmarks.md
 #   bash benchmarks/run.sh smoke    CI's short form: every case, -benchtime=100x,
@@ -62,7 +62,7 @@ started=$(date +%s)
 for round in $(seq "$count"); do
 	echo "run.sh: round $round of $count" >&2
 	# fast cases: ~100 µs per op, 0.3 s per run is thousands of ops
-	run '^Benchmark(Floor|Pairs|Reentrant|Renew|Scripts)$' -test.benchtime 0.3s
+	run '^Benchmark(Floor|Pairs|Reentrant|Renew|Scripts|Modes|SharedOneKey|Multi)$' -test.benchtime 0.3s
 	# waiting cases: ops of milliseconds (pollers: of 100 ms)
 	run '^Benchmark(Contention|Handoff)$' -test.benchtime 0.8s
 	# the audit mirror, a backlog per run

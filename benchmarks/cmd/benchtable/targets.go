@@ -27,6 +27,17 @@ func ratioAtLeast(name, base, unit string, min float64) func(d *data) (string, b
 	}
 }
 
+// ratioAbove checks name's unit against more than min × base's.
+func ratioAbove(name, base, unit string, min float64) func(d *data) (string, bool, bool) {
+	at := ratioAtLeast(name, base, unit, min)
+	return func(d *data) (string, bool, bool) {
+		m, _, ok := at(d)
+		x, _ := d.value(name, unit)
+		y, _ := d.value(base, unit)
+		return m, ok && x > min*y, ok
+	}
+}
+
 // atMost / atLeast check a figure against a bound.
 func atLeast(name, unit string, min float64) func(d *data) (string, bool, bool) {
 	return func(d *data) (string, bool, bool) {
@@ -42,7 +53,8 @@ func atMost(name, unit string, max float64) func(d *data) (string, bool, bool) {
 	}
 }
 
-// targets are those of issue 6 (and issue 3's hand-off target).
+// targets are those of issue 6, issue 3's hand-off target and issue
+// 13's targets for modes and AcquireAll.
 var targets = []target{
 	{"pairs/s, 1 goroutine: lockcoord / floor", "≥ 0.95",
 		ratioAtLeast("Pairs/goroutines=1/lib=lockcoord", "Pairs/goroutines=1/lib=floor", "pairs/s", 0.95)},
@@ -64,6 +76,18 @@ var targets = []target{
 		atMost("Handoff/waiters=16/lib=lockcoord", "p50-µs", 999.999)},
 	{"hand-off p50, 16 waiters, lockcoord (a coordinator per waiter)", "< 1,000 µs",
 		atMost("Handoff/waiters=16/lib=lockcoord-workers", "p50-µs", 999.999)},
+	// issue 13: a pair costing at most 1.25 × the exclusive pair is a rate
+	// of at least 1 / 1.25 = 0.80 of its
+	{"pairs/s, 1 goroutine: shared / exclusive (issue 13)", "≥ 0.80",
+		ratioAtLeast("Modes/goroutines=1/lib=lockcoord-shared", "Modes/goroutines=1/lib=lockcoord", "pairs/s", 0.80)},
+	{"pairs/s, 1 goroutine: counted / exclusive (issue 13)", "≥ 0.80",
+		ratioAtLeast("Modes/goroutines=1/lib=lockcoord-counted", "Modes/goroutines=1/lib=lockcoord", "pairs/s", 0.80)},
+	{"pairs/s, 64 goroutines: shared / exclusive (issue 13)", "≥ 0.80",
+		ratioAtLeast("Modes/goroutines=64/lib=lockcoord-shared", "Modes/goroutines=64/lib=lockcoord", "pairs/s", 0.80)},
+	{"pairs/s, 64 goroutines: counted / exclusive (issue 13)", "≥ 0.80",
+		ratioAtLeast("Modes/goroutines=64/lib=lockcoord-counted", "Modes/goroutines=64/lib=lockcoord", "pairs/s", 0.80)},
+	{"2 resources, one partition: AcquireAll / two Acquires, ops/s (issue 13)", "> 1.00",
+		ratioAbove("Multi/claims=2/lib=lockcoord-all-partition", "Multi/claims=2/lib=lockcoord-acquires-partition", "ops/s", 1)},
 }
 
 func renderTargets(w io.Writer, d *data) {
@@ -82,7 +106,7 @@ func renderTargets(w io.Writer, d *data) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "### Targets (issue 6)\n\n| target | wanted | measured (medians) | |\n|---|---|---|---|\n")
+	fmt.Fprintf(w, "### Targets (issues 6 and 13)\n\n| target | wanted | measured (medians) | |\n|---|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Fprintln(w, r)
 	}
