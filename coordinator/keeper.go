@@ -184,7 +184,7 @@ func (k *keeper) renewOrLose(ctx context.Context, s schedule) (schedule, bool) {
 		}
 		k.c.m.renewFailed()
 		if reason := lossReason(res.err, lastErr); reason != nil {
-			k.lose(reason)
+			k.lose(k.explainLoss(ctx, reason))
 			return s, false
 		}
 		lastErr = res.err

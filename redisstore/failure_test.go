@@ -30,6 +30,7 @@ var callOp = map[string]string{
 	"AcquireAll":       "redisstore: acquire all: ",
 	"AcquireAllQueued": "redisstore: acquire all: ",
 	"Holders":          "redisstore: holders of plan/1: ",
+	"ForcedBy":         "redisstore: find the forced release of plan/1: ",
 	"Unqueue":          "redisstore: unqueue waiter-1 from plan/1: ",
 }
 

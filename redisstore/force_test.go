@@ -142,3 +142,39 @@ func TestForceReleaseRace(t *testing.T) {
 		})
 	}
 }
+
+// TestForcedBy: the store tells a lease forced off (and by whom) from one
+// that expired or was released, by its partition's latest events; with
+// the outbox off it cannot tell.
+func TestForcedBy(t *testing.T) {
+	onBoth(t, func(t *testing.T, b *backend) {
+		ctx := t.Context()
+		s := b.newStore(t)
+		var ids reqIDs
+		r := coordinator.Plan("forced-by")
+		l := lease(t)(s.Acquire(ctx, request(r, "w1", ids.next(), time.Minute)))
+		if _, forced, err := s.ForcedBy(ctx, r, l.Token); err != nil || forced {
+			t.Fatalf("ForcedBy of a held lease = %v, %v", forced, err)
+		}
+		lease(t)(s.ForceReleaseBy(ctx, r, "carol", ids.next()))
+		if by, forced, err := s.ForcedBy(ctx, r, l.Token); err != nil || !forced || by != "carol" {
+			t.Fatalf("ForcedBy = %q, %v, %v; want carol", by, forced, err)
+		}
+		// another token, a released lease: not forced
+		if _, forced, _ := s.ForcedBy(ctx, r, l.Token+1); forced {
+			t.Fatal("ForcedBy matched another token")
+		}
+		n := lease(t)(s.Acquire(ctx, request(r, "w1", ids.next(), time.Minute)))
+		lease(t)(s.Release(ctx, request(r, "w1", ids.next(), 0)))
+		if _, forced, _ := s.ForcedBy(ctx, r, n.Token); forced {
+			t.Fatal("ForcedBy says a released lease was forced")
+		}
+		if _, _, err := s.ForcedBy(ctx, coordinator.Plan(""), 1); !errors.Is(err, coordinator.ErrInvalid) {
+			t.Fatalf("ForcedBy of an invalid resource: %v", err)
+		}
+		off := b.newStore(t, redisstore.WithOutbox(false))
+		if _, forced, err := off.ForcedBy(ctx, r, l.Token); err != nil || forced {
+			t.Fatalf("ForcedBy with the outbox off = %v, %v; want false", forced, err)
+		}
+	})
+}

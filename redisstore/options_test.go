@@ -27,6 +27,7 @@ func everyCall(ctx context.Context, s *redisstore.Store) map[string]error {
 	out["CheckPartitions"] = s.CheckPartitions(ctx)
 	_, out["AcquireAll"] = s.AcquireAll(ctx, []coordinator.Request{req, request(coordinator.Plan("2"), "w1", "id-1", time.Minute)})
 	out["Unqueue"] = s.Unqueue(ctx, r, "waiter-1")
+	_, _, out["ForcedBy"] = s.ForcedBy(ctx, r, 1)
 	sub, err := s.Releases(ctx)
 	if err == nil {
 		_ = sub.Close()

@@ -213,8 +213,10 @@ the exit status) before it uses the token, as the last example does.
 				return err
 			}
 			return a.leaseCommand(cmd, args[0], lf, lf.wait, func(ctx context.Context, s *redisstore.Store, r coordinator.Resource) (string, coordinator.Lease, error) {
-				// no Close: it would release the lease this command takes
+				// Orphan, not Close: Close would release the lease this
+				// command takes; Orphan leaves it to its TTL
 				c := coordinator.New(s, coordinator.WithLogger(a.log))
+				defer c.Orphan()
 				l, err := c.Acquire(ctx, r, lf.owner, coordinator.TTL(lf.ttlFor(r)), coordinator.Wait(lf.wait))
 				out := outAcquired
 				if l.Count > 1 {

@@ -102,7 +102,7 @@ func stealWhenHeld(t *testing.T, mr *miniredis.Miniredis, r coordinator.Resource
 	t.Helper()
 	s := storeOn(t, mr)
 	testutil.Eventually(t, 10*time.Second, "the lease", func() bool { return mr.Exists(s.Layout().LeaseKey(r)) })
-	if _, err := s.ForceRelease(t.Context(), r, requestID()); err != nil {
+	if _, err := s.ForceReleaseBy(t.Context(), r, "ops-test", requestID()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -116,8 +116,9 @@ func TestRunLeaseLost(t *testing.T) {
 	go func() { done <- c.run("run", "plan/lost", "--ttl", "600ms", "--", "sleep", "30") }()
 	stealWhenHeld(t, mr, res)
 	r := (<-done).want(t, ExitLeaseLost)
-	if !strings.Contains(r.stderr, "lease lost") || !strings.Contains(r.stderr, "terminated with SIGTERM") {
-		t.Fatalf("lost: %q", r.stderr)
+	if !strings.Contains(r.stderr, "lease lost") || !strings.Contains(r.stderr, "terminated with SIGTERM") ||
+		!strings.Contains(r.stderr, `lease forced off by "ops-test"`) || strings.Contains(r.stderr, "expired") {
+		t.Fatalf("lost: %q, want it forced off by ops-test", r.stderr)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("the loss took %s to end the command", d)
@@ -164,6 +165,29 @@ func TestRunLostAfterTheCommandEnded(t *testing.T) {
 	c.run("inspect", "plan/late", "--json").want(t, ExitOK).json(t, &v)
 	if v.Owner != "thief" || v.Count != 1 {
 		t.Fatalf("after run: %+v", v)
+	}
+}
+
+// TestRunForcedAfterTheCommandEnded: a lease forced off, and free when
+// the command ended, is reported as forced by its operator, not expired
+// (issue 16.8).
+func TestRunForcedAfterTheCommandEnded(t *testing.T) {
+	mr, url := newMiniredis(t)
+	c := newCLI(t, url)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	c.stdin = pr
+	done := make(chan result)
+	go func() { done <- c.run("run", "plan/gone", "--ttl", "1h", "--", "sh", "-c", "read x; exit 0") }()
+	stealWhenHeld(t, mr, coordinator.Plan("gone"))
+	pw.Write([]byte("go\n"))
+	pw.Close()
+	r := (<-done).want(t, ExitLeaseLost)
+	if !strings.Contains(r.stderr, `lease forced off by "ops-test"`) || strings.Contains(r.stderr, "expired") {
+		t.Fatalf("forced loss: %q", r.stderr)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/redisstore"
 )
 
 // forwardedSignals are passed on to run's command; the first four also
@@ -218,6 +219,7 @@ type leasedRun struct {
 	spec runSpec
 	sup  *supervisor
 	c    *coordinator.Coordinator
+	s    *redisstore.Store // c's, to tell a forced release from an expiry
 
 	status   int    // the command's exit status, -1 when it did not run
 	ending   string // how the command ended, for the lease-lost message
@@ -248,7 +250,7 @@ func (a *app) runLeased(ctx context.Context, spec runSpec) error {
 		defer cancel()
 		_ = c.Close(cctx)
 	}()
-	run := &leasedRun{a: a, ctx: ctx, spec: spec, sup: sup, c: c, status: -1}
+	run := &leasedRun{a: a, ctx: ctx, spec: spec, sup: sup, c: c, s: rc.store, status: -1}
 	err = c.Hold(hctx, spec.resource, spec.owner, run.underLease, coordinator.TTL(spec.ttl), coordinator.Wait(spec.wait))
 	return run.outcome(err)
 }
@@ -350,8 +352,11 @@ func (r *leasedRun) checkLease(token uint64) error {
 	cur, err := r.c.Inspect(vctx, res)
 	switch {
 	case errors.Is(err, coordinator.ErrNotHeld):
-		return &coordinator.LostError{Resource: res, Owner: owner, Token: token,
-			Reason: fmt.Errorf("%w: the lease was gone when the command ended", coordinator.ErrExpired)}
+		reason := fmt.Errorf("%w: the lease was gone when the command ended", coordinator.ErrExpired)
+		if by, forced, ferr := r.s.ForcedBy(vctx, res, token); ferr == nil && forced {
+			reason = fmt.Errorf("%w by %q: the lease was gone when the command ended", coordinator.ErrLeaseForced, by)
+		}
+		return &coordinator.LostError{Resource: res, Owner: owner, Token: token, Reason: reason}
 	case err != nil:
 		return fmt.Errorf("check the lease on %s after the command (exit status %d): %w", res, r.status, err)
 	case cur.Owner != owner || cur.Token != token:
