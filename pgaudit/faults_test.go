@@ -3,6 +3,7 @@ package pgaudit_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -206,7 +207,8 @@ func TestRunSurvivesRedisFailures(t *testing.T) {
 		t.Fatalf("%d ledger rows", n)
 	}
 	for _, want := range []string{"mirror started", "could not read the streams", "trim failed", "cleanup failed",
-		"could not acknowledge a batch", "batch applied", "mirror stopped", `"consumer":"a"`} {
+		"could not acknowledge a batch", "batch applied", "mirror stopped", `"consumer":"a"`,
+		`"service":"Redis"`, "pgaudit: Redis is back: could read the streams again"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %q", want)
 		}
@@ -245,6 +247,53 @@ func TestPostgresRejectingWritesIsRetriedAndReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameLeases(t, rd, pg)
+}
+
+// TestPostgresRecoveryIsLogged (issue 16.9): while Postgres refuses the
+// batch the mirror logs each retry; when it takes it again, one Info line
+// says Postgres is back, after how many failed attempts and how long.
+func TestPostgresRecoveryIsLogged(t *testing.T) {
+	pg, rd := newDB(t), newMini(t)
+	bg := context.Background()
+	var logs syncBuffer
+	m := mirror(pg.pool, rd, pgaudit.WithLogger(zerolog.New(&logs)), pgaudit.WithCleanupInterval(-1),
+		pgaudit.WithDrainTimeout(100*time.Millisecond))
+	if _, err := pg.pool.Exec(bg, `CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql
+		AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$;
+		CREATE TRIGGER refuse BEFORE INSERT ON lock_events FOR EACH ROW EXECUTE FUNCTION refuse()`); err != nil {
+		t.Fatal(err)
+	}
+	rd.mustAcquire(t, coordinator.Plan("1"), "w", time.Hour)
+	ctx, cancel := context.WithCancel(bg)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	testutil.Eventually(t, 10*time.Second, "two retries", func() bool { return promtest.ToFloat64(m.MetricsRetries()) >= 2 })
+	if strings.Contains(logs.String(), "is back") {
+		t.Fatal("a recovery logged while Postgres still refuses")
+	}
+	if _, err := pg.pool.Exec(bg, "DROP TRIGGER refuse ON lock_events"); err != nil {
+		t.Fatal(err)
+	}
+	const back = "pgaudit: Postgres is back: could apply a batch in Postgres again"
+	testutil.Eventually(t, 10*time.Second, "the recovery line", func() bool { return strings.Contains(logs.String(), back) })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if v["message"] == back {
+			lines = append(lines, v)
+		}
+	}
+	if len(lines) != 1 || lines[0]["level"] != "info" || lines[0]["service"] != "Postgres" ||
+		lines[0]["failed_attempts"].(float64) < 2 || lines[0]["outage"] == nil {
+		t.Fatalf("recovery lines %v, want one info line naming Postgres, the failed attempts and the outage", lines)
+	}
 }
 
 func TestBatchOfOnlyMalformedEntries(t *testing.T) {

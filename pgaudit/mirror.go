@@ -105,9 +105,11 @@ func (m *Mirror) Run(ctx context.Context) error {
 		return m.err
 	}
 	log := m.cfg.log.With().Str("group", m.cfg.group).Str("consumer", m.cfg.consumer).Logger()
+	var down outage
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		switch err := m.setup(ctx); {
 		case err == nil:
+			m.over(&down, "set up the consumer groups")
 			log.Info().Int("partitions", len(m.streams)).Msg("pgaudit: mirror started")
 			err = m.loop(ctx, log)
 			log.Info().Msg("pgaudit: mirror stopped")
@@ -115,6 +117,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		case errors.Is(err, redisstore.ErrPartitionMismatch):
 			return err
 		default:
+			down.failed(err)
 			m.pause(ctx, attempt, err, "set up the consumer groups")
 		}
 	}
@@ -135,7 +138,7 @@ func (m *Mirror) loop(ctx context.Context, log zerolog.Logger) error {
 		t.cleanup = time.Now()
 	}
 	pendingDone := false
-	failures := 0
+	var down outage
 	for ctx.Err() == nil {
 		var err error
 		switch {
@@ -163,10 +166,10 @@ func (m *Mirror) loop(ctx context.Context, log zerolog.Logger) error {
 			// Redis lost the streams (restart without persistence, flush)
 			log.Warn().Err(err).Msg("pgaudit: consumer groups were missing; created them again")
 		case err != nil && ctx.Err() == nil:
-			m.pause(ctx, failures, err, "read the streams")
-			failures++
+			m.pause(ctx, down.attempts, err, "read the streams")
+			down.failed(err)
 		case err == nil:
-			failures = 0
+			m.over(&down, "read the streams")
 			m.housekeeping(ctx, t, log)
 		}
 	}
@@ -456,15 +459,18 @@ func (m *Mirror) observe(b *batch, res applyResult, took time.Duration) {
 // timeout after their own.
 func (m *Mirror) persist(ctx context.Context, what string, f func(context.Context) error) error {
 	var last error // the last failure before ctx ended: the cause
+	var down outage
 	for attempt := 0; ; attempt++ {
 		err := f(ctx)
 		if err == nil {
+			m.over(&down, what)
 			return nil
 		}
 		if ctx.Err() != nil {
 			return &gaveUpError{what: what, reason: stopReason(ctx), err: cmp.Or(last, err)}
 		}
 		last = err
+		down.failed(err)
 		m.pause(ctx, attempt, err, what)
 	}
 }

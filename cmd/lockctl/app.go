@@ -225,6 +225,12 @@ func (a *app) lookupEnv(name string) (string, bool) {
 	return v, v != ""
 }
 
+// Durations in lockctl's logs, its own and the library's (retry_in,
+// took, time_left, outage), carry their unit: zerolog's Dur fields are
+// written as Go durations ("1.5s", "16.759185ms"), not as a bare number
+// of milliseconds (issue 16.9). Set once, before any logger runs.
+func init() { zerolog.DurationFieldFormat = zerolog.DurationFormatString }
+
 // newLogger returns the zerolog logger of --log-level and --log-format,
 // writing to w.
 func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {

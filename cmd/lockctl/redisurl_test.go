@@ -100,18 +100,22 @@ func TestLogger(t *testing.T) {
 		t.Fatal(err)
 	}
 	log.Debug().Msg("hidden")
-	log.Info().Str("k", "v").Msg("shown")
+	log.Info().Str("k", "v").Dur("retry_in", 1600*time.Millisecond).Dur("took", 16759185*time.Nanosecond).Msg("shown")
 	var m map[string]any
 	if err := json.Unmarshal(buf.Bytes(), &m); err != nil || m["message"] != "shown" || m["k"] != "v" || m["level"] != "info" {
 		t.Fatalf("json log %q: %v", buf.String(), err)
+	}
+	// durations with their unit (issue 16.9), not retry_in=1600
+	if m["retry_in"] != "1.6s" || m["took"] != "16.759185ms" {
+		t.Fatalf("durations logged as %v and %v, want 1.6s and 16.759185ms", m["retry_in"], m["took"])
 	}
 	buf.Reset()
 	log, err = newLogger(&buf, "DEBUG", "console")
 	if err != nil {
 		t.Fatal(err)
 	}
-	log.Debug().Msg("console line")
-	if !strings.Contains(buf.String(), "console line") || strings.Contains(buf.String(), "{") {
+	log.Debug().Dur("retry_in", 100*time.Millisecond).Msg("console line")
+	if !strings.Contains(buf.String(), "console line") || strings.Contains(buf.String(), "{") || !strings.Contains(buf.String(), "retry_in=100ms") {
 		t.Fatalf("console log %q", buf.String())
 	}
 	for _, bad := range [][2]string{{"", "json"}, {"loud", "json"}, {"info", "xml"}} {
