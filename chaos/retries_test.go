@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/lockcoord/lockcoord/chaos/internal/history"
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
@@ -31,6 +32,7 @@ type counts struct {
 	leases              map[coordinator.Resource]*leaseCount
 	exceeded, belowSure int
 	unknownOps          int
+	acquired            int // acquisitions that succeeded
 	detail              []string
 }
 
@@ -86,6 +88,30 @@ func (c *counts) unknown(op string, r coordinator.Resource) {
 	}
 }
 
+// retrySharedCap is the cap of the shared workers of the retries
+// scenario.
+const retrySharedCap = 2
+
+// modeCount sums the workers of one mode.
+type modeCount struct{ workers, acquired, conflicts int }
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// maxHolders returns the most holders a conflict reported on one
+// resource: shared holders did hold at once.
+func maxHolders(ops []history.Op) int {
+	n := 0
+	for _, op := range ops {
+		n = max(n, op.Output.Holders)
+	}
+	return n
+}
+
 // scriptCalls returns how many times Redis ran the scripts (EVALSHA and
 // EVAL) since its start.
 func scriptCalls(ctx context.Context, c *redis.Client) (int, error) {
@@ -115,7 +141,8 @@ func scriptCalls(ctx context.Context, c *redis.Client) (int, error) {
 // when the pause ends Redis runs them all. Each request must count once:
 // hold counts never exceed the acquisitions that succeeded (plus those of
 // unknown outcome), and once the workers stop no lease key is left after
-// three TTLs.
+// three TTLs. Modes are mixed: every other worker takes the resources
+// shared, capped at retrySharedCap holders; the rest exclusive.
 func TestRetriedRequestsCountOnce(t *testing.T) {
 	parallel(t)
 	var (
@@ -158,9 +185,15 @@ func TestRetriedRequestsCountOnce(t *testing.T) {
 	var mu sync.Mutex
 	var total counts
 	var sent, okCalls, conflicts int
+	var byMode [2]modeCount // exclusive, shared
 	var wg sync.WaitGroup
 	for i := range nWorkers {
 		wk := w.worker(i)
+		shared := i%2 == 1
+		opts := []coordinator.AcquireOption{coordinator.TTL(ttl)}
+		if shared {
+			opts = append(opts, coordinator.Permits(retrySharedCap))
+		}
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(i), 99))
 			var c counts
@@ -172,6 +205,8 @@ func TestRetriedRequestsCountOnce(t *testing.T) {
 				total.unknownOps += c.unknownOps
 				total.detail = append(total.detail, c.detail...)
 				sent, okCalls, conflicts = sent+n, okCalls+ok, conflicts+cf
+				m := &byMode[b2i(shared)]
+				m.workers, m.acquired, m.conflicts = m.workers+1, m.acquired+c.acquired, m.conflicts+cf
 				mu.Unlock()
 			}()
 			for ctx.Err() == nil {
@@ -180,11 +215,12 @@ func TestRetriedRequestsCountOnce(t *testing.T) {
 				held := 0
 				for range depth {
 					n++
-					l, err := wk.c.Acquire(context.Background(), r, wk.owner, coordinator.TTL(ttl))
+					l, err := wk.c.Acquire(context.Background(), r, wk.owner, opts...)
 					switch {
 					case err == nil:
 						ok++
 						held++
+						c.acquired++
 						c.observe("acquire", r, l)
 					case errors.Is(err, coordinator.ErrConflict):
 						cf++
@@ -253,6 +289,12 @@ func TestRetriedRequestsCountOnce(t *testing.T) {
 		nWorkers, ttl, pauses, pause, timeout, replyLoss*100, w.proxy.Stats().RepliesDropped, retries, sent, okCalls, conflicts, total.unknownOps, executed, ops-unknown, executed-(ops-unknown))
 	report(t, "  hold counts above the successful acquisitions: %d; below: %d; keys left %v after 3 × TTL: %d; history of %d operations (%d unknown) linearizable: %v",
 		total.exceeded, total.belowSure, 3*ttl, len(stray), ops, unknown, rep.OK())
+	report(t, "  modes: %d exclusive workers %d acquisitions, %d conflicts; %d shared workers (cap %d) %d acquisitions, %d conflicts; most holders of one resource seen at once %d",
+		byMode[0].workers, byMode[0].acquired, byMode[0].conflicts, byMode[1].workers, retrySharedCap,
+		byMode[1].acquired, byMode[1].conflicts, maxHolders(w.rec.Ops()))
+	if byMode[1].acquired == 0 || byMode[0].acquired == 0 {
+		t.Errorf("control failed: a mode took nothing: %+v", byMode)
+	}
 	if total.exceeded != 0 || total.belowSure != 0 {
 		t.Errorf("hold counts off: %v", total.detail)
 	}
