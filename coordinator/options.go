@@ -28,7 +28,8 @@ const (
 
 // DefaultTTLFor returns the TTL a coordinator without TTL options gives
 // a resource type: DefaultPlanTTL for "plan", DefaultProjectTTL for
-// "project", DefaultTTL for any other type.
+// "project", DefaultElectionTTL for "election" (ElectionType), DefaultTTL
+// for any other type.
 func DefaultTTLFor(resourceType string) time.Duration {
 	if d, ok := typeTTL(resourceType); ok {
 		return d
@@ -44,6 +45,8 @@ func typeTTL(resourceType string) (time.Duration, bool) {
 		return DefaultPlanTTL, true
 	case "project":
 		return DefaultProjectTTL, true
+	case ElectionType:
+		return DefaultElectionTTL, true
 	}
 	return 0, false
 }

@@ -97,6 +97,8 @@ type Store struct {
 
 	checkMu sync.Mutex
 	checked bool
+
+	watches watchHub // readers of the event streams (watch.go)
 }
 
 var _ coordinator.Store = (*Store)(nil)

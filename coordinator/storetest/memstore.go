@@ -34,6 +34,8 @@ type MemStore struct {
 	queues map[coordinator.Resource][]memEntry
 	memos  map[memoKey]memMemo
 	subs   map[*memSub]struct{}
+	sinks  map[*coordinator.EventSink]struct{} // watchers (memwatch.go)
+	seq    uint64                              // events emitted
 }
 
 var (
@@ -90,6 +92,7 @@ func NewMemStore() *MemStore {
 		queues: map[coordinator.Resource][]memEntry{},
 		memos:  map[memoKey]memMemo{},
 		subs:   map[*memSub]struct{}{},
+		sinks:  map[*coordinator.EventSink]struct{}{},
 	}
 }
 
@@ -99,6 +102,7 @@ func (s *MemStore) Advance(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.offset += d
+	s.pruneAll(s.now())
 }
 
 // Expire moves the clock past the expiry of every hold on r.
@@ -108,6 +112,7 @@ func (s *MemStore) Expire(r coordinator.Resource) {
 	if left := s.pttl(r); left >= 0 {
 		s.offset += left + time.Millisecond
 	}
+	s.prune(r, s.now())
 }
 
 // PTTL returns the time left until the last hold on r expires (the
@@ -142,6 +147,7 @@ func (s *MemStore) LoseData() {
 	clear(s.res)
 	clear(s.queues)
 	clear(s.memos)
+	s.gap("the store lost its data")
 }
 
 // SetFence sets the last fencing token issued.
@@ -184,6 +190,7 @@ func (s *MemStore) prune(r coordinator.Resource, now time.Time) *memRes {
 	for o, h := range res.holds {
 		if !h.expires.After(now) {
 			delete(res.holds, o)
+			s.emit(coordinator.EventExpired, s.lease(r, res, o, h, now), h.expires)
 		}
 	}
 	if len(res.holds) == 0 {
@@ -384,7 +391,13 @@ func (s *MemStore) apply(req coordinator.Request, d decision, now time.Time) coo
 		h.meta = req.Meta
 	}
 	h.remember(req.RequestID)
-	return s.lease(r, res, o, h, now)
+	l := s.lease(r, res, o, h, now)
+	kind := coordinator.EventReentered
+	if d.grant == grantFresh {
+		kind = coordinator.EventAcquired
+	}
+	s.emit(kind, l, now)
+	return l
 }
 
 // roomFor reports whether r could take another holder: it is free, or
@@ -530,6 +543,7 @@ func (s *MemStore) Renew(ctx context.Context, req coordinator.Request) (coordina
 	case !slices.Contains(h.reqs, req.RequestID):
 		h.expires = now.Add(req.TTL)
 		h.remember(req.RequestID)
+		s.emit(coordinator.EventRenewed, s.lease(r, res, o, h, now), now)
 	}
 	return s.lease(r, res, o, h, now), nil
 }
@@ -576,8 +590,10 @@ func (s *MemStore) release(req coordinator.Request, waiter string, now time.Time
 	l := s.lease(r, res, o, h, now)
 	if h.count > 0 {
 		h.remember(req.RequestID)
+		s.emit(coordinator.EventDecremented, l, now)
 		return l, false, nil
 	}
+	s.emit(coordinator.EventReleased, l, now)
 	delete(res.holds, o)
 	if len(res.holds) == 0 {
 		delete(s.res, r)
@@ -778,4 +794,4 @@ func (MemHarness) SetFence(_ testing.TB, s coordinator.Store, _ coordinator.Reso
 func (MemHarness) DropScripts(testing.TB, coordinator.Store) {}
 
 // Capabilities implements Capable.
-func (MemHarness) Capabilities() []Capability { return []Capability{Shared, FairQueue} }
+func (MemHarness) Capabilities() []Capability { return []Capability{Shared, FairQueue, ExpiryEvents} }

@@ -25,11 +25,12 @@ import (
 
 // RunAll runs the suite every Store passes and those of the optional
 // capabilities redisstore offers (release notifications, the waiter
-// queue).
+// queue, lease events).
 func RunAll(t *testing.T, h storetest.Harness) {
 	storetest.Run(t, h)
 	storetest.RunNotifier(t, h)
 	storetest.RunWaitQueue(t, h)
+	storetest.RunWatcher(t, h)
 }
 
 // capabilities are those of redisstore's stores (see storetest.Capable).
