@@ -5,7 +5,8 @@
 #                    also writes coverage.out for the coverage gate
 #   make cover       make test, then the coverage gate (97% of library statements)
 #   make lint        gofmt, go vet, golangci-lint (pinned), README example compiles,
-#                    every package builds for Windows and macOS
+#                    every package builds for Windows and macOS, the dashboard and
+#                    alerting rules in deploy/ check (deploy-check)
 #   make bench       every benchmark against the peers (~10 min); rewrites docs/benchmarks.md
 #   make bench-smoke the benchmarks once each, -benchtime=100x (CI: they compile and work)
 #   make chaos       the safety scenarios (chaos/) at full size
@@ -43,7 +44,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 GOLANGCI_VERSION := v2.15.0
 GOLANGCI := bin/.golangci-$(GOLANGCI_VERSION)/golangci-lint
 
-.PHONY: help demo demo-check services test cover cover-report lint fmt-check vet golangci readme-check cross-build bench bench-smoke chaos ci
+.PHONY: help demo demo-check services test cover cover-report lint fmt-check vet golangci readme-check cross-build deploy-check bench bench-smoke chaos ci
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -71,7 +72,14 @@ cover: test
 cover-report:
 	@bash hack/cover.sh $(COVER_PROFILE) $(COVER_MIN)
 
-lint: fmt-check vet golangci readme-check cross-build
+lint: fmt-check vet golangci readme-check cross-build deploy-check
+
+# The Grafana dashboard and the Prometheus rules (deploy/): parsed with
+# Prometheus's own parsers, their metrics checked against the library's.
+# A module of its own (deploy/check/go.mod): Prometheus stays out of
+# lockcoord's dependencies.
+deploy-check:
+	cd deploy/check && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 fmt-check:
 	@files=$$(find . \( -path '*/.*' -o -path '*/_*' -o -path './bin' -o -name testdata \) -prune \
