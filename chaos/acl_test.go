@@ -27,8 +27,8 @@ func aclRules(prefix, password string) []any {
 		"~" + prefix + ":*",                  // keys: only the prefix's
 		"resetchannels", "&" + prefix + ":*", // release notifications
 		"-@all",
-		// connection
-		"+ping",
+		// connection; INFO: the maxmemory-policy the store checks
+		"+ping", "+info",
 		// redisstore: scripts, partition count (SET NX), inspect, release-all,
 		// release notifications (SSUBSCRIBE on Cluster)
 		"+evalsha", "+eval", "+set", "+get", "+hmget", "+smembers", "+srem",

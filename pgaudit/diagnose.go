@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/redisstore"
 )
 
 // ValidateLimit checks the limit of a list a person asks for (lockctl's
@@ -92,6 +93,11 @@ type Report struct {
 	DeadLetters     []DeadLetter
 
 	Lag Lag // the mirror's backlog in Redis
+
+	// Redis is the configuration of each Redis server the store writes
+	// to (redisstore.Store.ServerConfigs): a maxmemory-policy that can
+	// evict leases, or that cannot be read, is a problem.
+	Redis []redisstore.ServerConfig
 }
 
 // Lag is the backlog of the mirror's consumer group in the streams.
@@ -145,7 +151,10 @@ func (m *Mirror) Diagnose(ctx context.Context, opts DiagnoseOptions) (Report, er
 	if r.DeadLetters, r.DeadLetterCount, err = m.DeadLetters(ctx, limit); err != nil {
 		return r, err
 	}
-	r.Lag, err = m.lag(ctx, r.At)
+	if r.Lag, err = m.lag(ctx, r.At); err != nil {
+		return r, err
+	}
+	r.Redis, err = m.store.ServerConfigs(ctx)
 	return r, err
 }
 

@@ -103,7 +103,7 @@ func TestRedisFailuresAreReported(t *testing.T) {
 		calls []string
 	}{
 		{"xgroup", []string{"drain"}},
-		{"set", []string{"drain"}},
+		{"get", []string{"drain"}}, // the partition count (CheckPartitions)
 		{"xreadgroup", []string{"drain"}},
 		{"xautoclaim", []string{"drain"}},
 		{"xpending", []string{"drain", "diagnose"}},
@@ -114,6 +114,7 @@ func TestRedisFailuresAreReported(t *testing.T) {
 		{"hmget", []string{"diagnose"}},
 		{"xlen", []string{"diagnose"}},
 		{"xrange", []string{"diagnose"}},
+		{"info", []string{"diagnose"}}, // the Redis configuration
 	} {
 		f.set(c.cmd)
 		for _, call := range c.calls {

@@ -23,7 +23,7 @@ import (
 // notifications.
 func workerACL(prefix string) []string {
 	return strings.Fields("on resetkeys ~" + prefix + ":* resetchannels &" + prefix + ":* -@all " +
-		"+hello +auth +ping " +
+		"+hello +auth +ping +info " +
 		"+evalsha +eval +time +hmget +hgetall +hset +hdel +del +pexpire +pttl +set +get +sadd +srem +smembers +xadd " +
 		"+publish +spublish +subscribe +unsubscribe +ssubscribe +sunsubscribe")
 }
@@ -40,7 +40,7 @@ func mirrorACL(prefix string) []string {
 // monitorACL is the read-only Redis user of a diagnostics job.
 func monitorACL(prefix string) []string {
 	return strings.Fields("on resetkeys %R~" + prefix + ":* resetchannels -@all +hello +auth +ping " +
-		"+time +get +hget +hmget +scan +xlen +xinfo|groups +xpending +xrange")
+		"+time +get +hget +hmget +scan +xlen +xinfo|groups +xpending +xrange +info")
 }
 
 // mirrorRoleSQL creates the Postgres role of the mirror: it reads and

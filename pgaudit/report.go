@@ -1,6 +1,7 @@
 package pgaudit
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/redisstore"
 )
 
 // Exit codes of a diagnostics job (lockctl diagnostics).
@@ -56,6 +58,11 @@ func (r Report) Problems(t Thresholds) []string {
 	check(int64(r.DeadLetterCount), int64(t.MaxDeadLetters), "dead letters: stream entries not applied (lockctl dead-letters)")
 	if t.MaxLag >= 0 && r.Lag.Oldest > t.MaxLag {
 		p = append(p, fmt.Sprintf("oldest unacknowledged entry is %s old (at most %s allowed)", r.Lag.Oldest, t.MaxLag))
+	}
+	for _, sc := range r.Redis {
+		if pr := sc.Problem(); pr != "" {
+			p = append(p, pr)
+		}
 	}
 	return p
 }
@@ -134,6 +141,9 @@ func (r Report) writeSummary(tw io.Writer, budget string) {
 	fmt.Fprintf(tw, "read, not acknowledged\t%d\n", r.Lag.Pending)
 	fmt.Fprintf(tw, "oldest unacknowledged\t%s\n", r.Lag.Oldest.Round(time.Millisecond))
 	fmt.Fprintf(tw, "dead letters (not applied)\t%d\n", r.DeadLetterCount)
+	for _, sc := range r.Redis {
+		fmt.Fprintf(tw, "redis %s\tmaxmemory-policy %s, persistence %s\n", sc.Addr, cmp.Or(sc.Policy, "unknown"), sc.Persistence())
+	}
 }
 
 // writeLeases writes a titled table of leases (none: nothing) and how
@@ -199,18 +209,19 @@ type (
 		Entries []jsonDeadLetter `json:"entries"`
 	}
 	jsonReport struct {
-		At           time.Time       `json:"at"`
-		Prefix       string          `json:"prefix"`
-		Partitions   int             `json:"partitions"`
-		Group        string          `json:"group"`
-		HoldBudgetMS int64           `json:"hold_budget_ms"`
-		LeasesHeld   int             `json:"leases_held"`
-		RowsMirrored int             `json:"rows_mirrored"`
-		Stale        jsonList        `json:"stale"`
-		Missing      jsonList        `json:"missing"`
-		LongHeld     jsonList        `json:"long_held"`
-		Lag          jsonLag         `json:"lag"`
-		DeadLetters  jsonDeadLetters `json:"dead_letters"`
+		At           time.Time                 `json:"at"`
+		Prefix       string                    `json:"prefix"`
+		Partitions   int                       `json:"partitions"`
+		Group        string                    `json:"group"`
+		HoldBudgetMS int64                     `json:"hold_budget_ms"`
+		LeasesHeld   int                       `json:"leases_held"`
+		RowsMirrored int                       `json:"rows_mirrored"`
+		Stale        jsonList                  `json:"stale"`
+		Missing      jsonList                  `json:"missing"`
+		LongHeld     jsonList                  `json:"long_held"`
+		Lag          jsonLag                   `json:"lag"`
+		DeadLetters  jsonDeadLetters           `json:"dead_letters"`
+		Redis        []redisstore.ServerConfig `json:"redis"`
 	}
 )
 
@@ -233,6 +244,7 @@ func (r Report) MarshalJSON() ([]byte, error) {
 		LongHeld: jsonList{Count: r.LongHeldCount, Leases: r.leaseRows(r.LongHeld)},
 		Lag: jsonLag{Entries: r.Lag.Entries, Undelivered: r.Lag.Undelivered, Pending: r.Lag.Pending,
 			OldestMS: r.Lag.Oldest.Milliseconds(), Partitions: make([]jsonPartition, 0, len(r.Lag.Partitions))},
+		Redis: append([]redisstore.ServerConfig{}, r.Redis...),
 	}
 	for _, s := range r.Stale {
 		renewed := s.RenewedAt.UTC()

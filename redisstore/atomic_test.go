@@ -364,8 +364,8 @@ func TestFenceExact(t *testing.T) {
 			if l.Token != want {
 				t.Fatalf("acquisition %d: token %d, want %d", i, l.Token, want)
 			}
-			if got := must[string](t)(b.client.Get(ctx, sc.fence).Result()); got != strconv.FormatUint(want, 10) {
-				t.Fatalf("fence %s after token %d", got, want)
+			if got := must[string](t)(b.client.Get(ctx, sc.fence).Result()); got != strconv.FormatUint(want, 10)+"/1" {
+				t.Fatalf("fence %s after token %d (1 partition)", got, want)
 			}
 			if got := must[string](t)(b.client.HGet(ctx, sc.s.Layout().LeaseKey(r), "token").Result()); got != strconv.FormatUint(want, 10) {
 				t.Fatalf("lease token field %s, want %d", got, want)

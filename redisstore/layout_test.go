@@ -86,8 +86,8 @@ func TestKeyLayout(t *testing.T) {
 		if got := keysUnder(t, b, s.Layout()); !maps.Equal(got, wantKeys) {
 			t.Errorf("keys after acquire: %v, want %v", got, wantKeys)
 		}
-		if f := must[string](t)(b.client.Get(ctx, s.Layout().FenceKey(p)).Result()); f != strconv.FormatUint(l.Token, 10) {
-			t.Errorf("fence = %s, want the last token %d", f, l.Token)
+		if f := must[string](t)(b.client.Get(ctx, s.Layout().FenceKey(p)).Result()); f != strconv.FormatUint(l.Token, 10)+"/16" {
+			t.Errorf("fence = %s, want the last token %d and the partition count 16", f, l.Token)
 		}
 		// the index keeps an empty placeholder member, so that an owner
 		// taking one lease at a time does not create it again each time

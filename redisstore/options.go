@@ -1,8 +1,11 @@
 package redisstore
 
 import (
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lockcoord/lockcoord/coordinator"
 )
@@ -136,5 +139,41 @@ func WithReplicaAck(n int, timeout time.Duration) Option {
 func (s *Store) fail(err error) {
 	if s.cfgErr == nil {
 		s.cfgErr = err
+	}
+}
+
+// WithEvictionRisk lets the store run on a Redis whose maxmemory-policy
+// can evict leases (any policy but noeviction), or whose policy it cannot
+// read (an ACL user without CONFIG GET and INFO). By default (without
+// this option) the store reads the policy of every server it writes to
+// before its first call and again after a data loss, and refuses every
+// call with a *ConfigError (ErrUnsafeConfig) on such a Redis: an evicted
+// lease is free to a second owner while its holder still works, and an
+// evicted fencing counter, event stream or partition count loses what
+// protects against that. Use it only for a Redis that cannot reach
+// maxmemory, and watch lockcoord_redis_config_unsafe (WithMetrics) or
+// lockctl doctor.
+func WithEvictionRisk() Option {
+	return func(s *Store) { s.evictionRisk = true }
+}
+
+// WithMetrics registers with reg the gauge lockcoord_redis_config_unsafe
+// (label addr: each server the store writes to, each Cluster master):
+// 1 when the server's configuration can lose leases or cannot be read
+// (ServerConfig.Check), 0 when it is safe. It is read at each scrape
+// (ServerConfigs, within 2 s), so it follows a CONFIG SET; a server that
+// cannot be reached is left out of that scrape. Default: no metrics. A
+// registerer that already holds the gauge (another store's) keeps that
+// one; any other registration error makes every call of the store fail
+// with a *coordinator.ValidationError naming WithMetrics.
+func WithMetrics(reg prometheus.Registerer) Option {
+	return func(s *Store) {
+		if reg == nil {
+			return
+		}
+		err := reg.Register(&configCollector{s: s})
+		if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); err != nil && !ok {
+			s.fail(&coordinator.ValidationError{Field: "WithMetrics", Value: fmt.Sprintf("%T", reg), Rule: err.Error()})
+		}
 	}
 }

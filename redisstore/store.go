@@ -48,6 +48,8 @@ func scriptError(err error) error {
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	case strings.Contains(msg, "lockcoord: outbox "):
 		return fmt.Errorf("%w: %w", ErrOutbox, err)
+	case strings.Contains(msg, "lockcoord: partitions "):
+		return fmt.Errorf("%w: %w", ErrPartitionMismatch, err)
 	}
 	return err
 }
@@ -87,12 +89,15 @@ type Store struct {
 	ackReplicas int           // WithReplicaAck; 0: off
 	ackTimeout  time.Duration // WithReplicaAck
 	cfgErr      error
+	// evictionRisk: WithEvictionRisk, run whatever the maxmemory-policy
+	evictionRisk bool
 
 	// script arguments fixed by the options, formatted and boxed once
 	maxLenArg any // ARGV "stream MAXLEN ~ cap": "0" with the outbox off
 	retryArg  any // release.lua's memo lifetime, ms
 	noteArg   any // release.lua's notification mode
 	queueArg  any // acquire.lua's waiter queue lifetime, ms
+	partsArg  any // acquire.lua's partition count, the fences' marker
 	parts     []partKeys
 
 	checkMu sync.Mutex
@@ -129,6 +134,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 	}
 	s.retryArg = strconv.FormatInt(ms(s.retryWindow), 10)
 	s.queueArg = strconv.FormatInt(queueLife.Milliseconds(), 10)
+	s.partsArg = strconv.Itoa(s.layout.partitions)
 	s.noteArg = "0"
 	if s.notify {
 		s.noteArg = "1"
@@ -151,7 +157,10 @@ func (s *Store) Client() redis.UniversalClient { return s.client }
 func (s *Store) Cluster() bool { return s.cluster }
 
 // ready returns the configuration error, or checks once (until it
-// succeeds) that the partition count agrees with the one recorded in Redis.
+// succeeds, and again after a data loss: recheck) that the Redis
+// configuration cannot lose leases (CheckConfig, unless WithEvictionRisk)
+// and that the partition count agrees with the one recorded in Redis
+// (CheckPartitions).
 func (s *Store) ready(ctx context.Context) error {
 	if s.cfgErr != nil {
 		return s.cfgErr
@@ -161,6 +170,11 @@ func (s *Store) ready(ctx context.Context) error {
 	if s.checked {
 		return nil
 	}
+	if !s.evictionRisk {
+		if err := s.CheckConfig(ctx); err != nil {
+			return err
+		}
+	}
 	if err := s.checkPartitions(ctx); err != nil {
 		return err
 	}
@@ -168,43 +182,14 @@ func (s *Store) ready(ctx context.Context) error {
 	return nil
 }
 
-// CheckPartitions records the store's partition count under its layout's
-// ConfigKey if none is recorded, and returns ErrPartitionMismatch if
-// another is. An unreachable Redis gives an error wrapping
-// coordinator.ErrUnavailable.
-func (s *Store) CheckPartitions(ctx context.Context) error {
-	if err := s.checkPartitions(ctx); err != nil {
-		return fmt.Errorf("redisstore: check partition count: %w", err)
-	}
-	return nil
-}
-
-// checkPartitions is CheckPartitions; its error does not name the
-// operation, the caller's (acquire plan/42) does, and an unreachable
-// Redis is only that, not the step that met it.
-func (s *Store) checkPartitions(ctx context.Context) error {
-	if s.cfgErr != nil {
-		return s.cfgErr
-	}
-	key, n := s.layout.ConfigKey(), s.layout.partitions
-	if err := s.client.SetNX(ctx, key, n, 0).Err(); err != nil {
-		if unreachable(err) {
-			return storeError(err)
-		}
-		return fmt.Errorf("record the partition count under %s: %w", key, err)
-	}
-	got, err := s.client.Get(ctx, key).Int()
-	if err != nil {
-		if unreachable(err) {
-			return storeError(err)
-		}
-		return fmt.Errorf("read the partition count from %s: %w", key, err)
-	}
-	if got != n {
-		return fmt.Errorf("%w: prefix %q is used with %d partitions (%s), this store has %d",
-			ErrPartitionMismatch, s.layout.prefix, got, key, n)
-	}
-	return nil
+// recheck runs ready's checks again: a partition lost its data (its
+// fence has no marker), so Redis may have restarted with another
+// configuration, or lost the recorded partition count.
+func (s *Store) recheck(ctx context.Context) error {
+	s.checkMu.Lock()
+	s.checked = false
+	s.checkMu.Unlock()
+	return s.ready(ctx)
 }
 
 func ms(d time.Duration) int64 {
@@ -247,8 +232,18 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 	if req.Mode == coordinator.ModeShared {
 		modeArg, capArg = "shared", strconv.Itoa(req.Permits)
 	}
-	v, ackErr, err := s.eval(ctx, scripts.Acquire(), keys, acquireWrote,
-		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg, req.Meta, modeArg, capArg)
+	args := []any{req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg, req.Meta,
+		modeArg, capArg, s.partsArg, "0"}
+	v, ackErr, err := s.eval(ctx, scripts.Acquire(), keys, acquireWrote, args...)
+	if unmarked(err) {
+		// the partition lost its data (or was never used): check the
+		// configuration and the partition count again, then mark it
+		if err := s.recheck(ctx); err != nil {
+			return coordinator.Lease{}, opError("acquire "+r.String(), err)
+		}
+		args[len(args)-1] = "1"
+		v, ackErr, err = s.eval(ctx, scripts.Acquire(), keys, acquireWrote, args...)
+	}
 	if err != nil {
 		return coordinator.Lease{}, opError("acquire "+r.String(), err)
 	}

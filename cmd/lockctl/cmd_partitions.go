@@ -101,7 +101,7 @@ func partitionLayout(ctx context.Context, client redis.UniversalClient, s *redis
 	for p := range ps {
 		ps[p].Events = lens[p].Val()
 		if v, err := fences[p].Result(); err == nil {
-			if ps[p].Fence, err = strconv.ParseUint(v, 10, 64); err != nil {
+			if ps[p].Fence, _, err = redisstore.ParseFence(v); err != nil {
 				return nil, fmt.Errorf("fencing counter %s = %q: %w", s.Layout().FenceKey(p), v, err)
 			}
 		}

@@ -18,6 +18,9 @@
 -- ARGV[10] metadata kept with the lease (field meta); "" keeps what the lease has
 -- ARGV[11] mode: "shared", or "" for exclusive
 -- ARGV[12] cap a shared request asks for, decimal; "0" none (joins under the recorded cap)
+-- ARGV[13] the store's partition count: the marker of the fence counter
+-- ARGV[14] "1": mark a fence counter that has no marker (the store has
+--          checked the recorded count), else "0": refuse it
 -- Reply: {status, owner, count, token, acquired_at_ms, expires_at_ms,
 --         remaining_ms, meta, mode, cap, holders, queued}
 --   status 1 acquired, 2 re-entered (or upgraded: shared to exclusive,
@@ -33,8 +36,10 @@
 --   shared; cap 0 none; holders the owners holding the resource; queued
 --   the waiters queued ahead (0: none or not known). See lib.lua's reply.
 --   An error reply ("ERR lockcoord: ...") changed nothing: a corrupt
---   lease hash, a fence counter out of range, a stream that refused the
---   event (see lib.lua).
+--   lease hash, a fence counter out of range, a fence counter marked
+--   with another partition count ("partitions ..."), or without a marker
+--   and ARGV[14] "0" ("unmarked ..."), a stream that refused the event
+--   (see lib.lua's next_token).
 --
 -- Modes: an exclusive request conflicts with any other owner's hold, a
 -- shared one with another owner's exclusive hold or a full cap. The
@@ -151,7 +156,7 @@ end
 -- token, acquired_at kept, the hash rewritten in the exclusive layout
 local function upgrade()
   local token, undo
-  token, undo, why = next_token(KEYS[2], now_us)
+  token, undo, why = next_token(KEYS[2], now_us, ARGV[13], ARGV[14])
   if not token then return fail(why) end
   local expires = math.max(tonumber(mine[5]), now + ttl)
   local h = {owner, fmt('%d', tonumber(mine[2]) + 1), token, mine[4], fmt('%d', expires),
@@ -177,7 +182,7 @@ end
 -- holder of a free resource records its mode and cap
 local function fresh()
   local token, undo
-  token, undo, why = next_token(KEYS[2], now_us)
+  token, undo, why = next_token(KEYS[2], now_us, ARGV[13], ARGV[14])
   if not token then return fail(why) end
   local h = {owner, '1', token, now_s, fmt('%d', now + ttl), req, meta}
   local new = st.n == 0

@@ -282,15 +282,24 @@ end
 
 -- take the next fencing token from the fence counter key: max(last + 1,
 -- now_us), computed exactly on decimal strings (now_us is Redis TIME in
--- microseconds as a decimal string). SET ... GET writes now_us and reads
--- last in one command; a second SET fixes a clock behind last. Returns
--- the token and a function that puts the counter back as it was (for a
--- later failure before the token is handed out), or nil and why: a
--- counter that is not a string, or not a decimal integer from 0 to
--- 2^63 - 2 (the token must fit a bigint), is corrupt and left as it is;
--- the SET may also be refused (Redis out of memory).
-local function next_token(key, now_us)
-  local old = redis.pcall('SET', key, now_us, 'KEEPTTL', 'GET')
+-- microseconds as a decimal string). The counter holds
+-- "<last>/<partition count>": the marker of the count of the store that
+-- wrote it. SET ... GET writes now_us with parts (the caller's partition
+-- count) and reads the old value in one command; a second SET fixes a
+-- clock behind last. Returns the token and a function that puts the
+-- counter back as it was (for a later failure before the token is handed
+-- out), or nil and why, the counter left as it was:
+--   - "partitions ...": the counter is marked with another count: two
+--     counts would map one resource to two keys;
+--   - "unmarked ...": the counter has no marker (the partition lost its
+--     data, was never used, or was written before markers) and mark is
+--     not "1": the caller checks the recorded count, then calls again
+--     with mark "1";
+--   - "corrupt fence ...": not a string, or last not a decimal integer
+--     from 0 to 2^63 - 2 (the token must fit a bigint);
+--   - the SET refused (Redis out of memory).
+local function next_token(key, now_us, parts, mark)
+  local old = redis.pcall('SET', key, now_us .. '/' .. parts, 'KEEPTTL', 'GET')
   if failed(old) then
     if string.find(old.err, '^WRONGTYPE') then return nil, nil, 'corrupt fence ' .. key .. ': ' .. old.err end
     return nil, nil, 'fence ' .. key .. ': ' .. old.err -- out of memory
@@ -302,8 +311,26 @@ local function next_token(key, now_us)
       redis.call('DEL', key)
     end
   end
-  local last = '0'
-  if old then last = string.gsub(old, '^0+(%d)', '%1') end
+  local last, marker = '0', nil
+  if old then
+    last = old
+    local s = string.find(old, '/', 1, true)
+    if s then last, marker = string.sub(old, 1, s - 1), string.sub(old, s + 1) end
+    last = string.gsub(last, '^0+(%d)', '%1')
+  end
+  if marker and not digits(marker, 5) then
+    undo()
+    return nil, nil, 'corrupt fence ' .. key .. ' holds ' .. fmt('%q', old) .. ': its marker is not a partition count'
+  end
+  if marker and marker ~= parts then
+    undo()
+    return nil, nil, 'partitions ' .. key .. ' is marked ' .. fmt('%q', marker) ..
+      ' (the partition count of the store that wrote it), this store has ' .. parts .. ' partitions'
+  end
+  if not marker and mark ~= '1' then
+    undo()
+    return nil, nil, 'unmarked ' .. key .. ': the partition count must be checked'
+  end
   if not digits(last, 19) or (#last == 19 and last > '9223372036854775806') then
     undo()
     return nil, nil, 'corrupt fence ' .. key .. ' holds ' .. fmt('%q', old) ..
@@ -311,7 +338,7 @@ local function next_token(key, now_us)
   end
   local nxt = incr(last)
   if less(now_us, nxt) then
-    redis.call('SET', key, nxt, 'KEEPTTL')
+    redis.call('SET', key, nxt .. '/' .. parts, 'KEEPTTL')
     return nxt, undo
   end
   return now_us, undo

@@ -238,26 +238,26 @@ func TestLibChecks(t *testing.T) {
 		if err := c.Set(ctx, "fence", "9007199254740993", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if got := lua(t, c, `local tok, undo = next_token(KEYS[1], '5') return tok`, "fence"); got != "9007199254740994" {
+		if got := lua(t, c, `local tok, undo = next_token(KEYS[1], '5', '16', '1') return tok`, "fence"); got != "9007199254740994" {
 			t.Fatalf("next_token above the clock = %v", got)
 		}
-		if got := lua(t, c, `local tok, undo = next_token(KEYS[1], '9007199254740999') undo() return tok`, "fence"); got != "9007199254740999" {
+		if got := lua(t, c, `local tok, undo = next_token(KEYS[1], '9007199254740999', '16', '1') undo() return tok`, "fence"); got != "9007199254740999" {
 			t.Fatalf("next_token below the clock = %v", got)
 		}
-		if v := c.Get(ctx, "fence").Val(); v != "9007199254740994" {
+		if v := c.Get(ctx, "fence").Val(); v != "9007199254740994/16" {
 			t.Fatalf("fence after undo = %q", v)
 		}
-		if got := lua(t, c, `local tok, undo = next_token(KEYS[1], '7') undo() return tok`, "nofence"); got != "7" {
+		if got := lua(t, c, `local tok, undo = next_token(KEYS[1], '7', '16', '1') undo() return tok`, "nofence"); got != "7" {
 			t.Fatalf("next_token without a counter = %v", got)
 		}
 		if n := c.Exists(ctx, "nofence").Val(); n != 0 {
 			t.Fatal("undo left a counter that was not there")
 		}
-		for _, v := range []string{"abc", "-1", "9223372036854775807", "1e3"} {
+		for _, v := range []string{"abc", "-1", "9223372036854775807", "1e3", "abc/16", "5/x", "5/"} {
 			if err := c.Set(ctx, "fence", v, 0).Err(); err != nil {
 				t.Fatal(err)
 			}
-			got := lua(t, c, `local tok, undo, why = next_token(KEYS[1], '5') return {tostring(tok), why}`, "fence").([]any)
+			got := lua(t, c, `local tok, undo, why = next_token(KEYS[1], '5', '16', '1') return {tostring(tok), why}`, "fence").([]any)
 			if got[0] != "nil" || !strings.HasPrefix(got[1].(string), "corrupt fence fence holds ") {
 				t.Errorf("next_token with fence %q = %v", v, got)
 			}
@@ -265,9 +265,32 @@ func TestLibChecks(t *testing.T) {
 				t.Errorf("a refused next_token left the fence %q, was %q", now, v)
 			}
 		}
+		// the partition count's marker: another count refused, a missing
+		// one refused unless mark is "1", the counter left as it was
+		for _, tc := range []struct{ fence, mark, want string }{
+			{"17/8", "1", "partitions fence is marked \"8\" (the partition count of the store that wrote it), this store has 16 partitions"},
+			{"17", "0", "unmarked fence: the partition count must be checked"},
+			{"", "0", "unmarked fence: the partition count must be checked"},
+		} {
+			c.Del(ctx, "fence")
+			if tc.fence != "" {
+				c.Set(ctx, "fence", tc.fence, 0)
+			}
+			got := lua(t, c, "local tok, undo, why = next_token(KEYS[1], '5', '16', '"+tc.mark+"') return {tostring(tok), why}", "fence").([]any)
+			if got[0] != "nil" || got[1] != tc.want {
+				t.Errorf("next_token with fence %q, mark %s = %q, want %q", tc.fence, tc.mark, got, tc.want)
+			}
+			if now, _ := c.Get(ctx, "fence").Result(); now != tc.fence {
+				t.Errorf("a refused next_token left the fence %q, was %q", now, tc.fence)
+			}
+		}
+		c.Set(ctx, "fence", "17/16", 0)
+		if got := lua(t, c, `local tok = next_token(KEYS[1], '5', '16', '0') return tok`, "fence"); got != "18" {
+			t.Errorf("next_token with its own marker = %v, want 18", got)
+		}
 		c.Del(ctx, "fence")
 		c.HSet(ctx, "fence", "a", "1")
-		got := lua(t, c, `local tok, undo, why = next_token(KEYS[1], '5') return why`, "fence")
+		got := lua(t, c, `local tok, undo, why = next_token(KEYS[1], '5', '16', '1') return why`, "fence")
 		if !strings.HasPrefix(got.(string), "corrupt fence fence: WRONGTYPE") {
 			t.Errorf("next_token with a hash = %v", got)
 		}
