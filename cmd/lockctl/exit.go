@@ -91,7 +91,7 @@ var exitTable = []exitRow{
 	{"5", "lease-lost", "run: the lease was lost (expired, forced, taken over) while the command ran"},
 	{"6", "credentials", "Redis or Postgres refused the credentials (user, password, TLS certificate)"},
 	{"7", "permission", "Redis or Postgres accepted the credentials but refused a command (ACL NOPERM, permission denied); the message names it"},
-	{"8", "unhealthy", "a check failed: diagnostics over a threshold, doctor found an unsafe configuration, demo found an invariant broken"},
+	{"8", "unhealthy", "a check failed: diagnostics over a threshold, doctor found an unsafe configuration (or a command refused a Redis that can evict leases), demo found an invariant broken"},
 	{"125", "collision", "run: the command exited with one of the statuses above (1-8) or 125; its own status is on stderr (--collision-status)"},
 	{"126", "cannot-exec", "run: the command could not be executed"},
 	{"127", "not-found", "run: the command was not found"},
@@ -218,6 +218,8 @@ func classify(err error, redisAddr, pgAddr string) (int, string) {
 		return ExitLeaseLost, err.Error()
 	case errors.Is(err, coordinator.ErrInvalid), errors.Is(err, redisstore.ErrPartitionMismatch):
 		return ExitUsage, err.Error()
+	case errors.Is(err, redisstore.ErrUnsafeConfig): // lockctl doctor says more
+		return ExitUnhealthy, err.Error()
 	case errors.Is(err, coordinator.ErrConflict), errors.Is(err, coordinator.ErrNotHeld),
 		errors.Is(err, coordinator.ErrExpired):
 		return ExitConflict, err.Error()
