@@ -34,7 +34,9 @@ type faultPlan struct {
 // out while Redis was unreachable told so before the lease's expiry.
 // With appendonly the leases survive the kills, so no two live holders
 // may ever overlap; without persistence a kill loses the leases (the
-// known limit fencing covers).
+// known limit fencing covers). Modes are mixed (see sharedWorker): shared
+// holders read, fenced, and never exceed their cap but for the known
+// limits.
 func TestRedisFaults(t *testing.T) {
 	parallel(t)
 	for _, mode := range []struct {
@@ -92,7 +94,7 @@ func redisFaults(t *testing.T, args []string, persistent bool) {
 	// outcome pending at once on one resource (a 30 s run of 8 workers on
 	// 4 resources did not check in 40 minutes)
 	rs := resources("faults", size(4, 16))
-	trs := trackers(fenced.NewMemory(), rs)
+	trs := sharedTrackers(fenced.NewMemory(), rs)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -108,7 +110,8 @@ func redisFaults(t *testing.T, args []string, persistent bool) {
 				r := rs[rng.IntN(len(rs))]
 				// up to two TTLs: long holds live on renewals
 				work := time.Duration(20+rng.Int64N(int64(2*ttl/time.Millisecond))) * time.Millisecond
-				h := hold(ctx, wk, trs[r], r, work, 0, coordinator.TTL(ttl), coordinator.Wait(2*time.Second))
+				shared := sharedWorker(i)
+				h := holdIn(ctx, wk, trs[r], r, work, 0, shared, modeOpts(shared, coordinator.TTL(ttl), coordinator.Wait(2*time.Second))...)
 				mu.Lock()
 				holds = append(holds, h)
 				mu.Unlock()
@@ -214,6 +217,7 @@ func redisFaults(t *testing.T, args []string, persistent bool) {
 		longest = max(longest, f.d)
 	}
 	overtakenN, untold := overtaken(fsum, holds, w.rec, w.stalls, ttl/10)
+	capExplained, capFaults := capOvertaken(fsum, holds, w.rec, w.stalls, ttl/10)
 	rep := w.check(size(time.Minute, 10*time.Minute), longest+2*time.Second)
 	nops, unknown := rep.Ops()
 
@@ -230,13 +234,15 @@ func redisFaults(t *testing.T, args []string, persistent bool) {
 	report(t, "  resource: %d writes, %d accepted, %d rejected (%d re-entered a lease already written with); overlapping holds %d (live %d); stale writes accepted %d; superseded live holders %d (during a stall of the test process or a late write %d, otherwise %d: lost with Redis's data when not persistent)",
 		fsum.Writes, fsum.Accepted, fsum.Rejected, fsum.RejectedReentrant, fsum.Overlaps, fsum.LiveOverlaps, fsum.StaleAccepted, fsum.RejectedUntold, overtakenN, len(untold))
 	report(t, "  proxy: %+v", w.proxy.Stats())
+	reportModes(t, fsum, countModes(holds), capExplained, capFaults)
 	reportStalls(t, w.stalls)
 
 	if fsum.StaleAccepted != 0 || fsum.WronglyRejected != 0 {
 		t.Errorf("fencing violated: %+v\n%v", fsum, fsum.Details)
 	}
-	if persistent && len(untold) != 0 {
-		t.Errorf("two live holders with a persistent Redis: %+v\n%v", fsum, untold)
+	if persistent && (len(untold) != 0 || len(capFaults) != 0) {
+		t.Errorf("two live holders that exclude each other, or more shared holders than the cap, with a persistent Redis: %+v\n%v\n%v",
+			fsum, untold, capFaults)
 	}
 	if hs.toldLate != 0 {
 		t.Errorf("%d losses signalled after the lease's expiry: %v", hs.toldLate, hs.lateDetail)

@@ -21,6 +21,7 @@ type holdRecord struct {
 	worker   *worker
 	r        coordinator.Resource
 	token    uint64
+	shared   bool // a shared hold: it reads, fenced, instead of writing
 	stalled  bool
 	start    time.Time // Hold called
 	entered  time.Time // fn started
@@ -45,24 +46,21 @@ func resources(kind string, n int) []coordinator.Resource {
 	return rs
 }
 
-// trackers returns one fenced register tracker per resource.
-func trackers(store fenced.Store, rs []coordinator.Resource) map[coordinator.Resource]*fenced.Tracker {
-	m := map[coordinator.Resource]*fenced.Tracker{}
-	for _, r := range rs {
-		m[r] = fenced.NewTracker(store, r.String())
-	}
-	return m
-}
-
 var holdSeq atomic.Int64
 
-// hold runs one Hold of wk on r whose function enters the resource, waits
-// work (stalling the whole worker process for stall first, if not zero),
-// and sends its fenced write — without looking at its context when it
-// stalled, as a paused process would not, and only if its context is live
-// otherwise.
+// hold runs one exclusive Hold of wk on r whose function enters the
+// resource, waits work (stalling the whole worker process for stall
+// first, if not zero), and sends its fenced write — without looking at
+// its context when it stalled, as a paused process would not, and only if
+// its context is live otherwise.
 func hold(ctx context.Context, wk *worker, tr *fenced.Tracker, r coordinator.Resource, work, stall time.Duration, opts ...coordinator.AcquireOption) *holdRecord {
-	h := &holdRecord{worker: wk, r: r, stalled: stall > 0, start: time.Now()}
+	return holdIn(ctx, wk, tr, r, work, stall, false, opts...)
+}
+
+// holdIn is hold in a mode: a shared hold (opts take it shared) enters
+// the resource as a reader and ends with a fenced read, not a write.
+func holdIn(ctx context.Context, wk *worker, tr *fenced.Tracker, r coordinator.Resource, work, stall time.Duration, shared bool, opts ...coordinator.AcquireOption) *holdRecord {
+	h := &holdRecord{worker: wk, r: r, shared: shared, stalled: stall > 0, start: time.Now()}
 	var mu sync.Mutex
 	id := holdSeq.Add(1)
 	h.id = id
@@ -77,7 +75,11 @@ func hold(ctx context.Context, wk *worker, tr *fenced.Tracker, r coordinator.Res
 		})
 		defer stop()
 		defer tr.Exit(id)
-		v, err := tr.Enter(hctx, id, wk.owner, l.Token)
+		enter := tr.Enter
+		if shared {
+			enter = tr.EnterShared
+		}
+		v, err := enter(hctx, id, wk.owner, l.Token)
 		if err != nil {
 			return err
 		}
@@ -97,7 +99,12 @@ func hold(ctx context.Context, wk *worker, tr *fenced.Tracker, r coordinator.Res
 			return nil // a live worker stops writing when told
 		}
 		h.wrote = true
-		ok, err := tr.Write(hctx, id, wk.owner, l.Token, v+1, told, stall > 0)
+		var ok bool
+		if shared {
+			ok, err = tr.ReadFenced(hctx, id, wk.owner, l.Token, told, stall > 0)
+		} else {
+			ok, err = tr.Write(hctx, id, wk.owner, l.Token, v+1, told, stall > 0)
+		}
 		h.accepted = ok
 		return err
 	}, opts...)
@@ -253,7 +260,9 @@ func overtaken(fs fenced.Stats, holds []*holdRecord, rec *history.Recorder, stal
 // TTLs inside a hold, then writes without knowing better. The lease
 // expires meanwhile and another worker takes the resource: the resource
 // sees overlapping holds (the hazard; the test's control), and fencing
-// must reject every stale write.
+// must reject every stale write. Modes are mixed (see sharedWorker): a
+// paused reader's fenced read after a newer writer's write, and a paused
+// writer's write after a newer reader's read, must be rejected too.
 func TestPausedHolders(t *testing.T) {
 	parallel(t)
 	for _, backend := range []string{"memory", "postgres"} {
@@ -284,7 +293,7 @@ func pausedHolders(t *testing.T, store fenced.Store) {
 	)
 	w := newWorld(t, worldConfig{client: clientOptions(2 * time.Second)})
 	rs := resources("paused", 4)
-	trs := trackers(store, rs)
+	trs := sharedTrackers(store, rs)
 	ctx, cancel := context.WithTimeout(context.Background(), size(2*time.Minute, 30*time.Minute))
 	defer cancel()
 
@@ -305,7 +314,8 @@ func pausedHolders(t *testing.T, store fenced.Store) {
 				if n%10 == i%10 { // 10% of the holds
 					s = stall
 				}
-				h := hold(ctx, wk, trs[r], r, 0, s, coordinator.TTL(ttl), coordinator.Wait(time.Minute))
+				shared := sharedWorker(i)
+				h := holdIn(ctx, wk, trs[r], r, 0, s, shared, modeOpts(shared, coordinator.TTL(ttl), coordinator.Wait(time.Minute))...)
 				mu.Lock()
 				holds = append(holds, h)
 				mu.Unlock()
@@ -326,6 +336,7 @@ func pausedHolders(t *testing.T, store fenced.Store) {
 		return time.Time{}
 	})
 	overtakenN, untold := overtaken(fs, holds, w.rec, w.stalls, ttl/10)
+	capExplained, capFaults := capOvertaken(fs, holds, w.rec, w.stalls, ttl/10)
 	rep := w.check(size(time.Minute, 10*time.Minute), stall+5*time.Second)
 	ops, unknown := rep.Ops()
 	report(t, "paused holders: %d workers × %d holds on %d resources, TTL %v, %d stalled for %v; %v",
@@ -337,6 +348,13 @@ func pausedHolders(t *testing.T, store fenced.Store) {
 		percentile(hs.notice, 50).Round(time.Millisecond), percentile(hs.notice, 99).Round(time.Millisecond))
 	reportStalls(t, w.stalls)
 	report(t, "  history: %d operations (%d unknown), linearizable: %v", ops, unknown, rep.OK())
+	reportModes(t, fs, countModes(holds), capExplained, capFaults)
+	if fs.MaxShared < 2 {
+		t.Errorf("control failed: no two shared holds inside at once")
+	}
+	if len(capFaults) != 0 {
+		t.Errorf("shared holds beyond the cap: %v", capFaults)
+	}
 
 	if fs.Overlaps == 0 {
 		t.Errorf("control failed: no overlapping holds seen, the test could not catch a broken fence")

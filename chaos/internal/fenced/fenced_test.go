@@ -28,6 +28,13 @@ func (u *unfenced) Write(context.Context, string, uint64, string, int64) (bool, 
 
 func (u *unfenced) Read(context.Context, string) (int64, error) { return 0, nil }
 
+func (u *unfenced) ReadFenced(context.Context, string, uint64, string) (bool, int64, int64, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.version++
+	return true, 0, u.version, nil
+}
+
 // scenario: hold 1 (token 10) enters, hold 2 (token 11) enters and
 // writes, then hold 1, told of its loss, writes.
 func scenario(t *testing.T, s fenced.Store) fenced.Stats {

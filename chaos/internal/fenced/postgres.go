@@ -12,7 +12,10 @@ import (
 
 // Postgres is a fenced register as a row of the table fenced:
 //
-//	UPDATE fenced SET last_token = $token, ... WHERE name = $name AND last_token < $token
+//	UPDATE fenced SET last_token = $token, ...
+//	WHERE name = $name AND last_token < $token AND read_token < $token
+//
+// and a fenced read raises read_token WHERE last_token < $token.
 type Postgres struct {
 	pool *pgxpool.Pool
 	made sync.Map // names whose row exists
@@ -23,6 +26,7 @@ func NewPostgres(ctx context.Context, pool *pgxpool.Pool) (*Postgres, error) {
 	_, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS fenced (
 		name       text PRIMARY KEY,
 		last_token bigint NOT NULL,
+		read_token bigint NOT NULL DEFAULT 0,
 		holder     text   NOT NULL,
 		value      bigint NOT NULL,
 		version    bigint NOT NULL)`)
@@ -53,7 +57,7 @@ func (p *Postgres) Write(ctx context.Context, name string, token uint64, holder 
 	var version int64
 	err := p.pool.QueryRow(ctx, `UPDATE fenced
 		SET last_token = $2, holder = $3, value = $4, version = version + 1
-		WHERE name = $1 AND last_token < $2
+		WHERE name = $1 AND last_token < $2 AND read_token < $2
 		RETURNING version`, name, int64(token), holder, value).Scan(&version)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -62,6 +66,25 @@ func (p *Postgres) Write(ctx context.Context, name string, token uint64, holder 
 		return false, 0, fmt.Errorf("fenced: write %s: %w", name, err)
 	}
 	return true, version, nil
+}
+
+// ReadFenced implements Store.
+func (p *Postgres) ReadFenced(ctx context.Context, name string, token uint64, _ string) (bool, int64, int64, error) {
+	if err := p.row(ctx, name); err != nil {
+		return false, 0, 0, err
+	}
+	var value, version int64
+	err := p.pool.QueryRow(ctx, `UPDATE fenced
+		SET read_token = GREATEST(read_token, $2), version = version + 1
+		WHERE name = $1 AND last_token < $2
+		RETURNING value, version`, name, int64(token)).Scan(&value, &version)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, 0, 0, nil
+	case err != nil:
+		return false, 0, 0, fmt.Errorf("fenced: read %s: %w", name, err)
+	}
+	return true, value, version, nil
 }
 
 // Read implements Store.
