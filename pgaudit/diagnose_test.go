@@ -12,6 +12,7 @@ import (
 
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/pgaudit"
+	"github.com/lockcoord/lockcoord/redisstore"
 )
 
 func names[T any](s []T, name func(T) string) []string {
@@ -259,3 +260,32 @@ type failingWriter struct{}
 func (failingWriter) Write([]byte) (int, error) { return 0, errWrite }
 
 var errWrite = &json.UnsupportedValueError{Str: "write failed"}
+
+// TestReportRedisConfig: a Redis that can evict leases, or whose policy
+// cannot be read, is a problem of the report (issue 12 item 1); its
+// table and JSON show each server's policy and persistence.
+func TestReportRedisConfig(t *testing.T) {
+	r := pgaudit.Report{Redis: []redisstore.ServerConfig{
+		{Addr: "a:1", Policy: "noeviction", PolicyFrom: redisstore.FromConfig, PersistenceKnown: true, AOF: true},
+		{Addr: "b:2", Policy: "volatile-lru", PolicyFrom: redisstore.FromInfo},
+		{Addr: "c:3", ConfigErr: "NOPERM", InfoErr: "NOPERM"},
+	}}
+	p := strings.Join(r.Problems(pgaudit.DefaultThresholds()), "\n")
+	if strings.Contains(p, "a:1") || !strings.Contains(p, "b:2: maxmemory-policy volatile-lru can evict leases") ||
+		!strings.Contains(p, "c:3: cannot read maxmemory-policy") || r.Healthy(pgaudit.DefaultThresholds()) {
+		t.Errorf("problems: %s", p)
+	}
+	var b bytes.Buffer
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"redis a:1", "maxmemory-policy noeviction, persistence aof", "maxmemory-policy unknown, persistence unknown"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+	js, err := json.Marshal(r)
+	if err != nil || !strings.Contains(string(js), `"redis":[{"addr":"a:1"`) || !strings.Contains(string(js), `"maxmemory_policy":"volatile-lru"`) {
+		t.Errorf("JSON: %s, %v", js, err)
+	}
+}

@@ -235,11 +235,8 @@ func isMiniredis(ctx context.Context, c redis.UniversalClient) bool {
 	if !ok {
 		return false
 	}
-	proto := rc.Options().Protocol
-	if proto == 0 {
-		proto = 3
-	}
-	v, err := rc.Do(ctx, "hello", proto).Result()
+	// go-redis sets Protocol (2 or 3) when it builds the client
+	v, err := rc.Do(ctx, "hello", rc.Options().Protocol).Result()
 	if err != nil {
 		return false
 	}

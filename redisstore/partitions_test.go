@@ -111,6 +111,13 @@ func TestPartitionCountLostOnRestart(t *testing.T) {
 			t.Fatalf("partition %d of 16 has no fence of the 8-partition layout", l16.Partition(marked))
 		}
 		unmarkedP := 8 + (l8.Partition(r)+1)%8
+		// the old store checked the count before the restart: acquire.lua
+		// meets the fence marked 8 first
+		_, err := sixteen.Acquire(ctx, request(marked, "w16", "c-"+marked.ID, time.Hour))
+		wantMismatch(t, "16-partition store on a fence marked 8", err, 16, 8)
+		if !strings.Contains(err.Error(), `is marked "8"`) {
+			t.Fatalf("not refused by the fence's marker: %v", err)
+		}
 		cases := []coordinator.Resource{r, marked, resourceIn(t, l16, unmarkedP)}
 		for _, res := range cases {
 			_, err := sixteen.Acquire(ctx, request(res, "w16", "c-"+res.ID, time.Hour))
