@@ -156,6 +156,7 @@ which takes its Redis, Postgres and prefix from its command line only):
 
 	root.AddCommand(a.versionCmd(), a.keyCmd(), a.inspectCmd(), a.listCmd(), a.partitionsCmd(),
 		a.acquireCmd(), a.renewCmd(), a.releaseCmd(), a.runCmd(), a.demoCmd(),
+		a.leadCmd(), a.leaderCmd(), a.watchCmd(),
 		a.migrateCmd(), a.mirrorCmd(), a.cleanupCmd(), a.diagnosticsCmd(), a.deadLettersCmd(), a.doctorCmd())
 	return root
 }

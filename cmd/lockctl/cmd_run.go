@@ -85,6 +85,10 @@ type runSpec struct {
 	// keepCredentials leaves the credential-bearing variables in the
 	// command's environment
 	keepCredentials bool
+	// election, when not "", makes the run lead it (lockctl lead), with
+	// value; resource is then its office and owner the candidate
+	election, value string
+	campaign        bool // lead without --wait: wait until interrupted
 }
 
 type runFlags struct {

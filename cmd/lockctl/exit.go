@@ -86,16 +86,16 @@ var exitTable = []exitRow{
 	{"0", "ok", "success (diagnostics and doctor: healthy)"},
 	{"1", "internal", "internal error: a bug, or a reply lockctl does not understand"},
 	{"2", "usage", "bad flag, argument, resource, owner or URL, or a URL that does not match the service: unknown database, TLS asked of a server without it, Redis database out of range, a Cluster URL aimed at a standalone server, a partition count other than Redis's"},
-	{"3", "conflict", "held by another owner (acquire, run), not held by the owner or expired (renew, release), free (inspect)"},
+	{"3", "conflict", "held by another owner (acquire, run, lead --wait), not held by the owner or expired (renew, release), free (inspect), vacant (leader)"},
 	{"4", "unreachable", "Redis or Postgres did not answer in time or refused the connection"},
-	{"5", "lease-lost", "run: the lease was lost (expired, forced, taken over) while the command ran"},
+	{"5", "lease-lost", "run, lead: the lease (lead: the office) was lost (expired, forced, taken over) while the command ran"},
 	{"6", "credentials", "Redis or Postgres refused the credentials (user, password, TLS certificate)"},
 	{"7", "permission", "Redis or Postgres accepted the credentials but refused a command (ACL NOPERM, permission denied); the message names it"},
 	{"8", "unhealthy", "a check failed: diagnostics over a threshold, doctor found an unsafe configuration (or a command refused a Redis that can evict leases), demo found an invariant broken"},
-	{"125", "collision", "run: the command exited with one of the statuses above (1-8) or 125; its own status is on stderr (--collision-status)"},
-	{"126", "cannot-exec", "run: the command could not be executed"},
-	{"127", "not-found", "run: the command was not found"},
-	{"128+N", "signal", "run: the command was killed by signal N, or signal N interrupted the wait for the lease"},
+	{"125", "collision", "run, lead: the command exited with one of the statuses above (1-8) or 125; its own status is on stderr (--collision-status)"},
+	{"126", "cannot-exec", "run, lead: the command could not be executed"},
+	{"127", "not-found", "run, lead: the command was not found"},
+	{"128+N", "signal", "run, lead: the command was killed by signal N, or signal N interrupted the wait for the lease"},
 }
 
 // commonExits are the statuses every command that reaches Redis or

@@ -251,8 +251,21 @@ func (a *app) runLeased(ctx context.Context, spec runSpec) error {
 		_ = c.Close(cctx)
 	}()
 	run := &leasedRun{a: a, ctx: ctx, spec: spec, sup: sup, c: c, s: rc.store, status: -1}
-	err = c.Hold(hctx, spec.resource, spec.owner, run.underLease, coordinator.TTL(spec.ttl), coordinator.Wait(spec.wait))
+	opts := []coordinator.AcquireOption{coordinator.TTL(spec.ttl)}
+	if !spec.campaign {
+		opts = append(opts, coordinator.Wait(spec.wait))
+	}
+	if spec.election != "" {
+		err = c.Lead(hctx, spec.election, spec.owner, spec.value, run.underTerm, opts...)
+	} else {
+		err = c.Hold(hctx, spec.resource, spec.owner, run.underLease, opts...)
+	}
 	return run.outcome(err)
+}
+
+// underTerm is Lead's function: underLease with the term as the lease.
+func (r *leasedRun) underTerm(lctx context.Context, t *coordinator.Term) error {
+	return r.underLease(lctx, coordinator.Lease{Resource: r.spec.resource, Owner: t.Candidate, Token: t.Token})
 }
 
 // underLease is Hold's function: it runs the command and checks the lease
@@ -288,8 +301,12 @@ func (r *leasedRun) underLease(lctx context.Context, l coordinator.Lease) error 
 func (r *leasedRun) command(token uint64) *exec.Cmd {
 	argv := r.spec.argv
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = commandEnv(os.Environ(), r.spec.keepCredentials, "LOCKCOORD_TOKEN="+strconv.FormatUint(token, 10),
-		"LOCKCOORD_RESOURCE="+r.spec.resource.String(), "LOCKCOORD_OWNER="+r.spec.owner)
+	extra := []string{"LOCKCOORD_TOKEN=" + strconv.FormatUint(token, 10),
+		"LOCKCOORD_RESOURCE=" + r.spec.resource.String(), "LOCKCOORD_OWNER=" + r.spec.owner}
+	if r.spec.election != "" {
+		extra = append(extra, "LOCKCOORD_ELECTION="+r.spec.election, "LOCKCOORD_VALUE="+r.spec.value)
+	}
+	cmd.Env = commandEnv(os.Environ(), r.spec.keepCredentials, extra...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = r.a.stdin, r.a.stdout, r.a.stderr
 	cmd.SysProcAttr = childAttr(r.sup.terminal)
 	cmd.WaitDelay = time.Second // for pipes held open by orphans
