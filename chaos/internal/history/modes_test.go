@@ -48,6 +48,12 @@ func holding(op Op, holders int, upgrade bool) Op {
 	return op
 }
 
+// queued sets how many waiters a conflict says were queued ahead.
+func queued(op Op, n int) Op {
+	op.Output.Queued = n
+	return op
+}
+
 // modeCase is a pair of histories that differ in one point: the legal one
 // passes, the illegal one breaks the rule and must be rejected.
 type modeCase struct {
@@ -293,6 +299,16 @@ func modeCases() []modeCase {
 			sacq("a", 0, 2, 1, 10, 1, 0),
 			sacq("b", 50, 52, 1, 11, 51, 0),
 			mk(Renew, "a", 60, 62, Output{Status: NotHeld, Holder: "b"}),
+		}},
+		{"a request refused for the waiters queued ahead", []Op{
+			sacq("a", 0, 2, 1, 10, 1, 0),
+			queued(asking(got(conflict("b", "a", 10, 12, 1, 10, 101), shrd, 0), shrd, 0), 1),
+			rel("a", 20, 22, 0, 10),
+			queued(asking(got(conflict("b", "", 30, 32, 0, 0, 0), excl, 0), shrd, 0), 1),
+			sacq("c", 40, 42, 1, 11, 41, 0),
+		}, []Op{
+			sacq("a", 0, 2, 1, 10, 1, 0),
+			asking(got(conflict("b", "a", 10, 12, 1, 10, 101), shrd, 0), shrd, 0),
 		}},
 		{"inspect reports a live holder in its mode", []Op{
 			sacq("a", 0, 2, 1, 10, 1, 0),

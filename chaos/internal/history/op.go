@@ -122,6 +122,10 @@ type Output struct {
 	// not said); Upgrade, a shared holder's refused upgrade.
 	Holders int
 	Upgrade bool
+	// Queued is, for a conflict, how many waiters were queued ahead: a
+	// fair store refuses a request that waiters are ahead of, whatever
+	// the holds.
+	Queued int
 }
 
 // Op is one recorded operation.
@@ -184,7 +188,7 @@ func outcome(kind Kind, l coordinator.Lease, err error, notSent func(error) bool
 	}
 	if ce, ok := errors.AsType[*coordinator.ConflictError](err); ok {
 		return Output{Status: Conflict, Holder: ce.Holder, Count: ce.Count, Token: ce.Token,
-			ExpiresAt: ce.ExpiresAt.UnixMilli(), Mode: ce.Mode, Permits: ce.Permits, Holders: ce.Holders, Upgrade: ce.Upgrade}, true
+			ExpiresAt: ce.ExpiresAt.UnixMilli(), Mode: ce.Mode, Permits: ce.Permits, Holders: ce.Holders, Upgrade: ce.Upgrade, Queued: ce.Queued}, true
 	}
 	if le, ok := errors.AsType[*coordinator.LeaseError](err); ok {
 		switch {

@@ -43,6 +43,11 @@ func stepOne(s state, in Input, out Output) []state {
 
 func acquire(s state, in Input, out Output, lo, hi int64) []state {
 	switch {
+	case out.Status == Conflict && out.Queued > 0 && out.Holder == "":
+		// refused for the waiters queued ahead on a resource that may be
+		// free: nothing changed
+		s.now = lo
+		return []state{s}
 	case out.Status == Conflict:
 		return one(refused(s, in, out, lo, hi))
 	case out.Status != OK || out.Holder != in.Owner:
@@ -180,6 +185,9 @@ func conflicts(s state, in Input, out Output, lo, hi int64) bool {
 	}
 	if out.Holders > 0 && (out.Holders > mayLive || out.Holders < mustLive) {
 		return false
+	}
+	if out.Queued > 0 {
+		return true // refused for the waiters queued ahead, whatever the holds
 	}
 	mine, ok := s.find(in.Owner)
 	if out.Upgrade {
