@@ -96,3 +96,72 @@ func ExampleParseResource() {
 	// plan 2026/q4 <nil>
 	// coordinator: invalid resource type "Plan": must match [a-z][a-z0-9_-]{0,63}
 }
+
+// ExampleCoordinator_ReleaseAll releases every lease of an owner at once,
+// whatever its hold counts: a worker that restarts under the same owner
+// name clears what its previous run left, or an owner is taken out of
+// service. It reads the owner's lease index, never scans the keyspace.
+func ExampleCoordinator_ReleaseAll() {
+	mr, _ := miniredis.Run()
+	defer mr.Close()
+	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer client.Close()
+	ctx := context.Background()
+	c := coordinator.New(redisstore.New(client))
+	defer c.Close(ctx)
+
+	for _, r := range []coordinator.Resource{coordinator.Plan("1"), coordinator.Plan("2"), coordinator.Project("x")} {
+		if _, err := c.Acquire(ctx, r, "worker-7"); err != nil {
+			fmt.Println("acquire:", err)
+			return
+		}
+	}
+	_, _ = c.Acquire(ctx, coordinator.Plan("1"), "worker-7") // a second hold
+	_, _ = c.Acquire(ctx, coordinator.Plan("3"), "worker-8") // another owner's
+
+	n, err := c.ReleaseAll(ctx, "worker-7")
+	fmt.Println("released", n, "leases of worker-7, err", err)
+	_, err = c.Inspect(ctx, coordinator.Plan("1"))
+	fmt.Println("plan/1 free:", errors.Is(err, coordinator.ErrNotHeld))
+	l, _ := c.Inspect(ctx, coordinator.Plan("3"))
+	fmt.Println("plan/3 still held by", l.Owner)
+	// Output:
+	// released 3 leases of worker-7, err <nil>
+	// plan/1 free: true
+	// plan/3 still held by worker-8
+}
+
+// ExampleWait queues for a busy resource: Acquire with Wait returns when
+// the holder releases (a Redis notification wakes the waiter), or fails
+// with the conflict when the wait's time runs out.
+func ExampleWait() {
+	mr, _ := miniredis.Run()
+	defer mr.Close()
+	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer client.Close()
+	ctx := context.Background()
+	c := coordinator.New(redisstore.New(client))
+	defer c.Close(ctx)
+
+	if _, err := c.Acquire(ctx, coordinator.Plan("42"), "worker-1"); err != nil {
+		fmt.Println("acquire:", err)
+		return
+	}
+	got := make(chan coordinator.Lease)
+	go func() {
+		l, err := c.Acquire(ctx, coordinator.Plan("42"), "worker-2", coordinator.Wait(10*time.Second))
+		if err != nil {
+			fmt.Println("wait:", err)
+		}
+		got <- l
+	}()
+	_, _ = c.Release(ctx, coordinator.Plan("42"), "worker-1")
+	l := <-got
+	fmt.Println(l.Resource, "now held by", l.Owner)
+
+	_, err := c.Acquire(ctx, coordinator.Plan("42"), "worker-3", coordinator.Wait(50*time.Millisecond))
+	fmt.Println("worker-3 gave up:", errors.Is(err, coordinator.ErrConflict))
+	// Output:
+	// plan/42 now held by worker-2
+	// worker-3 gave up: true
+}

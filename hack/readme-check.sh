@@ -66,3 +66,19 @@ if ((${#missing[@]})); then
 	exit 1
 fi
 echo "readme-check: every package is in README.md's repository layout"
+
+# Every stage `make ci` runs (hack/ci.sh) is in the README's make list.
+missing=()
+for target in $(grep -oE '"\$make" --no-print-directory (-k )?[a-z-]+' "$root/hack/ci.sh" | awk '{print $NF}'); do
+	grep -q "make $target\`" "$readme" || missing+=("make $target")
+done
+# Every package example the README promises exists as a runnable Example.
+promised=$(awk '/^More in the package examples/,/^$/' "$readme" | grep -oE '`[A-Z][A-Za-z]*`' | tr -d '`')
+for name in $promised; do
+	grep -qE "^func Example(Coordinator_)?$name\(\)" "$root"/coordinator/*_test.go || missing+=("Example of $name")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+	echo "readme-check: README.md and the repository part: ${missing[*]}" >&2
+	exit 1
+fi
+echo "readme-check: README.md names every make ci stage and its promised examples exist"

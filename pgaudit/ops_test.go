@@ -10,37 +10,24 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testredis"
 	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/pgaudit"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
-// The least-privilege setup of docs/operations.md, with the prefix and the
-// names of the test. Keep the two in step.
+// The least-privilege setup of docs/operations.md: the Redis ACL users
+// are read from the guide's text, with the test's prefix, so that the
+// guide and the behaviour cannot part.
 
-// workerACL is the Redis user of the workers: the scripts (and the
-// commands they call), the lease reads, the owner index and the release
-// notifications.
-func workerACL(prefix string) []string {
-	return strings.Fields("on resetkeys ~" + prefix + ":* resetchannels &" + prefix + ":* -@all " +
-		"+hello +auth +ping +info " +
-		"+evalsha +eval +time +hmget +hgetall +hset +hdel +del +pexpire +pttl +set +get +sadd +srem +smembers +xadd " +
-		"+publish +spublish +subscribe +unsubscribe +ssubscribe +sunsubscribe")
-}
-
-// mirrorACL is the Redis user of the mirror, cleanup and diagnostics: it
-// reads the prefix and writes only the streams and the partition count.
-func mirrorACL(prefix string) []string {
-	return strings.Fields("on resetkeys %R~" + prefix + ":* ~" + prefix + ":{*}:events ~" + prefix + ":partitions " +
-		"resetchannels -@all +hello +auth +ping " +
-		"+time +set +get +hget +hmget +scan " +
-		"+xgroup|create +xreadgroup +xack +xautoclaim +xinfo|groups +xpending +xtrim +xlen +xrange")
-}
-
-// monitorACL is the read-only Redis user of a diagnostics job.
-func monitorACL(prefix string) []string {
-	return strings.Fields("on resetkeys %R~" + prefix + ":* resetchannels -@all +hello +auth +ping " +
-		"+time +get +hget +hmget +scan +xlen +xinfo|groups +xpending +xrange +info")
+// guideACL returns the rules the guide gives the Redis user lockcoord-<who>.
+func guideACL(t *testing.T, who, prefix string) []string {
+	t.Helper()
+	rules, err := testredis.DocumentedACL("../docs/operations.md", "lockcoord-"+who, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rules
 }
 
 // mirrorRoleSQL creates the Postgres role of the mirror: it reads and
@@ -124,8 +111,8 @@ func TestLeastPrivilegeSetupOfTheOperationsGuide(t *testing.T) {
 		t.Fatal("the mirror's role may create tables")
 	}
 
-	worker := redisstore.New(aclClient(t, rd, "worker", workerACL(prefix)), redisstore.WithPrefix(prefix), redisstore.WithPartitions(4))
-	mstore := redisstore.New(aclClient(t, rd, "mirror", mirrorACL(prefix)), redisstore.WithPrefix(prefix), redisstore.WithPartitions(4))
+	worker := redisstore.New(aclClient(t, rd, "worker", guideACL(t, "worker", prefix)), redisstore.WithPrefix(prefix), redisstore.WithPartitions(4))
+	mstore := redisstore.New(aclClient(t, rd, "mirror", guideACL(t, "mirror", prefix)), redisstore.WithPrefix(prefix), redisstore.WithPartitions(4))
 	if err := mstore.Client().Set(ctx, mstore.Layout().LeaseKey(coordinator.Plan("x")), "forged", 0).Err(); err == nil {
 		t.Fatal("the mirror's Redis user may write a lease")
 	}
@@ -203,7 +190,7 @@ func TestLeastPrivilegeSetupOfTheOperationsGuide(t *testing.T) {
 	// a diagnostics job reads, and can change nothing
 	mon := "lockcoord_monitor_" + testutil.RandomHex(4)
 	monPool := rolePool(t, pg, mon, monitorRoleSQL(mon, pg.Name))
-	monStore := redisstore.New(aclClient(t, rd, "monitor", monitorACL(prefix)), redisstore.WithPrefix(prefix), redisstore.WithPartitions(4))
+	monStore := redisstore.New(aclClient(t, rd, "monitor", guideACL(t, "monitor", prefix)), redisstore.WithPrefix(prefix), redisstore.WithPartitions(4))
 	dm := pgaudit.NewMirror(monPool, monStore)
 	if r2, err := dm.Diagnose(ctx, pgaudit.DiagnoseOptions{MissingGrace: -1}); err != nil || r2.LeasesHeld != r.LeasesHeld ||
 		r2.RowsMirrored != r.RowsMirrored || r2.Lag.Entries != r.Lag.Entries {
