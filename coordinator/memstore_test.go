@@ -12,5 +12,6 @@ func TestMemStoreConformance(t *testing.T) {
 	h := storetest.MemHarness{}
 	storetest.Run(t, h)
 	storetest.RunNotifier(t, h)
+	storetest.RunWaitQueue(t, h)
 	storetest.RunFairQueue(t, h)
 }

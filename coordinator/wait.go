@@ -257,6 +257,12 @@ func (ws *waiting) try(ctx, wctx context.Context) *waitEnd {
 		return nil
 	}
 	ws.ce, ws.bounded = next, true
+	if next.Holder == "" && ws.backoff > pollMin {
+		// free, but waiters queued ahead (a fair store): the first of
+		// them is taking it now, unless it died; look again soon, then
+		// back off as usual
+		ws.backoff = pollMin
+	}
 	ws.c.hub.conflict(ws.w, next, snap)
 	return nil
 }

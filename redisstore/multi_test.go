@@ -162,7 +162,7 @@ func TestAcquireAllQueued(t *testing.T) {
 		a, c := coordinator.Plan("qa"), coordinator.Plan("qc")
 		queue := func(r coordinator.Resource) string {
 			v, _ := b.client.Get(ctx, s.Layout().QueueKey(r)).Result()
-			return v
+			return strings.Join(waiterIDs(t, v), " ")
 		}
 		lease(t)(s.Acquire(ctx, request(a, "holder", "h1", time.Minute)))
 		if _, err := s.AcquireAllQueued(ctx, allReqs("w1", "q1", a, c), "W", a, coordinator.Queueing{}); !errors.Is(err, coordinator.ErrConflict) {

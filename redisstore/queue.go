@@ -12,13 +12,14 @@ import (
 
 var _ coordinator.WaitQueue = (*Store)(nil)
 
-// queueLife is how long a resource's waiter queue lives after its last
-// registration. A waiting coordinator registers again with each attempt,
-// at least once per second (the waiters' longest fallback delay), so a
-// queue outlives its live waiters; a waiter whose process died without
-// leaving is dropped when a release picks it (with PUBLISH, which counts
-// the listeners, that release goes on to the next waiter; on Cluster it
-// waits for the others' fallback retry) or with the queue.
+// queueLife is how long a waiter keeps its place in a resource's waiter
+// queue after its last attempt (the deadline of its queue word, see
+// acquire.lua). A waiting coordinator tries again at least once per
+// second (the waiters' longest fallback delay), so a live waiter keeps
+// its place; a waiter whose process died without leaving loses it when a
+// release passes it over (with PUBLISH, which counts the listeners) or,
+// at the latest, queueLife after its last attempt (on Cluster, or when
+// the holder's lease expired instead of being released).
 const queueLife = 5 * time.Second
 
 // waiter returns the waiter argument of a script: none when notifications

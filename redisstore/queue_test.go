@@ -47,7 +47,7 @@ func TestWaiterQueue(t *testing.T) {
 			if errors.Is(err, redis.Nil) {
 				return nil
 			}
-			return strings.Fields(must[string](t)(v, err))
+			return waiterIDs(t, must[string](t)(v, err))
 		}
 
 		lease(t)(s.Acquire(ctx, request(r, "holder", ids.next(), time.Minute)))
@@ -69,10 +69,14 @@ func TestWaiterQueue(t *testing.T) {
 		if got := receive(t, subA); got != r {
 			t.Fatalf("A got %v", got)
 		}
-		if got := queue(); !slices.Equal(got, []string{"B"}) {
-			t.Fatalf("queue after the release %v, want [B]", got)
+		// A keeps its place until it acquires
+		if got := queue(); !slices.Equal(got, []string{"A", "B"}) {
+			t.Fatalf("queue after the release %v, want [A B]", got)
 		}
 		lease(t)(acquireQueued(ctx, s, r, "oA", ids.next(), "A", false))
+		if got := queue(); !slices.Equal(got, []string{"B"}) {
+			t.Fatalf("queue after A acquired %v, want [B]", got)
+		}
 		// A releases with waiters of its own, but is not queued: B is told
 		rel := request(r, "oA", ids.next(), 0)
 		if _, handed := handOff(ctx, t, s, rel, "A"); handed {
@@ -81,8 +85,8 @@ func TestWaiterQueue(t *testing.T) {
 		if got := receive(t, subB); got != r {
 			t.Fatalf("B got %v", got)
 		}
-		if got := queue(); len(got) != 0 {
-			t.Fatalf("queue %v, want empty", got)
+		if got := queue(); !slices.Equal(got, []string{"B"}) {
+			t.Fatalf("queue %v, want [B] until B acquires", got)
 		}
 		// B takes it and stays queued for more of its waiters; its own
 		// release hands over at home: nothing is published
@@ -94,8 +98,12 @@ func TestWaiterQueue(t *testing.T) {
 		if _, handed := handOff(ctx, t, s, rel, "B"); !handed {
 			t.Fatal("B's release did not hand the lease to B's waiters, with B first queued")
 		}
+		if got := queue(); !slices.Equal(got, []string{"B"}) {
+			t.Fatalf("queue %v, want [B] after the hand-over at home, until B's waiter acquires", got)
+		}
+		lease(t)(acquireQueued(ctx, s, r, "oB2", ids.next(), "B", false))
 		if got := queue(); len(got) != 0 {
-			t.Fatalf("queue %v, want empty after the hand-over at home", got)
+			t.Fatalf("queue %v, want empty once B's waiter acquired", got)
 		}
 		// with nobody queued, a release is announced to every subscriber:
 		// the next message B and A get is other's, not r's
@@ -109,6 +117,7 @@ func TestWaiterQueue(t *testing.T) {
 		}
 
 		// a coordinator whose waiters gave up leaves the queue
+		lease(t)(s.Release(ctx, request(r, "oB2", ids.next(), 0)))
 		lease(t)(s.Acquire(ctx, request(r, "holder", ids.next(), time.Minute)))
 		if _, err := acquireQueued(ctx, s, r, "oA", ids.next(), "A", false); !errors.Is(err, coordinator.ErrConflict) {
 			t.Fatal(err)
@@ -150,7 +159,22 @@ func queueOf(t *testing.T, b *backend, s *redisstore.Store, r coordinator.Resour
 	if errors.Is(err, redis.Nil) {
 		return nil
 	}
-	return strings.Fields(must[string](t)(v, err))
+	return waiterIDs(t, must[string](t)(v, err))
+}
+
+// waiterIDs returns the waiter ids of queue q, whose words are
+// "<waiter>@<deadline_ms>", failing t on a word of another form.
+func waiterIDs(t *testing.T, q string) []string {
+	t.Helper()
+	var ids []string
+	for _, w := range strings.Fields(q) {
+		at := strings.LastIndexByte(w, '@')
+		if _, err := strconv.ParseInt(w[at+1:], 10, 64); at < 1 || err != nil {
+			t.Fatalf("queue word %q is not <waiter>@<deadline>", w)
+		}
+		ids = append(ids, w[:at])
+	}
+	return ids
 }
 
 // TestWaiterQueueSkipsDeadWaiter: a queued coordinator that died (nobody
@@ -174,8 +198,9 @@ func TestWaiterQueueSkipsDeadWaiter(t *testing.T) {
 		if got := receive(t, live); got != r {
 			t.Fatalf("live got %v", got)
 		}
-		if got := queueOf(t, b, s, r); len(got) != 0 {
-			t.Fatalf("queue %v, want empty", got)
+		// live keeps its place until it acquires
+		if got := queueOf(t, b, s, r); !slices.Equal(got, []string{"live"}) {
+			t.Fatalf("queue %v, want [live]", got)
 		}
 	})
 }
@@ -208,7 +233,8 @@ func TestUnqueuePassesHandOff(t *testing.T) {
 			}
 		}
 
-		// the lease is free when gone leaves: next is told
+		// the lease is free when gone leaves: next is told, and keeps its
+		// place until it acquires
 		queueBoth()
 		if err := s.Unqueue(ctx, r, "gone"); err != nil {
 			t.Fatal(err)
@@ -216,13 +242,25 @@ func TestUnqueuePassesHandOff(t *testing.T) {
 		if got := receive(t, next); got != r {
 			t.Fatalf("next got %v", got)
 		}
+		if got := queueOf(t, b, s, r); !slices.Equal(got, []string{"next"}) {
+			t.Fatalf("queue %v, want [next]", got)
+		}
+		lease(t)(acquireQueued(ctx, s, r, "onext", ids.next(), "next", false))
 		if got := queueOf(t, b, s, r); len(got) != 0 {
-			t.Fatalf("queue %v, want empty", got)
+			t.Fatalf("queue %v after next acquired, want empty", got)
+		}
+		lease(t)(s.Release(ctx, request(r, "onext", ids.next(), 0)))
+		if got := receive(t, next); got != r {
+			t.Fatalf("next got %v of its own release", got)
 		}
 
-		// taken again meanwhile: next stays queued for its release
-		queueBoth()
-		lease(t)(s.Acquire(ctx, request(r, "barger", ids.next(), time.Minute)))
+		// held when gone leaves: next stays queued for the release
+		lease(t)(s.Acquire(ctx, request(r, "holder", ids.next(), time.Minute)))
+		for _, w := range []string{"gone", "next"} {
+			if _, err := acquireQueued(ctx, s, r, "o"+w, ids.next(), w, false); !errors.Is(err, coordinator.ErrConflict) {
+				t.Fatalf("waiting acquire of %s: %v", w, err)
+			}
+		}
 		if err := s.Unqueue(ctx, r, "gone"); err != nil {
 			t.Fatal(err)
 		}
@@ -234,7 +272,7 @@ func TestUnqueuePassesHandOff(t *testing.T) {
 		if got := receive(t, next); got != other {
 			t.Fatalf("next got %v, want %v (nothing for a held lease)", got, other)
 		}
-		lease(t)(s.Release(ctx, request(r, "barger", ids.next(), 0)))
+		lease(t)(s.Release(ctx, request(r, "holder", ids.next(), 0)))
 		if got := receive(t, next); got != r {
 			t.Fatalf("next got %v", got)
 		}

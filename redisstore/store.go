@@ -233,7 +233,8 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 		modeArg, capArg = "shared", strconv.Itoa(req.Permits)
 	}
 	args := []any{req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg, req.Meta,
-		modeArg, capArg, s.partsArg, "0"}
+		modeArg, capArg, s.partsArg, "0", s.noteArg, pk.released}
+	const markArg = 13 // ARGV[14] of acquire.lua: mark an unmarked fence
 	v, ackErr, err := s.eval(ctx, scripts.Acquire(), keys, acquireWrote, args...)
 	if unmarked(err) {
 		// the partition lost its data (or was never used): check the
@@ -241,7 +242,7 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 		if err := s.recheck(ctx); err != nil {
 			return coordinator.Lease{}, opError("acquire "+r.String(), err)
 		}
-		args[len(args)-1] = "1"
+		args[markArg] = "1"
 		v, ackErr, err = s.eval(ctx, scripts.Acquire(), keys, acquireWrote, args...)
 	}
 	if err != nil {

@@ -45,17 +45,27 @@ func RunWaitQueue(t *testing.T, h Harness) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, h Harness)
+		// barges: the test takes a free resource ahead of its queued
+		// waiters, which a FairQueue store refuses (RunFairQueue tests
+		// the fair hand-off instead)
+		barges bool
 	}{
-		{"WaitQueueFirstQueuedIsTold", testFirstQueuedIsTold},
-		{"WaitQueueAcquisitionLeaves", testQueuedAcquisitionLeaves},
-		{"WaitQueueStayQueued", testStayQueued},
-		{"WaitQueueHandOffWaitsItsTurn", testHandOffWaitsItsTurn},
-		{"WaitQueueUnqueue", testUnqueue},
-		{"WaitQueueUnqueuePassesOn", testUnqueuePassesOn},
-		{"WaitQueueUnqueueLeavesHeldLease", testUnqueueLeavesHeldLease},
+		{"WaitQueueFirstQueuedIsTold", testFirstQueuedIsTold, true},
+		{"WaitQueueAcquisitionLeaves", testQueuedAcquisitionLeaves, false},
+		{"WaitQueueStayQueued", testStayQueued, false},
+		{"WaitQueueHandOffWaitsItsTurn", testHandOffWaitsItsTurn, true},
+		{"WaitQueueUnqueue", testUnqueue, false},
+		{"WaitQueueUnqueuePassesOn", testUnqueuePassesOn, false},
+		{"WaitQueueUnqueueLeavesHeldLease", testUnqueueLeavesHeldLease, true},
 	}
+	fair := has(h, FairQueue)
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.barges && fair {
+				t.Skip("the store is a FairQueue: nobody takes a free resource ahead of its queued waiters (see RunFairQueue)")
+			}
+			tc.fn(t, h)
+		})
 	}
 }
 

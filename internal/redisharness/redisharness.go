@@ -25,16 +25,17 @@ import (
 
 // RunAll runs the suite every Store passes and those of the optional
 // capabilities redisstore offers (release notifications, the waiter
-// queue, lease events).
+// queue and its fairness, lease events).
 func RunAll(t *testing.T, h storetest.Harness) {
 	storetest.Run(t, h)
 	storetest.RunNotifier(t, h)
 	storetest.RunWaitQueue(t, h)
 	storetest.RunWatcher(t, h)
+	storetest.RunFairQueue(t, h)
 }
 
 // capabilities are those of redisstore's stores (see storetest.Capable).
-var capabilities = []storetest.Capability{storetest.Shared}
+var capabilities = []storetest.Capability{storetest.Shared, storetest.FairQueue}
 
 // Capabilities implements storetest.Capable.
 func (h *Client) Capabilities() []storetest.Capability { return capabilities }

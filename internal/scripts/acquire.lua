@@ -5,7 +5,7 @@
 -- KEYS[2] fence counter  <prefix>:{p}:fence
 -- KEYS[3] event stream   <prefix>:{p}:events
 -- KEYS[4] owner index    <prefix>:{p}:owner:<owner>  (set of "type/id")
--- KEYS[5] waiter queue   <prefix>:{p}:waiters:<type>:<id>  (string: waiter ids, first queued first, space-separated)
+-- KEYS[5] waiter queue   <prefix>:{p}:waiters:<type>:<id>  (string: "<waiter>@<deadline_ms>" words, first queued first, space-separated)
 -- ARGV[1] owner
 -- ARGV[2] ttl in milliseconds (integer >= 1)
 -- ARGV[3] request id (no spaces)
@@ -14,13 +14,15 @@
 -- ARGV[6] stream MAXLEN ~ cap; 0 switches the outbox off
 -- ARGV[7] waiter: the waiting coordinator's id (no spaces), or "" for an acquisition that does not wait
 -- ARGV[8] "1": the waiter stays queued after a success (more of its waiters wait), else "0"
--- ARGV[9] lifetime of the waiter queue after its last registration, milliseconds
+-- ARGV[9] how long a waiter keeps its place after its last attempt, milliseconds
 -- ARGV[10] metadata kept with the lease (field meta); "" keeps what the lease has
 -- ARGV[11] mode: "shared", or "" for exclusive
 -- ARGV[12] cap a shared request asks for, decimal; "0" none (joins under the recorded cap)
 -- ARGV[13] the store's partition count: the marker of the fence counter
 -- ARGV[14] "1": mark a fence counter that has no marker (the store has
 --          checked the recorded count), else "0": refuse it
+-- ARGV[15] notification mode: 0 none, 1 PUBLISH, 2 SPUBLISH (Cluster), see release.lua
+-- ARGV[16] notification channel <prefix>:{p}:released (see release.lua)
 -- Reply: {status, owner, count, token, acquired_at_ms, expires_at_ms,
 --         remaining_ms, meta, mode, cap, holders, queued}
 --   status 1 acquired, 2 re-entered (or upgraded: shared to exclusive,
@@ -55,12 +57,23 @@
 -- the reads succeeded (the fence, written by SET ... GET before the
 -- event, is put back when the event is refused).
 --
+-- Fairness: a fresh hold of a resource with waiters queued goes to the
+-- first of them alone (the others, and acquisitions that do not wait,
+-- get a conflict saying how many are queued ahead, with no holder named
+-- when the resource is free); the first keeps its place until it
+-- acquires or its place lapses (ARGV[9] after its last attempt). A
+-- shared hold taken while room is left tells the next waiter.
+--
 -- Cost: every redis.call is a command for Redis to look up, run and
 -- convert back to Lua, so the script issues as few as it can: a conflict
--- is HMGET TIME (+ GET SET for a waiter), a fresh acquisition HMGET TIME
--- SET XADD HSET PEXPIRE SADD PTTL (+ GET [SET|DEL] for a waiter). The
--- waiter queue is a plain string, so the scripts need no command beyond
--- those of the worker's ACL in docs/operations.md. The owner index keeps an empty-string member, so that it is not
+-- is HGETALL TIME (+ GET SET for a waiter), a fresh acquisition in
+-- either mode HGETALL TIME GET SET XADD HSET PEXPIRE SADD PTTL (the GET
+-- reads the waiter queue, for fairness; + SET|DEL for a waiter, + HDEL
+-- when expired shared holds are dropped), a re-entry HGETALL TIME XADD
+-- HSET PEXPIRE PTTL, an upgrade HGETALL TIME SET XADD DEL HSET PEXPIRE
+-- PTTL. The waiter queue is a plain string, so the scripts need no
+-- command beyond those of the worker's ACL in docs/operations.md. The
+-- owner index keeps an empty-string member, so that it is not
 -- deleted and created again with each lease of an owner that holds one at
 -- a time; its TTL is raised to twice the lease's when it falls below the
 -- lease's, so that most acquisitions leave it alone.
@@ -68,7 +81,7 @@
 -- formats a Lua number argument with printf("%.17g"), which costs more
 -- than the command it feeds, and Lua's tostring loses digits.
 --
--- The helpers it calls (find, cut, remember, read_lease, ...) are those
+-- The helpers it calls (find, remember, read_state, ...) are those
 -- of lib.lua, which package scripts prepends when it builds the script.
 
 local owner, req, waiter, meta = ARGV[1], ARGV[3], ARGV[7], ARGV[10]
@@ -82,41 +95,64 @@ local mine = st.holders[owner]
 local ttl = tonumber(ARGV[2])
 local maxlen = ARGV[6]
 
--- queue the waiter at the end, unless queued (it keeps its place); the
--- queue lives ARGV[9] ms after this
-local function enqueue(q)
-  if not q then
-    redis.call('SET', KEYS[5], waiter, 'PX', ARGV[9])
-  elseif find(q, waiter) then
-    redis.call('PEXPIRE', KEYS[5], ARGV[9])
-  else
-    redis.call('SET', KEYS[5], q .. ' ' .. waiter, 'PX', ARGV[9])
-  end
+-- the waiter queue as a list (see lib.lua), read once needed; life is
+-- the time a registration keeps a waiter's place
+local ql, qchanged
+local life = tonumber(ARGV[9])
+local function queue()
+  if not ql then ql = queue_list(read_queue(KEYS[5]), now) end
+  return ql
+end
+
+-- how many waiters are queued ahead of this acquisition: all of them,
+-- unless its waiter is queued
+local function ahead()
+  local l = queue()
+  local p = queue_pos(l, waiter)
+  if p then return p - 1 end
+  return #l
+end
+
+-- queue the waiter at the end, unless queued (it keeps its place); its
+-- place lasts life ms from now
+local function enqueue()
+  local l = queue()
+  local p = queue_pos(l, waiter)
+  local e = {waiter, fmt('%d', now + life)}
+  if p then l[p] = e else l[#l + 1] = e end
+  qchanged = true
 end
 
 -- a waiter that got the lease leaves the queue, or goes to its end when
 -- more of its coordinator's waiters wait
 local function dequeue()
   if waiter == '' then return end
-  local q = read_queue(KEYS[5])
-  if ARGV[8] == '1' then
-    enqueue(q)
-    return
+  local l = queue()
+  local p = queue_pos(l, waiter)
+  if p then
+    table.remove(l, p)
+    qchanged = true
   end
-  local s, e = nil, nil
-  if q then s, e = find(q, waiter) end
-  if not s then return end
-  store_queue(KEYS[5], cut(q, s, e))
+  if ARGV[8] == '1' then enqueue() end
 end
 
--- a refusal: conflict, or an upgrade conflict, which does not queue
-local function conflict(upgrade)
+-- write the queue if it changed
+local function save_queue()
+  if qchanged then store_list(KEYS[5], ql, life) end
+end
+
+-- a refusal: conflict (with n waiters queued ahead, when known), or an
+-- upgrade conflict, which does not queue
+local function conflict(upgrade, n)
   if upgrade then return hold_reply(-4, first_other(st, owner), now, st) end
   if waiter ~= '' then
     -- the release that ends a hold notifies the first waiter alone
-    enqueue(read_queue(KEYS[5]))
+    n = n or ahead()
+    enqueue()
+    save_queue()
   end
-  return hold_reply(0, first_other(st, owner), now, st)
+  local h = first_other(st, owner) or {'', '0', '0', '0', '0'}
+  return hold_reply(0, h, now, st, n)
 end
 
 -- the hash fields of exclusive hold h
@@ -148,7 +184,10 @@ local function reenter()
     redis.call('PEXPIRE', KEYS[1], fmt('%d', expires - now))
   end
   raise_ttl(KEYS[4], expires - now)
-  dequeue()
+  if waiter ~= '' then
+    dequeue()
+    save_queue()
+  end
   return hold_reply(2, mine, now, st)
 end
 
@@ -174,7 +213,10 @@ local function upgrade()
   redis.call('HSET', KEYS[1], unpack(exclusive_fields(h)))
   redis.call('PEXPIRE', KEYS[1], fmt('%d', expires - now))
   raise_ttl(KEYS[4], expires - now)
-  dequeue()
+  if waiter ~= '' then
+    dequeue()
+    save_queue()
+  end
   return hold_reply(2, h, now, ex)
 end
 
@@ -203,6 +245,12 @@ local function fresh()
   index_add(KEYS[4], ARGV[4] .. '/' .. ARGV[5])
   raise_ttl(KEYS[4], ttl)
   dequeue()
+  if #queue() > 0 and st.shared and (st.cap == 0 or st.n < st.cap) and ARGV[15] ~= '0' then
+    -- room for the next waiter too: tell it
+    local _, changed = notify_first(ql, ARGV[15], ARGV[16], ARGV[4] .. '/' .. ARGV[5])
+    qchanged = qchanged or changed
+  end
+  save_queue()
   return hold_reply(1, h, now, st)
 end
 
@@ -222,4 +270,7 @@ if st.n > 0 then
   if permits ~= 0 and permits ~= st.cap then return hold_reply(-3, first_other(st, owner), now, st) end
   if st.cap > 0 and st.n >= st.cap then return conflict(false) end
 end
+-- fair: a fresh hold of a resource with waiters queued goes to the first
+local n = ahead()
+if n > 0 then return conflict(false, n) end
 return fresh()

@@ -398,34 +398,70 @@ local function raise_ttl(key, ms)
   end
 end
 
--- write waiter queue q to key, keeping its TTL, or delete it when empty
-local function store_queue(key, q)
-  if q == '' then
+-- A waiter queue is a string of words "<waiter>@<deadline_ms>", first
+-- queued first, space-separated: each waiter keeps its place until its
+-- deadline (Redis time), which each of its attempts moves on.
+
+-- the waiter queue q (read_queue's, or nil) at now (ms) as a list of
+-- {waiter, deadline}, without the waiters whose deadline passed (and
+-- words of another form)
+local function queue_list(q, now)
+  local l = {}
+  if not q then return l end
+  for w in string.gmatch(q, '%S+') do
+    local id, dl = string.match(w, '^(.+)@(%d+)$')
+    if id and tonumber(dl) > now then l[#l + 1] = {id, dl} end
+  end
+  return l
+end
+
+-- the place of waiter in queue list l, or nil
+local function queue_pos(l, waiter)
+  if waiter == '' then return nil end
+  for i, e in ipairs(l) do
+    if e[1] == waiter then return i end
+  end
+  return nil
+end
+
+-- write queue list l to key: SET with PX life (a number of ms: an
+-- acquisition, which gives its waiter that long), or keeping the key's
+-- TTL when life is nil (a removal); DEL when l is empty
+local function store_list(key, l, life)
+  if #l == 0 then
     redis.call('DEL', key)
+    return
+  end
+  local w = {}
+  for i, e in ipairs(l) do w[i] = e[1] .. '@' .. e[2] end
+  if life then
+    redis.call('SET', key, table.concat(w, ' '), 'PX', fmt('%d', life))
   else
-    redis.call('SET', key, q, 'KEEPTTL')
+    redis.call('SET', key, table.concat(w, ' '), 'KEEPTTL')
   end
 end
 
--- tell the first waiter of queue q of a release, sending msg on its
--- channel <channel>:<waiter>, and take it out; returns the rest of q and
--- whether a waiter was told. note is the notification mode ("1" PUBLISH,
--- "2" SPUBLISH). With PUBLISH a waiter nobody listens for (its process
+-- tell the first waiter of queue list l that the resource may be its,
+-- sending msg on its channel <channel>:<waiter>; it keeps its place
+-- until it acquires. note is the notification mode ("1" PUBLISH, "2"
+-- SPUBLISH). With PUBLISH a waiter nobody listens for (its process
 -- died, or its subscription is down) is taken out and the next one is
--- told: the release would be lost on it. SPUBLISH's count covers only the
--- node's own subscribers (a subscriber may be on a replica), so on
--- Cluster the first waiter is told whatever the count.
-local function notify_first(q, note, channel, msg)
-  while q ~= '' do
-    local s, e = string.find(q, '^%S+')
-    local ch = channel .. ':' .. string.sub(q, s, e)
-    q = cut(q, s, e)
+-- told. SPUBLISH's count covers only the node's own subscribers (a
+-- subscriber may be on a replica), so on Cluster the first waiter is
+-- told whatever the count: a dead one loses its place at its deadline.
+-- Returns whether a waiter was told, and whether l changed.
+local function notify_first(l, note, channel, msg)
+  local changed = false
+  while #l > 0 do
+    local ch = channel .. ':' .. l[1][1]
     if note ~= '1' then
       redis.call('SPUBLISH', ch, msg)
-      return q, true
+      return true, changed
     end
-    if redis.call('PUBLISH', ch, msg) > 0 then return q, true end
+    if redis.call('PUBLISH', ch, msg) > 0 then return true, changed end
+    table.remove(l, 1)
+    changed = true
   end
-  return q, false
+  return false, changed
 end
 

@@ -145,19 +145,19 @@ else
   if note ~= '0' then
     local msg = member
     local sent = false
-    local q = read_queue(KEYS[5])
-    if q then
-      -- hand the lease to the releaser's own waiters if it is the first
-      -- queued (status 4: it wakes them itself), else to the first queued
-      -- waiter: a releaser queued behind another process waits its turn
-      local s, e = nil, nil
-      if ARGV[10] ~= '' then s, e = find(q, ARGV[10]) end
-      if s == 1 then
-        q, sent, handed = cut(q, s, e), true, true
+    local l = queue_list(read_queue(KEYS[5]), now)
+    if #l > 0 then
+      -- the releaser's own waiters get the turn if it is the first queued
+      -- (status 4: it wakes them itself), else the first queued waiter is
+      -- told: a releaser queued behind another process waits its turn.
+      -- Either keeps its place until it acquires.
+      local changed = false
+      if ARGV[10] ~= '' and l[1][1] == ARGV[10] then
+        sent, handed = true, true
       else
-        q, sent = notify_first(q, note, ARGV[9], msg)
+        sent, changed = notify_first(l, note, ARGV[9], msg)
       end
-      store_queue(KEYS[5], q)
+      if changed then store_list(KEYS[5], l) end
     end
     if not sent and note == '1' then
       redis.call('PUBLISH', ARGV[9], msg)

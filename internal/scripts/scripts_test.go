@@ -140,15 +140,28 @@ func TestLibKeys(t *testing.T) {
 		if ttl := c.PTTL(ctx, "idx").Val(); ttl <= 50*time.Second || ttl > time.Minute {
 			t.Fatalf("PTTL after raise_ttl(30s) = %v, want 60s", ttl)
 		}
-		// store_queue: keeps the TTL, deletes an empty queue
-		if err := c.Set(ctx, "q", "a b", 10*time.Second).Err(); err != nil {
+		// queue_list: lapsed places and words of another form dropped;
+		// queue_pos; store_list keeps the TTL or sets one, deletes an
+		// empty queue
+		got0 := lua(t, c, `local l = queue_list('a@100 b@50 c d@x e@200', 60) return {#l, l[1][1], l[2][1], queue_pos(l, 'e'), tostring(queue_pos(l, 'b')), tostring(queue_pos(l, ''))}`)
+		if want := []any{int64(2), "a", "e", int64(2), "nil", "nil"}; !slices.Equal(got0.([]any), want) {
+			t.Fatalf("queue_list = %v, want %v", got0, want)
+		}
+		if got := lua(t, c, `return #queue_list(nil, 0)`); got != int64(0) {
+			t.Fatalf("queue_list(nil) has %v entries", got)
+		}
+		if err := c.Set(ctx, "q", "a@1 b@2", 10*time.Second).Err(); err != nil {
 			t.Fatal(err)
 		}
-		lua(t, c, `store_queue(KEYS[1], 'b') return 0`, "q")
-		if v, ttl := c.Get(ctx, "q").Val(), c.PTTL(ctx, "q").Val(); v != "b" || ttl <= 0 {
-			t.Fatalf("queue %q with PTTL %v, want b with its TTL", v, ttl)
+		lua(t, c, `store_list(KEYS[1], {{'b', '2'}}) return 0`, "q")
+		if v, ttl := c.Get(ctx, "q").Val(), c.PTTL(ctx, "q").Val(); v != "b@2" || ttl <= 5*time.Second {
+			t.Fatalf("queue %q with PTTL %v, want b@2 with its TTL", v, ttl)
 		}
-		lua(t, c, `store_queue(KEYS[1], '') return 0`, "q")
+		lua(t, c, `store_list(KEYS[1], {{'b', '2'}, {'c', '3'}}, 2000) return 0`, "q")
+		if v, ttl := c.Get(ctx, "q").Val(), c.PTTL(ctx, "q").Val(); v != "b@2 c@3" || ttl > 2*time.Second {
+			t.Fatalf("queue %q with PTTL %v, want b@2 c@3 living 2s", v, ttl)
+		}
+		lua(t, c, `store_list(KEYS[1], {}) return 0`, "q")
 		if n := c.Exists(ctx, "q").Val(); n != 0 {
 			t.Fatal("an empty queue was not deleted")
 		}
@@ -188,8 +201,8 @@ func TestLibKeys(t *testing.T) {
 		}
 		// notify_first with PUBLISH and nobody listening: every waiter is
 		// skipped
-		got = lua(t, c, `local q, sent = notify_first('a b', '1', 'ch', 'm') return {q, tostring(sent)}`)
-		if want := []any{"", "false"}; !slices.Equal(got.([]any), want) {
+		got = lua(t, c, `local l = {{'a', '1'}, {'b', '1'}} local sent, changed = notify_first(l, '1', 'ch', 'm') return {#l, tostring(sent), tostring(changed)}`)
+		if want := []any{int64(0), "false", "true"}; !slices.Equal(got.([]any), want) {
 			t.Fatalf("notify_first with PUBLISH = %v, want %v", got, want)
 		}
 	})

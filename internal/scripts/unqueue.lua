@@ -7,30 +7,36 @@
 -- ARGV[2] release notification: 0 none, 1 PUBLISH, 2 SPUBLISH (Cluster)
 -- ARGV[3] notification channel <prefix>:{p}:released (see release.lua)
 -- ARGV[4] "type/id", the notification's message
--- Reply: 1 removed, 0 not queued, 2 not queued and the release it had
---   been told of passed on to the next queued waiter.
+-- Reply: 1 removed, 0 not queued, 2 removed, and the next queued waiter
+--   told that the resource may be its.
 --
--- A waiter that is not queued while others are and the lease is free was
--- most likely taken out by the release that told it (release.lua), after
--- its last waiter left or while it was leaving: the release would be lost
--- on it, so it goes to the next queued waiter, as release.lua would have
--- sent it. Told of a release it did not get, a waiter only tries once
--- more.
+-- A waiter keeps its place until it acquires (see acquire.lua), also
+-- after a release told it of its turn: the first queued waiter that
+-- leaves while the resource has room (free, or shared under its cap)
+-- passes its turn on to the next, as release.lua would have.
 --
--- The helpers it calls (find, cut, remember, read_lease, ...) are those
--- of lib.lua, which package scripts prepends when it builds the script.
+-- Cost: GET (nothing queued), GET TIME SET|DEL, or for the first with
+-- others behind it GET TIME HGETALL SET PUBLISH.
+--
+-- The helpers it calls (queue_list, read_state, notify_first, ...) are
+-- those of lib.lua, which package scripts prepends when it builds the
+-- script.
 
 local q = read_queue(KEYS[1])
 if not q then return 0 end
-
-local s, e = find(q, ARGV[1])
-if s then
-  store_queue(KEYS[1], cut(q, s, e))
-  return 1
+local now = redis_time()
+local l = queue_list(q, now)
+local p = queue_pos(l, ARGV[1])
+if not p then return 0 end
+table.remove(l, p)
+local told = false
+if p == 1 and #l > 0 and ARGV[2] ~= '0' then
+  local st = read_state(KEYS[2])
+  if st then prune(st, now) end
+  if st and (st.n == 0 or st.shared and (st.cap == 0 or st.n < st.cap)) then
+    told = notify_first(l, ARGV[2], ARGV[3], ARGV[4])
+  end
 end
-local note = ARGV[2]
--- PTTL: -2 for a free resource (the worker ACL has no EXISTS)
-if note == '0' or redis.call('PTTL', KEYS[2]) ~= -2 then return 0 end
--- the first queued waiter somebody listens for (see lib.lua)
-store_queue(KEYS[1], (notify_first(q, note, ARGV[3], ARGV[4])))
-return 2
+store_list(KEYS[1], l)
+if told then return 2 end
+return 1
