@@ -27,6 +27,8 @@ func TestInputBounds(t *testing.T) {
 		"acquire --ttl":    {func(v string) []string { return []string{"acquire", "plan/v", "--owner", "w", "--ttl", v} }, ttls, "--ttl"},
 		"renew --ttl":      {func(v string) []string { return []string{"renew", "plan/v", "--owner", "w", "--ttl", v} }, ttls, "--ttl"},
 		"run --ttl":        {func(v string) []string { return []string{"run", "plan/v", "--ttl", v, "--", "true"} }, ttls, "--ttl"},
+		"lead --ttl":       {func(v string) []string { return []string{"lead", "sched", "--ttl", v, "--", "true"} }, ttls, "--ttl"},
+		"lead --candidate": {func(v string) []string { return []string{"lead", "sched", "--candidate", v, "--", "true"} }, owners, "--candidate"},
 		"demo --ttl":       {func(v string) []string { return []string{"demo", "--quiet", "--duration", "1s", "--ttl", v} }, ttls, "--ttl"},
 		"acquire --owner":  {func(v string) []string { return []string{"acquire", "plan/v", "--owner", v} }, owners, "--owner"},
 		"renew --owner":    {func(v string) []string { return []string{"renew", "plan/v", "--owner", v} }, owners, "--owner"},
