@@ -10,7 +10,7 @@
 // script touches one Cluster slot:
 //
 //	<prefix>:{p}:lock:<type>:<id>   hash: owner, count, token, acquired_at, expires_at (+ PEXPIRE)
-//	<prefix>:{p}:fence              last fencing token issued in the partition
+//	<prefix>:{p}:fence              "<last token>/<partition count>": the partition's fencing counter and the count's marker
 //	<prefix>:{p}:events             stream: the audit outbox
 //	<prefix>:{p}:owner:<owner>      set: the owner's leases, for ReleaseAll
 //	<prefix>:{p}:req:<request id>   memo of a release that deleted a lease
@@ -22,4 +22,12 @@
 // A Layout (Store.Layout, or NewLayout for a prefix and partition count)
 // names each of them; docs/redis-keys.md has redis-cli recipes to inspect
 // them.
+//
+// A Store relies on a Redis that never drops a key on its own: before its
+// first call, and again after a partition lost its data, it reads the
+// maxmemory-policy of every server it writes to and refuses to run on any
+// policy but noeviction (ErrUnsafeConfig; WithEvictionRisk accepts the
+// risk), and it checks the partition count against the one recorded for
+// the prefix and the marker of each fence (ErrPartitionMismatch).
+// docs/operations.md says what configuration Redis needs, and why.
 package redisstore
