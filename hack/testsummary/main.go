@@ -89,7 +89,7 @@ func run(jsonFile, logFile string, took time.Duration, coverage, gate string) er
 	if err != nil {
 		return err
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 	out, err := os.Create(logFile)
 	if err != nil {
 		return err
