@@ -13,3 +13,7 @@ func SetHealthEveryForTest(d time.Duration) (restore func()) {
 // OutboxForTest reports whether s appends lease changes to the event
 // streams.
 func (s *Store) OutboxForTest() bool { return s.outbox }
+
+// WatchFailuresForTest returns how many reads of the event streams for
+// watchers failed.
+func (s *Store) WatchFailuresForTest() int64 { return s.watches.failures.Load() }

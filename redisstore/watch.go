@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -118,8 +119,9 @@ type watch struct {
 // watchHub keeps a store's readers of the event streams and their
 // watchers. The zero value is ready.
 type watchHub struct {
-	mu      sync.Mutex
-	readers map[int]*reader // by partition on Cluster, -1 elsewhere
+	mu       sync.Mutex
+	readers  map[int]*reader // by partition on Cluster, -1 elsewhere
+	failures atomic.Int64    // reads that failed, for tests
 }
 
 // reader reads the streams of its partitions and dispatches the entries
@@ -246,6 +248,7 @@ func (rd *reader) run(h *watchHub) {
 			continue
 		}
 		rd.s.refreshOnFailure(err)
+		h.failures.Add(1)
 		if !rd.sleep(delay) {
 			return
 		}

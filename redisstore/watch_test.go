@@ -1,7 +1,9 @@
 package redisstore_test
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/internal/redisharness"
 	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
 
@@ -92,4 +95,43 @@ func TestWatchStreamLost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A reader that Redis refuses retries, and delivers what came meanwhile
+// once Redis answers; a watch that cannot read the streams' ends fails.
+func TestWatchRetries(t *testing.T) {
+	mr := miniredis.RunT(t)
+	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer client.Close()
+	ctx := t.Context()
+	s := redisstore.New(client)
+	c := coordinator.New(s)
+	defer c.Close(ctx)
+	if _, err := c.Inspect(ctx, coordinator.Plan("1")); !errors.Is(err, coordinator.ErrNotHeld) {
+		t.Fatal(err) // the store's checks of Redis are done
+	}
+	mr.SetError("ERR the test refuses")
+	if _, err := c.Watch(ctx, coordinator.Plan("1")); err == nil || !strings.Contains(err.Error(), "last ids") {
+		t.Fatalf("Watch while Redis refuses: %v", err)
+	}
+	mr.SetError("")
+	wctx, cancel := context.WithCancel(ctx)
+	ch, err := c.Watch(wctx, coordinator.Plan("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr.SetError("ERR the test refuses")
+	testutil.Eventually(t, 15*time.Second, "a failed read", func() bool { return s.WatchFailuresForTest() > 0 })
+	mr.SetError("")
+	if _, err := c.Acquire(ctx, coordinator.Plan("1"), "w1"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, ch); ev.Kind != coordinator.EventAcquired {
+		t.Fatalf("event %+v", ev)
+	}
+	mr.SetError("ERR the test refuses")
+	cancel()
+	for range ch { //nolint:revive // closed once the reader stopped
+	}
+	mr.SetError("")
 }
