@@ -13,14 +13,16 @@ import (
 // The ledger: one row per entry, replays skipped by the primary key.
 const insertEventsSQL = `
 INSERT INTO lock_events (partition, stream_id, event, resource_type, resource_id, owner_id,
-	token, hold_count, at, acquired_at, expires_at, request_id, forced_by)
+	token, hold_count, at, acquired_at, expires_at, request_id, forced_by, mode, cap, meta)
 SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-	$7::bigint[], $8::int[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::text[], $13::text[])
+	$7::bigint[], $8::int[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::text[], $13::text[],
+	$14::text[], $15::int[], $16::text[])
 ON CONFLICT (partition, stream_id) DO NOTHING`
 
-// The mirror, for resources whose latest event of the batch leaves the
-// lease held. A row changes only for a later event (token, then stream
-// position); a row is not created for a lease the ledger says has ended
+// The mirror, for holds whose latest event of the batch leaves them
+// held: one row per (resource, owner), as several owners hold a shared
+// resource. A row changes only for a later event (token, then stream
+// position); a row is not created for a hold the ledger says has ended
 // (an event delivered late, after its release: claimed from a dead
 // consumer, say).
 //
@@ -33,17 +35,18 @@ ON CONFLICT (partition, stream_id) DO NOTHING`
 // per row of the batch, which exceeded the apply timeout for good.
 const upsertLocksSQL = `
 INSERT INTO locks AS l (resource_type, resource_id, owner_id, token, hold_count,
-	acquired_at, renewed_at, expires_at, last_event_id, last_event_ms, last_event_seq)
+	acquired_at, renewed_at, expires_at, last_event_id, last_event_ms, last_event_seq, mode, cap, meta)
 SELECT s.* FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::int[],
-	$6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::bigint[], $11::bigint[])
+	$6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::bigint[], $11::bigint[],
+	$12::text[], $13::int[], $14::text[])
 	AS s(resource_type, resource_id, owner_id, token, hold_count,
-	acquired_at, renewed_at, expires_at, last_event_id, last_event_ms, last_event_seq)
+	acquired_at, renewed_at, expires_at, last_event_id, last_event_ms, last_event_seq, mode, cap, meta)
 WHERE (SELECT true FROM lock_events e
 	WHERE e.resource_type = s.resource_type AND e.resource_id = s.resource_id
 	  AND e.token >= s.token AND e.event IN ('released', 'forced', 'expired')
+	  AND e.owner_id = s.owner_id
 	LIMIT 1) IS NULL
-ON CONFLICT (resource_type, resource_id) DO UPDATE SET
-	owner_id = EXCLUDED.owner_id,
+ON CONFLICT (resource_type, resource_id, owner_id) DO UPDATE SET
 	token = EXCLUDED.token,
 	hold_count = EXCLUDED.hold_count,
 	acquired_at = EXCLUDED.acquired_at,
@@ -53,17 +56,31 @@ ON CONFLICT (resource_type, resource_id) DO UPDATE SET
 	last_event_id = EXCLUDED.last_event_id,
 	last_event_ms = EXCLUDED.last_event_ms,
 	last_event_seq = EXCLUDED.last_event_seq,
+	mode = EXCLUDED.mode,
+	cap = EXCLUDED.cap,
+	meta = EXCLUDED.meta,
 	updated_at = now()
 WHERE (l.token, l.last_event_ms, l.last_event_seq)
 	< (EXCLUDED.token, EXCLUDED.last_event_ms, EXCLUDED.last_event_seq)`
 
-// The mirror, for resources whose latest event of the batch ends the
-// lease: the row goes if it is older than that event.
+// The mirror, for exclusive holds of the batch: the rows of other owners
+// of the resource with an older token are gone (an exclusive hold's token
+// is above every token issued before for the resource: their holds ended,
+// by an expiry when no event says so), as the one row per resource of an
+// exclusive lease was replaced before shared leases.
+const supersedeLocksSQL = `
+DELETE FROM locks l
+USING unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS x(resource_type, resource_id, owner_id, token)
+WHERE l.resource_type = x.resource_type AND l.resource_id = x.resource_id
+  AND l.owner_id <> x.owner_id AND l.token < x.token`
+
+// The mirror, for holds whose latest event of the batch ends them: the
+// row goes if it is older than that event.
 const deleteLocksSQL = `
 DELETE FROM locks l
-USING unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
-	AS d(resource_type, resource_id, token, ms, seq)
-WHERE l.resource_type = d.resource_type AND l.resource_id = d.resource_id
+USING unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[])
+	AS d(resource_type, resource_id, owner_id, token, ms, seq)
+WHERE l.resource_type = d.resource_type AND l.resource_id = d.resource_id AND l.owner_id = d.owner_id
   AND (l.token, l.last_event_ms, l.last_event_seq) < (d.token, d.ms, d.seq)`
 
 // Changes of one partition are serialized in Postgres by a transaction
@@ -74,7 +91,7 @@ const partitionLockSQL = `SELECT pg_advisory_xact_lock($1::int, $2::int)`
 
 // ledgerColumns are the columns the mirror writes to lock_events.
 var ledgerColumns = []string{"partition", "stream_id", "event", "resource_type", "resource_id", "owner_id",
-	"token", "hold_count", "at", "acquired_at", "expires_at", "request_id", "forced_by"}
+	"token", "hold_count", "at", "acquired_at", "expires_at", "request_id", "forced_by", "mode", "cap", "meta"}
 
 // uniqueViolation is Postgres's SQLSTATE for a duplicate key.
 const uniqueViolation = "23505"
@@ -84,7 +101,8 @@ const resolveDeadLettersSQL = `
 UPDATE lock_dead_letters SET resolved_at = now(), resolution = 'replayed'
 WHERE (partition, stream_id) IN (SELECT * FROM unnest($1::int[], $2::text[]))`
 
-type resKey struct{ typ, id string }
+// holdKey names one owner's hold of a resource: a row of the mirror.
+type holdKey struct{ typ, id, owner string }
 
 // deadKey names a dead letter.
 type deadKey struct {
@@ -179,9 +197,12 @@ func (m *Mirror) applyWith(ctx context.Context, w work, copyLedger bool) (applyR
 			return nil
 		})
 	}
-	up, del := reduce(w.events)
+	up, sup, del := reduce(w.events)
 	if len(up[0].([]string)) > 0 {
 		b.Queue(upsertLocksSQL, up...)
+	}
+	if len(sup[0].([]string)) > 0 {
+		b.Queue(supersedeLocksSQL, sup...)
 	}
 	if len(del[0].([]string)) > 0 {
 		b.Queue(deleteLocksSQL, del...)
@@ -225,15 +246,16 @@ func partitionsOf(evs []event) []int32 {
 type ledgerRows struct {
 	evs []event
 	i   int
-	row [13]any
+	row [16]any
 }
 
 func (r *ledgerRows) Next() bool { r.i++; return r.i < len(r.evs) }
 func (r *ledgerRows) Err() error { return nil }
 func (r *ledgerRows) Values() ([]any, error) {
 	e := &r.evs[r.i]
-	r.row = [13]any{int32(e.partition), e.id, e.kind, e.typ, e.rid, e.owner, e.token, e.count,
-		msTime(e.at), msTime(e.acquired), msTime(e.expires), e.req, e.by}
+	mode, cp := e.ledgerMode()
+	r.row = [16]any{int32(e.partition), e.id, e.kind, e.typ, e.rid, e.owner, e.token, e.count,
+		msTime(e.at), msTime(e.acquired), msTime(e.expires), e.req, e.by, mode, cp, e.meta}
 	return r.row[:], nil
 }
 
@@ -246,64 +268,94 @@ func ledgerArrays(evs []event) []any {
 		make([]string, n), make([]string, n), make([]string, n)
 	tokens := make([]int64, n)
 	ats, acquireds, expireds := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
-	bys := make([]*string, n)
+	bys, modes, metas := make([]*string, n), make([]*string, n), make([]*string, n)
+	caps := make([]*int32, n)
 	for i := range evs {
 		e := &evs[i]
 		parts[i], ids[i], kinds[i], typs[i], rids[i] = int32(e.partition), e.id, e.kind, e.typ, e.rid
 		owners[i], reqs[i], tokens[i], counts[i] = e.owner, e.req, e.token, e.count
 		ats[i], acquireds[i], expireds[i] = msTime(e.at), msTime(e.acquired), msTime(e.expires)
-		bys[i] = e.by
+		bys[i], metas[i] = e.by, e.meta
+		modes[i], caps[i] = e.ledgerMode()
 	}
-	return []any{parts, ids, kinds, typs, rids, owners, tokens, counts, ats, acquireds, expireds, reqs, bys}
+	return []any{parts, ids, kinds, typs, rids, owners, tokens, counts, ats, acquireds, expireds, reqs, bys, modes, caps, metas}
 }
 
-// reduce keeps, per resource, the latest event of evs (by token, then
-// stream position) and returns the arguments of upsertLocksSQL (resources
-// whose latest event leaves the lease held) and of deleteLocksSQL (those
-// whose latest event ends it).
-func reduce(evs []event) (up, del []any) {
-	latest := make(map[resKey]*event, len(evs))
+// reduce keeps, per hold (resource and owner), the latest event of evs
+// (by token, then stream position) and returns the arguments of
+// upsertLocksSQL (holds whose latest event leaves them held), of
+// supersedeLocksSQL (those of them that are exclusive) and of
+// deleteLocksSQL (those whose latest event ends them).
+func reduce(evs []event) (up, sup, del []any) {
+	latest := make(map[holdKey]*event, len(evs))
 	for i := range evs {
 		e := &evs[i]
-		k := resKey{e.typ, e.rid}
+		k := holdKey{e.typ, e.rid, e.owner}
 		if cur, ok := latest[k]; !ok || e.after(cur) {
 			latest[k] = e
 		}
 	}
 	// when the batch renewed the final lease, the last renewal time
-	renewed := make(map[resKey]int64, len(latest))
+	renewed := make(map[holdKey]int64, len(latest))
 	for i := range evs {
 		e := &evs[i]
-		k := resKey{e.typ, e.rid}
+		k := holdKey{e.typ, e.rid, e.owner}
 		if e.token == latest[k].token && (e.kind == EventAcquired || e.kind == EventReentered || e.kind == EventRenewed) {
 			renewed[k] = max(renewed[k], e.at)
 		}
 	}
-	var (
-		uTyps, uIDs, uOwners, uLast []string
-		uTokens, uMS, uSeq          []int64
-		uCounts                     []int32
-		uAcq, uRen, uExp            []time.Time
-		dTyps, dIDs                 []string
-		dTokens, dMS, dSeq          []int64
-	)
+	var u upserts
+	var s, d holdArrays
 	for k, e := range latest {
 		ms, seq := e.dbPosition()
 		if terminal(e.kind) {
-			dTyps, dIDs = append(dTyps, k.typ), append(dIDs, k.id)
-			dTokens, dMS, dSeq = append(dTokens, e.token), append(dMS, ms), append(dSeq, seq)
+			d.add(k, e.token, ms, seq)
 			continue
 		}
 		ren, ok := renewed[k]
 		if !ok {
 			ren = e.acquired
 		}
-		uTyps, uIDs, uOwners, uLast = append(uTyps, k.typ), append(uIDs, k.id), append(uOwners, e.owner), append(uLast, e.id)
-		uTokens, uMS, uSeq = append(uTokens, e.token), append(uMS, ms), append(uSeq, seq)
-		uCounts = append(uCounts, e.count)
-		uAcq, uRen, uExp = append(uAcq, msTime(e.acquired)), append(uRen, msTime(ren)), append(uExp, msTime(e.expires))
+		u.add(k, e, ren, ms, seq)
+		if !e.shared {
+			s.add(k, e.token, ms, seq)
+		}
 	}
-	up = []any{uTyps, uIDs, uOwners, uTokens, uCounts, uAcq, uRen, uExp, uLast, uMS, uSeq}
-	del = []any{dTyps, dIDs, dTokens, dMS, dSeq}
-	return up, del
+	return u.args(), s.args()[:4], d.args()
+}
+
+// holdArrays are the arrays of holds, tokens and stream positions.
+type holdArrays struct {
+	typs, ids, owners []string
+	tokens, mss, seqs []int64
+}
+
+func (a *holdArrays) add(k holdKey, token, ms, seq int64) {
+	a.typs, a.ids, a.owners = append(a.typs, k.typ), append(a.ids, k.id), append(a.owners, k.owner)
+	a.tokens, a.mss, a.seqs = append(a.tokens, token), append(a.mss, ms), append(a.seqs, seq)
+}
+
+func (a *holdArrays) args() []any {
+	return []any{a.typs, a.ids, a.owners, a.tokens, a.mss, a.seqs}
+}
+
+// upserts are the arguments of upsertLocksSQL.
+type upserts struct {
+	holdArrays
+	last, modes   []string
+	counts, caps  []int32
+	acq, ren, exp []time.Time
+	metas         []*string
+}
+
+func (u *upserts) add(k holdKey, e *event, ren, ms, seq int64) {
+	u.holdArrays.add(k, e.token, ms, seq)
+	u.last, u.modes, u.metas = append(u.last, e.id), append(u.modes, e.modeText()), append(u.metas, e.meta)
+	u.counts, u.caps = append(u.counts, e.count), append(u.caps, e.cap)
+	u.acq, u.ren, u.exp = append(u.acq, msTime(e.acquired)), append(u.ren, msTime(ren)), append(u.exp, msTime(e.expires))
+}
+
+func (u *upserts) args() []any {
+	return []any{u.typs, u.ids, u.owners, u.tokens, u.counts, u.acq, u.ren, u.exp, u.last, u.mss, u.seqs,
+		u.modes, u.caps, u.metas}
 }

@@ -159,9 +159,16 @@ func fieldsOf(values map[string]any) []Field {
 // fields returns e's fields as the scripts write them.
 func (e *event) fields() []Field {
 	num := func(n int64) string { return fmt.Sprint(n) }
-	return []Field{{"event", e.kind}, {"type", e.typ}, {"id", e.rid}, {"owner", e.owner},
+	f := []Field{{"event", e.kind}, {"type", e.typ}, {"id", e.rid}, {"owner", e.owner},
 		{"token", num(e.token)}, {"count", num(int64(e.count))}, {"at", num(e.at)},
 		{"acquired_at", num(e.acquired)}, {"expires_at", num(e.expires)}, {"req", e.req}}
+	if e.meta != nil {
+		f = append(f, Field{"meta", *e.meta})
+	}
+	if e.shared {
+		f = append(f, Field{"mode", "shared"}, Field{"cap", num(int64(e.cap))})
+	}
+	return f
 }
 
 // readRaw reads the dead letters' entries again, in their raw form (field

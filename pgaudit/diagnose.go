@@ -176,9 +176,9 @@ func (m *Mirror) diagnoseStale(ctx context.Context, r *Report, limit int) error 
 func (m *Mirror) diagnoseLeases(ctx context.Context, r *Report, grace time.Duration, limit int) error {
 	missing := newBounded(limit, byAcquired)
 	longHeld := newBounded(limit, byAcquired)
-	err := m.eachLeasePage(ctx, func(page []coordinator.Lease) error {
+	err := m.eachLeasePage(ctx, r.At, func(page []coordinator.Lease) error {
 		r.LeasesHeld += len(page)
-		gone, err := m.notMirrored(ctx, page, r.At.Add(-grace))
+		gone, err := m.notMirrored(ctx, page, r.At.Add(-grace), r.At)
 		if err != nil {
 			return err
 		}
@@ -202,21 +202,21 @@ func byAcquired(a, b coordinator.Lease) int {
 }
 
 // notMirrored returns the leases of page acquired by before that have no
-// row of their token in the mirror and still hold that token in Redis
-// (a lease released since the scan is not missing).
-func (m *Mirror) notMirrored(ctx context.Context, page []coordinator.Lease, before time.Time) ([]coordinator.Lease, error) {
+// row of their holder and token in the mirror and still hold that token
+// in Redis at now (a lease released since the scan is not missing).
+func (m *Mirror) notMirrored(ctx context.Context, page []coordinator.Lease, before, now time.Time) ([]coordinator.Lease, error) {
 	typs, ids := make([]string, len(page)), make([]string, len(page))
 	for i, l := range page {
 		typs[i], ids[i] = l.Resource.Type, l.Resource.ID
 	}
-	rows, _ := m.pool.Query(ctx, `SELECT l.resource_type, l.resource_id, l.token FROM locks l
+	rows, _ := m.pool.Query(ctx, `SELECT l.resource_type, l.resource_id, l.owner_id, l.token FROM locks l
 		JOIN unnest($1::text[], $2::text[]) AS k(resource_type, resource_id)
 		ON l.resource_type = k.resource_type AND l.resource_id = k.resource_id`, typs, ids) // the error comes with the rows
-	tokens := make(map[resKey]uint64, len(page))
-	var typ, id string
+	tokens := make(map[holdKey]uint64, len(page))
+	var typ, id, owner string
 	var token int64
-	if _, err := pgx.ForEachRow(rows, []any{&typ, &id, &token}, func() error {
-		tokens[resKey{typ, id}] = uint64(token)
+	if _, err := pgx.ForEachRow(rows, []any{&typ, &id, &owner, &token}, func() error {
+		tokens[holdKey{typ, id, owner}] = uint64(token)
 		return nil
 	}); err != nil {
 		return nil, pgError("read locks", err)
@@ -224,12 +224,12 @@ func (m *Mirror) notMirrored(ctx context.Context, page []coordinator.Lease, befo
 	var candidates []Row
 	var at []int // their places in page
 	for i, l := range page {
-		if tok, ok := tokens[resKey{l.Resource.Type, l.Resource.ID}]; (!ok || tok != l.Token) && !l.AcquiredAt.After(before) {
-			candidates = append(candidates, Row{Resource: l.Resource, Token: l.Token})
+		if tok, ok := tokens[holdKey{l.Resource.Type, l.Resource.ID, l.Owner}]; (!ok || tok != l.Token) && !l.AcquiredAt.After(before) {
+			candidates = append(candidates, Row{Resource: l.Resource, Owner: l.Owner, Token: l.Token})
 			at = append(at, i)
 		}
 	}
-	live, err := m.liveTokens(ctx, candidates)
+	live, err := m.liveTokens(ctx, candidates, now)
 	if err != nil {
 		return nil, err
 	}
@@ -282,8 +282,8 @@ func head[T any](s []T, n int) []T {
 
 // eachLeasePage calls f with every lease of the store's prefix, a page at
 // a time: one SCAN (COUNT scanPage) of the lease keys (on every master of
-// a Cluster), then one pipeline of HMGETs.
-func (m *Mirror) eachLeasePage(ctx context.Context, f func([]coordinator.Lease) error) error {
+// a Cluster), then one pipeline of HGETALLs.
+func (m *Mirror) eachLeasePage(ctx context.Context, now time.Time, f func([]coordinator.Lease) error) error {
 	match := m.layout.LeaseKeyPattern("")
 	scan := func(ctx context.Context, c redis.Cmdable) error {
 		for cursor := uint64(0); ; {
@@ -291,7 +291,7 @@ func (m *Mirror) eachLeasePage(ctx context.Context, f func([]coordinator.Lease) 
 			if err != nil {
 				return redisError("scan lease keys", err)
 			}
-			page, err := m.readLeases(ctx, keys)
+			page, err := m.readLeases(ctx, keys, now)
 			if err != nil {
 				return err
 			}
@@ -314,53 +314,77 @@ func (m *Mirror) eachLeasePage(ctx context.Context, f func([]coordinator.Lease) 
 	return scan(ctx, m.rdb)
 }
 
-// readLeases reads the leases of keys (HMGET, one pipeline); keys that are
-// not lease keys of the store, or gone since the scan, are skipped.
-func (m *Mirror) readLeases(ctx context.Context, keys []string) ([]coordinator.Lease, error) {
+// readLeases reads the holds of keys at Redis time now: one lease per
+// holder, several on a shared resource, whose holders that expired are
+// not counted; keys that are not lease keys of the store, or gone since
+// the scan, or hashes without an owner or a mode, are skipped. One
+// pipeline of HMGETs reads the exclusive leases; a shared resource's
+// hash, whose fields are named by its holders, is then read whole
+// (HGETALL, six fields per holder).
+func (m *Mirror) readLeases(ctx context.Context, keys []string, now time.Time) ([]coordinator.Lease, error) {
 	type read struct {
 		res coordinator.Resource
 		key string
 		cmd *redis.SliceCmd
+		all *redis.MapStringStringCmd
 	}
 	reads := make([]read, 0, len(keys))
 	_, _ = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range keys {
 			if res, _, err := m.layout.ParseLeaseKey(k); err == nil {
-				reads = append(reads, read{res, k, p.HMGet(ctx, k, "owner", "count", "token", "acquired_at", "expires_at")})
+				reads = append(reads, read{res: res, key: k,
+					cmd: p.HMGet(ctx, k, "owner", "count", "token", "acquired_at", "expires_at", "meta", "mode")})
 			}
 		}
 		return nil
 	})
+	var shared []*read
+	for i := range reads {
+		v, err := reads[i].cmd.Result()
+		if err != nil {
+			return nil, redisError("read lease "+reads[i].key, err)
+		}
+		if v[6] != nil {
+			shared = append(shared, &reads[i])
+		}
+	}
+	if len(shared) > 0 {
+		_, _ = m.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, r := range shared {
+				r.all = p.HGetAll(ctx, r.key)
+			}
+			return nil
+		})
+	}
 	leases := make([]coordinator.Lease, 0, len(reads))
 	for _, r := range reads {
-		v, err := r.cmd.Result()
+		f, err := hashOf(r.cmd, r.all)
 		if err != nil {
 			return nil, redisError("read lease "+r.key, err)
 		}
-		if v[0] == nil {
-			continue // gone since the scan
+		if f["owner"] == "" && f["mode"] == "" {
+			continue // gone since the scan, or not a lease
 		}
-		l, err := leaseOf(r.res, v)
+		ls, err := redisstore.ParseLeaseHash(r.res, f, 0, now)
 		if err != nil {
 			return nil, fmt.Errorf("pgaudit: read lease %s: %w", r.key, err)
 		}
-		leases = append(leases, l)
+		leases = append(leases, ls...)
 	}
 	return leases, nil
 }
 
-// leaseOf reads {owner, count, token, acquired_at, expires_at}.
-func leaseOf(r coordinator.Resource, v []any) (coordinator.Lease, error) {
-	var nums [4]int64
-	for i, field := range []string{"count", "token", "acquired_at", "expires_at"} {
-		s, _ := v[i+1].(string)
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return coordinator.Lease{}, fmt.Errorf("field %s = %q: %w", field, s, err)
-		}
-		nums[i] = n
+// hashOf returns the fields of a lease hash: all of them when read
+// whole, else those HMGET read.
+func hashOf(fields *redis.SliceCmd, all *redis.MapStringStringCmd) (map[string]string, error) {
+	if all != nil {
+		return all.Result()
 	}
-	owner, _ := v[0].(string)
-	return coordinator.Lease{Resource: r, Owner: owner, Count: int(nums[0]), Token: uint64(nums[1]),
-		AcquiredAt: msTime(nums[2]), ExpiresAt: msTime(nums[3])}, nil
+	f := map[string]string{}
+	for i, name := range []string{"owner", "count", "token", "acquired_at", "expires_at", "meta", "mode"} {
+		if s, ok := fields.Val()[i].(string); ok {
+			f[name] = s
+		}
+	}
+	return f, nil
 }

@@ -45,6 +45,27 @@ type event struct {
 	expires   int64 // ms
 	req       string
 	by        *string // a forced event's operator; nil: none named (NULL)
+	shared    bool    // a shared hold (field mode "shared"; absent: exclusive)
+	cap       int32   // the resource's cap (field cap; 0: none)
+	meta      *string // the holder's metadata (field meta); nil: none (NULL)
+}
+
+// modeText is e's mode as the locks table stores it.
+func (e *event) modeText() string {
+	if e.shared {
+		return "shared"
+	}
+	return "exclusive"
+}
+
+// ledgerMode is e's mode and cap as the ledger stores them: NULL for an
+// exclusive event (the fields are absent), as the stream has them.
+func (e *event) ledgerMode() (*string, *int32) {
+	if !e.shared {
+		return nil, nil
+	}
+	m, c := "shared", e.cap
+	return &m, &c
 }
 
 // maxTime is the latest time, in Unix milliseconds, an event may carry:
@@ -165,6 +186,14 @@ func parseEvent(partition int, msg redis.XMessage) (event, error) {
 	e.expires = r.time("expires_at")
 	if e.kind == EventForced {
 		e.by = r.optional("by")
+	}
+	e.meta = r.optional("meta")
+	if mode := r.optional("mode"); mode != nil {
+		if *mode != "shared" {
+			return e, fmt.Errorf("entry %s: field \"mode\" = %q: want shared (or none: exclusive)", msg.ID, *mode)
+		}
+		e.shared = true
+		e.cap = int32(r.num("cap", 0, math.MaxInt32, "an integer"))
 	}
 	if r.err != nil {
 		return e, r.err

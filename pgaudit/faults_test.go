@@ -109,9 +109,8 @@ func TestRedisFailuresAreReported(t *testing.T) {
 		{"xpending", []string{"drain", "diagnose"}},
 		{"xtrim", []string{"drain"}},
 		{"time", []string{"cleanup", "diagnose"}},
-		{"hget", []string{"cleanup", "diagnose"}},
+		{"hmget", []string{"cleanup", "diagnose"}},
 		{"scan", []string{"diagnose"}},
-		{"hmget", []string{"diagnose"}},
 		{"xlen", []string{"diagnose"}},
 		{"xrange", []string{"diagnose"}},
 		{"info", []string{"diagnose"}}, // the Redis configuration
@@ -137,9 +136,9 @@ func TestRedisFailuresAreReported(t *testing.T) {
 	if _, err := m.Cleanup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	f.set("hget")
+	f.set("hmget")
 	if _, err := m.Diagnose(ctx, pgaudit.DiagnoseOptions{MissingGrace: -1}); !errors.Is(err, errInjected) {
-		t.Errorf("diagnose re-checking missing leases with hget failing: %v", err)
+		t.Errorf("diagnose re-checking missing leases with hmget failing: %v", err)
 	}
 	// each partition read on its own (Cluster)
 	f.set("xreadgroup")

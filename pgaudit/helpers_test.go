@@ -1,6 +1,7 @@
 package pgaudit_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -210,23 +211,28 @@ func (e *redisEnv) redisLeases(t testing.TB) []lease {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(h) == 0 {
-			continue
+		now, err := e.client.Time(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
 		}
-		num := func(k string) int64 {
-			n, err := strconv.ParseInt(h[k], 10, 64)
-			if err != nil {
-				t.Fatalf("%s %s: %v", iter.Val(), k, err)
-			}
-			return n
+		holds, err := redisstore.ParseLeaseHash(r, h, 0, now)
+		if err != nil {
+			t.Fatalf("%s: %v", iter.Val(), err)
 		}
-		out = append(out, lease{r.String(), h["owner"], uint64(num("token")), int(num("count")), num("acquired_at"), num("expires_at")})
+		for _, l := range holds {
+			out = append(out, lease{r.String(), l.Owner, l.Token, l.Count, l.AcquiredAt.UnixMilli(), l.ExpiresAt.UnixMilli()})
+		}
 	}
 	if err := iter.Err(); err != nil {
 		t.Fatal(err)
 	}
-	slices.SortFunc(out, func(a, b lease) int { return strings.Compare(a.Resource, b.Resource) })
+	slices.SortFunc(out, byHolder)
 	return out
+}
+
+// byHolder orders leases by resource, then owner.
+func byHolder(a, b lease) int {
+	return cmp.Or(strings.Compare(a.Resource, b.Resource), strings.Compare(a.Owner, b.Owner))
 }
 
 // mirrorRows reads the locks table.
@@ -234,7 +240,7 @@ func (e *pgEnv) mirrorRows(t testing.TB) []lease {
 	t.Helper()
 	rows, err := e.pool.Query(context.Background(), `SELECT resource_type || '/' || resource_id, owner_id, token,
 		hold_count, (extract(epoch from acquired_at) * 1000)::bigint, (extract(epoch from expires_at) * 1000)::bigint
-		FROM locks ORDER BY 1`)
+		FROM locks ORDER BY 1, 2`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +254,7 @@ func (e *pgEnv) mirrorRows(t testing.TB) []lease {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.SortFunc(out, func(a, b lease) int { return strings.Compare(a.Resource, b.Resource) })
+	slices.SortFunc(out, byHolder)
 	return out
 }
 

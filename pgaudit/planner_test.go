@@ -109,9 +109,11 @@ func explain(t *testing.T, pg *pgEnv, n int, analyze bool) map[string]any {
 	ctx := context.Background()
 	typs, ids, owners, last := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	tokens, ms, seq := make([]int64, n), make([]int64, n), make([]int64, n)
-	counts := make([]int32, n)
+	counts, caps := make([]int32, n), make([]int32, n)
 	times := make([]time.Time, n)
+	modes, metas := make([]string, n), make([]*string, n)
 	for i := range n {
+		modes[i] = "exclusive"
 		typs[i], ids[i], owners[i], last[i] = "plan", "r"+itoa(i+1), "w", fmt.Sprintf("3-%d", i)
 		tokens[i], ms[i], seq[i], counts[i], times[i] = int64(2_000_001+i), 3, int64(i), 1, time.Now()
 	}
@@ -126,7 +128,7 @@ func explain(t *testing.T, pg *pgEnv, n int, analyze bool) map[string]any {
 	defer func() { _ = tx.Rollback(ctx) }()
 	var out []map[string]any
 	if err := tx.QueryRow(ctx, "EXPLAIN ("+option+") "+pgaudit.UpsertLocksSQL, typs, ids, owners, tokens, counts,
-		times, times, times, last, ms, seq).Scan(&out); err != nil {
+		times, times, times, last, ms, seq, modes, caps, metas).Scan(&out); err != nil {
 		t.Fatal(err)
 	}
 	return out[0]
