@@ -26,10 +26,13 @@
 // soon as the lease is known lost — before another worker can take it. The
 // Wait option makes an acquisition wait for the holder's release, woken by
 // Redis pub/sub. Close releases everything the coordinator took: call it on
-// SIGTERM.
+// SIGTERM; Orphan stops the keep-alives and leaves the leases to their TTL.
+// ForceRelease takes a stuck lease off its holder, naming the operator;
+// the holder learns ErrLeaseForced.
 //
 // Errors wrap the sentinels ErrInvalid, ErrConflict, ErrNotHeld,
-// ErrExpired, ErrClosed, ErrLeaseLost and ErrUnsupported; compare with errors.Is and get
+// ErrExpired, ErrClosed, ErrLeaseLost (ErrLeaseForced), ErrUnavailable and
+// ErrUnsupported; compare with errors.Is and get
 // details with errors.As (*ValidationError, *ConflictError, *LeaseError,
 // *LostError).
 package coordinator
