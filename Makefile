@@ -70,12 +70,13 @@ test: export LOCKCOORD_TEST_DATABASE_URL := $(TEST_DATABASE_URL)
 # prints is left out (each counts only its own tests' share of the library,
 # 0% to 40%, and would read as alarming next to the gate). The run ends
 # with a summary (hack/testsummary): packages, tests, skipped, failures,
-# the merged coverage figure the gate reads, and the time taken. go test's
+# the merged coverage figure the gate reads, and the time taken (the
+# skipped tests are listed there when CI is set). go test's
 # own output goes to $(TEST_LOG), which hack/ci.sh reads.
 test: services
 	@mkdir -p $(dir $(TEST_LOG)) && rm -f $(COVER_PROFILE) $(TEST_JSON)
 	@start=$$SECONDS; status=0; \
-	$(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg --jsonfile $(TEST_JSON) -- \
+	$(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg --hide-summary=skipped --jsonfile $(TEST_JSON) -- \
 		$(GOTEST_FLAGS) -coverpkg=$(COVERPKG) -coverprofile=$(COVER_PROFILE) ./... \
 		| sed -u -E 's/ \(coverage: [^)]*\)//' || status=$$?; \
 	total=""; if [[ -s $(COVER_PROFILE) ]]; then total=$$(bash hack/cover.sh $(COVER_PROFILE) 0 | awk '$$1 == "total" {print $$2}'); fi; \
