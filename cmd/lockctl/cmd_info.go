@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
@@ -142,35 +140,6 @@ Exit status: 0, or 2 for a bad resource or prefix (the table: lockctl --help).`,
 	}
 }
 
-// leaseFields are the hash fields of a lease.
-var leaseFields = []string{"owner", "count", "token", "acquired_at", "expires_at"}
-
-// leaseFromHash reads a lease hash (nil values: the key is gone).
-func leaseFromHash(r coordinator.Resource, vals []any) (coordinator.Lease, bool, error) {
-	if len(vals) != len(leaseFields) || vals[0] == nil {
-		return coordinator.Lease{}, false, nil
-	}
-	str := func(i int) string { s, _ := vals[i].(string); return s }
-	l := coordinator.Lease{Resource: r, Owner: str(0)}
-	var err error
-	if l.Count, err = strconv.Atoi(str(1)); err != nil {
-		return l, false, fmt.Errorf("lease %s: count %q: %w", r, str(1), err)
-	}
-	if l.Token, err = strconv.ParseUint(str(2), 10, 64); err != nil {
-		return l, false, fmt.Errorf("lease %s: token %q: %w", r, str(2), err)
-	}
-	acq, err := strconv.ParseInt(str(3), 10, 64)
-	if err != nil {
-		return l, false, fmt.Errorf("lease %s: acquired_at %q: %w", r, str(3), err)
-	}
-	exp, err := strconv.ParseInt(str(4), 10, 64)
-	if err != nil {
-		return l, false, fmt.Errorf("lease %s: expires_at %q: %w", r, str(4), err)
-	}
-	l.AcquiredAt, l.ExpiresAt = time.UnixMilli(acq), time.UnixMilli(exp)
-	return l, true, nil
-}
-
 func (a *app) inspectCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -196,14 +165,14 @@ Exit status: 0 held, 3 free; ` + commonExits + `.`,
 				return err
 			}
 			defer func() { _ = rc.Close() }()
-			v, err := inspectLease(ctx, rc.store, r)
+			vs, err := inspectLeases(ctx, rc.store, r)
 			if err != nil {
 				return err
 			}
-			if err := writeLease(a.stdout, asJSON, v); err != nil {
+			if err := writeLeases(a.stdout, asJSON, vs); err != nil {
 				return err
 			}
-			if !v.Held {
+			if !vs[0].Held {
 				return exitWith(ExitConflict, nil)
 			}
 			return nil
@@ -213,42 +182,59 @@ Exit status: 0 held, 3 free; ` + commonExits + `.`,
 	return cmd
 }
 
-// inspectLease reads the lease hash and the key's PTTL in one transaction.
-func inspectLease(ctx context.Context, s *redisstore.Store, r coordinator.Resource) (leaseView, error) {
+// inspectLeases reads the lease hash, the key's PTTL and the Redis time
+// in one transaction: one view per holder (the exclusive one, or every
+// shared one), each with its own fields of the hash; one view that is not
+// held when the resource is free.
+func inspectLeases(ctx context.Context, s *redisstore.Store, r coordinator.Resource) ([]leaseView, error) {
 	key := s.Layout().LeaseKey(r)
 	var all *redis.MapStringStringCmd
 	var pttl *redis.DurationCmd
+	var now *redis.TimeCmd
 	_, err := s.Client().TxPipelined(ctx, func(p redis.Pipeliner) error {
 		all = p.HGetAll(ctx, key)
 		pttl = p.PTTL(ctx, key)
+		now = p.Time(ctx)
 		return nil
 	})
 	if err != nil {
 		// a command refused when queued (NOPERM) aborts the EXEC: report
 		// the refusal, not the abort
-		for _, c := range []redis.Cmder{all, pttl} {
+		for _, c := range []redis.Cmder{all, pttl, now} {
 			if cerr := c.Err(); cerr != nil && !strings.HasPrefix(cerr.Error(), "EXECABORT") {
 				err = cerr
 				break
 			}
 		}
-		return leaseView{}, fmt.Errorf("inspect %s (%s): %w", r, key, err)
+		return nil, fmt.Errorf("inspect %s (%s): %w", r, key, err)
 	}
-	fields := all.Val()
-	vals := make([]any, len(leaseFields))
-	for i, f := range leaseFields {
-		if v, ok := fields[f]; ok {
-			vals[i] = v
+	ls, err := redisstore.ParseHolders(r, all.Val(), pttl.Val(), now.Val())
+	if err != nil {
+		return nil, err
+	}
+	if len(ls) == 0 {
+		return []leaseView{newLeaseView(s, r, coordinator.Lease{})}, nil
+	}
+	vs := make([]leaseView, len(ls))
+	for i, l := range ls {
+		vs[i] = newLeaseView(s, r, l).withPTTL(pttl.Val())
+		vs[i].Holders, vs[i].Fields = len(ls), holderFields(all.Val(), l)
+	}
+	return vs, nil
+}
+
+// holderFields are the fields of lease hash f that belong to l: all of
+// them for an exclusive lease; for a shared one, mode, cap and l's own
+// (<field>:<owner>).
+func holderFields(f map[string]string, l coordinator.Lease) map[string]string {
+	if l.Mode != coordinator.ModeShared {
+		return f
+	}
+	own := map[string]string{"mode": f["mode"], "cap": f["cap"]}
+	for k, v := range f {
+		if name, ok := strings.CutSuffix(k, ":"+l.Owner); ok && !strings.Contains(name, ":") {
+			own[k] = v
 		}
 	}
-	l, ok, err := leaseFromHash(r, vals)
-	if err != nil {
-		return leaseView{}, err
-	}
-	v := newLeaseView(s, r, l)
-	if ok {
-		v.Fields = fields
-		v = v.withPTTL(pttl.Val())
-	}
-	return v, nil
+	return own
 }

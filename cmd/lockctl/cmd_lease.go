@@ -120,7 +120,7 @@ func printOutcome(w io.Writer, asJSON bool, outcome string, v leaseView) error {
 	if v.ExpiresAt != nil {
 		exp = " expires_at=" + fmtTime(v.ExpiresAt)
 	}
-	_, err := fmt.Fprintf(w, "%s %s owner=%q token=%d count=%d%s\n", outcome, v.Resource, v.Owner, v.Token, v.Count, exp)
+	_, err := fmt.Fprintf(w, "%s %s owner=%q token=%d count=%d%s%s\n", outcome, v.Resource, v.Owner, v.Token, v.Count, modeText(v), exp)
 	return err
 }
 
@@ -129,8 +129,10 @@ func printOutcome(w io.Writer, asJSON bool, outcome string, v leaseView) error {
 func failureView(s *redisstore.Store, r coordinator.Resource, err error) (string, leaseView, bool) {
 	var ce *coordinator.ConflictError
 	if errors.As(err, &ce) {
-		return outConflict, newLeaseView(s, r, coordinator.Lease{Resource: r, Owner: ce.Holder, Token: ce.Token,
-			Count: ce.Count, ExpiresAt: ce.ExpiresAt}), true
+		v := newLeaseView(s, r, coordinator.Lease{Resource: r, Owner: ce.Holder, Token: ce.Token,
+			Count: ce.Count, ExpiresAt: ce.ExpiresAt, Mode: ce.Mode, Permits: ce.Permits})
+		v.Holders = ce.Holders
+		return outConflict, v, true
 	}
 	var le *coordinator.LeaseError
 	if errors.As(err, &le) {
@@ -188,41 +190,52 @@ const leaseExitHelp = "Exit status: 0 done, 3 %s; " + commonExits + "."
 
 func (a *app) acquireCmd() *cobra.Command {
 	lf := &leaseFlags{}
+	cf := &claimFlags{}
 	cmd := &cobra.Command{
-		Use:   "acquire RESOURCE --owner O [--ttl D] [--wait D]",
-		Short: "Take a lease (or re-enter the owner's own)",
+		Use:   "acquire RESOURCE... [--shared RESOURCE]... [--permits N] --owner O [--ttl D] [--wait D]",
+		Short: "Take a lease (or re-enter the owner's own), exclusive or shared, on one or several resources",
 		Long: `acquire takes the lease on RESOURCE for --owner, with a new fencing token,
 or re-enters the owner's own lease (hold count + 1, same token, TTL
 refreshed). The lease is not renewed: renew it, or use run. --ttl defaults
 to the resource type's TTL (plan 5m, project 10m, others 1m). --wait
 waits up to D for the holder's release instead of failing at once.
 
-The output names the outcome (acquired, reentered) and the lease; with
---json one object: outcome, resource, owner, token (a decimal string),
-count, expires_at, key. On a conflict --json prints the holder's lease
-with outcome "conflict" and exits 3: a script must check the outcome (or
-the exit status) before it uses the token, as the last example does.
+` + claimsHelp + `
 
-` + fmt.Sprintf(leaseExitHelp, "held by another owner"),
+The output names the outcome (acquired, reentered) and the lease, one
+line per resource; with --json one object per resource and line: outcome,
+resource, owner, token (a decimal string), count, mode, permits (when
+capped), expires_at, key. On a conflict --json prints the busy resource's
+holder with outcome "conflict" and exits 3: a script must check the
+outcome (or the exit status) before it uses the token, as the last
+example does.
+
+` + fmt.Sprintf(leaseExitHelp, "held by another owner (with several resources: one of them; none is then held)"),
 		Example: `  lockctl acquire plan/42 --owner worker-1
   lockctl acquire plan/42 --owner worker-1 --ttl 30s --wait 10s --json
+  lockctl acquire --shared project/apollo plan/42 --owner worker-1
+  lockctl acquire --shared job/model-api --permits 4 --owner worker-1
   ` + acquireTokenExample,
-		Args: resourceArg,
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			claims, err := cf.claims(cmd, args)
+			if err != nil {
+				return err
+			}
 			if err := lf.check(cmd, true); err != nil {
 				return err
 			}
-			return a.leaseCommand(cmd, args[0], lf, lf.wait, func(ctx context.Context, s *redisstore.Store, r coordinator.Resource) (string, coordinator.Lease, error) {
+			if len(claims) > 1 {
+				return a.acquireAll(cmd, claims, lf)
+			}
+			return a.leaseCommand(cmd, claims[0].Resource.String(), lf, lf.wait, func(ctx context.Context, s *redisstore.Store, r coordinator.Resource) (string, coordinator.Lease, error) {
 				// Orphan, not Close: Close would release the lease this
 				// command takes; Orphan leaves it to its TTL
 				c := coordinator.New(s, coordinator.WithLogger(a.log))
 				defer c.Orphan()
-				l, err := c.Acquire(ctx, r, lf.owner, coordinator.TTL(lf.ttlFor(r)), coordinator.Wait(lf.wait))
-				out := outAcquired
-				if l.Count > 1 {
-					out = outReentered
-				}
-				return out, l, err
+				opts := append(modeOptions(claims[0]), coordinator.TTL(lf.ttlFor(r)), coordinator.Wait(lf.wait))
+				l, err := c.Acquire(ctx, r, lf.owner, opts...)
+				return outcomeOf(l), l, err
 			})
 		},
 	}
@@ -231,6 +244,7 @@ the exit status) before it uses the token, as the last example does.
 	f.DurationVar(&lf.ttl, "ttl", 0, "lease TTL (default: the resource type's)")
 	f.DurationVar(&lf.wait, "wait", 0, "wait up to this long for the holder's release")
 	f.BoolVar(&lf.asJSON, "json", false, "print JSON")
+	cf.add(f)
 	return cmd
 }
 

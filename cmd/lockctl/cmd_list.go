@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -23,9 +22,13 @@ const listHelp = `list walks the lease keys of --prefix with SCAN (MATCH
 <prefix>:{*}:lock:*, a cursor and COUNT batches, on every master of a
 Cluster) and prints each lease as it goes, so memory stays bounded however
 many leases there are. --type narrows the MATCH pattern; --owner filters
-the leases read. The table shows the remaining TTL of each key (PTTL).
---json prints one JSON object per line per lease (JSON Lines), the object
-inspect --json prints without the raw fields; the token is a string.
+the holders read. A shared resource gets one row per holder, each with
+its own token, count and expiry; MODE is exclusive, shared, or shared/N
+for a cap of N owners. The table shows the remaining TTL of each key
+(PTTL). --json prints one JSON object per line per holder (JSON Lines),
+the object inspect --json prints without the raw fields: mode, permits
+(when capped), holders (how many own the resource); the token is a
+string.
 
 On a failure stdout gets no table header: the table printed so far (rows
 already read), or with --json the lines so far and then one line
@@ -132,14 +135,17 @@ func (a *app) listLeases(ctx context.Context, s *redisstore.Store, typ, owner st
 	return scan(ctx, s.Client())
 }
 
-// emitBatch reads the leases of one SCAN batch in one pipeline.
+// emitBatch reads the leases of one SCAN batch in one pipeline (HGETALL
+// and PTTL of each key, and the Redis time) and calls emit for each
+// holder: the exclusive one, or every shared one.
 func (a *app) emitBatch(ctx context.Context, s *redisstore.Store, keys []string, typ, owner string, emit func(leaseView) error) error {
 	type item struct {
 		r    coordinator.Resource
-		vals *redis.SliceCmd
+		all  *redis.MapStringStringCmd
 		pttl *redis.DurationCmd
 	}
 	items := make([]item, 0, len(keys))
+	var now *redis.TimeCmd
 	_, err := s.Client().Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range keys {
 			r, _, err := s.Layout().ParseLeaseKey(k)
@@ -147,23 +153,28 @@ func (a *app) emitBatch(ctx context.Context, s *redisstore.Store, keys []string,
 				a.log.Debug().Str("key", k).Msg("not a lease key of this prefix and partition count, skipped")
 				continue
 			}
-			items = append(items, item{r: r, vals: p.HMGet(ctx, k, leaseFields...), pttl: p.PTTL(ctx, k)})
+			items = append(items, item{r: r, all: p.HGetAll(ctx, k), pttl: p.PTTL(ctx, k)})
 		}
+		now = p.Time(ctx)
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil {
 		return fmt.Errorf("list: read leases: %w", err)
 	}
 	for _, it := range items {
-		l, ok, err := leaseFromHash(it.r, it.vals.Val())
+		ls, err := redisstore.ParseHolders(it.r, it.all.Val(), it.pttl.Val(), now.Val())
 		if err != nil {
 			return err
 		}
-		if !ok || (owner != "" && l.Owner != owner) {
-			continue // released since the scan, or another owner's
-		}
-		if err := emit(newLeaseView(s, it.r, l).withPTTL(it.pttl.Val())); err != nil {
-			return err
+		for _, l := range ls { // none: released since the scan
+			if owner != "" && l.Owner != owner {
+				continue
+			}
+			v := newLeaseView(s, it.r, l).withPTTL(it.pttl.Val())
+			v.Holders = len(ls)
+			if err := emit(v); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -180,10 +191,10 @@ type listWriter struct {
 
 func newListWriter(w io.Writer, asJSON bool) *listWriter { return &listWriter{w: w, asJSON: asJSON} }
 
-const listRowFormat = "%-28s %-24s %17s %5s %10s  %s\n"
+const listRowFormat = "%-28s %-24s %-10s %17s %5s %10s  %s\n"
 
 func (l *listWriter) header() error {
-	_, err := fmt.Fprintf(l.w, listRowFormat, "RESOURCE", "OWNER", "TOKEN", "COUNT", "EXPIRES IN", "KEY")
+	_, err := fmt.Fprintf(l.w, listRowFormat, "RESOURCE", "OWNER", "MODE", "TOKEN", "COUNT", "EXPIRES IN", "KEY")
 	return err
 }
 
@@ -197,9 +208,18 @@ func (l *listWriter) row(v leaseView) error {
 			return err
 		}
 	}
-	_, err := fmt.Fprintf(l.w, listRowFormat, shorten(v.Resource, 28), shorten(v.Owner, 24),
+	_, err := fmt.Fprintf(l.w, listRowFormat, shorten(v.Resource, 28), shorten(v.Owner, 24), modeColumn(v),
 		strconv.FormatUint(v.Token, 10), strconv.Itoa(v.Count), fmtPTTL(v.PTTLMillis), v.Key)
 	return err
+}
+
+// modeColumn is the MODE of a row: exclusive, shared, or shared/N with
+// a cap of N.
+func modeColumn(v leaseView) string {
+	if v.Permits > 0 {
+		return v.Mode + "/" + strconv.Itoa(v.Permits)
+	}
+	return v.Mode
 }
 
 // end finishes a listing that succeeded: an empty table still gets its

@@ -73,12 +73,14 @@ refused. See lockctl --help for the whole table.`
 
 // runSpec is what run was asked to do.
 type runSpec struct {
-	resource coordinator.Resource
-	owner    string
-	ttl      time.Duration
-	wait     time.Duration
-	grace    time.Duration
-	argv     []string
+	resource coordinator.Resource // the first claim's
+	// claims are run's resources and their modes (one for lead)
+	claims []coordinator.Claim
+	owner  string
+	ttl    time.Duration
+	wait   time.Duration
+	grace  time.Duration
+	argv   []string
 	// collision is the status that replaces a command's status of
 	// lockctl's own (0: none replaced)
 	collision int
@@ -98,18 +100,21 @@ type runFlags struct {
 	grace           time.Duration
 	collision       int
 	keepCredentials bool
+	claimFlags
 }
 
 func (a *app) runCmd() *cobra.Command {
 	rf := &runFlags{}
 	cmd := &cobra.Command{
-		Use:   "run RESOURCE [--owner O] [--ttl D] [--wait D] [--grace D] -- COMMAND [ARGS...]",
+		Use:   "run RESOURCE... [--shared RESOURCE]... [--permits N] [--owner O] [--ttl D] [--wait D] [--grace D] -- COMMAND [ARGS...]",
 		Short: "Run a command while holding a lease, renewing it (Unix)",
-		Long:  runHelp,
+		Long:  runHelp + "\n\n" + claimsHelp + "\n\n" + runClaimsHelp,
 		Example: `  lockctl run plan/42 -- ./rebuild-plan.sh 42
   lockctl run project/alpha --owner "$HOSTNAME" --ttl 30s --wait 5m -- make deploy
-  lockctl run job/nightly --grace 30s -- sh -c 'backup --fence "$LOCKCOORD_TOKEN"'`,
-		Args: runArgs,
+  lockctl run job/nightly --grace 30s -- sh -c 'backup --fence "$LOCKCOORD_TOKEN"'
+  lockctl run --shared project/apollo plan/42 -- sh -c 'transition --fence "$LOCKCOORD_TOKEN_PLAN_42"'
+  lockctl run --shared job/model-api --permits 4 -- ./call-model.sh`,
+		Args: runClaimArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, err := rf.spec(cmd, args)
 			if err != nil {
@@ -124,6 +129,7 @@ func (a *app) runCmd() *cobra.Command {
 	f.DurationVar(&rf.wait, "wait", 0, "wait up to this long for the holder's release")
 	f.DurationVar(&rf.grace, "grace", defaultGrace, "time between SIGTERM and SIGKILL when the lease is lost")
 	rf.addStatusFlags(f)
+	rf.add(f)
 	return cmd
 }
 
@@ -150,12 +156,47 @@ func runArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
+// commandAt is where run's COMMAND starts in args: after --, or without
+// -- after the one RESOURCE; -1 when that cannot be told (--shared
+// without --).
+func commandAt(cmd *cobra.Command, args []string) int {
+	dash := cmd.ArgsLenAtDash()
+	if dash >= 0 {
+		return dash
+	}
+	if shared, _ := cmd.Flags().GetStringArray("shared"); len(shared) > 0 {
+		return -1
+	}
+	return min(1, len(args))
+}
+
+// runClaimArgs checks run's arguments: RESOURCEs (or --shared ones),
+// then -- and a COMMAND.
+func runClaimArgs(cmd *cobra.Command, args []string) error {
+	dash := commandAt(cmd, args)
+	shared, _ := cmd.Flags().GetStringArray("shared")
+	switch {
+	case dash < 0:
+		return usagef("run needs -- before the COMMAND: lockctl run RESOURCE... -- COMMAND [ARGS...]")
+	case dash == 0 && len(shared) == 0:
+		return usagef("run needs RESOURCE (or --shared RESOURCE) before -- (see lockctl run --help)")
+	case len(args) == dash:
+		return usagef("run needs a COMMAND after --: lockctl run RESOURCE... -- COMMAND [ARGS...]")
+	}
+	return nil
+}
+
 // spec checks the flags and returns what run is to do.
 func (rf *runFlags) spec(cmd *cobra.Command, args []string) (runSpec, error) {
-	r, err := parseResource(args[0])
+	dash := commandAt(cmd, args)
+	claims, err := rf.claims(cmd, args[:dash])
 	if err != nil {
 		return runSpec{}, err
 	}
+	if err := checkTokenEnv(claims); err != nil {
+		return runSpec{}, err
+	}
+	r := claims[0].Resource
 	if rf.owner == "" {
 		rf.owner = defaultRunOwner()
 	}
@@ -169,9 +210,23 @@ func (rf *runFlags) spec(cmd *cobra.Command, args []string) (runSpec, error) {
 	if rf.collision < 0 || rf.collision > 255 {
 		return runSpec{}, usagef("bad --collision-status %d: must be from 0 to 255", rf.collision)
 	}
-	return runSpec{resource: r, owner: rf.owner, ttl: lf.ttlFor(r), wait: rf.wait, grace: rf.grace, argv: args[1:],
+	ttl := rf.ttl // 0 with several resources: each its type's
+	if len(claims) == 1 {
+		ttl = lf.ttlFor(r)
+	}
+	return runSpec{resource: r, claims: claims, owner: rf.owner, ttl: ttl, wait: rf.wait, grace: rf.grace, argv: args[dash:],
 		collision: rf.collision, keepCredentials: rf.keepCredentials}, nil
 }
+
+// runClaimsHelp is the part of run's help on several resources.
+const runClaimsHelp = `With several resources run holds them all (coordinator.HoldAll), each
+renewed on its own, and ends the command (exit status 5) when any of them
+is lost. Each lease's token is in LOCKCOORD_TOKEN_<TYPE>_<ID> (upper-case,
+every character but A-Z, 0-9 and _ made _: plan/42 gives
+LOCKCOORD_TOKEN_PLAN_42, also with one resource; two resources that would
+share a name are bad input), LOCKCOORD_RESOURCES lists the resources, one
+per line, and LOCKCOORD_TOKEN and LOCKCOORD_RESOURCE are set only with one
+resource. --ttl applies to every resource (default: each type's).`
 
 // credentialEnvHelp names the variables run takes out of its command's
 // environment.

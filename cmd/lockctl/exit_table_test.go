@@ -98,7 +98,7 @@ func TestExitStatuses(t *testing.T) {
 	}
 	// what the one line on stderr must say
 	messages := map[string]string{
-		"1": `count "abc"`, "2": "unknown flag: --no-such-flag", "3": `held by "holder"`,
+		"1": `corrupt data: lease of plan/corrupt: count`, "2": "unknown flag: --no-such-flag", "3": `held by "holder"`,
 		"4": "cannot reach Redis at 127.0.0.1:", "5": "lease lost", "6": "refused the credentials: WRONGPASS",
 		"7": "refused a command: NOPERM", "125": "the command exited with status 3", "126": "permission denied",
 		"127": "executable file not found",

@@ -289,7 +289,7 @@ func TestList(t *testing.T) {
 	}
 	for _, l := range lines[1:] {
 		f := strings.Fields(l)
-		if !strings.HasPrefix(f[0], "job/") || f[1] != "w0" || f[4] != "1m0s" {
+		if !strings.HasPrefix(f[0], "job/") || f[1] != "w0" || f[2] != "exclusive" || f[5] != "1m0s" {
 			t.Fatalf("table row %q", l)
 		}
 	}

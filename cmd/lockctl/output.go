@@ -23,6 +23,10 @@ type leaseView struct {
 	Owner      string            `json:"owner,omitempty"`
 	Token      uint64            `json:"token,omitempty,string"` // a decimal string: exact in JavaScript and jq
 	Count      int               `json:"count"`
+	Mode       string            `json:"mode,omitempty"`    // "exclusive" or "shared", when held
+	Permits    int               `json:"permits,omitempty"` // the cap recorded on a shared resource
+	Holders    int               `json:"holders,omitempty"` // how many owners hold the resource, when known
+	Meta       string            `json:"meta,omitempty"`    // the holder's metadata
 	AcquiredAt *time.Time        `json:"acquired_at,omitempty"`
 	ExpiresAt  *time.Time        `json:"expires_at,omitempty"`
 	PTTLMillis *int64            `json:"pttl_ms,omitempty"` // remaining TTL of the key (PTTL), when read
@@ -36,6 +40,7 @@ func newLeaseView(s *redisstore.Store, r coordinator.Resource, l coordinator.Lea
 	v := leaseView{Resource: r.String(), Type: r.Type, ID: r.ID, Key: s.Layout().LeaseKey(r), Partition: s.Layout().Partition(r)}
 	if l.Owner != "" {
 		v.Owner, v.Token, v.Count, v.Held = l.Owner, l.Token, l.Count, l.Count > 0
+		v.Mode, v.Permits, v.Meta = l.Mode.String(), l.Permits, l.Meta
 		if !l.AcquiredAt.IsZero() {
 			at := l.AcquiredAt.UTC()
 			v.AcquiredAt = &at
@@ -46,6 +51,18 @@ func newLeaseView(s *redisstore.Store, r coordinator.Resource, l coordinator.Lea
 		}
 	}
 	return v
+}
+
+// modeText is the mode of a lease in a line of text: "" for an exclusive
+// lease (as before modes), " mode=shared" and its cap for a shared one.
+func modeText(v leaseView) string {
+	if v.Mode != coordinator.ModeShared.String() {
+		return ""
+	}
+	if v.Permits > 0 {
+		return " mode=shared permits=" + strconv.Itoa(v.Permits)
+	}
+	return " mode=shared"
 }
 
 func (v leaseView) withPTTL(d time.Duration) leaseView {
@@ -85,6 +102,18 @@ func writeLeaseText(w io.Writer, v leaseView) error {
 	}
 	line("state", state)
 	line("owner", v.Owner)
+	if v.Mode != "" {
+		line("mode", v.Mode)
+	}
+	if v.Permits > 0 {
+		line("permits", strconv.Itoa(v.Permits))
+	}
+	if v.Holders > 0 {
+		line("holders", strconv.Itoa(v.Holders))
+	}
+	if v.Meta != "" {
+		line("meta", strconv.Quote(v.Meta))
+	}
 	line("token", strconv.FormatUint(v.Token, 10))
 	line("count", strconv.Itoa(v.Count))
 	line("acquired_at", fmtTime(v.AcquiredAt))
@@ -135,12 +164,26 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// writeLease prints v as JSON or as "name value" lines.
-func writeLease(w io.Writer, asJSON bool, v leaseView) error {
-	if asJSON {
-		return writeJSON(w, v)
+// writeLeases prints each view as a line of JSON, or as "name value"
+// lines, a blank line between two views.
+func writeLeases(w io.Writer, asJSON bool, vs []leaseView) error {
+	for i, v := range vs {
+		var err error
+		switch {
+		case asJSON:
+			err = writeJSON(w, v)
+		case i > 0:
+			if _, err = io.WriteString(w, "\n"); err == nil {
+				err = writeLeaseText(w, v)
+			}
+		default:
+			err = writeLeaseText(w, v)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return writeLeaseText(w, v)
+	return nil
 }
 
 // shorten cuts s to n runes for a table column.

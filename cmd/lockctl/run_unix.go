@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -221,10 +220,10 @@ type leasedRun struct {
 	c    *coordinator.Coordinator
 	s    *redisstore.Store // c's, to tell a forced release from an expiry
 
-	status   int    // the command's exit status, -1 when it did not run
-	ending   string // how the command ended, for the lease-lost message
-	startErr error  // the command could not be started
-	token    uint64 // the lease's fencing token
+	status   int                 // the command's exit status, -1 when it did not run
+	ending   string              // how the command ended, for the lease-lost message
+	startErr error               // the command could not be started
+	leases   []coordinator.Lease // the leases held, as taken
 }
 
 // runLeased runs the command of spec under its lease.
@@ -251,14 +250,20 @@ func (a *app) runLeased(ctx context.Context, spec runSpec) error {
 		_ = c.Close(cctx)
 	}()
 	run := &leasedRun{a: a, ctx: ctx, spec: spec, sup: sup, c: c, s: rc.store, status: -1}
-	opts := []coordinator.AcquireOption{coordinator.TTL(spec.ttl)}
+	var opts []coordinator.AcquireOption
+	if spec.ttl > 0 {
+		opts = append(opts, coordinator.TTL(spec.ttl))
+	}
 	if !spec.campaign {
 		opts = append(opts, coordinator.Wait(spec.wait))
 	}
-	if spec.election != "" {
+	switch {
+	case spec.election != "":
 		err = c.Lead(hctx, spec.election, spec.owner, spec.value, run.underTerm, opts...)
-	} else {
-		err = c.Hold(hctx, spec.resource, spec.owner, run.underLease, opts...)
+	case len(spec.claims) > 1:
+		err = c.HoldAll(hctx, spec.owner, spec.claims, run.underLeases, opts...)
+	default:
+		err = c.Hold(hctx, spec.resource, spec.owner, run.underLease, append(opts, modeOptions(spec.claims[0])...)...)
 	}
 	return run.outcome(err)
 }
@@ -268,17 +273,22 @@ func (r *leasedRun) underTerm(lctx context.Context, t *coordinator.Term) error {
 	return r.underLease(lctx, coordinator.Lease{Resource: r.spec.resource, Owner: t.Candidate, Token: t.Token})
 }
 
-// underLease is Hold's function: it runs the command and checks the lease
-// after it.
+// underLease is Hold's function: underLeases with one lease.
 func (r *leasedRun) underLease(lctx context.Context, l coordinator.Lease) error {
-	r.token = l.Token
+	return r.underLeases(lctx, []coordinator.Lease{l})
+}
+
+// underLeases is HoldAll's function: it runs the command and checks the
+// leases after it.
+func (r *leasedRun) underLeases(lctx context.Context, ls []coordinator.Lease) error {
+	r.leases = ls
 	if !r.sup.begin() {
 		return errInterrupted
 	}
 	a := r.a
-	a.log.Info().Str("resource", r.spec.resource.String()).Str("owner", r.spec.owner).Uint64("token", l.Token).
-		Strs("command", r.spec.argv).Bool("terminal", r.sup.terminal).Msg("lease held, starting the command")
-	cmd := r.command(l.Token)
+	a.log.Info().Str("resources", resourcesOf(r.spec.claims)).Str("owner", r.spec.owner).Uint64("token", ls[0].Token).
+		Strs("command", r.spec.argv).Bool("terminal", r.sup.terminal).Msg("leases held, starting the command")
+	cmd := r.command(ls)
 	waited, err := startCommand(cmd)
 	if err != nil {
 		r.startErr = err
@@ -294,15 +304,19 @@ func (r *leasedRun) underLease(lctx context.Context, l coordinator.Lease) error 
 		return nil // Hold joins the loss
 	}
 	r.ending = fmt.Sprintf("the command exited with status %d", r.status)
-	return r.checkLease(l.Token)
+	for _, l := range ls {
+		if err := r.checkLease(l); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // command is the command of the run, with the lease in its environment.
-func (r *leasedRun) command(token uint64) *exec.Cmd {
+func (r *leasedRun) command(ls []coordinator.Lease) *exec.Cmd {
 	argv := r.spec.argv
 	cmd := exec.Command(argv[0], argv[1:]...)
-	extra := []string{"LOCKCOORD_TOKEN=" + strconv.FormatUint(token, 10),
-		"LOCKCOORD_RESOURCE=" + r.spec.resource.String(), "LOCKCOORD_OWNER=" + r.spec.owner}
+	extra := leaseEnv(r.spec.owner, ls)
 	if r.spec.election != "" {
 		extra = append(extra, "LOCKCOORD_ELECTION="+r.spec.election, "LOCKCOORD_VALUE="+r.spec.value)
 	}
@@ -359,14 +373,14 @@ func (r *leasedRun) supervise(lctx context.Context, ch child, waited <-chan erro
 	return true, err
 }
 
-// checkLease checks, after the command ended, that the lease still
-// carries its token: the keep-alive may not have noticed a loss (the
+// checkLease checks, after the command ended, that the owner still holds
+// l with its token: the keep-alive may not have noticed a loss (the
 // command ended before its next renewal, or lockctl was frozen).
-func (r *leasedRun) checkLease(token uint64) error {
-	res, owner := r.spec.resource, r.spec.owner
+func (r *leasedRun) checkLease(l coordinator.Lease) error {
+	res, owner, token := l.Resource, r.spec.owner, l.Token
 	vctx, cancel := r.a.opContext(context.WithoutCancel(r.ctx))
 	defer cancel()
-	cur, err := r.c.Inspect(vctx, res)
+	holders, err := r.c.Holders(vctx, res)
 	switch {
 	case errors.Is(err, coordinator.ErrNotHeld):
 		reason := fmt.Errorf("%w: the lease was gone when the command ended", coordinator.ErrExpired)
@@ -376,10 +390,10 @@ func (r *leasedRun) checkLease(token uint64) error {
 		return &coordinator.LostError{Resource: res, Owner: owner, Token: token, Reason: reason}
 	case err != nil:
 		return fmt.Errorf("check the lease on %s after the command (exit status %d): %w", res, r.status, err)
-	case cur.Owner != owner || cur.Token != token:
+	}
+	if err := heldBy(holders, owner, token); err != nil {
 		return &coordinator.LostError{Resource: res, Owner: owner, Token: token,
-			Reason: fmt.Errorf("%w: when the command ended the lease was %q's with token %d",
-				coordinator.ErrNotHeld, cur.Owner, cur.Token)}
+			Reason: fmt.Errorf("when the command ended: %w", err)}
 	}
 	return nil
 }
@@ -402,15 +416,15 @@ func (r *leasedRun) outcome(err error) error {
 	case r.sup.abortedBy() != nil && r.status < 0:
 		sig := r.sup.abortedBy()
 		return exitWith(128+int(sig.(syscall.Signal)),
-			fmt.Errorf("interrupted by %s while waiting for the lease on %s", signalName(sig), r.spec.resource))
+			fmt.Errorf("interrupted by %s while waiting for the lease on %s", signalName(sig), r.waitedFor()))
 	case err != nil && r.status >= 0:
 		// the command ran; checking or releasing the lease failed
 		return fmt.Errorf("the command exited with status %d, then: %w", r.status, err)
 	case err != nil:
 		return err
 	}
-	r.a.log.Info().Str("resource", r.spec.resource.String()).Uint64("token", r.token).Int("status", r.status).
-		Msg("command ended, lease released")
+	r.a.log.Info().Str("resources", resourcesOf(r.spec.claims)).Int("status", r.status).
+		Msg("command ended, leases released")
 	if r.status != 0 {
 		code, note := commandStatus(r.status, r.spec.collision)
 		if note != "" {
@@ -428,4 +442,12 @@ func exitStatus(ps *os.ProcessState) int {
 		return 128 + int(ws.Signal())
 	}
 	return ps.ExitCode()
+}
+
+// waitedFor names what run waited for: its resources, or lead's office.
+func (r *leasedRun) waitedFor() string {
+	if len(r.spec.claims) > 1 {
+		return resourcesOf(r.spec.claims)
+	}
+	return r.spec.resource.String()
 }
