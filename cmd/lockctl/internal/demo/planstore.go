@@ -57,6 +57,8 @@ type PlanStore struct {
 
 	accepted, rejected, completed, transitions int
 	overlaps, outOfOrder                       int
+	terms, handOvers                           int
+	leader                                     string // the scheduler of the last term
 	violations                                 []string
 }
 
@@ -236,11 +238,20 @@ func (s *PlanStore) Step(owner string, token uint64, id string, step int) error 
 	})
 }
 
-// Assign gives the subplans of queued plan id to workers, with the project
-// lease's token. It reports false when the plan needs no assignment.
-func (s *PlanStore) Assign(owner string, token uint64, project, id string, workers []string) (bool, error) {
+// SchedulerOffice is the office of the demo's elected scheduler: its
+// term fences the assignments of subplans.
+var SchedulerOffice = coordinator.Election(SchedulerElection)
+
+// SchedulerElection is the election of the demo's scheduler.
+const SchedulerElection = "demo-scheduler"
+
+// Assign records the workers of the subplans of queued plan id, with the
+// term of the elected scheduler (the office's fencing token); it reports
+// whether it assigned them (false: already assigned, or no longer
+// queued).
+func (s *PlanStore) Assign(owner string, term uint64, id string, workers []string) (bool, error) {
 	done := false
-	err := s.write(coordinator.Project(project), owner, token, func() error {
+	err := s.write(SchedulerOffice, owner, term, func() error {
 		p := s.plans[id]
 		if p.State != Queued || len(s.assigned[id]) > 0 {
 			return nil
@@ -250,6 +261,28 @@ func (s *PlanStore) Assign(owner string, token uint64, project, id string, worke
 		return nil
 	})
 	return done, err
+}
+
+// Elected records a term of the scheduler office that owner began: a
+// hand-over when the last term was another owner's.
+func (s *PlanStore) Elected(owner string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.terms++
+	if s.leader != "" && s.leader != owner {
+		s.handOvers++
+	}
+	s.leader = owner
+}
+
+// Queued returns the queued plans without assigned subplans, of every
+// project.
+func (s *PlanStore) Queued() []string {
+	var out []string
+	for _, p := range s.projects {
+		out = append(out, s.QueuedIn(p)...)
+	}
+	return out
 }
 
 // QueuedIn returns the queued plans of project without assigned subplans.
@@ -291,6 +324,8 @@ type StoreStats struct {
 	Transitions int      // state transitions applied
 	Overlaps    int      // moments two live holders were in one critical section
 	OutOfOrder  int      // writes that found the plan changed under their lease
+	Terms       int      // terms of the scheduler office
+	HandOvers   int      // terms that began with another scheduler than the last
 	Violations  []string // the first violations, described
 }
 
@@ -299,5 +334,5 @@ func (s *PlanStore) Stats() StoreStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return StoreStats{Accepted: s.accepted, Rejected: s.rejected, Completed: s.completed, Transitions: s.transitions,
-		Overlaps: s.overlaps, OutOfOrder: s.outOfOrder, Violations: append([]string(nil), s.violations...)}
+		Overlaps: s.overlaps, OutOfOrder: s.outOfOrder, Terms: s.terms, HandOvers: s.handOvers, Violations: append([]string(nil), s.violations...)}
 }

@@ -32,15 +32,30 @@ func TestPlanStoreLifecycleAndFencing(t *testing.T) {
 	if s.Assigned(id) || !slices.Equal(s.QueuedIn("proj-1"), []string{id}) {
 		t.Fatal("queued plan should need an assignment")
 	}
-	pr := coordinator.Project("proj-1")
-	must(s.Enter(ctx, pr, "a", 5))
-	if ok, err := s.Assign("a", 5, "proj-1", id, []string{"w1", "w2"}); !ok || err != nil {
+	if !slices.Equal(s.Queued(), []string{id}) {
+		t.Fatalf("Queued = %v", s.Queued())
+	}
+	must(s.Enter(ctx, SchedulerOffice, "a", 5))
+	s.Elected("a")
+	if ok, err := s.Assign("a", 5, id, []string{"w1", "w2"}); !ok || err != nil {
 		t.Fatalf("Assign = %v, %v", ok, err)
 	}
-	if ok, _ := s.Assign("a", 5, "proj-1", id, []string{"w1"}); ok {
+	if ok, _ := s.Assign("a", 5, id, []string{"w1"}); ok {
 		t.Fatal("assigned twice")
 	}
-	s.Leave(pr, "a")
+	s.Leave(SchedulerOffice, "a")
+	// a new scheduler's term fences off the old one's assignments
+	s.Elected("a")
+	s.Elected("b")
+	if _, err := s.Assign("b", 6, id, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Assign("a", 5, id, nil); !errors.Is(err, ErrStale) {
+		t.Fatalf("the old term's assignment: %v", err)
+	}
+	if st := s.Stats(); st.Terms != 3 || st.HandOvers != 1 {
+		t.Fatalf("terms %d, hand-overs %d", st.Terms, st.HandOvers)
+	}
 	must(s.Advance("a", 10, id, Queued, Running))
 	must(s.Step("a", 10, id, 1))
 	// completing before every subplan is done is out of order
@@ -62,7 +77,7 @@ func TestPlanStoreLifecycleAndFencing(t *testing.T) {
 	s.Leave(r, "b")
 
 	st := s.Stats()
-	if st.Completed != 1 || st.Rejected != 2 || st.OutOfOrder != 1 || st.Transitions != 3 || st.Overlaps != 0 {
+	if st.Completed != 1 || st.Rejected != 3 || st.OutOfOrder != 1 || st.Transitions != 3 || st.Overlaps != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	// a completed plan is replaced by a new draft

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -168,6 +169,11 @@ type demoRun struct {
 	reg     *prometheus.Registry
 	start   time.Time
 	workers []*worker
+	// candidates are the workers' campaigns for the scheduler office:
+	// each a copy of its worker (same coordinator, owner and store) with
+	// a random source and counts of its own, as it runs in a goroutine of
+	// its own
+	candidates []*worker
 }
 
 // newWorkers builds the workers, each with its own coordinator and owner;
@@ -185,7 +191,11 @@ func (d *demoRun) newWorkers(root context.Context) {
 		d.workers[i] = &worker{id: i + 1, owner: owners[i], store: ws, plans: d.plans, cfg: cfg,
 			rnd: rand.New(rand.NewPCG(d.seed, uint64(i))), owners: owners, root: root, chaos: ch,
 			c: coordinator.New(ws, coordinator.WithDefaultTTL(cfg.TTL), coordinator.WithTTL("plan", cfg.TTL),
-				coordinator.WithTTL("project", cfg.TTL), coordinator.WithMetrics(d.reg), coordinator.WithLogger(cfg.Log))}
+				coordinator.WithTTL("project", cfg.TTL), coordinator.WithTTL(coordinator.ElectionType, cfg.TTL),
+				coordinator.WithMetrics(d.reg), coordinator.WithLogger(cfg.Log))}
+		cand := *d.workers[i]
+		cand.rnd = rand.New(rand.NewPCG(d.seed, uint64(i)|1<<32))
+		d.candidates = append(d.candidates, &cand)
 	}
 }
 
@@ -194,6 +204,9 @@ func (d *demoRun) work(ctx context.Context, prog *progress) {
 	var wg sync.WaitGroup
 	for _, w := range d.workers {
 		wg.Go(func() { w.run(ctx) })
+	}
+	for _, w := range d.candidates {
+		wg.Go(func() { w.campaign(ctx) })
 	}
 	prog.run(ctx, d.progress)
 	wg.Wait()
@@ -223,9 +236,10 @@ func (d *demoRun) summary(elapsed time.Duration) Summary {
 	sum := Summary{Workers: cfg.Workers, Duration: elapsed, Plans: cfg.Plans, Projects: cfg.Projects,
 		TTL: cfg.TTL, Chaos: cfg.Chaos, Seed: d.seed, Prefix: cfg.Store.Layout().Prefix()}
 	sum.fill(d.rec.Stats(), d.plans.Stats())
-	for _, w := range d.workers {
+	for _, w := range append(slices.Clone(d.workers), d.candidates...) {
 		sum.LeasesLost += w.lost
 		sum.ChaosPauses += w.pauses
+		sum.TermsLost += w.termsLost
 	}
 	sum.Waits = int(gatherCount(d.reg, "lockcoord_wait_duration_seconds"))
 	if lost := int(gatherCount(d.reg, "lockcoord_leases_lost_total")); lost > sum.LeasesLost {

@@ -62,6 +62,10 @@ func TestRun(t *testing.T) {
 		sum.FencedAccepted == 0 || sum.AcquireP50 <= 0 || sum.AcquireP99 < sum.AcquireP50 {
 		t.Fatalf("summary %+v", sum)
 	}
+	// an elected scheduler assigned the subplans: plans completed
+	if sum.Terms == 0 || sum.HandOvers > sum.Terms-1 {
+		t.Fatalf("scheduler terms %d, hand-overs %d", sum.Terms, sum.HandOvers)
+	}
 	// leases may be lost without chaos on a slow machine (a renewal later
 	// than the safety margin): the invariants above must hold all the same
 	if sum.ChaosPauses != 0 {
@@ -101,7 +105,7 @@ func TestRunChaosRejectsStaleWrites(t *testing.T) {
 	// may not get there (a worker may not even reach a step that pauses
 	// before the pauses stop, 2 TTLs before the end), so up to five runs,
 	// each of which must keep every invariant
-	var pauses, lost, rejected, runs int
+	var pauses, lost, rejected, runs, terms, handOvers int
 	for seed := int64(7); seed < 12 && rejected == 0; seed++ {
 		_, s := newStore(t)
 		sum, err := Run(context.Background(), Config{Store: s, Workers: 8, Duration: 4 * time.Second,
@@ -118,11 +122,14 @@ func TestRunChaosRejectsStaleWrites(t *testing.T) {
 		pauses += sum.ChaosPauses
 		lost += sum.LeasesLost
 		rejected += sum.FencedRejected
+		terms += sum.Terms
+		handOvers += sum.HandOvers
 	}
 	if pauses == 0 || lost == 0 || rejected == 0 {
 		t.Fatalf("in %d runs: %d pauses, %d leases lost, %d stale writes rejected; want each above 0", runs, pauses, lost, rejected)
 	}
-	t.Logf("in %d runs: %d pauses, %d leases lost, %d stale writes rejected", runs, pauses, lost, rejected)
+	t.Logf("in %d runs: %d pauses, %d leases lost, %d stale writes rejected, %d scheduler terms, %d hand-overs",
+		runs, pauses, lost, rejected, terms, handOvers)
 }
 
 func TestSummaryFailure(t *testing.T) {

@@ -48,6 +48,9 @@ type Summary struct {
 	FencedAccepted int           `json:"fenced_writes_accepted"`
 	FencedRejected int           `json:"fenced_writes_rejected"`
 	ChaosPauses    int           `json:"chaos_pauses"`
+	Terms          int           `json:"scheduler_terms"`      // terms of the elected scheduler
+	HandOvers      int           `json:"scheduler_hand_overs"` // terms begun by another scheduler than the last
+	TermsLost      int           `json:"scheduler_terms_lost"` // terms that ended by a loss, not a resignation
 	EventsWritten  int           `json:"events_written"`
 	LedgerRows     *int          `json:"ledger_rows,omitempty"`
 
@@ -61,6 +64,7 @@ func (s *Summary) fill(rs RecorderStats, ps StoreStats) {
 	s.AcquireP50, s.AcquireP99 = rs.P50, rs.P99
 	s.FencedAccepted, s.FencedRejected = ps.Accepted, ps.Rejected
 	s.EventsWritten = rs.Events()
+	s.Terms, s.HandOvers = ps.Terms, ps.HandOvers
 }
 
 func (s *Summary) check(name string, ok bool, detail string, errs []string) {
@@ -133,6 +137,9 @@ func (s Summary) WriteTable(w io.Writer) error {
 	row("fenced writes accepted", s.FencedAccepted)
 	row("fenced writes rejected", s.FencedRejected)
 	row("chaos pauses", s.ChaosPauses)
+	row("scheduler terms", s.Terms)
+	row("scheduler hand-overs", s.HandOvers)
+	row("scheduler terms lost", s.TermsLost)
 	row("audit events written", s.EventsWritten)
 	if s.LedgerRows != nil {
 		row("ledger rows", *s.LedgerRows)

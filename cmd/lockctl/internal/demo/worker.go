@@ -25,6 +25,7 @@ type worker struct {
 	chaos  *chaos
 
 	lost, stale, pauses int
+	termsLost           int // terms of the scheduler office lost (scheduler.go)
 }
 
 // chaos decides when workers freeze: not in the last stretch of the demo,
@@ -135,48 +136,14 @@ func (w *worker) advance(ctx context.Context, l coordinator.Lease, id string) er
 		}
 		return w.plans.Advance(w.owner, l.Token, id, Draft, Queued)
 	case Queued:
-		if !w.plans.Assigned(id) {
-			if err := w.schedule(ctx, p.Project); err != nil {
-				return err
-			}
-		}
 		if !w.plans.Assigned(id) || ctx.Err() != nil {
-			return ctx.Err()
+			return ctx.Err() // the elected scheduler has not assigned its subplans yet
 		}
 		return w.plans.Advance(w.owner, l.Token, id, Queued, Running)
 	case Running:
 		return w.runPhase(ctx, l, p)
 	}
 	return nil
-}
-
-// schedule assigns the subplans of the queued plans of project, under the
-// project's lease, waiting for another scheduler to finish.
-func (w *worker) schedule(ctx context.Context, project string) error {
-	r := coordinator.Project(project)
-	err := w.c.Hold(ctx, r, w.owner, func(hctx context.Context, l coordinator.Lease) error {
-		if err := w.plans.Enter(hctx, r, w.owner, l.Token); err != nil {
-			return err
-		}
-		defer w.plans.Leave(r, w.owner)
-		for _, id := range w.plans.QueuedIn(project) {
-			if !sleep(hctx, w.jitter(0.002, 0.01)) { // plan the assignment
-				return hctx.Err()
-			}
-			subs := make([]string, w.cfg.Subplans)
-			for i := range subs {
-				subs[i] = w.owners[w.rnd.IntN(len(w.owners))]
-			}
-			if _, err := w.plans.Assign(w.owner, l.Token, project, id, subs); err != nil {
-				return err
-			}
-		}
-		return nil
-	}, coordinator.Wait(w.cfg.TTL))
-	if errors.Is(err, coordinator.ErrConflict) {
-		return nil // another scheduler is slow: the plan stays queued for now
-	}
-	return err
 }
 
 // runPhase is the long phase: the subplan steps, each a fenced write made
