@@ -218,8 +218,14 @@ func readServer(ctx context.Context, c redis.UniversalClient, addr string) (Serv
 	case sc.Policy == "":
 		sc.InfoErr = "no maxmemory_policy field"
 	}
-	if sc.Policy == "" && isMiniredis(ctx, c) {
-		sc.Policy, sc.PolicyFrom, sc.ConfigErr, sc.InfoErr = SafePolicy, FromMiniredis, "", ""
+	if sc.Policy == "" {
+		mini, err := isMiniredis(ctx, c)
+		if err != nil {
+			return sc, failure("redisstore: read the configuration of "+addr, err)
+		}
+		if mini {
+			sc.Policy, sc.PolicyFrom, sc.ConfigErr, sc.InfoErr = SafePolicy, FromMiniredis, "", ""
+		}
 	}
 	if sc.PolicyFrom != FromConfig && sc.PolicyFrom != "" {
 		sc.ConfigErr = "" // read elsewhere: not a problem
@@ -229,28 +235,34 @@ func readServer(ctx context.Context, c redis.UniversalClient, addr string) (Serv
 
 // isMiniredis reports whether c is a miniredis (HELLO's server field),
 // which has no maxmemory, CONFIG nor INFO memory, and never evicts. It
-// asks in the client's own protocol, so the connection stays as it is.
-func isMiniredis(ctx context.Context, c redis.UniversalClient) bool {
+// asks in the client's own protocol, so the connection stays as it is. A
+// server that refuses HELLO is not a miniredis; a HELLO that got no reply
+// (the context ended, the connection failed) is an error: the answer is
+// unknown, and a policy left unknown would be refused as unsafe.
+func isMiniredis(ctx context.Context, c redis.UniversalClient) (bool, error) {
 	rc, ok := c.(*redis.Client)
 	if !ok {
-		return false
+		return false, nil
 	}
 	// go-redis sets Protocol (2 or 3) when it builds the client
 	v, err := rc.Do(ctx, "hello", rc.Options().Protocol).Result()
-	if err != nil {
-		return false
+	if _, replied := errors.AsType[redis.Error](err); err != nil {
+		if replied {
+			return false, nil
+		}
+		return false, err
 	}
 	switch m := v.(type) {
 	case map[any]any: // RESP3
-		return m["server"] == "miniredis"
+		return m["server"] == "miniredis", nil
 	case []any: // RESP2: field, value, ...
 		for i := 0; i+1 < len(m); i += 2 {
 			if m[i] == "server" {
-				return m[i+1] == "miniredis"
+				return m[i+1] == "miniredis", nil
 			}
 		}
 	}
-	return false
+	return false, nil
 }
 
 // parseInfo returns the field:value lines of an INFO reply.

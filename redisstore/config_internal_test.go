@@ -53,17 +53,30 @@ func TestIsMiniredis(t *testing.T) {
 	mr := miniredis.RunT(t)
 	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": mr.Addr()}})
 	t.Cleanup(func() { _ = ring.Close() })
-	if isMiniredis(ctx, ring) {
-		t.Error("a ring is a miniredis")
+	if mini, err := isMiniredis(ctx, ring); mini || err != nil {
+		t.Errorf("a ring: %v, %v; want false, nil", mini, err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = c.Close() })
-	if !isMiniredis(ctx, c) {
-		t.Error("a miniredis is not")
+	if mini, err := isMiniredis(ctx, c); !mini || err != nil {
+		t.Errorf("a miniredis: %v, %v; want true, nil", mini, err)
 	}
+	// a HELLO that got no reply leaves the answer unknown: an error, not
+	// "not a miniredis" (whose unknown policy would then be refused)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if mini, err := isMiniredis(cancelled, c); mini || !errors.Is(err, context.Canceled) {
+		t.Errorf("a cancelled HELLO: %v, %v; want false, context.Canceled", mini, err)
+	}
+	// a server that refuses HELLO (it replied) is not a miniredis
+	mr.SetError("ERR unknown command 'hello'")
+	if mini, err := isMiniredis(ctx, c); mini || err != nil {
+		t.Errorf("HELLO refused: %v, %v; want false, nil", mini, err)
+	}
+	mr.SetError("")
 	mr.Close()
-	if isMiniredis(ctx, c) {
-		t.Error("a closed miniredis is a miniredis")
+	if mini, err := isMiniredis(ctx, c); mini || err == nil {
+		t.Errorf("a closed miniredis: %v, %v; want false and the error", mini, err)
 	}
 }
 
