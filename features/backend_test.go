@@ -67,19 +67,39 @@ func (b *miniBackend) shutdown() error {
 	return err
 }
 
-// clusterBackend is a real Redis Cluster, flushed before each scenario.
+// clusterBackend is a real Redis, a Cluster or one server, flushed
+// before each scenario.
 // Its clock is the machine's and cannot be moved: pass moves the data
 // back instead (the lease times and TTLs, and the mirror's rows), and
 // "expires N from now" allows for the time since the request.
 type clusterBackend struct {
-	c *redis.ClusterClient
+	c redis.UniversalClient
+	// forEach runs fn on every master: the Cluster's, or the one server
+	forEach func(ctx context.Context, fn func(ctx context.Context, c *redis.Client) error) error
 }
 
 // newClusterBackend returns the constructor of backends on the Cluster
 // seeded with addrs.
 func newClusterBackend(addrs []string) func(time.Time) (redisBackend, error) {
 	return func(time.Time) (redisBackend, error) {
-		b := &clusterBackend{c: redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})}
+		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+		b := &clusterBackend{c: cc, forEach: cc.ForEachMaster}
+		if err := b.flushAll(); err != nil {
+			_ = b.c.Close()
+			return nil, err
+		}
+		return b, nil
+	}
+}
+
+// newServerBackend returns the constructor of backends on the standalone
+// Redis at addr.
+func newServerBackend(addr string) func(time.Time) (redisBackend, error) {
+	return func(time.Time) (redisBackend, error) {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		b := &clusterBackend{c: c, forEach: func(ctx context.Context, fn func(context.Context, *redis.Client) error) error {
+			return fn(ctx, c)
+		}}
 		if err := b.flushAll(); err != nil {
 			_ = b.c.Close()
 			return nil, err
@@ -94,7 +114,8 @@ func (b *clusterBackend) shutdown() error               { return b.c.Close() }
 
 // shiftScript takes ARGV[1] ms off the TTL of KEYS[1] (deleting it
 // when that is all it had left) and, for a lease hash, off its
-// acquired_at and expires_at: as if that time had passed.
+// acquired_at and expires_at (and each shared holder's acquired_at:<owner>
+// and expires_at:<owner>): as if that time had passed.
 var shiftScript = redis.NewScript(`
 local d = tonumber(ARGV[1])
 local ttl = redis.call('PTTL', KEYS[1])
@@ -106,10 +127,11 @@ if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl - d)
 end
 if redis.call('TYPE', KEYS[1]).ok == 'hash' then
-  for _, f in ipairs({'acquired_at', 'expires_at'}) do
-    local v = redis.call('HGET', KEYS[1], f)
-    if v then
-      redis.call('HSET', KEYS[1], f, string.format('%d', tonumber(v) - d))
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    local f = all[i]
+    if f == 'acquired_at' or f == 'expires_at' or f:find('^acquired_at:') or f:find('^expires_at:') then
+      redis.call('HSET', KEYS[1], f, string.format('%d', tonumber(all[i + 1]) - d))
     end
   end
 end
@@ -120,7 +142,7 @@ return 1
 func (b *clusterBackend) pass(d time.Duration, _ time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return b.c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+	return b.forEach(ctx, func(ctx context.Context, node *redis.Client) error {
 		iter := node.Scan(ctx, 0, "*", 1000).Iterator()
 		for iter.Next(ctx) {
 			if err := shiftScript.Run(ctx, b.c, []string{iter.Val()}, d.Milliseconds()).Err(); err != nil {
@@ -134,7 +156,7 @@ func (b *clusterBackend) pass(d time.Duration, _ time.Time) error {
 func (b *clusterBackend) flushAll() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return b.c.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+	return b.forEach(ctx, func(ctx context.Context, c *redis.Client) error {
 		return c.FlushAll(ctx).Err()
 	})
 }
@@ -150,7 +172,7 @@ func (b *clusterBackend) commands() (int, error) {
 	defer cancel()
 	var mu sync.Mutex
 	total := 0
-	err := b.c.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+	err := b.forEach(ctx, func(ctx context.Context, c *redis.Client) error {
 		s, err := c.Info(ctx, "commandstats").Result()
 		if err != nil {
 			return err

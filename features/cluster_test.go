@@ -47,3 +47,26 @@ func TestFeaturesOnCluster(t *testing.T) {
 		t.Fatal("godog: scenarios failed on the Cluster")
 	}
 }
+
+// TestFeaturesOnRedis runs the scenarios on a real standalone Redis
+// (started for the test on a loopback port), its clock handled as on the
+// Cluster. Without redis-server it skips (fails under CI=true).
+func TestFeaturesOnRedis(t *testing.T) {
+	if _, err := testredis.LookPath("redis-server"); err != nil {
+		testutil.Unavailable(t, "no redis-server: %v", err)
+	}
+	newBackend := newServerBackend(testredis.Start(t).Addr)
+	suite := godog.TestSuite{
+		Name:                "lockcoord-redis",
+		ScenarioInitializer: func(sc *godog.ScenarioContext) { initScenarioOn(sc, newBackend) },
+		Options: &godog.Options{
+			Format:   "progress",
+			Paths:    []string{"."},
+			Strict:   true,
+			TestingT: t,
+		},
+	}
+	if suite.Run() != 0 {
+		t.Fatal("godog: scenarios failed on Redis")
+	}
+}

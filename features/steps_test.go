@@ -749,4 +749,5 @@ func initScenarioOn(sc *godog.ScenarioContext, newBackend func(time.Time) (redis
 	sc.Then(step(`Redis received no command`), w.redisUntouched)
 
 	w.registerLifecycle(sc)
+	registerModes(sc, w)
 }
