@@ -61,6 +61,11 @@ type DiagnoseOptions struct {
 	// Limit: the most leases each list of the report holds (the counts are
 	// exact). Zero means DefaultListLimit (100); negative, no limit.
 	Limit int
+	// VacancyBudget: elections without a leader for longer than this (by
+	// the mirror: no row of their office, the last term ended before) are
+	// reported as vacant. Zero means DefaultVacancyBudget (1 min); a
+	// negative value switches the check off.
+	VacancyBudget time.Duration
 }
 
 // Report is what Diagnose found. Render it with WriteTable or as JSON,
@@ -87,6 +92,11 @@ type Report struct {
 	// Leases held longer than HoldBudget, longest first.
 	LongHeldCount int
 	LongHeld      []coordinator.Lease
+	// Elections without a leader for longer than VacancyBudget, the
+	// longest vacant first (0 and none when the check is off).
+	VacancyBudget time.Duration
+	VacantCount   int
+	Vacant        []Vacancy
 	// Open dead letters: stream entries the mirror kept in
 	// lock_dead_letters instead of applying them, oldest first.
 	DeadLetterCount int
@@ -143,6 +153,12 @@ func (m *Mirror) Diagnose(ctx context.Context, opts DiagnoseOptions) (Report, er
 	}
 	if err := m.diagnoseStale(ctx, &r, limit); err != nil {
 		return r, err
+	}
+	if vb := cmp.Or(opts.VacancyBudget, DefaultVacancyBudget); vb > 0 {
+		r.VacancyBudget = vb
+		if err := m.diagnoseVacancies(ctx, &r, r.At.Add(-vb), limit); err != nil {
+			return r, err
+		}
 	}
 	grace := max(cmp.Or(opts.MissingGrace, DefaultMissingGrace), 0)
 	if err := m.diagnoseLeases(ctx, &r, grace, limit); err != nil {

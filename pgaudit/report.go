@@ -30,6 +30,7 @@ type Thresholds struct {
 	MaxPending     int64         // entries read, not yet acknowledged
 	MaxLag         time.Duration // age of the oldest entry not acknowledged
 	MaxDeadLetters int           // open dead letters (entries not applied)
+	MaxVacant      int           // elections without a leader for longer than the vacancy budget
 }
 
 // DefaultThresholds are those of a monitoring job that pages for a mirror
@@ -39,7 +40,7 @@ type Thresholds struct {
 // not judged.
 func DefaultThresholds() Thresholds {
 	return Thresholds{MaxStale: -1, MaxMissing: 0, MaxLongHeld: -1, MaxUndelivered: -1, MaxPending: -1, MaxLag: time.Minute,
-		MaxDeadLetters: 0}
+		MaxDeadLetters: 0, MaxVacant: -1}
 }
 
 // Problems lists the thresholds r exceeds, one sentence each.
@@ -56,6 +57,7 @@ func (r Report) Problems(t Thresholds) []string {
 	check(r.Lag.Undelivered, t.MaxUndelivered, "stream entries not yet read by the mirror")
 	check(r.Lag.Pending, t.MaxPending, "stream entries read but not acknowledged")
 	check(int64(r.DeadLetterCount), int64(t.MaxDeadLetters), "dead letters: stream entries not applied (lockctl dead-letters)")
+	check(int64(r.VacantCount), int64(t.MaxVacant), "elections without a leader for longer than "+r.VacancyBudget.String())
 	if t.MaxLag >= 0 && r.Lag.Oldest > t.MaxLag {
 		p = append(p, fmt.Sprintf("oldest unacknowledged entry is %s old (at most %s allowed)", r.Lag.Oldest, t.MaxLag))
 	}
@@ -105,6 +107,8 @@ func (r Report) WriteTable(w io.Writer) error {
 	}
 	r.writeLeases(w, tw, "MISSING FROM THE MIRROR (held in Redis, no row of that token)", r.Missing, r.MissingCount)
 	r.writeLeases(w, tw, "HELD LONGER THAN "+budget, r.LongHeld, r.LongHeldCount)
+	r.writeVacancies(tw)
+	more(w, len(r.Vacant), r.VacantCount)
 	if len(r.DeadLetters) > 0 {
 		fmt.Fprintf(tw, "\nDEAD LETTERS (entries kept in lock_dead_letters, not applied)\nPARTITION\tENTRY\tRECORDED AT\tREASON\n")
 		for _, d := range r.DeadLetters {
@@ -141,6 +145,9 @@ func (r Report) writeSummary(tw io.Writer, budget string) {
 	fmt.Fprintf(tw, "read, not acknowledged\t%d\n", r.Lag.Pending)
 	fmt.Fprintf(tw, "oldest unacknowledged\t%s\n", r.Lag.Oldest.Round(time.Millisecond))
 	fmt.Fprintf(tw, "dead letters (not applied)\t%d\n", r.DeadLetterCount)
+	if r.VacancyBudget > 0 {
+		fmt.Fprintf(tw, "elections vacant longer than %s\t%d\n", r.VacancyBudget, r.VacantCount)
+	}
 	for _, sc := range r.Redis {
 		fmt.Fprintf(tw, "redis %s\tmaxmemory-policy %s, persistence %s\n", sc.Addr, cmp.Or(sc.Policy, "unknown"), sc.Persistence())
 	}
@@ -221,6 +228,8 @@ type (
 		LongHeld     jsonList                  `json:"long_held"`
 		Lag          jsonLag                   `json:"lag"`
 		DeadLetters  jsonDeadLetters           `json:"dead_letters"`
+		VacancyMS    int64                     `json:"vacancy_budget_ms"`
+		Vacant       jsonVacancies             `json:"vacant_elections"`
 		Redis        []redisstore.ServerConfig `json:"redis"`
 	}
 )
@@ -244,7 +253,8 @@ func (r Report) MarshalJSON() ([]byte, error) {
 		LongHeld: jsonList{Count: r.LongHeldCount, Leases: r.leaseRows(r.LongHeld)},
 		Lag: jsonLag{Entries: r.Lag.Entries, Undelivered: r.Lag.Undelivered, Pending: r.Lag.Pending,
 			OldestMS: r.Lag.Oldest.Milliseconds(), Partitions: make([]jsonPartition, 0, len(r.Lag.Partitions))},
-		Redis: append([]redisstore.ServerConfig{}, r.Redis...),
+		Redis:     append([]redisstore.ServerConfig{}, r.Redis...),
+		VacancyMS: r.VacancyBudget.Milliseconds(), Vacant: r.vacancyJSON(),
 	}
 	for _, s := range r.Stale {
 		renewed := s.RenewedAt.UTC()

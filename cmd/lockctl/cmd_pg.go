@@ -287,7 +287,9 @@ leases (expired holders still in the mirror), Redis leases missing from
 the mirror, the mirror's lag (stream entries, not yet read, pending, age
 of the oldest unacknowledged), leases held longer than --hold-budget and
 the open dead letters (stream entries kept in lock_dead_letters instead of
-being applied), as a table or JSON, and judges them against thresholds. A
+being applied), elections without a leader for longer than
+--vacancy-budget (by the mirror: no row of their office since their last
+term ended), as a table or JSON, and judges them against thresholds. A
 negative threshold is not checked. It only reads, a page at a time: no
 command holds Redis for more than a few milliseconds.
 
@@ -337,6 +339,8 @@ func (dr *diagnosticsRun) addFlags(cmd *cobra.Command) {
 	f.Int64Var(&th.MaxPending, "max-pending", th.MaxPending, "most stream entries read but not acknowledged")
 	f.DurationVar(&th.MaxLag, "max-lag", th.MaxLag, "oldest unacknowledged entry allowed (negative: not checked)")
 	f.IntVar(&th.MaxDeadLetters, "max-dead-letters", th.MaxDeadLetters, "most open dead letters (entries not applied)")
+	f.IntVar(&th.MaxVacant, "max-vacant", th.MaxVacant, "most elections without a leader for longer than --vacancy-budget")
+	f.DurationVar(&opts.VacancyBudget, "vacancy-budget", pgaudit.DefaultVacancyBudget, "report elections without a leader for longer than this (negative: off)")
 	f.DurationVar(&opts.HoldBudget, "hold-budget", pgaudit.DefaultHoldBudget, "report leases held longer than this")
 	f.DurationVar(&opts.MissingGrace, "missing-grace", pgaudit.DefaultMissingGrace, "do not count leases younger than this as missing")
 	f.IntVar(&opts.Limit, "limit", pgaudit.DefaultListLimit, "most leases listed per section (counts are exact)")
