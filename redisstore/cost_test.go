@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/redisstore"
 )
 
 // commands returns the commands a real Redis ran for fn, by name
-// (INFO commandstats after CONFIG RESETSTAT), but for the scripts'
-// EVALSHA and the reset itself: the redis.call commands of the scripts.
+// (INFO commandstats after CONFIG RESETSTAT), but for the reset itself:
+// the scripts' calls and the redis.call commands they ran.
 func commands(t *testing.T, b *backend, fn func()) map[string]int {
 	t.Helper()
 	ctx := context.Background()
@@ -36,7 +37,7 @@ func commands(t *testing.T, b *backend, fn func()) map[string]int {
 			t.Fatalf("commandstats line %q", l)
 		}
 		switch name {
-		case "evalsha", "eval", "config|resetstat", "config", "info", "ping", "hello", "client|setinfo":
+		case "config|resetstat", "config", "info", "ping", "hello", "client|setinfo":
 		default:
 			out[name] = n
 		}
@@ -44,11 +45,14 @@ func commands(t *testing.T, b *backend, fn func()) map[string]int {
 	return out
 }
 
-// total is the number of commands in c.
+// total is the number of commands in c run inside the scripts or on
+// their own, the scripts' calls (EVALSHA, EVAL) not counted.
 func total(c map[string]int) int {
 	n := 0
-	for _, v := range c {
-		n += v
+	for k, v := range c {
+		if k != "evalsha" && k != "eval" {
+			n += v
+		}
 	}
 	return n
 }
@@ -94,6 +98,54 @@ func TestCommandCounts(t *testing.T) {
 		t.Logf("%s: %d commands %v", tc.name, total(c), c)
 		if total(c) != tc.want {
 			t.Errorf("%s: %d commands %v, want %d", tc.name, total(c), c, tc.want)
+		}
+	}
+}
+
+// TestAcquireAllCost: what AcquireAll of two fresh exclusive claims costs
+// (INFO commandstats): in one partition, one script (acquireall.lua)
+// that decides both claims (HGETALL TIME GET each) and then takes them
+// (9 commands each), in one round trip; across partitions, a SET NX of
+// the attempt's nonce and one acquire.lua per claim (9 commands each), in
+// three round trips.
+func TestAcquireAllCost(t *testing.T) {
+	b := newRealBackend(t)
+	ctx := t.Context()
+	s := b.newStore(t, redisstore.WithPartitions(4))
+	var ids reqIDs
+	one := []coordinator.Resource{coordinator.Plan("all-1")}
+	for i := 0; len(one) < 2; i++ {
+		if r := coordinator.Plan("all-x" + strconv.Itoa(i)); s.Layout().Partition(r) == s.Layout().Partition(one[0]) {
+			one = append(one, r)
+		}
+	}
+	spreadRs := spread(t, s, "all-s", 2)
+	take := func(rs []coordinator.Resource) func() {
+		return func() {
+			id := ids.next()
+			must[[]coordinator.Lease](t)(s.AcquireAll(ctx, allReqs("w1", id, rs...)))
+		}
+	}
+	// the owner index of every partition exists from now on
+	for _, rs := range [][]coordinator.Resource{one, spreadRs} {
+		take(rs)()
+		for _, r := range rs {
+			lease(t)(s.Release(ctx, request(r, "w1", ids.next(), 0)))
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		rs    []coordinator.Resource
+		want  int
+		calls int // scripts run
+	}{
+		{"AcquireAll of 2 in one partition", one, 24, 1},
+		{"AcquireAll of 2 across partitions", spreadRs, 19, 2},
+	} {
+		c := commands(t, b, take(tc.rs))
+		t.Logf("%s: %d commands %v", tc.name, total(c), c)
+		if total(c) != tc.want || c["evalsha"] != tc.calls {
+			t.Errorf("%s: %d commands and %d scripts %v, want %d and %d", tc.name, total(c), c["evalsha"], c, tc.want, tc.calls)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/lockcoord/lockcoord/internal/redisharness"
 	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/redisstore"
 )
 
 // The conformance suites of coordinator/storetest, through the one
@@ -17,4 +18,11 @@ func TestConformanceMiniredis(t *testing.T) {
 
 func TestConformanceRedis(t *testing.T) {
 	redisharness.RunAll(t, &redisharness.Client{Client: testredis.Start(t).Client(t)})
+}
+
+// TestConformanceOnePartition: the suites on a store of one partition,
+// where every AcquireAll is one script (acquireall.lua).
+func TestConformanceOnePartition(t *testing.T) {
+	redisharness.RunAll(t, &redisharness.Client{Client: testredis.Start(t).Client(t),
+		Options: []redisstore.Option{redisstore.WithPartitions(1)}})
 }

@@ -1,6 +1,7 @@
 package redisstore
 
-// This file holds AcquireAll as ordered acquisitions of one resource
+// This file holds AcquireAll: in one script (acquireall.lua) when every
+// claim is in one partition, else as ordered acquisitions of one resource
 // each, with rollback.
 
 import (
@@ -17,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/scripts"
 )
 
 // validateMode checks a request's mode, cap and metadata as the
@@ -66,6 +68,9 @@ func (s *Store) acquireAll(ctx context.Context, reqs []coordinator.Request, wait
 	}
 	if err := s.ready(ctx); err != nil {
 		return nil, opError("acquire all", err)
+	}
+	if s.onePartition(reqs) {
+		return s.acquireAllScript(ctx, reqs, waiter, at, q)
 	}
 	memo := s.layout.AllRequestKey(s.layout.Partition(reqs[order[0]].Resource), reqs[0].RequestID)
 	nonce, err := s.allNonce(ctx, memo)
@@ -197,4 +202,98 @@ func (s *Store) rollback(ctx context.Context, reqs []coordinator.Request, taken 
 		return fmt.Errorf("%w; cleaning up failed: %w", cause, errors.Join(errs...))
 	}
 	return cause
+}
+
+// onePartition reports whether every request of reqs is in one partition.
+func (s *Store) onePartition(reqs []coordinator.Request) bool {
+	p := s.layout.Partition(reqs[0].Resource)
+	for _, req := range reqs[1:] {
+		if s.layout.Partition(req.Resource) != p {
+			return false
+		}
+	}
+	return true
+}
+
+// acquireAllScript is AcquireAll of requests in one partition: one
+// acquireall.lua, all or nothing, applied once as a whole for a repeated
+// request ID (the holds remember it). waiter queues for at, as
+// AcquireAllQueued's.
+func (s *Store) acquireAllScript(ctx context.Context, reqs []coordinator.Request, waiter string, at coordinator.Resource,
+	q coordinator.Queueing) ([]coordinator.Lease, error) {
+	keys := make([]string, 0, 5*len(reqs))
+	args := make([]any, 0, acquireArgs*len(reqs))
+	for _, req := range reqs {
+		w := ""
+		if req.Resource == at {
+			w = waiter
+		}
+		k, a := s.acquireCall(req, w, q)
+		keys, args = append(keys, k...), append(args, a...)
+	}
+	v, ackErr, err := s.evalMarked(ctx, scripts.AcquireAll(), keys, func(st int64) bool { return st == 0 }, args)
+	if err != nil {
+		return nil, opError("acquire all", err)
+	}
+	st, err := toInt(v[0])
+	if err != nil || len(v) < 2 {
+		return nil, fmt.Errorf("redisstore: acquire all: reply %v", v)
+	}
+	if st > 0 && int(st) <= len(reqs) {
+		req := reqs[st-1]
+		rp, err := parseClaim(req.Resource, v[1])
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: acquire all: %s: %w", req.Resource, err)
+		}
+		if err := rp.refusal(req); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("redisstore: acquire all: %s refused with status %d", req.Resource, rp.status)
+	}
+	if len(v) != len(reqs)+1 {
+		return nil, fmt.Errorf("redisstore: acquire all: %d replies for %d claims", len(v)-1, len(reqs))
+	}
+	leases := make([]coordinator.Lease, len(reqs))
+	for i, req := range reqs {
+		rp, err := parseClaim(req.Resource, v[i+1])
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: acquire all: %s: %w", req.Resource, err)
+		}
+		leases[i] = rp.lease
+		if rp.status == statusFree { // a repeat, this hold gone since
+			leases[i] = coordinator.Lease{Resource: req.Resource, Owner: req.Owner}
+		}
+	}
+	if ackErr != nil {
+		return nil, fmt.Errorf("redisstore: acquire all: %w", s.unackAll(ctx, reqs, ackErr))
+	}
+	return leases, nil
+}
+
+// parseClaim reads one claim's reply of acquireall.lua (acquire.lua's).
+func parseClaim(r coordinator.Resource, v any) (scriptReply, error) {
+	a, ok := v.([]any)
+	if !ok {
+		return scriptReply{}, fmt.Errorf("claim reply: unexpected %T", v)
+	}
+	return parseReply(r, a)
+}
+
+// unackAll undoes the acquisitions of reqs, which the replicas did not
+// acknowledge (see unack).
+func (s *Store) unackAll(ctx context.Context, reqs []coordinator.Request, ackErr error) error {
+	// undo even when the caller's context ended while WAIT ran
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
+	var errs []error
+	for _, req := range reqs {
+		undo := coordinator.Request{Resource: req.Resource, Owner: req.Owner, RequestID: req.RequestID + ".unacked"}
+		if _, err := s.release(ctx, undo, "one"); err != nil {
+			errs = append(errs, fmt.Errorf("%s stays held until its TTL: %w", req.Resource, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w; undoing the acquisitions failed: %w", ackErr, errors.Join(errs...))
+	}
+	return fmt.Errorf("%w; the acquisitions were undone", ackErr)
 }

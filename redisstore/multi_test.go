@@ -235,8 +235,9 @@ func TestAcquireAllCleanupFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newMiniBackend(t)
 			ctx := t.Context()
-			s := b.newStore(t, redisstore.WithPartitions(1))
-			a, c := coordinator.Plan("ca"), coordinator.Plan("cc")
+			s := b.newStore(t, redisstore.WithPartitions(4))
+			rs := spread(t, s, "c", 2) // the ordered path, across partitions
+			a, c := rs[0], rs[1]
 			lease(t)(s.Acquire(ctx, request(c, "holder", "h1", time.Minute)))
 			b.client.AddHook(failHook{fail: func(args []any) error {
 				if has(args, tc.arg) && (tc.name == "release" || strings.EqualFold(fmt.Sprint(args[0]), "del")) {
@@ -284,14 +285,17 @@ func TestAcquireAllRecord(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newMiniBackend(t)
 			ctx := t.Context()
-			s := b.newStore(t, redisstore.WithPartitions(1))
-			a := coordinator.Plan("ra")
-			reqs := allReqs("w1", "x", a)
+			s := b.newStore(t, redisstore.WithPartitions(4))
+			rs := spread(t, s, "r", 2) // the ordered path, across partitions
+			a := rs[0]
+			reqs := allReqs("w1", "x", rs...)
 			// a first call records the nonce: the second reads it
 			must[[]coordinator.Lease](t)(s.AcquireAll(ctx, reqs))
-			lease(t)(s.Release(ctx, request(a, "w1", "r1", 0)))
+			for _, r := range rs {
+				lease(t)(s.Release(ctx, request(r, "w1", "r1", 0)))
+			}
 			if tc.name == "write fails" {
-				reqs = allReqs("w1", "y", a)
+				reqs = allReqs("w1", "y", rs...)
 			}
 			b.client.AddHook(failHook{fail: tc.fail})
 			ls, err := s.AcquireAll(ctx, reqs)
@@ -340,4 +344,23 @@ func TestHoldersOfAnExclusiveLease(t *testing.T) {
 	if len(ls) != 1 || ls[0].Token != l.Token || ls[0].Mode != coordinator.ModeExclusive {
 		t.Fatalf("Holders = %+v", ls)
 	}
+}
+
+// spread returns n plans named <prefix><i>, each in a partition of its
+// own in s.
+func spread(t *testing.T, s *redisstore.Store, prefix string, n int) []coordinator.Resource {
+	t.Helper()
+	var out []coordinator.Resource
+	seen := map[int]bool{}
+	for i := 0; len(out) < n; i++ {
+		if i > 1000 {
+			t.Fatalf("no %d partitions for %d plans", n, n)
+		}
+		r := coordinator.Plan(prefix + strconv.Itoa(i))
+		if p := s.Layout().Partition(r); !seen[p] {
+			seen[p] = true
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -50,6 +50,22 @@ func (rp scriptReply) conflict() *coordinator.ConflictError {
 		Meta: l.Meta, Queued: rp.queued}
 }
 
+// refusal returns the error of a refused acquisition of req (a conflict,
+// an upgrade conflict, another cap), or nil.
+func (rp scriptReply) refusal(req coordinator.Request) error {
+	switch rp.status {
+	case statusConflict:
+		return rp.conflict()
+	case statusUpgrade:
+		ce := rp.conflict()
+		ce.Upgrade = true
+		return ce
+	case statusCap:
+		return capError(req.Resource, req.Permits, rp.lease.Permits)
+	}
+	return nil
+}
+
 // parseReply reads {status, owner, count, token, acquired_at, expires_at,
 // remaining, meta, mode, cap, holders, queued}, or {status} of a free
 // resource.

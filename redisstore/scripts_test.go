@@ -151,8 +151,9 @@ func TestScriptContracts(t *testing.T) {
 // hash Run uses for EVALSHA.
 func TestScriptsAll(t *testing.T) {
 	all := scripts.All()
-	if len(all) != 4 || all[0] != scripts.Acquire() || all[1] != scripts.Renew() || all[2] != scripts.Release() || all[3] != scripts.Unqueue() {
-		t.Fatalf("All() = %v, want Acquire, Renew, Release, Unqueue", all)
+	if len(all) != 5 || all[0] != scripts.Acquire() || all[1] != scripts.Renew() || all[2] != scripts.Release() ||
+		all[3] != scripts.Unqueue() || all[4] != scripts.AcquireAll() {
+		t.Fatalf("All() = %v, want Acquire, Renew, Release, Unqueue, AcquireAll", all)
 	}
 	onBoth(t, func(t *testing.T, b *backend) {
 		ctx := t.Context()
@@ -167,10 +168,10 @@ func TestScriptsAll(t *testing.T) {
 			hashes = append(hashes, s.Hash())
 		}
 		exists := must[[]bool](t)(b.client.ScriptExists(ctx, hashes...).Result())
-		if !slices.Equal(exists, []bool{true, true, true, true}) {
+		if !slices.Equal(exists, []bool{true, true, true, true, true}) {
 			t.Fatalf("SCRIPT EXISTS = %v", exists)
 		}
-		if len(slices.Compact(slices.Sorted(slices.Values(hashes)))) != 4 {
+		if len(slices.Compact(slices.Sorted(slices.Values(hashes)))) != 5 {
 			t.Fatalf("scripts share a hash: %v", hashes)
 		}
 	})

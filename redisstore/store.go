@@ -219,6 +219,35 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 	if err := s.ready(ctx); err != nil {
 		return coordinator.Lease{}, opError("acquire "+r.String(), err)
 	}
+	keys, args := s.acquireCall(req, waiter, q)
+	v, ackErr, err := s.evalMarked(ctx, scripts.Acquire(), keys, acquireWrote, args)
+	if err != nil {
+		return coordinator.Lease{}, opError("acquire "+r.String(), err)
+	}
+	rp, err := parseReply(r, v)
+	if err != nil {
+		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, err)
+	}
+	if err := rp.refusal(req); err != nil {
+		return coordinator.Lease{}, err
+	}
+	if ackErr != nil {
+		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, s.unack(ctx, req, ackErr))
+	}
+	return rp.lease, nil
+}
+
+// acquireArgs is the number of ARGV of acquire.lua, and markArg the
+// index of its ARGV[14] in them (mark an unmarked fence).
+const (
+	acquireArgs = 17
+	markArg     = 13
+)
+
+// acquireCall returns the KEYS and ARGV of acquire.lua taking req, queued
+// as waiter when refused.
+func (s *Store) acquireCall(req coordinator.Request, waiter string, q coordinator.Queueing) ([]string, []any) {
+	r := req.Resource
 	pk := &s.parts[s.layout.Partition(r)]
 	keys := []string{leaseKey(pk.tag, r), pk.fence, pk.events, ownerKey(pk.tag, req.Owner), queueKey(pk.tag, r)}
 	var waiterArg, stay any = "", "0"
@@ -232,40 +261,28 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 	if req.Mode == coordinator.ModeShared {
 		modeArg, capArg = "shared", strconv.Itoa(req.Permits)
 	}
-	args := []any{req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg, req.Meta,
-		modeArg, capArg, s.partsArg, "0", s.noteArg, pk.released}
-	const markArg = 13 // ARGV[14] of acquire.lua: mark an unmarked fence
-	v, ackErr, err := s.eval(ctx, scripts.Acquire(), keys, acquireWrote, args...)
-	if unmarked(err) {
-		// the partition lost its data (or was never used): check the
-		// configuration and the partition count again, then mark it
-		if err := s.recheck(ctx); err != nil {
-			return coordinator.Lease{}, opError("acquire "+r.String(), err)
-		}
-		args[markArg] = "1"
-		v, ackErr, err = s.eval(ctx, scripts.Acquire(), keys, acquireWrote, args...)
+	return keys, []any{req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg,
+		req.Meta, modeArg, capArg, s.partsArg, "0", s.noteArg, pk.released, "0"}
+}
+
+// evalMarked runs an acquiring script with args, acquire.lua's ARGV for
+// each of its claims. A fence counter without its marker (the partition
+// lost its data, or was never used) makes the store check the
+// configuration and the partition count again, then run the script once
+// more, marking it.
+func (s *Store) evalMarked(ctx context.Context, script *redis.Script, keys []string, wrote func(int64) bool,
+	args []any) ([]any, error, error) {
+	v, ackErr, err := s.eval(ctx, script, keys, wrote, args...)
+	if !unmarked(err) {
+		return v, ackErr, err
 	}
-	if err != nil {
-		return coordinator.Lease{}, opError("acquire "+r.String(), err)
+	if err := s.recheck(ctx); err != nil {
+		return nil, nil, err
 	}
-	rp, err := parseReply(r, v)
-	if err != nil {
-		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, err)
+	for i := markArg; i < len(args); i += acquireArgs {
+		args[i] = "1"
 	}
-	switch rp.status {
-	case statusConflict:
-		return coordinator.Lease{}, rp.conflict()
-	case statusUpgrade:
-		ce := rp.conflict()
-		ce.Upgrade = true
-		return coordinator.Lease{}, ce
-	case statusCap:
-		return coordinator.Lease{}, capError(r, req.Permits, rp.lease.Permits)
-	}
-	if ackErr != nil {
-		return coordinator.Lease{}, fmt.Errorf("redisstore: acquire %s: %w", r, s.unack(ctx, req, ackErr))
-	}
-	return rp.lease, nil
+	return s.eval(ctx, script, keys, wrote, args...)
 }
 
 // Renew implements coordinator.Store.

@@ -23,6 +23,9 @@
 --          checked the recorded count), else "0": refuse it
 -- ARGV[15] notification mode: 0 none, 1 PUBLISH, 2 SPUBLISH (Cluster), see release.lua
 -- ARGV[16] notification channel <prefix>:{p}:released (see release.lua)
+-- ARGV[17] "1": decide only (acquireall.lua's first pass): a refusal as below, changing
+--          nothing (a conflict does not queue), or {5} it would upgrade, {6} re-enter,
+--          {7} take a fresh hold; else "0"
 -- Reply: {status, owner, count, token, acquired_at_ms, expires_at_ms,
 --         remaining_ms, meta, mode, cap, holders, queued}
 --   status 1 acquired, 2 re-entered (or upgraded: shared to exclusive,
@@ -94,6 +97,7 @@ prune(st, now)
 local mine = st.holders[owner]
 local ttl = tonumber(ARGV[2])
 local maxlen = ARGV[6]
+local dry = ARGV[17] == '1'
 
 -- the waiter queue as a list (see lib.lua), read once needed; life is
 -- the time a registration keeps a waiter's place
@@ -145,7 +149,7 @@ end
 -- upgrade conflict, which does not queue
 local function conflict(upgrade, n)
   if upgrade then return hold_reply(-4, first_other(st, owner), now, st) end
-  if waiter ~= '' then
+  if waiter ~= '' and not dry then
     -- the release that ends a hold notifies the first waiter alone
     n = n or ahead()
     enqueue()
@@ -261,8 +265,10 @@ if mine then
   end
   if not shared and st.shared then
     if st.n > 1 then return conflict(true) end
+    if dry then return {5} end
     return upgrade()
   end
+  if dry then return {6} end
   return reenter()
 end
 if st.n > 0 then
@@ -273,4 +279,5 @@ end
 -- fair: a fresh hold of a resource with waiters queued goes to the first
 local n = ahead()
 if n > 0 then return conflict(false, n) end
+if dry then return {7} end
 return fresh()

@@ -1,8 +1,12 @@
 // Package scripts embeds the Lua scripts that make lease changes atomic in
 // Redis, one per operation:
 //
-//   - acquire.lua takes a free resource or re-enters the owner's lease, and
-//     queues a waiting acquirer that is refused (Acquire);
+//   - acquire.lua takes a free resource, joins a shared one, or re-enters
+//     (or upgrades) the owner's lease, and queues a waiting acquirer that
+//     is refused (Acquire);
+//   - acquireall.lua takes every claim of an AcquireAll in one partition,
+//     all or nothing (AcquireAll), built with acquire.lua as a function it
+//     calls per claim;
 //   - renew.lua sets the expiry of the owner's lease (Renew);
 //   - release.lua drops one hold, every hold, or forces a lease off, and
 //     tells the first queued waiter or every listener (Release);
@@ -11,7 +15,8 @@
 // lib.lua holds the helpers they share (finding and cutting a word of a
 // space-separated list, remembering the last request ids of a lease,
 // telling the first live waiter, raising an owner index's TTL, reading
-// Redis time); each script is built as lib.lua followed by its own file.
+// Redis time); each script is built as lib.lua followed by its own file
+// (acquireall.lua also by acquire.lua).
 // Each file begins with its KEYS / ARGV / reply / cost contract. Every key
 // a script touches shares the partition's hash tag, so each script runs on
 // one Redis Cluster slot; every change appends its event to the

@@ -17,6 +17,8 @@ var (
 	releaseSrc string
 	//go:embed unqueue.lua
 	unqueueSrc string
+	//go:embed acquireall.lua
+	acquireAllSrc string
 )
 
 // The scripts, each built and wrapped once: lib.lua, then the script's
@@ -26,6 +28,8 @@ var (
 	renew   = build(renewSrc)
 	release = build(releaseSrc)
 	unqueue = build(unqueueSrc)
+	// acquireall.lua calls acquire.lua, as a function, for each claim
+	acquireAll = redis.NewScript(libSrc + "local function acquire_one(KEYS, ARGV)\n" + acquireSrc + "\nend\n" + acquireAllSrc)
 )
 
 // build returns src with the shared helpers of lib.lua in front.
@@ -47,5 +51,9 @@ func Release() *redis.Script { return release }
 // queue.
 func Unqueue() *redis.Script { return unqueue }
 
+// AcquireAll returns acquireall.lua: take every claim of an AcquireAll
+// whose resources share a partition, all or nothing, in one script.
+func AcquireAll() *redis.Script { return acquireAll }
+
 // All returns every script, for preloading with Load.
-func All() []*redis.Script { return []*redis.Script{acquire, renew, release, unqueue} }
+func All() []*redis.Script { return []*redis.Script{acquire, renew, release, unqueue, acquireAll} }
