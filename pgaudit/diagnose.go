@@ -381,7 +381,7 @@ func (m *Mirror) readLeases(ctx context.Context, keys []string, now time.Time) (
 		if f["owner"] == "" && f["mode"] == "" {
 			continue // gone since the scan, or not a lease
 		}
-		ls, err := redisstore.ParseLeaseHash(r.res, f, 0, now)
+		ls, err := redisstore.ParseHolders(r.res, f, 0, now)
 		if err != nil {
 			return nil, fmt.Errorf("pgaudit: read lease %s: %w", r.key, err)
 		}

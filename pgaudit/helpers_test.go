@@ -215,7 +215,7 @@ func (e *redisEnv) redisLeases(t testing.TB) []lease {
 		if err != nil {
 			t.Fatal(err)
 		}
-		holds, err := redisstore.ParseLeaseHash(r, h, 0, now)
+		holds, err := redisstore.ParseHolders(r, h, 0, now)
 		if err != nil {
 			t.Fatalf("%s: %v", iter.Val(), err)
 		}

@@ -64,20 +64,6 @@ func (s *Store) holders(ctx context.Context, r coordinator.Resource) ([]coordina
 	return ls, nil
 }
 
-// ParseLeaseHash reads the fields of r's lease hash (HGETALL), whose
-// key had pttl left (PTTL) at Redis time now, into its live holds sorted
-// by expiry, then owner (see Holders); none when the hash holds no lease.
-// A hash that no script wrote gives an error wrapping ErrCorrupt. It is
-// the reading of Holders, for tools that read lease keys themselves
-// (pgaudit's diagnostics).
-func ParseLeaseHash(r coordinator.Resource, fields map[string]string, pttl time.Duration, now time.Time) ([]coordinator.Lease, error) {
-	ls, err := parseHash(r, fields, pttl, now)
-	if err != nil {
-		return nil, fmt.Errorf("%w: lease of %s: %w", ErrCorrupt, r, err)
-	}
-	return ls, nil
-}
-
 // holdFields are the fields of one hold, in the order leaseFrom reads
 // them after the owner.
 var holdFields = [...]string{"count", "token", "acquired_at", "expires_at"}
