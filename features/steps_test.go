@@ -711,6 +711,7 @@ func initScenarioOn(sc *godog.ScenarioContext, newBackend func(time.Time) (redis
 		return ctx, errors.Join(w.shutdown(), w.dropAudit())
 	})
 	initAuditSteps(sc, w)
+	initElectionSteps(sc, w)
 
 	sc.Given(step(`coordinators give {type} leases a TTL of {dur}`), w.typeTTL)
 	sc.Given(step(`coordinators give leases of other types a TTL of {dur}`), w.defaultTTL)
