@@ -237,7 +237,7 @@ func (e *electionSteps) vacant(election string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), electionWait)
 	defer cancel()
 	if l, err := e.w.observer().Leader(ctx, el); !errors.Is(err, coordinator.ErrNotHeld) {
-		return fmt.Errorf("Leader = %+v, %v; want ErrNotHeld", l, err)
+		return fmt.Errorf("Leader = %+v, %w; want ErrNotHeld", l, err)
 	}
 	return nil
 }
