@@ -298,7 +298,8 @@ func head[T any](s []T, n int) []T {
 
 // eachLeasePage calls f with every lease of the store's prefix, a page at
 // a time: one SCAN (COUNT scanPage) of the lease keys (on every master of
-// a Cluster), then one pipeline of HGETALLs.
+// a Cluster), then one pipeline of HMGETs (and one of HGETALLs for the
+// shared leases among them).
 func (m *Mirror) eachLeasePage(ctx context.Context, now time.Time, f func([]coordinator.Lease) error) error {
 	match := m.layout.LeaseKeyPattern("")
 	scan := func(ctx context.Context, c redis.Cmdable) error {
