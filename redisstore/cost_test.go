@@ -113,12 +113,7 @@ func TestAcquireAllCost(t *testing.T) {
 	ctx := t.Context()
 	s := b.newStore(t, redisstore.WithPartitions(4))
 	var ids reqIDs
-	one := []coordinator.Resource{coordinator.Plan("all-1")}
-	for i := 0; len(one) < 2; i++ {
-		if r := coordinator.Plan("all-x" + strconv.Itoa(i)); s.Layout().Partition(r) == s.Layout().Partition(one[0]) {
-			one = append(one, r)
-		}
-	}
+	one := colocated(t, s, "all-x", 2)
 	spreadRs := spread(t, s, "all-s", 2)
 	take := func(rs []coordinator.Resource) func() {
 		return func() {

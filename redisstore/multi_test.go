@@ -364,3 +364,18 @@ func spread(t *testing.T, s *redisstore.Store, prefix string, n int) []coordinat
 	}
 	return out
 }
+
+// colocated returns n plans named <prefix><i>, all in one partition of s.
+func colocated(t *testing.T, s *redisstore.Store, prefix string, n int) []coordinator.Resource {
+	t.Helper()
+	out := []coordinator.Resource{coordinator.Plan(prefix + "0")}
+	for i := 1; len(out) < n; i++ {
+		if i > 10000 {
+			t.Fatalf("no %d plans in one partition", n)
+		}
+		if r := coordinator.Plan(prefix + strconv.Itoa(i)); s.Layout().Partition(r) == s.Layout().Partition(out[0]) {
+			out = append(out, r)
+		}
+	}
+	return out
+}

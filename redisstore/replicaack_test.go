@@ -128,6 +128,17 @@ func TestReplicaAck(t *testing.T) {
 	if after := lease(t)(quick.Inspect(ctx, held)); !after.ExpiresAt.After(before.ExpiresAt) {
 		t.Fatalf("renewal not kept on the master: expiry %v, before %v", after.ExpiresAt, before.ExpiresAt)
 	}
+	// an AcquireAll in one script is undone as a whole
+	both := colocated(t, quick, "all-ack", 2)
+	_, err = quick.AcquireAll(ctx, allReqs("w1", ids.next(), both...))
+	if !errors.Is(err, redisstore.ErrReplicaAck) || !strings.Contains(err.Error(), "acquisitions were undone") {
+		t.Fatalf("AcquireAll without replica = %v, want ErrReplicaAck, undone", err)
+	}
+	for _, r := range both {
+		if _, err := quick.Inspect(ctx, r); !errors.Is(err, coordinator.ErrNotHeld) {
+			t.Fatalf("Inspect of %s after an unacknowledged AcquireAll = %v, want ErrNotHeld (undone)", r, err)
+		}
+	}
 	// releases do not wait
 	lease(t)(quick.Release(ctx, request(held, "w1", ids.next(), 0)))
 }

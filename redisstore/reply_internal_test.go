@@ -72,3 +72,19 @@ func TestParseReply(t *testing.T) {
 		t.Errorf("toUint(int64 42) = %d, %v", tok, err)
 	}
 }
+
+// TestParseClaim: a claim's reply of acquireall.lua is acquire.lua's
+// reply, nested; anything else is an error.
+func TestParseClaim(t *testing.T) {
+	r := coordinator.Plan("1")
+	if _, err := parseClaim(r, int64(1)); err == nil || !strings.Contains(err.Error(), "claim reply") {
+		t.Fatalf("parseClaim(1) = %v, want an error naming the claim reply", err)
+	}
+	rp, err := parseClaim(r, []any{int64(-1)})
+	if err != nil || rp.status != statusFree {
+		t.Fatalf("parseClaim({-1}) = %+v, %v", rp, err)
+	}
+	if err := (scriptReply{status: 1}).refusal(coordinator.Request{Resource: r}); err != nil {
+		t.Fatalf("refusal of an acquisition: %v", err)
+	}
+}
