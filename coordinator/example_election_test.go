@@ -60,3 +60,65 @@ func ExampleCoordinator_Lead() {
 	// lead: <nil>
 	// observed: vacant
 }
+
+// ExampleCoordinator_Observe follows an election from another process:
+// the leader at once (here the office is vacant), then every change.
+func ExampleCoordinator_Observe() {
+	mr, _ := miniredis.Run()
+	defer mr.Close()
+	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer client.Close()
+	ctx := context.Background()
+	observer := coordinator.New(redisstore.New(client))
+	defer observer.Close(ctx)
+	worker := coordinator.New(redisstore.New(client))
+	defer worker.Close(ctx)
+
+	octx, stop := context.WithCancel(ctx)
+	defer stop()
+	leaders, _ := observer.Observe(octx, "db-primary")
+	fmt.Println("vacant:", (<-leaders).Vacant())
+
+	_, _ = worker.Acquire(ctx, coordinator.Election("db-primary"), "node-2", coordinator.Meta("10.0.0.2:5432"))
+	l := <-leaders
+	fmt.Println(l.Candidate, "leads at", l.Value)
+	_, _ = worker.Release(ctx, coordinator.Election("db-primary"), "node-2")
+	fmt.Println("vacant:", (<-leaders).Vacant())
+	// Output:
+	// vacant: true
+	// node-2 leads at 10.0.0.2:5432
+	// vacant: true
+}
+
+// ExampleCoordinator_Watch prints the events of the leases of one type
+// as they happen; a gap says that events may be missing.
+func ExampleCoordinator_Watch() {
+	mr, _ := miniredis.Run()
+	defer mr.Close()
+	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer client.Close()
+	ctx := context.Background()
+	c := coordinator.New(redisstore.New(client))
+	defer c.Close(ctx)
+
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	events, _ := c.WatchType(wctx, "plan")
+	_, _ = c.Acquire(ctx, coordinator.Plan("42"), "worker-1")
+	_, _ = c.Acquire(ctx, coordinator.Plan("42"), "worker-1")
+	_, _ = c.Release(ctx, coordinator.Plan("42"), "worker-1")
+	_, _ = c.Release(ctx, coordinator.Plan("42"), "worker-1")
+	for range 4 {
+		ev := <-events
+		if ev.Kind == coordinator.EventGap {
+			fmt.Println("gap:", ev.Gap)
+			continue
+		}
+		fmt.Println(ev.Kind, ev.Lease.Resource, ev.Lease.Owner, "count", ev.Lease.Count)
+	}
+	// Output:
+	// acquired plan/42 worker-1 count 1
+	// reentered plan/42 worker-1 count 2
+	// decremented plan/42 worker-1 count 1
+	// released plan/42 worker-1 count 0
+}
