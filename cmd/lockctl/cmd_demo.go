@@ -21,6 +21,7 @@ import (
 
 type demoFlags struct {
 	workers, plans, projects, subplans int
+	plansPerProject                    int
 	duration, ttl                      time.Duration
 	chaos, asJSON, quiet, keepSchema   bool
 	seed                               uint64
@@ -30,20 +31,25 @@ type demoFlags struct {
 const demoHelp = `demo runs --workers workers for --duration over --plans plans in --projects
 projects. Each worker has its own coordinator and owner, as separate
 processes would. Workers move plans through draft -> queued -> running ->
-completed, every transition under the plan's lease (coordinator.Hold); the
-running phase is long (its subplan steps take about one TTL in all) and
-is kept alive by renewal, each step written under a re-entrant hold. A
-worker that finds a plan queued schedules the project's subplans under
-the project's lease, waiting for another scheduler if needed. Every write
-goes to a shared in-memory plan store that checks fencing tokens and
-rejects stale ones.
+completed. Every transition holds the plan's project shared, capped at
+--plans-per-project owners (coordinator.Permits), and the plan exclusive,
+in one coordinator.HoldAll: the project's other plans move meanwhile, a
+project-wide job does not. Now and then a worker runs a project-wide job
+(archiving, rescheduling), holding the project exclusive, waiting its
+turn in the store's fair queue. The running phase is long (its subplan
+steps take about one TTL in all) and is kept alive by renewal, each step
+written under a re-entrant hold. A scheduler elected among the workers
+(coordinator.Lead) assigns the subplans of queued plans, each assignment
+fenced by its term. Every write goes to a shared in-memory plan store
+that checks fencing tokens and rejects stale ones.
 
 At the end it prints acquisitions, re-entries, conflicts, waits, renewals,
 acquire latency (p50, p99) and fenced writes rejected, and checks the
 invariants: never two live holders in a critical section, fencing tokens
 strictly increasing per resource, no lease left behind, plan transitions
-in order; with --database-url also that the audit ledger has one row per
-event written.
+in order, never an exclusive project holder while a plan of it is held,
+never more holders of a project than its permits; with --database-url
+also that the audit ledger has one row per event written.
 
 --chaos freezes workers (their Redis calls and their work) for longer than
 the TTL before a write they then send anyway, as a process paused by a
@@ -83,6 +89,8 @@ func (a *app) demoCmd() *cobra.Command {
 	f.IntVar(&df.plans, "plans", demo.DefaultPlans, "plans open at once (a completed plan is replaced)")
 	f.IntVar(&df.projects, "projects", demo.DefaultProjects, "projects the plans belong to")
 	f.IntVar(&df.subplans, "subplans", demo.DefaultSubplans, "subplans per plan (steps of the running phase)")
+	f.IntVar(&df.plansPerProject, "plans-per-project", demo.DefaultPlansPerProject,
+		"most plans of one project in transition at once (the Permits of the project's shared hold)")
 	f.DurationVar(&df.ttl, "ttl", demo.DefaultTTL, "TTL of every lease in the demo")
 	f.BoolVar(&df.chaos, "chaos", false, "freeze workers for longer than the TTL to show fencing")
 	f.Uint64Var(&df.seed, "seed", 0, "random seed (0: random)")
@@ -170,8 +178,8 @@ func newDemoID() string {
 }
 
 func (a *app) runDemo(ctx context.Context, df *demoFlags) error {
-	if df.workers < 1 || df.plans < 1 || df.projects < 1 || df.subplans < 1 {
-		return usagef("--workers, --plans, --projects and --subplans must be positive")
+	if df.workers < 1 || df.plans < 1 || df.projects < 1 || df.subplans < 1 || df.plansPerProject < 1 {
+		return usagef("--workers, --plans, --projects, --subplans and --plans-per-project must be positive")
 	}
 	// acquire's rule: --ttl 0s is refused, not the default
 	if err := coordinator.ValidateTTL(df.ttl); err != nil {
@@ -214,7 +222,7 @@ func (a *app) runDemo(ctx context.Context, df *demoFlags) error {
 func (df *demoFlags) config(s *redisstore.Store, owner string, log zerolog.Logger) demo.Config {
 	return demo.Config{
 		Store: s, Workers: df.workers, Duration: df.duration, Plans: df.plans, Projects: df.projects,
-		Subplans: df.subplans, TTL: df.ttl, Chaos: df.chaos, Seed: df.seed, Owner: owner, Log: log,
+		Subplans: df.subplans, PlansPerProject: df.plansPerProject, TTL: df.ttl, Chaos: df.chaos, Seed: df.seed, Owner: owner, Log: log,
 	}
 }
 

@@ -55,7 +55,9 @@ func (a *app) startDemoAudit(ctx context.Context, dr *demoRedis, id string, keep
 		return nil, &serviceError{service: "Postgres", addr: a.pgAddr, err: err}
 	}
 	au.mirror = pgaudit.NewMirror(pool, dr.store, pgaudit.WithGroup(demoAuditGroup),
-		pgaudit.WithBlock(100*time.Millisecond), pgaudit.WithLogger(a.log))
+		pgaudit.WithBlock(100*time.Millisecond), pgaudit.WithLogger(a.log),
+		// untrimmed, the streams count the events written (demo.StreamEntries)
+		pgaudit.WithTrimInterval(-1))
 	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	au.cancel = cancel
 	au.wg.Go(func() { au.runErr = au.mirror.Run(mctx) })

@@ -50,6 +50,8 @@ type PlanStore struct {
 	byProject map[string][]string // open plan ids by project
 	assigned  map[string][]string // plan id -> the workers of its subplans
 	fence     map[coordinator.Resource]uint64
+	projMax   map[coordinator.Resource]uint64 // the highest token of any hold of a project
+	proj      projectWatch
 	inside    map[coordinator.Resource]map[string]context.Context
 	projects  []string
 	subplans  int
@@ -66,7 +68,7 @@ type PlanStore struct {
 // projects, each with subplans subplans, all in draft.
 func NewPlanStore(plans, projects, subplans int) *PlanStore {
 	s := &PlanStore{plans: map[string]*Plan{}, byProject: map[string][]string{}, assigned: map[string][]string{},
-		fence: map[coordinator.Resource]uint64{}, inside: map[coordinator.Resource]map[string]context.Context{},
+		fence: map[coordinator.Resource]uint64{}, projMax: map[coordinator.Resource]uint64{}, inside: map[coordinator.Resource]map[string]context.Context{},
 		subplans: subplans}
 	for i := range projects {
 		s.projects = append(s.projects, "proj-"+strconv.Itoa(i+1))
@@ -126,6 +128,9 @@ func (s *PlanStore) Enter(ctx context.Context, r coordinator.Resource, owner str
 	if others := s.live(r, owner); len(others) > 0 {
 		s.overlaps++
 		s.violation("%s entered %s (token %d) while %v held it", owner, r, token, others)
+	}
+	if r.Type == "plan" {
+		s.checkProjectOfPlan(r.ID, owner)
 	}
 	if s.inside[r] == nil {
 		s.inside[r] = map[string]context.Context{}
@@ -318,15 +323,21 @@ func (s *PlanStore) removeOpen(id string) {
 
 // StoreStats are the plan store's counts.
 type StoreStats struct {
-	Accepted    int      // fenced writes applied
-	Rejected    int      // fenced writes (and entries) refused as stale
-	Completed   int      // plans completed
-	Transitions int      // state transitions applied
-	Overlaps    int      // moments two live holders were in one critical section
-	OutOfOrder  int      // writes that found the plan changed under their lease
-	Terms       int      // terms of the scheduler office
-	HandOvers   int      // terms that began with another scheduler than the last
-	Violations  []string // the first violations, described
+	Accepted    int // fenced writes applied
+	Rejected    int // fenced writes (and entries) refused as stale
+	Completed   int // plans completed
+	Transitions int // state transitions applied
+	Overlaps    int // moments two live holders were in one critical section
+	OutOfOrder  int // writes that found the plan changed under their lease
+	Terms       int // terms of the scheduler office
+	HandOvers   int // terms that began with another scheduler than the last
+	ProjectJobs int // project-wide jobs done under an exclusive project lease
+	MaxHolders  int // most live shared holders of one project at once
+	// ExclusiveOverlaps: moments an exclusive project holder and a holder
+	// of the project or of one of its plans were alive at once;
+	// CapOverflows: shared holds beyond a project's permits
+	ExclusiveOverlaps, CapOverflows int
+	Violations                      []string // the first violations, described
 }
 
 // Stats returns the store's counts.
@@ -334,5 +345,7 @@ func (s *PlanStore) Stats() StoreStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return StoreStats{Accepted: s.accepted, Rejected: s.rejected, Completed: s.completed, Transitions: s.transitions,
-		Overlaps: s.overlaps, OutOfOrder: s.outOfOrder, Terms: s.terms, HandOvers: s.handOvers, Violations: append([]string(nil), s.violations...)}
+		Overlaps: s.overlaps, OutOfOrder: s.outOfOrder, Terms: s.terms, HandOvers: s.handOvers, Violations: append([]string(nil), s.violations...),
+		ProjectJobs: s.proj.jobs, MaxHolders: s.proj.maxHolders, ExclusiveOverlaps: s.proj.exclusiveOverlaps,
+		CapOverflows: s.proj.capOverflows}
 }

@@ -9,13 +9,17 @@ import (
 	"time"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/redisstore"
 )
 
 // maxSamples bounds the latency samples kept (a long demo keeps the first).
 const maxSamples = 1 << 20
 
 // Recorder counts the store calls of every worker and checks that fresh
-// acquisitions of a resource get strictly increasing fencing tokens.
+// acquisitions of a resource get strictly increasing fencing tokens: an
+// exclusive hold's token above every token recorded before for the
+// resource, a shared hold's above every exclusive one's (shared holds of
+// several owners are taken at once, and recorded in any order).
 type Recorder struct {
 	mu                   sync.Mutex
 	acquired, reentered  int
@@ -23,8 +27,9 @@ type Recorder struct {
 	renewed, renewFailed int
 	released, decrements int
 	errors               int
-	latencies            []time.Duration // successful acquisitions
-	last                 map[coordinator.Resource]uint64
+	latencies            []time.Duration                 // successful acquisitions
+	last                 map[coordinator.Resource]uint64 // the highest token of any hold
+	lastExclusive        map[coordinator.Resource]uint64 // the highest token of an exclusive hold
 	tokenViolations      []string
 	tokenChecks          int
 	errorSamples         []string
@@ -32,7 +37,7 @@ type Recorder struct {
 
 // NewRecorder returns an empty recorder.
 func NewRecorder() *Recorder {
-	return &Recorder{last: map[coordinator.Resource]uint64{}}
+	return &Recorder{last: map[coordinator.Resource]uint64{}, lastExclusive: map[coordinator.Resource]uint64{}}
 }
 
 func (r *Recorder) acquire(req coordinator.Request, l coordinator.Lease, d time.Duration, err error) {
@@ -55,13 +60,18 @@ func (r *Recorder) acquire(req coordinator.Request, l coordinator.Lease, d time.
 	}
 	r.acquired++
 	r.tokenChecks++
-	if prev, ok := r.last[req.Resource]; ok && l.Token <= prev {
-		if len(r.tokenViolations) < 20 {
-			r.tokenViolations = append(r.tokenViolations,
-				fmt.Sprintf("%s acquired by %s with token %d after token %d", req.Resource, req.Owner, l.Token, prev))
-		}
+	prev, ok := r.lastExclusive[req.Resource]
+	if l.Mode == coordinator.ModeExclusive {
+		prev, ok = r.last[req.Resource]
+	}
+	if ok && l.Token <= prev && len(r.tokenViolations) < 20 {
+		r.tokenViolations = append(r.tokenViolations,
+			fmt.Sprintf("%s acquired %s by %s with token %d after token %d", req.Resource, l.Mode, req.Owner, l.Token, prev))
 	}
 	r.last[req.Resource] = max(r.last[req.Resource], l.Token)
+	if l.Mode == coordinator.ModeExclusive {
+		r.lastExclusive[req.Resource] = max(r.lastExclusive[req.Resource], l.Token)
+	}
 }
 
 // failed records a store call that failed for another reason than the
@@ -145,7 +155,7 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 // workerStore is one worker's view of the store: it records every call
 // and can be frozen, as the process of a paused worker would be.
 type workerStore struct {
-	inner coordinator.Store
+	inner *redisstore.Store
 	rec   *Recorder
 
 	mu     sync.Mutex
@@ -153,8 +163,9 @@ type workerStore struct {
 }
 
 var (
-	_ coordinator.Store    = (*workerStore)(nil)
-	_ coordinator.Notifier = (*workerStore)(nil)
+	_ coordinator.Store     = (*workerStore)(nil)
+	_ coordinator.Notifier  = (*workerStore)(nil)
+	_ coordinator.WaitQueue = (*workerStore)(nil)
 )
 
 // freeze blocks every call of the store until thaw.
@@ -222,7 +233,11 @@ func (w *workerStore) AcquireAll(ctx context.Context, reqs []coordinator.Request
 	w.gate()
 	start := time.Now()
 	ls, err := w.inner.AcquireAll(ctx, reqs)
-	d := time.Since(start)
+	return w.acquiredAll(reqs, ls, time.Since(start), err)
+}
+
+// acquiredAll records the outcome of an AcquireAll.
+func (w *workerStore) acquiredAll(reqs []coordinator.Request, ls []coordinator.Lease, d time.Duration, err error) ([]coordinator.Lease, error) {
 	if err != nil {
 		w.rec.acquire(reqs[0], coordinator.Lease{}, d, err)
 		return ls, err
@@ -240,9 +255,39 @@ func (w *workerStore) Holders(ctx context.Context, r coordinator.Resource) ([]co
 
 // Releases passes the release notifications of the inner store through.
 func (w *workerStore) Releases(ctx context.Context) (coordinator.Subscription, error) {
-	n, ok := w.inner.(coordinator.Notifier)
-	if !ok {
-		return nil, errors.New("demo: the store sends no release notifications")
-	}
-	return n.Releases(ctx)
+	return w.inner.Releases(ctx)
+}
+
+// ReleasesFor passes the notifications addressed to waiter through: the
+// store's fair queue, so that a project-wide job waiting for a project
+// is not overtaken by the plan transitions that keep taking it shared.
+func (w *workerStore) ReleasesFor(ctx context.Context, waiter string) (coordinator.Subscription, error) {
+	return w.inner.ReleasesFor(ctx, waiter)
+}
+
+func (w *workerStore) AcquireQueued(ctx context.Context, req coordinator.Request, waiter string, q coordinator.Queueing) (coordinator.Lease, error) {
+	w.gate()
+	start := time.Now()
+	l, err := w.inner.AcquireQueued(ctx, req, waiter, q)
+	w.rec.acquire(req, l, time.Since(start), err)
+	return l, err
+}
+
+func (w *workerStore) ReleaseHandOff(ctx context.Context, req coordinator.Request, waiter string) (coordinator.Lease, bool, error) {
+	w.gate()
+	l, handed, err := w.inner.ReleaseHandOff(ctx, req, waiter)
+	w.rec.release(l, err)
+	return l, handed, err
+}
+
+func (w *workerStore) Unqueue(ctx context.Context, r coordinator.Resource, waiter string) error {
+	w.gate()
+	return w.inner.Unqueue(ctx, r, waiter)
+}
+
+func (w *workerStore) AcquireAllQueued(ctx context.Context, reqs []coordinator.Request, waiter string, at coordinator.Resource, q coordinator.Queueing) ([]coordinator.Lease, error) {
+	w.gate()
+	start := time.Now()
+	ls, err := w.inner.AcquireAllQueued(ctx, reqs, waiter, at, q)
+	return w.acquiredAll(reqs, ls, time.Since(start), err)
 }

@@ -28,6 +28,9 @@ const (
 	DefaultProjects = 4
 	DefaultSubplans = 3
 	DefaultTTL      = 2 * time.Second
+	// DefaultPlansPerProject is the default cap of plans of one project in
+	// transition at once.
+	DefaultPlansPerProject = 2
 )
 
 // Config configures a demo run.
@@ -41,12 +44,18 @@ type Config struct {
 	// completed, if Duration has not ended it first: a run that shows the
 	// lifecycle whatever the machine's speed.
 	Completed int
-	Plans     int           // plans open at once (default 24); a completed plan is replaced by a new one
-	Projects  int           // projects the plans belong to (default 4)
-	Subplans  int           // subplans per plan (default 3)
-	TTL       time.Duration // TTL of every lease (default 2 s)
-	Chaos     bool          // freeze workers for longer than the TTL
-	Seed      uint64        // random seed (0: random)
+	// Jobs, with Completed, also waits for that many project-wide jobs
+	// before the run ends early.
+	Jobs     int
+	Plans    int // plans open at once (default 24); a completed plan is replaced by a new one
+	Projects int // projects the plans belong to (default 4)
+	Subplans int // subplans per plan (default 3)
+	// PlansPerProject caps the plans of one project in transition at once:
+	// the Permits of the project's shared hold (default 2).
+	PlansPerProject int
+	TTL             time.Duration // TTL of every lease (default 2 s)
+	Chaos           bool          // freeze workers for longer than the TTL
+	Seed            uint64        // random seed (0: random)
 	// Owner prefixes the workers' owner names (default "demo").
 	Owner string
 	// Progress receives progress reports (nil: none); Terminal redraws
@@ -69,6 +78,7 @@ func (c *Config) defaults() error {
 	set(&c.Plans, DefaultPlans)
 	set(&c.Projects, DefaultProjects)
 	set(&c.Subplans, DefaultSubplans)
+	set(&c.PlansPerProject, DefaultPlansPerProject)
 	if c.Duration == 0 {
 		c.Duration = DefaultDuration
 	}
@@ -94,6 +104,10 @@ func (c *Config) defaults() error {
 		return invalid("--duration", c.Duration.String(), "must be positive")
 	case c.Completed < 0:
 		return invalid("Completed", strconv.Itoa(c.Completed), "must not be negative")
+	case c.Jobs < 0 || c.Jobs > 0 && c.Completed == 0:
+		return invalid("Jobs", strconv.Itoa(c.Jobs), "must not be negative, and goes with Completed")
+	case c.PlansPerProject < 1 || c.PlansPerProject > 1000:
+		return invalid("--plans-per-project", strconv.Itoa(c.PlansPerProject), "must be from 1 to 1000")
 	case c.TTL < 100*time.Millisecond:
 		return invalid("--ttl", c.TTL.String(), "must be at least 100ms")
 	case c.Chaos && c.Duration < 4*c.TTL:
@@ -152,7 +166,7 @@ func (d *demoRun) endAtCompleted(ctx context.Context, cancel context.CancelFunc)
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if d.plans.Stats().Completed >= d.cfg.Completed {
+			if st := d.plans.Stats(); st.Completed >= d.cfg.Completed && st.ProjectJobs >= d.cfg.Jobs {
 				cancel()
 				return
 			}
@@ -233,7 +247,7 @@ func (d *demoRun) shutdown(ctx context.Context) []error {
 // summary counts what the run did.
 func (d *demoRun) summary(elapsed time.Duration) Summary {
 	cfg := &d.cfg
-	sum := Summary{Workers: cfg.Workers, Duration: elapsed, Plans: cfg.Plans, Projects: cfg.Projects,
+	sum := Summary{Workers: cfg.Workers, Duration: elapsed, Plans: cfg.Plans, Projects: cfg.Projects, PlansPerProject: cfg.PlansPerProject,
 		TTL: cfg.TTL, Chaos: cfg.Chaos, Seed: d.seed, Prefix: cfg.Store.Layout().Prefix()}
 	sum.fill(d.rec.Stats(), d.plans.Stats())
 	for _, w := range append(slices.Clone(d.workers), d.candidates...) {
@@ -262,10 +276,19 @@ func (d *demoRun) check(ctx context.Context, sum *Summary, closeErrs []error) er
 	if err != nil {
 		return fmt.Errorf("demo: look for leases left behind: %w", err)
 	}
+	// the outbox's own count: a refused AcquireAll gives back what it took,
+	// events the store wrote without a call of the recorder's
+	if sum.EventsWritten, err = StreamEntries(pctx, d.cfg.Store); err != nil {
+		return fmt.Errorf("demo: count the audit events: %w", err)
+	}
 	sum.check("no lease left behind", len(left) == 0 && len(closeErrs) == 0,
 		fmt.Sprintf("%d leases in Redis after shutdown", len(left)), append(left, errStrings(closeErrs)...))
 	sum.check("plan transitions in order (no lost update)", ps.OutOfOrder == 0,
 		fmt.Sprintf("%d transitions, %d out of order", ps.Transitions, ps.OutOfOrder), nil)
+	sum.check("never an exclusive project holder while a plan of it is held", ps.ExclusiveOverlaps == 0,
+		fmt.Sprintf("%d project-wide jobs, %d overlaps", ps.ProjectJobs, ps.ExclusiveOverlaps), nil)
+	sum.check("never more holders than permits", ps.CapOverflows == 0,
+		fmt.Sprintf("at most %d of %d plans per project at once, %d over", ps.MaxHolders, d.cfg.PlansPerProject, ps.CapOverflows), nil)
 	if rs.Errors > 0 {
 		sum.check("store calls succeeded", false, fmt.Sprintf("%d store calls failed", rs.Errors), rs.ErrorSamples)
 	}
@@ -294,6 +317,27 @@ func leftovers(ctx context.Context, s *redisstore.Store, ttl time.Duration) ([]s
 			return keys, ctx.Err()
 		}
 	}
+}
+
+// StreamEntries counts the entries of the store's event streams (XLEN of
+// each partition's, in one pipeline): every lease change the store wrote,
+// as long as nothing trimmed the streams.
+func StreamEntries(ctx context.Context, s *redisstore.Store) (int, error) {
+	lens := make([]*redis.IntCmd, s.Layout().Partitions())
+	_, err := s.Client().Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range lens {
+			lens[i] = p.XLen(ctx, s.Layout().StreamKey(i))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range lens {
+		n += int(c.Val())
+	}
+	return n, nil
 }
 
 // LeaseKeys returns the lease keys of the store's prefix (SCAN, on every

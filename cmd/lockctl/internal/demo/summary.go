@@ -23,11 +23,14 @@ type Summary struct {
 	Duration time.Duration `json:"-"`
 	Plans    int           `json:"plans"`
 	Projects int           `json:"projects"`
-	TTL      time.Duration `json:"-"`
-	Chaos    bool          `json:"chaos"`
-	Seed     uint64        `json:"seed,string"` // a decimal string: exact in JavaScript and jq
-	Prefix   string        `json:"prefix"`
-	Redis    string        `json:"redis"`
+	// PlansPerProject is the cap of plans of one project in transition at
+	// once (the Permits of the project's shared hold).
+	PlansPerProject int           `json:"plans_per_project"`
+	TTL             time.Duration `json:"-"`
+	Chaos           bool          `json:"chaos"`
+	Seed            uint64        `json:"seed,string"` // a decimal string: exact in JavaScript and jq
+	Prefix          string        `json:"prefix"`
+	Redis           string        `json:"redis"`
 	// Postgres (host:port/database) and Schema, the demo's own, are set
 	// when the demo mirrored its events; SchemaKept: not dropped at the end.
 	Postgres   string `json:"postgres,omitempty"`
@@ -51,6 +54,8 @@ type Summary struct {
 	Terms          int           `json:"scheduler_terms"`      // terms of the elected scheduler
 	HandOvers      int           `json:"scheduler_hand_overs"` // terms begun by another scheduler than the last
 	TermsLost      int           `json:"scheduler_terms_lost"` // terms that ended by a loss, not a resignation
+	ProjectJobs    int           `json:"project_jobs"`         // project-wide jobs under an exclusive project lease
+	MaxPlanHolders int           `json:"max_plan_holders"`     // most plans of one project held at once
 	EventsWritten  int           `json:"events_written"`
 	LedgerRows     *int          `json:"ledger_rows,omitempty"`
 
@@ -65,6 +70,7 @@ func (s *Summary) fill(rs RecorderStats, ps StoreStats) {
 	s.FencedAccepted, s.FencedRejected = ps.Accepted, ps.Rejected
 	s.EventsWritten = rs.Events()
 	s.Terms, s.HandOvers = ps.Terms, ps.HandOvers
+	s.ProjectJobs, s.MaxPlanHolders = ps.ProjectJobs, ps.MaxHolders
 }
 
 func (s *Summary) check(name string, ok bool, detail string, errs []string) {
@@ -111,8 +117,8 @@ func (s Summary) WriteTable(w io.Writer) error {
 		chaos = "on"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "lockcoord demo: %d workers for %s, %d plans in %d projects, TTL %s, chaos %s\n",
-		s.Workers, s.Duration.Round(time.Millisecond), s.Plans, s.Projects, s.TTL, chaos)
+	fmt.Fprintf(&b, "lockcoord demo: %d workers for %s, %d plans in %d projects (at most %d moving per project), TTL %s, chaos %s\n",
+		s.Workers, s.Duration.Round(time.Millisecond), s.Plans, s.Projects, s.PlansPerProject, s.TTL, chaos)
 	fmt.Fprintf(&b, "Redis: %s, key prefix %q, seed %d\n", s.Redis, s.Prefix, s.Seed)
 	if s.Schema != "" {
 		fate := "dropped at the end"
@@ -122,28 +128,7 @@ func (s Summary) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, "Postgres: %s, schema %s of the demo's own (%s)\n", s.Postgres, s.Schema, fate)
 	}
 	b.WriteString("\n")
-	row := func(name string, v any) { fmt.Fprintf(&b, "  %-24s %10v\n", name, v) }
-	row("plans completed", s.PlansCompleted)
-	row("transitions", s.Transitions)
-	row("acquisitions", s.Acquisitions)
-	row("re-entries", s.Reentries)
-	row("conflicts", s.Conflicts)
-	row("waits", s.Waits)
-	row("renewals", s.Renewals)
-	row("releases", s.Releases)
-	row("leases lost", s.LeasesLost)
-	row("acquire latency p50", fmtLatency(s.AcquireP50))
-	row("acquire latency p99", fmtLatency(s.AcquireP99))
-	row("fenced writes accepted", s.FencedAccepted)
-	row("fenced writes rejected", s.FencedRejected)
-	row("chaos pauses", s.ChaosPauses)
-	row("scheduler terms", s.Terms)
-	row("scheduler hand-overs", s.HandOvers)
-	row("scheduler terms lost", s.TermsLost)
-	row("audit events written", s.EventsWritten)
-	if s.LedgerRows != nil {
-		row("ledger rows", *s.LedgerRows)
-	}
+	s.writeCounts(&b)
 	b.WriteString("\ninvariants\n")
 	for _, inv := range s.Invariants {
 		mark := "ok  "
@@ -165,6 +150,34 @@ func (s Summary) WriteTable(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeCounts prints the counts of the table, one per row.
+func (s Summary) writeCounts(b *strings.Builder) {
+	row := func(name string, v any) { fmt.Fprintf(b, "  %-24s %10v\n", name, v) }
+	row("plans completed", s.PlansCompleted)
+	row("transitions", s.Transitions)
+	row("acquisitions", s.Acquisitions)
+	row("re-entries", s.Reentries)
+	row("conflicts", s.Conflicts)
+	row("waits", s.Waits)
+	row("renewals", s.Renewals)
+	row("releases", s.Releases)
+	row("leases lost", s.LeasesLost)
+	row("acquire latency p50", fmtLatency(s.AcquireP50))
+	row("acquire latency p99", fmtLatency(s.AcquireP99))
+	row("fenced writes accepted", s.FencedAccepted)
+	row("fenced writes rejected", s.FencedRejected)
+	row("chaos pauses", s.ChaosPauses)
+	row("scheduler terms", s.Terms)
+	row("scheduler hand-overs", s.HandOvers)
+	row("scheduler terms lost", s.TermsLost)
+	row("project-wide jobs", s.ProjectJobs)
+	row("most plans per project", fmt.Sprintf("%d of %d", s.MaxPlanHolders, s.PlansPerProject))
+	row("audit events written", s.EventsWritten)
+	if s.LedgerRows != nil {
+		row("ledger rows", *s.LedgerRows)
+	}
 }
 
 func fmtLatency(d time.Duration) string {

@@ -66,29 +66,27 @@ func (w *worker) jitter(lo, hi float64) time.Duration {
 	return time.Duration((lo + w.rnd.Float64()*(hi-lo)) * float64(w.cfg.TTL))
 }
 
-// run drives plans until ctx ends.
+// projectJobChance is the chance that a worker's next piece of work is
+// a project-wide job rather than a plan transition.
+const projectJobChance = 0.04
+
+// run drives plans, and now and then runs a project-wide job, until ctx
+// ends.
 func (w *worker) run(ctx context.Context) {
 	for ctx.Err() == nil {
-		id, ok := w.pick()
-		if !ok {
-			if !sleep(ctx, 10*time.Millisecond) {
-				return
+		var err error
+		if w.rnd.Float64() < projectJobChance {
+			err = w.projectJob(ctx)
+		} else {
+			id, ok := w.pick()
+			if !ok {
+				if !sleep(ctx, 10*time.Millisecond) {
+					return
+				}
+				continue
 			}
-			continue
+			err = w.transition(ctx, id)
 		}
-		var opts []coordinator.AcquireOption
-		if w.rnd.Float64() < 0.25 {
-			// sometimes wait for the holder rather than look elsewhere
-			opts = append(opts, coordinator.Wait(w.jitter(0.1, 0.3)))
-		}
-		r := coordinator.Plan(id)
-		err := w.c.Hold(ctx, r, w.owner, func(hctx context.Context, l coordinator.Lease) error {
-			if err := w.plans.Enter(hctx, r, w.owner, l.Token); err != nil {
-				return err
-			}
-			defer w.plans.Leave(r, w.owner)
-			return w.advance(hctx, l, id)
-		}, opts...)
 		switch {
 		case err == nil, errors.Is(err, coordinator.ErrConflict):
 		case errors.Is(err, coordinator.ErrLeaseLost):
@@ -98,13 +96,63 @@ func (w *worker) run(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		default:
-			w.cfg.Log.Warn().Err(err).Str("owner", w.owner).Str("plan", id).Msg("demo: transition failed")
+			w.cfg.Log.Warn().Err(err).Str("owner", w.owner).Msg("demo: work failed")
 		}
 		// a short pause between plans, as a real worker has other work
 		if !sleep(ctx, w.jitter(0.005, 0.02)) {
 			return
 		}
 	}
+}
+
+// transition makes the next transition of plan id. It holds the plan's
+// project shared, capped at PlansPerProject, and the plan exclusive, in
+// one HoldAll: a project-wide job (exclusive) is kept out, the project's
+// other plans are not, and no more than the cap of its plans move at once.
+func (w *worker) transition(ctx context.Context, id string) error {
+	p, ok := w.plans.Get(id)
+	if !ok {
+		return nil // completed meanwhile
+	}
+	var opts []coordinator.AcquireOption
+	if w.rnd.Float64() < 0.25 {
+		// sometimes wait for the holder rather than look elsewhere
+		opts = append(opts, coordinator.Wait(w.jitter(0.1, 0.3)))
+	}
+	r := coordinator.Plan(id)
+	claims := []coordinator.Claim{
+		{Resource: coordinator.Project(p.Project), Mode: coordinator.ModeShared, Permits: w.cfg.PlansPerProject},
+		{Resource: r, Mode: coordinator.ModeExclusive},
+	}
+	return w.c.HoldAll(ctx, w.owner, claims, func(hctx context.Context, ls []coordinator.Lease) error {
+		if err := w.plans.EnterProject(hctx, p.Project, w.owner, ls[0].Token, false, w.cfg.PlansPerProject); err != nil {
+			return err
+		}
+		defer w.plans.LeaveProject(p.Project, w.owner)
+		if err := w.plans.Enter(hctx, r, w.owner, ls[1].Token); err != nil {
+			return err
+		}
+		defer w.plans.Leave(r, w.owner)
+		return w.advance(hctx, ls[1], id)
+	}, opts...)
+}
+
+// projectJob is a project-wide operation (archiving, rescheduling every
+// plan): it holds a project exclusive, waiting a while for the plan
+// transitions that hold it shared, and writes to it with its token.
+func (w *worker) projectJob(ctx context.Context) error {
+	projects := w.plans.Projects()
+	project := projects[w.rnd.IntN(len(projects))]
+	return w.c.Hold(ctx, coordinator.Project(project), w.owner, func(hctx context.Context, l coordinator.Lease) error {
+		if err := w.plans.EnterProject(hctx, project, w.owner, l.Token, true, 0); err != nil {
+			return err
+		}
+		defer w.plans.LeaveProject(project, w.owner)
+		if !sleep(hctx, w.jitter(0.05, 0.15)) { // the job's work
+			return hctx.Err()
+		}
+		return w.plans.ProjectJob(w.owner, l.Token, project)
+	}, coordinator.Wait(w.jitter(0.2, 0.5)))
 }
 
 // pick chooses a plan: half of the time a running one (resuming stalled
