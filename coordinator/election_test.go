@@ -323,3 +323,75 @@ func TestObserveRereadEnds(t *testing.T) {
 	for range obs { //nolint:revive // ends with ctx
 	}
 }
+
+// scriptedStore is a MemStore whose Watch delivers the events a test
+// sends on its channel.
+type scriptedStore struct {
+	*storetest.MemStore
+	events chan coordinator.Event
+}
+
+func (s *scriptedStore) Watch(ctx context.Context, _ coordinator.Resource) (<-chan coordinator.Event, error) {
+	out := make(chan coordinator.Event)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev := <-s.events:
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// Events of older terms, decrements and kinds Observe does not know are
+// no change; a gap read while the coordinator closes ends Observe.
+func TestObserveIgnoresOldEvents(t *testing.T) {
+	ctx := t.Context()
+	ss := &scriptedStore{MemStore: storetest.NewMemStore(), events: make(chan coordinator.Event)}
+	c := coordinator.New(ss)
+	r := coordinator.Election("e")
+	l, err := c.Acquire(ctx, r, "b", coordinator.Meta("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := c.Observe(ctx, "e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := recvLeader(t, obs); got.Token != l.Token {
+		t.Fatalf("observed %+v", got)
+	}
+	old := coordinator.Lease{Resource: r, Owner: "a", Token: l.Token - 1, Count: 1}
+	for _, ev := range []coordinator.Event{
+		{Kind: coordinator.EventAcquired, Lease: old},
+		{Kind: coordinator.EventReleased, Lease: old},
+		{Kind: coordinator.EventDecremented, Lease: l},
+		{Kind: "promoted", Lease: l},
+		{Kind: coordinator.EventRenewed, Lease: l},
+		{Kind: coordinator.EventReentered, Lease: l}, // same value
+		{Kind: coordinator.EventReleased, Lease: l},
+		{Kind: coordinator.EventExpired, Lease: l}, // already vacant
+	} {
+		ss.events <- ev
+	}
+	if got := recvLeader(t, obs); !got.Vacant() || got.Token != l.Token {
+		t.Fatalf("observed %+v, want only the vacancy", got)
+	}
+	if _, err := c.Release(ctx, r, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := <-obs; ok {
+		t.Fatal("Observe goes on after Close")
+	}
+}
