@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/coordinator/storetest"
 	"github.com/lockcoord/lockcoord/internal/testutil"
 	"github.com/lockcoord/lockcoord/redisstore"
 )
@@ -77,5 +78,56 @@ func TestWaitRemoteWaiterNotStarved(t *testing.T) {
 	wg.Wait()
 	if n := <-bDone; n >= workers*rounds {
 		t.Fatalf("the remote waiter got the lease after the local workers' %d acquisitions, all of them", n)
+	}
+}
+
+// TestWaitFreeWithOthersQueuedLooksSoon: a waiter that meets the resource
+// free with another waiter queued ahead (a fair store) looks again soon,
+// not after its backoff: once the one ahead has lost its place (its
+// process stopped trying), the waiter gets the resource.
+func TestWaitFreeWithOthersQueuedLooksSoon(t *testing.T) {
+	ctx := t.Context()
+	s := storetest.NewMemStore()
+	r := coordinator.Plan("free-queued")
+	holder := coordinator.New(s)
+	if _, err := holder.Acquire(ctx, r, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	// a waiter queued first, whose process then hangs: subscribed, never
+	// trying again
+	sub, err := s.ReleasesFor(ctx, "ghost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Close() }()
+	ghost := coordinator.Request{Resource: r, Owner: "ghost", TTL: time.Minute, RequestID: "g-1"}
+	if _, err := s.AcquireQueued(ctx, ghost, "ghost", coordinator.Queueing{}); err == nil {
+		t.Fatal("the ghost got a held resource")
+	}
+	if _, err := holder.Release(ctx, r, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	w := coordinator.New(s)
+	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	got := make(chan error, 1)
+	go func() {
+		_, err := w.Acquire(ctx, r, "w", coordinator.Wait(time.Minute))
+		got <- err
+	}()
+	testutil.Eventually(t, 10*time.Second, "w queued behind the ghost", func() bool {
+		return len(s.Queue(r)) == 2
+	})
+	s.Advance(storetest.MemQueueLife) // the ghost's place lapses; w's attempts keep its own
+	var werr error
+	testutil.Eventually(t, 10*time.Second, "w to get the resource once the ghost lost its place", func() bool {
+		select {
+		case werr = <-got:
+			return true
+		default:
+			return false
+		}
+	})
+	if werr != nil {
+		t.Fatalf("w: %v", werr)
 	}
 }

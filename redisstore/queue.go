@@ -17,9 +17,9 @@ var _ coordinator.WaitQueue = (*Store)(nil)
 // acquire.lua). A waiting coordinator tries again at least once per
 // second (the waiters' longest fallback delay), so a live waiter keeps
 // its place; a waiter whose process died without leaving loses it when a
-// release passes it over (with PUBLISH, which counts the listeners) or,
-// at the latest, queueLife after its last attempt (on Cluster, or when
-// the holder's lease expired instead of being released).
+// release passes it over (PUBLISH and SPUBLISH count the listeners) or,
+// at the latest, queueLife after its last attempt (when the holder's
+// lease expired instead of being released).
 const queueLife = 5 * time.Second
 
 // waiter returns the waiter argument of a script: none when notifications

@@ -444,21 +444,20 @@ end
 -- tell the first waiter of queue list l that the resource may be its,
 -- sending msg on its channel <channel>:<waiter>; it keeps its place
 -- until it acquires. note is the notification mode ("1" PUBLISH, "2"
--- SPUBLISH). With PUBLISH a waiter nobody listens for (its process
--- died, or its subscription is down) is taken out and the next one is
--- told. SPUBLISH's count covers only the node's own subscribers (a
--- subscriber may be on a replica), so on Cluster the first waiter is
--- told whatever the count: a dead one loses its place at its deadline.
--- Returns whether a waiter was told, and whether l changed.
+-- SPUBLISH). A waiter nobody listens for (its process died, or its
+-- subscription is down) is taken out and the next one is told. PUBLISH
+-- counts every subscriber; SPUBLISH those of the node it runs on, the
+-- slot's master, where a Cluster client subscribes unless it reads from
+-- replicas: a waiter subscribed on a replica is taken out too, and hears
+-- of the release on the partition channel, where a release that told
+-- nobody publishes it. Returns whether a waiter was told, and whether l
+-- changed.
 local function notify_first(l, note, channel, msg)
   local changed = false
+  local cmd = 'PUBLISH'
+  if note ~= '1' then cmd = 'SPUBLISH' end
   while #l > 0 do
-    local ch = channel .. ':' .. l[1][1]
-    if note ~= '1' then
-      redis.call('SPUBLISH', ch, msg)
-      return true, changed
-    end
-    if redis.call('PUBLISH', ch, msg) > 0 then return true, changed end
+    if redis.call(cmd, channel .. ':' .. l[1][1], msg) > 0 then return true, changed end
     table.remove(l, 1)
     changed = true
   end
