@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testcluster"
 	"github.com/lockcoord/lockcoord/internal/testredis"
 )
 
@@ -236,4 +239,61 @@ func TestRunSeveralLost(t *testing.T) {
 	if mr.Exists(s.Layout().LeaseKey(coordinator.Project("p"))) {
 		t.Fatal("run left its shared hold behind")
 	}
+}
+
+// TestModesOnCluster: on a Redis Cluster, acquire and run take resources
+// of several slots all or nothing, and inspect (one MULTI on the key's
+// slot, with TIME) and list (a pipeline per master) show every holder.
+func TestModesOnCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var env testcluster.Env
+	env.Cluster, env.ClusterErr = testcluster.StartCluster(ctx, testcluster.ClusterConfig{Replicas: -1})
+	t.Cleanup(env.Close)
+	addrs := env.NeedCluster(t).Addrs()
+	c := newCLI(t, "redis://"+addrs[0]+"?addr="+strings.Join(addrs[1:], "&addr="))
+	proj, plan := "project/apollo", "plan/7" // partitions 1 and 0: two slots
+	ls := jsonLines[outcomeView](t, c.run("acquire", "--shared", proj, plan, "--owner", "w1", "--json").want(t, ExitOK))
+	if len(ls) != 2 || ls[1].Mode != "shared" || ls[1].Partition == ls[0].Partition {
+		t.Fatalf("acquire across slots: %+v", ls)
+	}
+	c.run("acquire", "--shared", proj, "--owner", "w2").want(t, ExitOK)
+	c.run("acquire", "--shared", proj, "plan/7", "--owner", "w3").want(t, ExitConflict)
+	hs := jsonLines[leaseView](t, c.run("inspect", proj, "--json").want(t, ExitOK))
+	if len(hs) != 2 || hs[0].Owner != "w1" || hs[1].Owner != "w2" {
+		t.Fatalf("inspect on the Cluster: %+v", hs)
+	}
+	if all := jsonLines[leaseView](t, c.run("list", "--json").want(t, ExitOK)); len(all) != 3 {
+		t.Fatalf("list on the Cluster: %+v", all)
+	}
+	r := c.run("run", "--shared", proj, "plan/8", "--", "sh", "-c",
+		`test -n "$LOCKCOORD_TOKEN_PLAN_8" && test -n "$LOCKCOORD_TOKEN_PROJECT_APOLLO" && echo ok`).want(t, ExitOK)
+	if strings.TrimSpace(r.stdout) != "ok" {
+		t.Fatalf("run on the Cluster: %q", r.stdout)
+	}
+}
+
+// TestRenewReleaseShared: renew and release act on the owner's own hold
+// of a shared resource and leave the other holders' alone.
+func TestRenewReleaseShared(t *testing.T) {
+	onBothRedis(t, func(t *testing.T, url string) {
+		c := newCLI(t, url)
+		c.run("acquire", "--shared", "project/p", "--owner", "r1", "--ttl", "1m").want(t, ExitOK)
+		c.run("acquire", "--shared", "project/p", "--owner", "r2", "--ttl", "1m").want(t, ExitOK)
+		var rn outcomeView
+		c.run("renew", "project/p", "--owner", "r2", "--ttl", "1h", "--json").want(t, ExitOK).json(t, &rn)
+		if rn.Outcome != outRenewed || rn.Mode != "shared" || rn.Owner != "r2" {
+			t.Fatalf("renew of a shared hold: %+v", rn)
+		}
+		var rl outcomeView
+		c.run("release", "project/p", "--owner", "r1", "--json").want(t, ExitOK).json(t, &rl)
+		if rl.Outcome != outReleased || rl.Owner != "r1" {
+			t.Fatalf("release of a shared hold: %+v", rl)
+		}
+		c.run("release", "project/p", "--owner", "r1").want(t, ExitConflict)
+		hs := jsonLines[leaseView](t, c.run("inspect", "project/p", "--json").want(t, ExitOK))
+		if len(hs) != 1 || hs[0].Owner != "r2" || hs[0].Holders != 1 || !hs[0].ExpiresAt.After(time.Now().Add(50*time.Minute)) {
+			t.Fatalf("after r1's release: %+v", hs)
+		}
+	})
 }
