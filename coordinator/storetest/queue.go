@@ -58,14 +58,15 @@ func RunWaitQueue(t *testing.T, h Harness) {
 		{"WaitQueueUnqueuePassesOn", testUnqueuePassesOn, false},
 		{"WaitQueueUnqueueLeavesHeldLease", testUnqueueLeavesHeldLease, true},
 	}
+	// a FairQueue store lets nobody take a free resource ahead of its
+	// queued waiters: the tests that barge do not apply (RunFairQueue
+	// tests its hand-off instead), and are not run rather than skipped
 	fair := has(h, FairQueue)
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.barges && fair {
-				t.Skip("the store is a FairQueue: nobody takes a free resource ahead of its queued waiters (see RunFairQueue)")
-			}
-			tc.fn(t, h)
-		})
+		if tc.barges && fair {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
 	}
 }
 

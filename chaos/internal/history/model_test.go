@@ -188,13 +188,31 @@ func TestModel(t *testing.T) {
 	}
 }
 
-// TestCheckDump re-checks a history dumped by a failed scenario:
+// TestCheckDump: Check dumps the history of a resource it found illegal,
+// and CheckDump reads it back and finds it illegal again, with the same
+// explanation. With LOCKCOORD_HISTORY naming a history dumped by a failed
+// scenario, it re-checks that one instead:
 // LOCKCOORD_HISTORY=/tmp/lockcoord-history-.../history-....json go test
 // -run TestCheckDump -v ./chaos/internal/history/
 func TestCheckDump(t *testing.T) {
 	path := os.Getenv("LOCKCOORD_HISTORY")
 	if path == "" {
-		t.Skip("LOCKCOORD_HISTORY names no dumped history")
+		ops := []Op{acq("a", 0, 2, 1, 10, 1), acq("b", 50, 52, 1, 11, 51)} // two holders at once
+		rep := Check(ops, nil, Options{Timeout: time.Minute, Dir: t.TempDir()})
+		if len(rep.Results) != 1 || rep.Results[0].Outcome != porcupine.Illegal || rep.Results[0].Dump == "" {
+			t.Fatalf("Check = %+v, want one illegal result with its history dumped", rep.Results)
+		}
+		path = rep.Results[0].Dump
+		defer func() {
+			res, expl, err := CheckDump(path, time.Minute)
+			if err != nil || res != porcupine.Illegal || expl != rep.Results[0].Explanation {
+				t.Errorf("CheckDump = %s, %v, explanation %q; want illegal, as Check found (%q)", res, err, expl, rep.Results[0].Explanation)
+			}
+		}()
+		if _, _, err := CheckDump(path+".missing", time.Minute); err == nil {
+			t.Error("CheckDump of a missing file: no error")
+		}
+		return
 	}
 	res, expl, err := CheckDump(path, 10*time.Minute)
 	if err != nil {
