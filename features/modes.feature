@@ -86,6 +86,20 @@ Feature: Shared and counted leases, and several resources at once
       Then both are refused at once with an upgrade conflict
       And plan "42" has 2 holders
 
+  Rule: a waiting writer is not overtaken by readers that come after it
+
+    Scenario: readers arriving while a writer waits queue behind it, and the writer gets in first
+      Given worker "r1" holds project "apollo" shared
+      When worker "w" starts waiting up to 30 seconds for project "apollo"
+      Then worker "w" is queued for project "apollo"
+      When worker "r2" acquires project "apollo" shared
+      Then worker "r2" is refused because 1 waiter is queued ahead for project "apollo"
+      When worker "r1" releases project "apollo"
+      Then worker "w" gets project "apollo" within 5 seconds
+      And its token is greater than the token worker "r1" was given
+      When worker "r2" acquires project "apollo" shared
+      Then worker "r2" is refused because worker "w" holds project "apollo"
+
   Rule: every acquisition, in any mode, gets a token above every token issued before for the resource
 
     Scenario: tokens rise across shared and exclusive holds

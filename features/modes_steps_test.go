@@ -512,6 +512,53 @@ func (m *modeSteps) sameTokens() error {
 	return nil
 }
 
+// queuedFor waits until owner's coordinator is queued for r in Redis
+// (the store's fair queue, redisstore.Layout.QueueKey): a waiter queues
+// itself when its first attempt is refused.
+func (m *modeSteps) queuedFor(owner, t, id string) error {
+	name, err := unquote(owner)
+	if err != nil {
+		return err
+	}
+	r, err := resource(t, id)
+	if err != nil {
+		return err
+	}
+	if _, err := m.w.waiter(owner, t, id); err != nil {
+		return err
+	}
+	key := m.w.store.Layout().QueueKey(r)
+	return poll(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		q, err := m.w.client.Get(ctx, key).Result()
+		if err != nil || strings.TrimSpace(q) == "" {
+			return fmt.Errorf("nobody queued for %s (worker %q waits): %q, %v", r, name, q, err)
+		}
+		return nil
+	})
+}
+
+func (m *modeSteps) refusedQueued(owner string, n int, t, id string) error {
+	name, err := unquote(owner)
+	if err != nil {
+		return err
+	}
+	r, err := resource(t, id)
+	if err != nil {
+		return err
+	}
+	ce, err := m.conflict()
+	if err != nil {
+		return err
+	}
+	if m.w.lastOwner != name || ce.Resource != r || ce.Queued != n {
+		return fmt.Errorf("the refusal of %q on %s says %d queued ahead (%v), want %q on %s with %d", m.w.lastOwner, ce.Resource,
+			ce.Queued, ce, name, r, n)
+	}
+	return nil
+}
+
 // registerModes registers the steps of modes.feature.
 func registerModes(sc *godog.ScenarioContext, w *world) {
 	m := &modeSteps{w: w}
@@ -543,4 +590,6 @@ func registerModes(sc *godog.ScenarioContext, w *world) {
 	sc.Then(step(`both are refused at once with an upgrade conflict`), m.bothUpgradeRefused)
 	sc.Then(step(`every round of both was granted all of its claims`), m.everyRoundGranted)
 	sc.Then(step(`both answers carry the same token`), m.sameTokens)
+	sc.Then(step(`worker {q} is queued for {type} {q}`), m.queuedFor)
+	sc.Then(step(`worker {q} is refused because (\d+) waiters? (?:is|are) queued ahead for {type} {q}`), m.refusedQueued)
 }
