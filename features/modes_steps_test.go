@@ -532,8 +532,11 @@ func (m *modeSteps) queuedFor(owner, t, id string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		q, err := m.w.client.Get(ctx, key).Result()
-		if err != nil || strings.TrimSpace(q) == "" {
-			return fmt.Errorf("nobody queued for %s (worker %q waits): %q, %v", r, name, q, err)
+		switch {
+		case err != nil:
+			return fmt.Errorf("nobody queued for %s (worker %q waits): %w", r, name, err)
+		case strings.TrimSpace(q) == "":
+			return fmt.Errorf("nobody queued for %s (worker %q waits)", r, name)
 		}
 		return nil
 	})
@@ -553,7 +556,7 @@ func (m *modeSteps) refusedQueued(owner string, n int, t, id string) error {
 		return err
 	}
 	if m.w.lastOwner != name || ce.Resource != r || ce.Queued != n {
-		return fmt.Errorf("the refusal of %q on %s says %d queued ahead (%v), want %q on %s with %d", m.w.lastOwner, ce.Resource,
+		return fmt.Errorf("the refusal of %q on %s says %d queued ahead (%w), want %q on %s with %d", m.w.lastOwner, ce.Resource,
 			ce.Queued, ce, name, r, n)
 	}
 	return nil
