@@ -484,6 +484,9 @@ func (w *world) passWhileKeptAlive(d string) error {
 		var l coordinator.Lease
 		err := poll(func() (err error) {
 			l, err = w.inspectRes(k.r)
+			if k.ka != nil { // the keep-alive's own hold: one of several on a shared resource
+				l, err = w.holdOf(k.r, k.ka.Lease().Owner)
+			}
 			if err == nil && w.fromNow(l.ExpiresAt, k.ttl) && (k.ka == nil || w.fromNow(k.ka.Lease().ExpiresAt, k.ttl)) {
 				return nil
 			}
@@ -494,6 +497,22 @@ func (w *world) passWhileKeptAlive(d string) error {
 		}
 	}
 	return nil
+}
+
+// holdOf is owner's hold of r, as Holders reports it.
+func (w *world) holdOf(r coordinator.Resource, owner string) (coordinator.Lease, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ls, err := w.observer().Holders(ctx, r)
+	if err != nil {
+		return coordinator.Lease{}, err
+	}
+	for _, l := range ls {
+		if l.Owner == owner {
+			return l, nil
+		}
+	}
+	return coordinator.Lease{}, fmt.Errorf("%w: %q does not hold %s", coordinator.ErrNotHeld, owner, r)
 }
 
 // poll calls check until it returns nil, for up to eventually.

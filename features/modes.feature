@@ -57,6 +57,20 @@ Feature: Shared and counted leases, and several resources at once
       Then worker "w" is granted project "apollo" exclusive with a hold count of 1
       And its token is greater than the token worker "r2" was given
 
+    Scenario: every reader keeps its own hold alive, and a reader that stops is dropped alone
+      Given leases are renewed every 20 milliseconds
+      And worker "r1" holds project "apollo" shared and keeps it alive
+      And worker "r2" holds project "apollo" shared and keeps it alive
+      When 8 minutes pass while the leases are kept alive
+      And 8 minutes pass while the leases are kept alive
+      Then project "apollo" has 2 holders
+      And the keep-alive of worker "r2" on project "apollo" reports an expiry 600 seconds from now
+      When worker "r1" stops keeping project "apollo" alive
+      And 8 minutes pass while the leases are kept alive
+      And 3 minutes pass while the leases are kept alive
+      Then project "apollo" has 1 holder
+      And worker "r2" still holds project "apollo" shared
+
   Rule: re-entry is per owner; an exclusive holder asking shared re-enters; a sole reader upgrades
 
     Scenario: a reader re-enters its shared hold

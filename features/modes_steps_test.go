@@ -121,6 +121,19 @@ func (m *modeSteps) holdsCounted(owner, t, id string, n int) error {
 	return m.given(name)
 }
 
+// holdsSharedKeptAlive takes r shared and keeps the hold alive with a
+// KeepAlive of its own.
+func (m *modeSteps) holdsSharedKeptAlive(owner, t, id string) error {
+	if err := m.holdsShared(owner, t, id); err != nil {
+		return err
+	}
+	w := m.w
+	l := w.lastLease
+	ka := w.worker(w.lastOwner).KeepAlive(context.Background(), l)
+	w.keepers[holdKey(w.lastOwner, w.lastRes)] = &keeper{ka: ka, ttl: l.ExpiresAt.Sub(l.AcquiredAt)}
+	return nil
+}
+
 func (m *modeSteps) acquiresShared(owner, t, id string) error {
 	_, err := m.acquireMode(owner, t, id, 0, 0)
 	return err
@@ -571,6 +584,7 @@ func registerModes(sc *godog.ScenarioContext, w *world) {
 	})
 	sc.Given(step(`worker {q} holds {type} {q} shared`), m.holdsShared)
 	sc.Given(step(`worker {q} holds {type} {q} shared for {dur}`), m.holdsSharedFor)
+	sc.Given(step(`worker {q} holds {type} {q} shared and keeps it alive`), m.holdsSharedKeptAlive)
 	sc.Given(step(`worker {q} holds {type} {q} shared with (\d+) permits`), m.holdsCounted)
 	sc.Given(step(`worker {q} holds all of (.+)`), m.holdsAll)
 	sc.When(step(`worker {q} (?:acquires|asks for) {type} {q} shared(?: again)?`), m.acquiresShared)
