@@ -10,6 +10,7 @@ import (
 	"github.com/lockcoord/lockcoord/coordinator"
 	"github.com/lockcoord/lockcoord/internal/testcluster"
 	"github.com/lockcoord/lockcoord/internal/testredis"
+	"github.com/lockcoord/lockcoord/internal/testutil"
 )
 
 // onBothRedis runs f with the URL of a miniredis and of a real Redis.
@@ -296,4 +297,26 @@ func TestRenewReleaseShared(t *testing.T) {
 			t.Fatalf("after r1's release: %+v", hs)
 		}
 	})
+}
+
+// TestAcquireSeveralWaits: acquire --wait with several resources holds
+// nothing while it waits, and takes them all once the busy one is free.
+func TestAcquireSeveralWaits(t *testing.T) {
+	mr, url := newMiniredis(t)
+	c := newCLI(t, url)
+	c.run("acquire", "plan/1", "--owner", "other").want(t, ExitOK)
+	done := make(chan result, 1)
+	go func() {
+		done <- c.run("acquire", "--shared", "project/p", "plan/1", "--owner", "w", "--wait", "30s", "--json")
+	}()
+	s := storeOn(t, mr)
+	// the waiter is queued for the busy plan, and holds nothing meanwhile
+	testutil.Eventually(t, 10*time.Second, "the waiter queued", func() bool { return mr.Exists(s.Layout().QueueKey(coordinator.Plan("1"))) })
+	c.run("inspect", "project/p").want(t, ExitConflict)
+	c.run("release", "plan/1", "--owner", "other").want(t, ExitOK)
+	r := (<-done).want(t, ExitOK)
+	ls := jsonLines[outcomeView](t, r)
+	if len(ls) != 2 || ls[0].Resource != "plan/1" || ls[0].Owner != "w" || ls[1].Mode != "shared" {
+		t.Fatalf("acquire --wait of two: %+v", ls)
+	}
 }
