@@ -235,9 +235,25 @@ func (s *Store) acquireAllScript(ctx context.Context, reqs []coordinator.Request
 	if err != nil {
 		return nil, opError("acquire all", err)
 	}
-	st, err := toInt(v[0])
-	if err != nil || len(v) < 2 {
+	leases, err := parseAllReply(reqs, v)
+	if err != nil {
+		return nil, err
+	}
+	if ackErr != nil {
+		return nil, fmt.Errorf("redisstore: acquire all: %w", s.unackAll(ctx, reqs, ackErr))
+	}
+	return leases, nil
+}
+
+// parseAllReply reads acquireall.lua's reply to reqs: the leases, or the
+// refusal of a claim.
+func parseAllReply(reqs []coordinator.Request, v []any) ([]coordinator.Lease, error) {
+	if len(v) < 2 {
 		return nil, fmt.Errorf("redisstore: acquire all: reply %v", v)
+	}
+	st, err := toInt(v[0])
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: acquire all: status: %w", err)
 	}
 	if st > 0 && int(st) <= len(reqs) {
 		req := reqs[st-1]
@@ -263,9 +279,6 @@ func (s *Store) acquireAllScript(ctx context.Context, reqs []coordinator.Request
 		if rp.status == statusFree { // a repeat, this hold gone since
 			leases[i] = coordinator.Lease{Resource: req.Resource, Owner: req.Owner}
 		}
-	}
-	if ackErr != nil {
-		return nil, fmt.Errorf("redisstore: acquire all: %w", s.unackAll(ctx, reqs, ackErr))
 	}
 	return leases, nil
 }

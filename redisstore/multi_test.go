@@ -379,3 +379,33 @@ func colocated(t *testing.T, s *redisstore.Store, prefix string, n int) []coordi
 	}
 	return out
 }
+
+// TestAcquireAllOneScriptCorrupt: in one partition, a corrupt lease among
+// the claims is ErrCorrupt and nothing is taken; a repeat after one of
+// the holds went answers it as not held.
+func TestAcquireAllOneScriptCorrupt(t *testing.T) {
+	onBoth(t, func(t *testing.T, b *backend) {
+		ctx := t.Context()
+		s := b.newStore(t, redisstore.WithPartitions(1))
+		a, c := coordinator.Plan("oa"), coordinator.Plan("oc")
+		if err := b.client.Set(ctx, s.Layout().LeaseKey(c), "x", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AcquireAll(ctx, allReqs("w1", "x1", a, c)); !errors.Is(err, redisstore.ErrCorrupt) ||
+			!strings.HasPrefix(err.Error(), "redisstore: acquire all: ") {
+			t.Fatalf("AcquireAll with a corrupt claim: %v, want ErrCorrupt", err)
+		}
+		if _, err := s.Inspect(ctx, a); !errors.Is(err, coordinator.ErrNotHeld) {
+			t.Fatalf("%s taken beside a corrupt claim: %v", a, err)
+		}
+		if err := b.client.Del(ctx, s.Layout().LeaseKey(c)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		first := must[[]coordinator.Lease](t)(s.AcquireAll(ctx, allReqs("w1", "x2", a, c)))
+		lease(t)(s.Release(ctx, request(c, "w1", "x3", 0)))
+		again := must[[]coordinator.Lease](t)(s.AcquireAll(ctx, allReqs("w1", "x2", a, c)))
+		if again[0].Token != first[0].Token || again[0].Count != 1 || again[1].Count != 0 || again[1].Resource != c {
+			t.Fatalf("repeat after %s was released: %+v, want %s as it stands and %s not held", c, again, a, c)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -86,5 +87,37 @@ func TestParseClaim(t *testing.T) {
 	}
 	if err := (scriptReply{status: 1}).refusal(coordinator.Request{Resource: r}); err != nil {
 		t.Fatalf("refusal of an acquisition: %v", err)
+	}
+}
+
+// TestParseAllReply: acquireall.lua's replies, also the shapes Redis
+// never sends, give the leases or an error, never a panic.
+func TestParseAllReply(t *testing.T) {
+	a, b := coordinator.Plan("a"), coordinator.Plan("b")
+	reqs := []coordinator.Request{{Resource: a, Owner: "w"}, {Resource: b, Owner: "w", Permits: 2, Mode: coordinator.ModeShared}}
+	lease := []any{int64(1), "w", int64(1), "5", int64(1), int64(2), int64(1), "", int64(0), int64(0), int64(1), int64(0)}
+	refused := func(st int64) []any { l := append([]any(nil), lease...); l[0] = st; return l }
+	ls, err := parseAllReply(reqs, []any{int64(-1), lease, []any{int64(-1)}})
+	if err != nil || ls[0].Token != 5 || ls[1].Resource != b || ls[1].Owner != "w" || ls[1].Token != 0 {
+		t.Fatalf("a repeat, b's hold gone: %+v, %v", ls, err)
+	}
+	var ce *coordinator.ConflictError
+	if _, err := parseAllReply(reqs, []any{int64(1), refused(0)}); !errors.As(err, &ce) || ce.Resource != a {
+		t.Fatalf("a conflict of a: %v", err)
+	}
+	if _, err := parseAllReply(reqs, []any{int64(2), refused(-3)}); !errors.Is(err, coordinator.ErrInvalid) {
+		t.Fatalf("a cap refusal of b: %v", err)
+	}
+	for name, v := range map[string][]any{
+		"short":              {int64(0)},
+		"status":             {"x", lease},
+		"claim not an array": {int64(1), "x"},
+		"refused, status 1":  {int64(1), lease},
+		"replies":            {int64(0), lease},
+		"claim reply":        {int64(0), lease, "x"},
+	} {
+		if _, err := parseAllReply(reqs, v); err == nil || !strings.Contains(err.Error(), "acquire all") {
+			t.Errorf("%s: %v, want an error", name, err)
+		}
 	}
 }
