@@ -64,14 +64,20 @@ func TestPollChecksNothingAfterCancel(t *testing.T) {
 }
 
 // recorder is a testing.TB that records Fatalf instead of ending the test.
+// recorder records what a helper reports instead of ending the test.
+// Its Fatalf and Skipf return, unlike testing.T's: the caller must not go
+// on after a report it cares about (Unavailable goes on to Skipf after a
+// Fatalf, which recorder records as a skip too).
 type recorder struct {
 	testing.TB
-	fatal string
+	fatal, skip string
 }
 
 func (r *recorder) Helper() {}
 
 func (r *recorder) Fatalf(format string, args ...any) { r.fatal = fmt.Sprintf(format, args...) }
+
+func (r *recorder) Skipf(format string, args ...any) { r.skip = fmt.Sprintf(format, args...) }
 
 func TestEventually(t *testing.T) {
 	n := 0
@@ -97,11 +103,12 @@ func TestRequiredAndUnavailable(t *testing.T) {
 			t.Errorf("CI=%q LOCKCOORD_REQUIRE_SERVICES=%q: Required() = %v", tc.ci, tc.require, got)
 		}
 		r := &recorder{TB: t}
-		if tc.want {
-			Unavailable(r, "no %s", "redis")
-			if r.fatal != "no redis" {
-				t.Errorf("Unavailable under Required reported %q, want a failure", r.fatal)
-			}
+		Unavailable(r, "no %s", "redis")
+		if tc.want && r.fatal != "no redis" {
+			t.Errorf("Unavailable under Required reported %q, want a failure", r.fatal)
+		}
+		if !tc.want && (r.fatal != "" || r.skip != "no redis") {
+			t.Errorf("Unavailable when not Required: failure %q, skip %q; want a skip only", r.fatal, r.skip)
 		}
 	}
 }
