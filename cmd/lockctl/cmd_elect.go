@@ -202,15 +202,11 @@ func (a *app) leader(ctx context.Context, election string, asJSON bool) error {
 
 // observe prints the leader of election and every change until ctx ends.
 func (a *app) observe(ctx context.Context, election string, asJSON bool) error {
-	cctx, cancel := a.opContext(ctx)
-	rc, err := a.connect(cctx)
-	cancel()
+	c, end, err := a.follow(ctx)
 	if err != nil {
 		return a.jsonFailure(asJSON, err)
 	}
-	defer func() { _ = rc.Close() }()
-	c := coordinator.New(rc.store, coordinator.WithLogger(a.log))
-	defer func() { _ = c.Close(context.WithoutCancel(ctx)) }()
+	defer end()
 	ch, err := c.Observe(ctx, election)
 	if err != nil {
 		return a.jsonFailure(asJSON, unsupportedAsUsage(err))

@@ -115,17 +115,30 @@ func parseWatchTarget(s string) (coordinator.Resource, error) {
 	return parseResource(s)
 }
 
-// watch prints the events of r until ctx ends.
-func (a *app) watch(ctx context.Context, r coordinator.Resource, asJSON bool) error {
+// follow connects to Redis and builds a coordinator on its store, for a
+// command that follows leases until its context ends (leader --watch,
+// watch); end closes the coordinator, then the connection.
+func (a *app) follow(ctx context.Context) (c *coordinator.Coordinator, end func(), err error) {
 	cctx, cancel := a.opContext(ctx)
 	rc, err := a.connect(cctx)
 	cancel()
 	if err != nil {
+		return nil, nil, err
+	}
+	c = coordinator.New(rc.store, coordinator.WithLogger(a.log))
+	return c, func() {
+		_ = c.Close(context.WithoutCancel(ctx))
+		_ = rc.Close()
+	}, nil
+}
+
+// watch prints the events of r until ctx ends.
+func (a *app) watch(ctx context.Context, r coordinator.Resource, asJSON bool) error {
+	c, end, err := a.follow(ctx)
+	if err != nil {
 		return a.jsonFailure(asJSON, err)
 	}
-	defer func() { _ = rc.Close() }()
-	c := coordinator.New(rc.store, coordinator.WithLogger(a.log))
-	defer func() { _ = c.Close(context.WithoutCancel(ctx)) }()
+	defer end()
 	var ch <-chan coordinator.Event
 	if r.ID == "" {
 		ch, err = c.WatchType(ctx, r.Type)
