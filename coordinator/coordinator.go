@@ -33,6 +33,7 @@ type Coordinator struct {
 	holds    map[holdKey]int
 	keepers  map[holdKey]*keeper
 	inflight sync.WaitGroup // calls in flight
+	done     func()         // inflight.Done, the method value made once
 	bg       sync.WaitGroup // keep-alive goroutines and their requests
 }
 
@@ -60,6 +61,7 @@ func New(store Store, opts ...Option) *Coordinator {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	c.id = hex.EncodeToString(b[:])
 	c.reqPrefix = c.id + "-"
+	c.done = c.inflight.Done
 	return c
 }
 
@@ -73,7 +75,9 @@ func (c *Coordinator) isClosing() bool {
 }
 
 func (c *Coordinator) requestID() string {
-	return c.reqPrefix + strconv.FormatUint(c.reqSeq.Add(1), 36)
+	var buf [64]byte // one allocation, the string, for usual prefixes
+	b := strconv.AppendUint(append(buf[:0], c.reqPrefix...), c.reqSeq.Add(1), 36)
+	return string(b)
 }
 
 // begin registers an operation in flight; the returned func ends it.
@@ -87,7 +91,7 @@ func (c *Coordinator) begin() (func(), error) {
 		return nil, ErrClosed
 	}
 	c.inflight.Add(1)
-	return c.inflight.Done, nil
+	return c.done, nil
 }
 
 func (c *Coordinator) request(r Resource, owner string, opts []AcquireOption) (Request, callConfig, error) {
@@ -98,10 +102,8 @@ func (c *Coordinator) request(r Resource, owner string, opts []AcquireOption) (R
 		return Request{}, callConfig{}, err
 	}
 	cc := callConfig{ttl: c.cfg.ttlFor(r.Type)}
-	for _, o := range opts {
-		if o != nil {
-			o(&cc)
-		}
+	if len(opts) > 0 {
+		cc = withOptions(cc, opts)
 	}
 	if cc.err != nil {
 		return Request{}, cc, cc.err
@@ -109,6 +111,17 @@ func (c *Coordinator) request(r Resource, owner string, opts []AcquireOption) (R
 	req := Request{Resource: r, Owner: owner, TTL: cc.ttl, RequestID: c.requestID(),
 		Mode: cc.mode(), Permits: cc.permits, Meta: cc.meta}
 	return req, cc, nil
+}
+
+// withOptions returns cc with opts applied (cc escapes to the options:
+// a call without options does not allocate it).
+func withOptions(cc callConfig, opts []AcquireOption) callConfig {
+	for _, o := range opts {
+		if o != nil {
+			o(&cc)
+		}
+	}
+	return cc
 }
 
 // call is an operation in flight: the request it sends, its options, and

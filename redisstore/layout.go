@@ -84,13 +84,19 @@ func (l Layout) Partitions() int { return l.partitions }
 // Partition returns the partition of r: crc32(type + "/" + id) mod the
 // partition count.
 func (l Layout) Partition(r coordinator.Resource) int {
-	h := crc32.Update(0, crc32.IEEETable, []byte(r.Type))
-	h = crc32.Update(h, crc32.IEEETable, slash)
-	h = crc32.Update(h, crc32.IEEETable, []byte(r.ID))
+	h := crcString(crcString(crcString(0, r.Type), "/"), r.ID)
 	return int(h % uint32(l.partitions))
 }
 
-var slash = []byte{'/'}
+// crcString is crc32.Update(crc, crc32.IEEETable, []byte(s)) without the
+// copy of s, which escapes (and so allocates) through crc32's dispatch.
+func crcString(crc uint32, s string) uint32 {
+	crc = ^crc
+	for i := 0; i < len(s); i++ {
+		crc = crc32.IEEETable[byte(crc)^s[i]] ^ (crc >> 8)
+	}
+	return ^crc
+}
 
 // tag returns "<prefix>:{p}", the start of every key of partition p.
 func (l Layout) tag(p int) string {
@@ -219,6 +225,8 @@ func requestKey(tag string, r coordinator.Resource, requestID string) string {
 // partKeys are partition p's tag and fixed keys, built once (New).
 type partKeys struct {
 	tag, fence, events, released string
+	// the same, boxed once for the scripts' KEYS and ARGV
+	fenceArg, eventsArg, releasedArg any
 }
 
 func (l Layout) partKeys() []partKeys {
@@ -226,6 +234,7 @@ func (l Layout) partKeys() []partKeys {
 	for p := range parts {
 		t := l.tag(p)
 		parts[p] = partKeys{tag: t, fence: t + sufFence, events: t + sufEvents, released: t + sufReleased}
+		parts[p].fenceArg, parts[p].eventsArg, parts[p].releasedArg = parts[p].fence, parts[p].events, parts[p].released
 	}
 	return parts
 }

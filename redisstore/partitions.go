@@ -198,6 +198,9 @@ func failure(step string, err error) error {
 // whose fence key has no marker: the store checks the configuration and
 // the count again (recheck), then marks the fence.
 func unmarked(err error) bool {
+	if err == nil {
+		return false
+	}
 	var re redis.Error
 	return errors.As(err, &re) && strings.Contains(re.Error(), "lockcoord: unmarked ")
 }

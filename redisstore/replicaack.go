@@ -40,20 +40,29 @@ func ackable(client redis.UniversalClient) bool {
 	return false
 }
 
-// eval runs script, whose keys share a slot, and returns its reply. With
-// WithReplicaAck, and when wrote says the reply is of a change, it then
-// waits with WAIT on the same connection (WAIT counts the replicas that
-// have every write of its connection) and reports a shortfall as ackErr,
-// wrapping ErrReplicaAck.
+// eval runs script on keys, which share a slot, with args (see evalCmd).
 func (s *Store) eval(ctx context.Context, script *redis.Script, keys []string, wrote func(status int64) bool,
 	args ...any) (v []any, ackErr, err error) {
+	cmd := evalArgs(script, len(keys), len(args))
+	for _, k := range keys {
+		cmd = append(cmd, k)
+	}
+	return s.evalCmd(ctx, script, append(cmd, args...), wrote)
+}
+
+// evalCmd runs cmd, an EVALSHA of script built by evalArgs, and returns
+// its reply. With WithReplicaAck, and when wrote says the reply is of a
+// change, it then waits with WAIT on the same connection (WAIT counts the
+// replicas that have every write of its connection) and reports a
+// shortfall as ackErr, wrapping ErrReplicaAck.
+func (s *Store) evalCmd(ctx context.Context, script *redis.Script, cmd []any, wrote func(status int64) bool) (v []any, ackErr, err error) {
 	if s.ackReplicas == 0 {
-		v, err = script.Run(ctx, s.client, keys, args...).Slice()
+		v, err = runScript(ctx, s.client, script, cmd).Slice()
 		s.refreshOnFailure(err)
 		return v, nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		v, ackErr, err = s.evalAcked(ctx, script, keys, wrote, args)
+		v, ackErr, err = s.evalAcked(ctx, script, cmd, wrote)
 		s.refreshOnFailure(err)
 		if err == nil || !redirected(err) || attempt == ackRedirects {
 			return v, ackErr, err
@@ -85,12 +94,12 @@ func redirected(err error) bool {
 	return moved || ask || redis.IsTryAgainError(err) || redis.IsClusterDownError(err)
 }
 
-func (s *Store) evalAcked(ctx context.Context, script *redis.Script, keys []string, wrote func(int64) bool,
-	args []any) (v []any, ackErr, err error) {
+func (s *Store) evalAcked(ctx context.Context, script *redis.Script, cmd []any, wrote func(int64) bool) (v []any, ackErr, err error) {
 	var conn *redis.Conn
 	switch c := s.client.(type) {
 	case *redis.ClusterClient:
-		node, err := c.MasterForKey(ctx, keys[0])
+		key, _ := cmd[3].(string) // the first key: evalArgs's KEYS[1]
+		node, err := c.MasterForKey(ctx, key)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -101,7 +110,7 @@ func (s *Store) evalAcked(ctx context.Context, script *redis.Script, keys []stri
 		return nil, nil, fmt.Errorf("redisstore: WithReplicaAck on a %T", s.client)
 	}
 	defer func() { _ = conn.Close() }()
-	v, err = script.Run(ctx, conn, keys, args...).Slice()
+	v, err = runScript(ctx, conn, script, cmd).Slice()
 	if err != nil || len(v) == 0 {
 		return v, nil, err
 	}

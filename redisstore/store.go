@@ -219,8 +219,7 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 	if err := s.ready(ctx); err != nil {
 		return coordinator.Lease{}, opError("acquire "+r.String(), err)
 	}
-	keys, args := s.acquireCall(req, waiter, q)
-	v, ackErr, err := s.evalMarked(ctx, scripts.Acquire(), keys, acquireWrote, args)
+	v, ackErr, err := s.evalMarkedCmd(ctx, scripts.Acquire(), s.acquireCmd(req, waiter, q), acquireKeys, acquireWrote)
 	if err != nil {
 		return coordinator.Lease{}, opError("acquire "+r.String(), err)
 	}
@@ -237,19 +236,32 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 	return rp.lease, nil
 }
 
-// acquireArgs is the number of ARGV of acquire.lua, and markArg the
-// index of its ARGV[14] in them (mark an unmarked fence).
+// acquireArgs is the number of ARGV of acquire.lua, acquireKeys of its
+// KEYS, and markArg the index of its ARGV[14] in the ARGV (mark an
+// unmarked fence).
 const (
 	acquireArgs = 17
+	acquireKeys = 5
 	markArg     = 13
 )
 
 // acquireCall returns the KEYS and ARGV of acquire.lua taking req, queued
 // as waiter when refused.
 func (s *Store) acquireCall(req coordinator.Request, waiter string, q coordinator.Queueing) ([]string, []any) {
+	cmd := s.acquireCmd(req, waiter, q)
+	keys := make([]string, acquireKeys)
+	for i := range keys {
+		keys[i], _ = cmd[3+i].(string)
+	}
+	return keys, cmd[3+acquireKeys:]
+}
+
+// acquireCmd returns the EVALSHA of acquire.lua taking req, queued as
+// waiter when refused (see evalArgs).
+func (s *Store) acquireCmd(req coordinator.Request, waiter string, q coordinator.Queueing) []any {
 	r := req.Resource
 	pk := &s.parts[s.layout.Partition(r)]
-	keys := []string{leaseKey(pk.tag, r), pk.fence, pk.events, ownerKey(pk.tag, req.Owner), queueKey(pk.tag, r)}
+	k := pk.keysOf(r, req.Owner, "")
 	var waiterArg, stay any = "", "0"
 	if w := s.waiter(waiter); w != "" {
 		waiterArg = w
@@ -261,28 +273,41 @@ func (s *Store) acquireCall(req coordinator.Request, waiter string, q coordinato
 	if req.Mode == coordinator.ModeShared {
 		modeArg, capArg = "shared", strconv.Itoa(req.Permits)
 	}
-	return keys, []any{req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg,
-		req.Meta, modeArg, capArg, s.partsArg, "0", s.noteArg, pk.released, "0"}
+	return append(evalArgs(scripts.Acquire(), acquireKeys, acquireArgs),
+		k.lease, pk.fenceArg, pk.eventsArg, k.owner, k.queue,
+		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg,
+		req.Meta, modeArg, capArg, s.partsArg, "0", s.noteArg, pk.releasedArg, "0")
 }
 
-// evalMarked runs an acquiring script with args, acquire.lua's ARGV for
-// each of its claims. A fence counter without its marker (the partition
+// evalMarked runs an acquiring script on keys with args, acquire.lua's
+// ARGV for each of its claims (see evalMarkedCmd).
+func (s *Store) evalMarked(ctx context.Context, script *redis.Script, keys []string, wrote func(int64) bool,
+	args []any) ([]any, error, error) {
+	cmd := evalArgs(script, len(keys), len(args))
+	for _, k := range keys {
+		cmd = append(cmd, k)
+	}
+	return s.evalMarkedCmd(ctx, script, append(cmd, args...), len(keys), wrote)
+}
+
+// evalMarkedCmd runs cmd, the EVALSHA of an acquiring script on nkeys
+// KEYS (see evalArgs). A fence counter without its marker (the partition
 // lost its data, or was never used) makes the store check the
 // configuration and the partition count again, then run the script once
 // more, marking it.
-func (s *Store) evalMarked(ctx context.Context, script *redis.Script, keys []string, wrote func(int64) bool,
-	args []any) ([]any, error, error) {
-	v, ackErr, err := s.eval(ctx, script, keys, wrote, args...)
+func (s *Store) evalMarkedCmd(ctx context.Context, script *redis.Script, cmd []any, nkeys int,
+	wrote func(int64) bool) ([]any, error, error) {
+	v, ackErr, err := s.evalCmd(ctx, script, cmd, wrote)
 	if !unmarked(err) {
 		return v, ackErr, err
 	}
 	if err := s.recheck(ctx); err != nil {
 		return nil, nil, err
 	}
-	for i := markArg; i < len(args); i += acquireArgs {
-		args[i] = "1"
+	for i := 3 + nkeys + markArg; i < len(cmd); i += acquireArgs {
+		cmd[i] = "1"
 	}
-	return s.eval(ctx, script, keys, wrote, args...)
+	return s.evalCmd(ctx, script, cmd, wrote)
 }
 
 // Renew implements coordinator.Store.
@@ -403,30 +428,49 @@ func releaseMode(req coordinator.Request) string {
 	return "one"
 }
 
+// releaseOp names a release in mode of r in its errors.
+func releaseOp(mode string, r coordinator.Resource) string {
+	if mode == "force" {
+		return "force release " + r.String()
+	}
+	return "release " + r.String()
+}
+
+// modeArg is release.lua's mode argument, boxed without allocating for
+// the modes a coordinator sends.
+func modeArg(mode string) any {
+	switch mode {
+	case "one":
+		return "one"
+	case "all":
+		return "all"
+	}
+	return mode
+}
+
 // runRelease runs release.lua in mode for waiter ("": none); by is the
 // operator of a forced release.
 func (s *Store) runRelease(ctx context.Context, req coordinator.Request, mode, waiter, by string) (coordinator.Lease, bool, error) {
 	r := req.Resource
-	op := "release " + r.String()
-	if mode == "force" {
-		op = "force release " + r.String()
-	}
 	if err := s.ready(ctx); err != nil {
-		return coordinator.Lease{}, false, opError(op, err)
+		return coordinator.Lease{}, false, opError(releaseOp(mode, r), err)
 	}
 	pk := &s.parts[s.layout.Partition(r)]
-	keys := []string{leaseKey(pk.tag, r), pk.events, ownerKey(pk.tag, req.Owner), requestKey(pk.tag, r, req.RequestID), queueKey(pk.tag, r)}
-	v, err := scripts.Release().Run(ctx, s.client, keys,
-		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, mode, s.retryArg, s.noteArg, pk.released, s.waiterArg(waiter), by).Slice()
+	k := pk.keysOf(r, req.Owner, req.RequestID)
+	script := scripts.Release()
+	cmd := append(evalArgs(script, 5, 11), k.lease, pk.eventsArg, k.owner, k.request, k.queue,
+		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, modeArg(mode), s.retryArg, s.noteArg, pk.releasedArg,
+		s.waiterArg(waiter), by)
+	v, err := runScript(ctx, s.client, script, cmd).Slice()
 	s.refreshOnFailure(err)
 	if err != nil {
-		return coordinator.Lease{}, false, opError(op, err)
+		return coordinator.Lease{}, false, opError(releaseOp(mode, r), err)
 	}
 	rp, err := parseReply(r, v)
 	st, l := rp.status, rp.lease
 	switch {
 	case err != nil:
-		return coordinator.Lease{}, false, fmt.Errorf("redisstore: %s: %w", op, err)
+		return coordinator.Lease{}, false, fmt.Errorf("redisstore: %s: %w", releaseOp(mode, r), err)
 	case st == statusFree:
 		return coordinator.Lease{}, false, &coordinator.LeaseError{Op: "release", Resource: r, Owner: req.Owner, Err: coordinator.ErrNotHeld}
 	case st == statusConflict:
