@@ -26,6 +26,11 @@ var (
 	libLockcoordNoOutbox = lib{"lockcoord-nooutbox", func(tb testing.TB, c *redis.Client) locker {
 		return newLockcoord(tb, c, 1, redisstore.WithOutbox(false))
 	}}
+	// lockcoord with redisstore.WithAutoPipeline: concurrent calls share
+	// round trips
+	libLockcoordAutoPipeline = lib{"lockcoord-autopipeline", func(tb testing.TB, c *redis.Client) locker {
+		return newLockcoord(tb, c, 1, redisstore.WithAutoPipeline())
+	}}
 	libRedislock = lib{"redislock", func(tb testing.TB, c *redis.Client) locker {
 		return &redislockLocker{c: redislock.New(c)}
 	}}
@@ -49,7 +54,7 @@ func BenchmarkFloor(b *testing.B) {
 // 1-3, and 7's outbox cost): one op is one pair.
 func BenchmarkPairs(b *testing.B) {
 	for _, g := range []int{1, 64} {
-		for _, l := range []lib{libFloor, libLockcoord, libLockcoordNoOutbox, libRedislock, libRedsync} {
+		for _, l := range []lib{libFloor, libLockcoord, libLockcoordAutoPipeline, libLockcoordNoOutbox, libRedislock, libRedsync} {
 			b.Run("goroutines="+strconv.Itoa(g)+"/lib="+l.name, func(b *testing.B) {
 				c, cnt := newClient(b)
 				flush(b, c)

@@ -20,6 +20,12 @@ func TestConformanceClusterReplicaAck(t *testing.T) {
 		Options: []redisstore.Option{redisstore.WithReplicaAck(1, 10*time.Second)}})
 }
 
+// TestConformanceClusterAutoPipeline: the suites with WithAutoPipeline.
+func TestConformanceClusterAutoPipeline(t *testing.T) {
+	redisharness.RunAll(t, &redisharness.Client{Client: clusterClient(t),
+		Options: []redisstore.Option{redisstore.WithAutoPipeline()}})
+}
+
 func TestConformanceSentinel(t *testing.T) {
 	redisharness.RunAll(t, &redisharness.Client{Client: sentinelClient(t),
 		Options: []redisstore.Option{redisstore.WithReplicaAck(1, 10*time.Second)}})

@@ -12,10 +12,10 @@ import (
 // pairAllocs is the bound on the client's allocations per acquire+release
 // pair through a Coordinator on a Store (outbox and notifications on, as
 // shipped), on a plain go-redis client: 80 before the cuts of issue 15,
-// 50 after them, with a margin. A rise above it is a regression of the
-// call path (go-redis's own share included: about 22 of the 50, reading
+// 39 after them, with a margin. A rise above it is a regression of the
+// call path (go-redis's own share included: about 20 of the 39, reading
 // the reply and checking the pooled connection).
-const pairAllocs = 55
+const pairAllocs = 45
 
 // TestPairAllocations: an acquire+release pair allocates at most
 // pairAllocs times on the client (testing.AllocsPerRun, deterministic

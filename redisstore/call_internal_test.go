@@ -54,3 +54,31 @@ func TestRunScript(t *testing.T) {
 		t.Fatalf("run with SCRIPT LOAD failing: %v, want %v", err, errLoad)
 	}
 }
+
+// TestStrArg: a strArg is written and printed as its string.
+func TestStrArg(t *testing.T) {
+	mr := miniredis.RunT(t)
+	c := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = c.Close() })
+	v := "value"
+	cmd := redis.NewCmd(t.Context(), "set", "k", strArg{&v})
+	if err := c.Process(t.Context(), cmd); err != nil {
+		t.Fatal(err)
+	}
+	if got := mr.HGet("x", "y") + must(mr.Get("k")); got != "value" {
+		t.Fatalf("written %q, want value", got)
+	}
+	if got := cmd.String(); !strings.Contains(got, "set k value") {
+		t.Fatalf("printed %q, want it to hold set k value", got)
+	}
+	if argString(strArg{&v}) != "value" || argString("s") != "s" || argString(1) != "" {
+		t.Fatal("argString of a strArg, a string, an int")
+	}
+}
+
+func must(s string, err error) string {
+	if err != nil {
+		panic(err)
+	}
+	return s
+}

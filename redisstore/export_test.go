@@ -17,3 +17,16 @@ func (s *Store) OutboxForTest() bool { return s.outbox }
 // WatchFailuresForTest returns how many reads of the event streams for
 // watchers failed.
 func (s *Store) WatchFailuresForTest() int64 { return s.watches.failures.Load() }
+
+// PipelineAlwaysForTest is WithAutoPipeline sending every script call
+// through the AutoPipeliner, also one alone in flight.
+func PipelineAlwaysForTest() Option {
+	return func(s *Store) {
+		WithAutoPipeline()(s)
+		s.pipeAlone = true
+	}
+}
+
+// PipelinedForTest reports whether s runs its scripts through an
+// AutoPipeliner.
+func (s *Store) PipelinedForTest() bool { return s.pipe != nil }

@@ -26,3 +26,16 @@ func TestConformanceOnePartition(t *testing.T) {
 	redisharness.RunAll(t, &redisharness.Client{Client: testredis.Start(t).Client(t),
 		Options: []redisstore.Option{redisstore.WithPartitions(1)}})
 }
+
+// TestConformanceAutoPipeline: the suites with WithAutoPipeline, every
+// script call through the AutoPipeliner (not only concurrent ones), on
+// miniredis and a real Redis (the Cluster's: cluster/conformance_test.go).
+func TestConformanceAutoPipeline(t *testing.T) {
+	t.Run("miniredis", func(t *testing.T) {
+		redisharness.RunAll(t, &redisharness.Mini{Options: []redisstore.Option{redisstore.PipelineAlwaysForTest()}})
+	})
+	t.Run("redis", func(t *testing.T) {
+		redisharness.RunAll(t, &redisharness.Client{Client: testredis.Start(t).Client(t),
+			Options: []redisstore.Option{redisstore.PipelineAlwaysForTest()}})
+	})
+}

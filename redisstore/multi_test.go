@@ -211,10 +211,11 @@ func (h failHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 	return next
 }
 
-// has reports whether an argument of args contains s.
+// has reports whether an argument of args, printed, contains s (a
+// script's string arguments are strings or fmt.Stringers).
 func has(args []any, s string) bool {
 	for _, a := range args {
-		if v, ok := a.(string); ok && strings.Contains(v, s) {
+		if strings.Contains(fmt.Sprint(a), s) {
 			return true
 		}
 	}

@@ -3,6 +3,8 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -179,4 +181,65 @@ func TestPartitionAgreement(t *testing.T) {
 			t.Fatalf("corrupt partition record: %v, want an error naming %s", err, eight.Layout().ConfigKey())
 		}
 	})
+}
+
+// TestWithAutoPipeline: the option needs a *redis.Client or a
+// *redis.ClusterClient that is open; on one, concurrent calls through the
+// AutoPipeliner each get their own reply.
+func TestWithAutoPipeline(t *testing.T) {
+	b := newMiniBackend(t)
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": b.mini.Addr()}})
+	t.Cleanup(func() { _ = ring.Close() })
+	closed := redis.NewClient(&redis.Options{Addr: b.mini.Addr()})
+	_ = closed.Close()
+	for name, tc := range map[string]struct {
+		c    redis.UniversalClient
+		want func(error) bool
+	}{
+		"ring": {ring, func(err error) bool {
+			var ve *coordinator.ValidationError
+			return errors.As(err, &ve) && ve.Field == "WithAutoPipeline" && errors.Is(err, coordinator.ErrInvalid)
+		}},
+		"closed client": {closed, func(err error) bool { return errors.Is(err, redis.ErrClosed) }},
+	} {
+		s := redisstore.New(tc.c, redisstore.WithAutoPipeline())
+		if _, err := s.Acquire(t.Context(), request(coordinator.Plan("1"), "w1", "id-1", time.Minute)); !tc.want(err) {
+			t.Errorf("%s: Acquire = %v, want the option's error", name, err)
+		}
+		if s.PipelinedForTest() {
+			t.Errorf("%s: pipelined", name)
+		}
+	}
+
+	s := redisstore.New(b.client, redisstore.WithAutoPipeline())
+	if !s.PipelinedForTest() {
+		t.Fatal("WithAutoPipeline on a *redis.Client: not pipelined")
+	}
+	ctx := t.Context()
+	errs := make(chan error, 32)
+	for g := range 32 {
+		go func() {
+			owner := "w" + strconv.Itoa(g)
+			r := coordinator.Plan(owner)
+			var err error
+			for i := range 20 {
+				id := owner + "-" + strconv.Itoa(i)
+				var l coordinator.Lease
+				if l, err = s.Acquire(ctx, request(r, owner, id+"a", time.Minute)); err != nil || l.Owner != owner || l.Count != 1 {
+					err = fmt.Errorf("acquire %s: %+v, %w", r, l, err)
+					break
+				}
+				if l, err = s.Release(ctx, request(r, owner, id+"r", 0)); err != nil || l.Owner != owner {
+					err = fmt.Errorf("release %s: %+v, %w", r, l, err)
+					break
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 32 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }

@@ -57,7 +57,7 @@ func (s *Store) eval(ctx context.Context, script *redis.Script, keys []string, w
 // shortfall as ackErr, wrapping ErrReplicaAck.
 func (s *Store) evalCmd(ctx context.Context, script *redis.Script, cmd []any, wrote func(status int64) bool) (v []any, ackErr, err error) {
 	if s.ackReplicas == 0 {
-		v, err = runScript(ctx, s.client, script, cmd).Slice()
+		v, err = s.runScript(ctx, script, cmd).Slice()
 		s.refreshOnFailure(err)
 		return v, nil, err
 	}

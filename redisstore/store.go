@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -78,6 +79,11 @@ func validate(req coordinator.Request, ttl bool) error {
 
 // Store is a coordinator.Store on Redis: standalone, Sentinel or Cluster,
 // through go-redis's UniversalClient. It is safe for concurrent use.
+//
+// A go-redis hook that reads the arguments of the scripts' EVALSHA
+// (cmd.Args()) sees each as a string or, to spare an allocation per
+// argument, a fmt.Stringer that prints as the string (cmd.String() and
+// tracing print them as strings); the first key is always a string.
 type Store struct {
 	client      redis.UniversalClient
 	layout      Layout
@@ -99,6 +105,12 @@ type Store struct {
 	queueArg  any // acquire.lua's waiter queue lifetime, ms
 	partsArg  any // acquire.lua's partition count, the fences' marker
 	parts     []partKeys
+
+	// WithAutoPipeline: the client's AutoPipeliner, and the script calls
+	// in flight (see runScript)
+	pipe      *redis.AutoPipeliner
+	pending   atomic.Int64
+	pipeAlone bool // tests: a call alone in flight takes the pipeliner too
 
 	checkMu sync.Mutex
 	checked bool
@@ -251,7 +263,7 @@ func (s *Store) acquireCall(req coordinator.Request, waiter string, q coordinato
 	cmd := s.acquireCmd(req, waiter, q)
 	keys := make([]string, acquireKeys)
 	for i := range keys {
-		keys[i], _ = cmd[3+i].(string)
+		keys[i] = argString(cmd[3+i])
 	}
 	return keys, cmd[3+acquireKeys:]
 }
@@ -259,9 +271,9 @@ func (s *Store) acquireCall(req coordinator.Request, waiter string, q coordinato
 // acquireCmd returns the EVALSHA of acquire.lua taking req, queued as
 // waiter when refused (see evalArgs).
 func (s *Store) acquireCmd(req coordinator.Request, waiter string, q coordinator.Queueing) []any {
-	r := req.Resource
-	pk := &s.parts[s.layout.Partition(r)]
-	k := pk.keysOf(r, req.Owner, "")
+	pk := &s.parts[s.layout.Partition(req.Resource)]
+	c := &callStrs{req: req, keys: pk.keysOf(req.Resource, req.Owner, "")}
+	rq, r, k := &c.req, &c.req.Resource, &c.keys
 	var waiterArg, stay any = "", "0"
 	if w := s.waiter(waiter); w != "" {
 		waiterArg = w
@@ -274,9 +286,9 @@ func (s *Store) acquireCmd(req coordinator.Request, waiter string, q coordinator
 		modeArg, capArg = "shared", strconv.Itoa(req.Permits)
 	}
 	return append(evalArgs(scripts.Acquire(), acquireKeys, acquireArgs),
-		k.lease, pk.fenceArg, pk.eventsArg, k.owner, k.queue,
-		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, waiterArg, stay, s.queueArg,
-		req.Meta, modeArg, capArg, s.partsArg, "0", s.noteArg, pk.releasedArg, "0")
+		k.lease, pk.fenceArg, pk.eventsArg, strArg{&k.owner}, strArg{&k.queue},
+		strArg{&rq.Owner}, ms(req.TTL), strArg{&rq.RequestID}, strArg{&r.Type}, strArg{&r.ID}, s.maxLenArg, waiterArg, stay,
+		s.queueArg, strArg{&rq.Meta}, modeArg, capArg, s.partsArg, "0", s.noteArg, pk.releasedArg, "0")
 }
 
 // evalMarked runs an acquiring script on keys with args, acquire.lua's
@@ -456,12 +468,13 @@ func (s *Store) runRelease(ctx context.Context, req coordinator.Request, mode, w
 		return coordinator.Lease{}, false, opError(releaseOp(mode, r), err)
 	}
 	pk := &s.parts[s.layout.Partition(r)]
-	k := pk.keysOf(r, req.Owner, req.RequestID)
+	c := &callStrs{req: req, keys: pk.keysOf(r, req.Owner, req.RequestID)}
+	rq, k := &c.req, &c.keys
 	script := scripts.Release()
-	cmd := append(evalArgs(script, 5, 11), k.lease, pk.eventsArg, k.owner, k.request, k.queue,
-		req.Owner, req.RequestID, r.Type, r.ID, s.maxLenArg, modeArg(mode), s.retryArg, s.noteArg, pk.releasedArg,
-		s.waiterArg(waiter), by)
-	v, err := runScript(ctx, s.client, script, cmd).Slice()
+	cmd := append(evalArgs(script, 5, 11), k.lease, pk.eventsArg, strArg{&k.owner}, strArg{&k.request}, strArg{&k.queue},
+		strArg{&rq.Owner}, strArg{&rq.RequestID}, strArg{&rq.Resource.Type}, strArg{&rq.Resource.ID}, s.maxLenArg,
+		modeArg(mode), s.retryArg, s.noteArg, pk.releasedArg, s.waiterArg(waiter), by)
+	v, err := s.runScript(ctx, script, cmd).Slice()
 	s.refreshOnFailure(err)
 	if err != nil {
 		return coordinator.Lease{}, false, opError(releaseOp(mode, r), err)

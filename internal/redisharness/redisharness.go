@@ -136,16 +136,19 @@ func (h *Client) DropScripts(t testing.TB, _ coordinator.Store) {
 // Mini runs the suites on a miniredis per store, whose clock it moves to
 // expire leases.
 type Mini struct {
+	// Options are every store's options.
+	Options []redisstore.Option
+
 	mu      sync.Mutex
 	servers map[*redisstore.Store]*miniredis.Miniredis
 }
 
-// NewStore returns a store (default options) on a new miniredis.
+// NewStore returns a store (h.Options) on a new miniredis.
 func (h *Mini) NewStore(t testing.TB) coordinator.Store {
 	mr := miniredis.RunT(t)
 	c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = c.Close() })
-	s := redisstore.New(c)
+	s := redisstore.New(c, h.Options...)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.servers == nil {
