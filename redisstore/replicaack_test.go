@@ -1,9 +1,11 @@
 package redisstore_test
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,4 +171,77 @@ func TestConformanceReplicaAck(t *testing.T) {
 	master, _ := startReplicated(t)
 	storetest.Run(t, &redisharness.Client{Client: master.Client(t),
 		Options: []redisstore.Option{redisstore.WithReplicaAck(1, 10*time.Second)}})
+}
+
+// pipelinedScripts counts the scripts that went through a pipeline (an
+// AutoPipeliner's batch) rather than one command on a connection.
+type pipelinedScripts struct{ n atomic.Int64 }
+
+func (h *pipelinedScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *pipelinedScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return next
+}
+func (h *pipelinedScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if c.Name() == "evalsha" {
+				h.n.Add(1)
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// burst acquires 16 resources of s at once, named after prefix.
+func burst(t *testing.T, s *redisstore.Store, prefix string) {
+	t.Helper()
+	errs := make(chan error, 16)
+	for g := range 16 {
+		go func() {
+			r := coordinator.Plan(prefix + strconv.Itoa(g))
+			_, err := s.Acquire(t.Context(), request(r, "w1", prefix+"-"+strconv.Itoa(g), time.Minute))
+			errs <- err
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestReplicaAckUnderAutoPipeline: with WithAutoPipeline, the scripts of
+// WithReplicaAck still run on their own connection, WAIT after them on
+// it, never in a shared batch, also when called at once; without
+// WithReplicaAck concurrent scripts do share batches (the hook sees
+// them).
+func TestReplicaAckUnderAutoPipeline(t *testing.T) {
+	master, replica := startReplicated(t)
+	ctx := t.Context()
+	c := master.Client(t)
+	h := &pipelinedScripts{}
+	c.AddHook(h)
+	b := &backend{name: "redis", srv: master, client: c}
+
+	plain := b.newStore(t, redisstore.PipelineAlwaysForTest())
+	round := 0
+	testutil.Eventually(t, 10*time.Second, "scripts in a shared batch", func() bool {
+		round++
+		burst(t, plain, "plain"+strconv.Itoa(round)+"-")
+		return h.n.Load() > 0
+	})
+
+	h.n.Store(0)
+	s := b.newStore(t, redisstore.PipelineAlwaysForTest(), redisstore.WithReplicaAck(1, 5*time.Second))
+	for i := range 5 {
+		burst(t, s, "acked"+strconv.Itoa(i)+"-")
+	}
+	if n := h.n.Load(); n != 0 {
+		t.Fatalf("%d acknowledged scripts went through a shared batch", n)
+	}
+	held := coordinator.Plan("acked0-0")
+	l := lease(t)(s.Inspect(ctx, held))
+	if got := must[string](t)(replica.Client(t).HGet(ctx, s.Layout().LeaseKey(held), "token").Result()); got != strconv.FormatUint(l.Token, 10) {
+		t.Fatalf("replica has token %s, want %d", got, l.Token)
+	}
 }
