@@ -59,8 +59,8 @@ func runScript(ctx context.Context, c scripter, script *redis.Script, args []any
 
 // runScript is runScript on the store's client, or with WithAutoPipeline
 // on its AutoPipeliner when another script call is in flight: a call alone
-// would only wait for the pipeliner's hand-off to its flusher, which costs
-// a lone caller about 40% of its calls per second.
+// would only wait for the pipeliner's hand-off to its flusher goroutine
+// and back, with no other call to share the round trip with.
 func (s *Store) runScript(ctx context.Context, script *redis.Script, cmd []any) *redis.Cmd {
 	if s.pipe == nil {
 		return runScript(ctx, s.client, script, cmd)
