@@ -30,6 +30,7 @@ const (
 	sufQueue    = ":waiters:"   // + <type>:<id>
 	sufFence    = ":fence"      //
 	sufEvents   = ":events"     //
+	sufExpiry   = ":expiry"     //
 	sufOwner    = ":owner:"     // + <owner>
 	sufRequest  = ":req:"       // + <type>:<id>/<request id>
 	sufAllReq   = ":reqall:"    // + <request id>
@@ -122,6 +123,11 @@ func (l Layout) FenceKey(p int) string { return l.tag(p) + sufFence }
 // StreamKey returns the key of partition p's event stream, the audit
 // outbox: <prefix>:{<p>}:events.
 func (l Layout) StreamKey(p int) string { return l.tag(p) + sufEvents }
+
+// ExpiryKey returns the key of partition p's expiry index, a sorted set
+// of the holds by expiry that expire.lua turns into "expired" events:
+// <prefix>:{<p>}:expiry.
+func (l Layout) ExpiryKey(p int) string { return l.tag(p) + sufExpiry }
 
 // OwnerKey returns the key of owner's lease index in partition p:
 // <prefix>:{<p>}:owner:<owner>.
@@ -224,17 +230,18 @@ func requestKey(tag string, r coordinator.Resource, requestID string) string {
 
 // partKeys are partition p's tag and fixed keys, built once (New).
 type partKeys struct {
-	tag, fence, events, released string
+	tag, fence, events, expiry, released string
 	// the same, boxed once for the scripts' KEYS and ARGV
-	fenceArg, eventsArg, releasedArg any
+	fenceArg, eventsArg, expiryArg, releasedArg any
 }
 
 func (l Layout) partKeys() []partKeys {
 	parts := make([]partKeys, l.partitions)
 	for p := range parts {
 		t := l.tag(p)
-		parts[p] = partKeys{tag: t, fence: t + sufFence, events: t + sufEvents, released: t + sufReleased}
+		parts[p] = partKeys{tag: t, fence: t + sufFence, events: t + sufEvents, expiry: t + sufExpiry, released: t + sufReleased}
 		parts[p].fenceArg, parts[p].eventsArg, parts[p].releasedArg = parts[p].fence, parts[p].events, parts[p].released
+		parts[p].expiryArg = parts[p].expiry
 	}
 	return parts
 }

@@ -82,7 +82,7 @@ func TestKeyLayout(t *testing.T) {
 			t.Errorf("PTTL %s = %v, want about 90s", key, pttl)
 		}
 		wantKeys := map[string]string{key: "hash", s.Layout().FenceKey(p): "string", s.Layout().StreamKey(p): "stream",
-			s.Layout().OwnerKey(p, "w1"): "set", s.Layout().ConfigKey(): "string"}
+			s.Layout().OwnerKey(p, "w1"): "set", s.Layout().ConfigKey(): "string", s.Layout().ExpiryKey(p): "zset"}
 		if got := keysUnder(t, b, s.Layout()); !maps.Equal(got, wantKeys) {
 			t.Errorf("keys after acquire: %v, want %v", got, wantKeys)
 		}

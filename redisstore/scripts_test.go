@@ -151,9 +151,9 @@ func TestScriptContracts(t *testing.T) {
 // hash Run uses for EVALSHA.
 func TestScriptsAll(t *testing.T) {
 	all := scripts.All()
-	if len(all) != 5 || all[0] != scripts.Acquire() || all[1] != scripts.Renew() || all[2] != scripts.Release() ||
-		all[3] != scripts.Unqueue() || all[4] != scripts.AcquireAll() {
-		t.Fatalf("All() = %v, want Acquire, Renew, Release, Unqueue, AcquireAll", all)
+	if len(all) != 6 || all[0] != scripts.Acquire() || all[1] != scripts.Renew() || all[2] != scripts.Release() ||
+		all[3] != scripts.Unqueue() || all[4] != scripts.AcquireAll() || all[5] != scripts.Expire() {
+		t.Fatalf("All() = %v, want Acquire, Renew, Release, Unqueue, AcquireAll, Expire", all)
 	}
 	onBoth(t, func(t *testing.T, b *backend) {
 		ctx := t.Context()
@@ -168,10 +168,10 @@ func TestScriptsAll(t *testing.T) {
 			hashes = append(hashes, s.Hash())
 		}
 		exists := must[[]bool](t)(b.client.ScriptExists(ctx, hashes...).Result())
-		if !slices.Equal(exists, []bool{true, true, true, true, true}) {
+		if !slices.Equal(exists, []bool{true, true, true, true, true, true}) {
 			t.Fatalf("SCRIPT EXISTS = %v", exists)
 		}
-		if len(slices.Compact(slices.Sorted(slices.Values(hashes)))) != 5 {
+		if len(slices.Compact(slices.Sorted(slices.Values(hashes)))) != 6 {
 			t.Fatalf("scripts share a hash: %v", hashes)
 		}
 	})

@@ -253,7 +253,7 @@ func (s *Store) acquire(ctx context.Context, req coordinator.Request, waiter str
 // unmarked fence).
 const (
 	acquireArgs = 17
-	acquireKeys = 5
+	acquireKeys = 6
 	markArg     = 13
 )
 
@@ -286,7 +286,7 @@ func (s *Store) acquireCmd(req coordinator.Request, waiter string, q coordinator
 		modeArg, capArg = "shared", strconv.Itoa(req.Permits)
 	}
 	return append(evalArgs(scripts.Acquire(), acquireKeys, acquireArgs),
-		k.lease, pk.fenceArg, pk.eventsArg, strArg{&k.owner}, strArg{&k.queue},
+		k.lease, pk.fenceArg, pk.eventsArg, strArg{&k.owner}, strArg{&k.queue}, pk.expiryArg,
 		strArg{&rq.Owner}, ms(req.TTL), strArg{&rq.RequestID}, strArg{&r.Type}, strArg{&r.ID}, s.maxLenArg, waiterArg, stay,
 		s.queueArg, strArg{&rq.Meta}, modeArg, capArg, s.partsArg, "0", s.noteArg, pk.releasedArg, "0")
 }
@@ -332,7 +332,7 @@ func (s *Store) Renew(ctx context.Context, req coordinator.Request) (coordinator
 		return coordinator.Lease{}, opError("renew "+r.String(), err)
 	}
 	pk := &s.parts[s.layout.Partition(r)]
-	keys := []string{leaseKey(pk.tag, r), pk.events, ownerKey(pk.tag, req.Owner)}
+	keys := []string{leaseKey(pk.tag, r), pk.events, ownerKey(pk.tag, req.Owner), pk.expiry}
 	v, ackErr, err := s.eval(ctx, scripts.Renew(), keys, renewWrote,
 		req.Owner, ms(req.TTL), req.RequestID, r.Type, r.ID, s.maxLenArg, strconv.FormatUint(req.Token, 10))
 	if err != nil {
@@ -471,7 +471,8 @@ func (s *Store) runRelease(ctx context.Context, req coordinator.Request, mode, w
 	c := &callStrs{req: req, keys: pk.keysOf(r, req.Owner, req.RequestID)}
 	rq, k := &c.req, &c.keys
 	script := scripts.Release()
-	cmd := append(evalArgs(script, 5, 11), k.lease, pk.eventsArg, strArg{&k.owner}, strArg{&k.request}, strArg{&k.queue},
+	cmd := append(evalArgs(script, 6, 11), k.lease, pk.eventsArg, strArg{&k.owner}, strArg{&k.request}, strArg{&k.queue},
+		pk.expiryArg,
 		strArg{&rq.Owner}, strArg{&rq.RequestID}, strArg{&rq.Resource.Type}, strArg{&rq.Resource.ID}, s.maxLenArg,
 		modeArg(mode), s.retryArg, s.noteArg, pk.releasedArg, s.waiterArg(waiter), by)
 	v, err := s.runScript(ctx, script, cmd).Slice()

@@ -232,6 +232,9 @@ func (rd *reader) snapshot(h *watchHub) (parts []int, keys, ids []string) {
 // for news (its entries are read again by the next atomic read).
 func (rd *reader) run(h *watchHub) {
 	defer close(rd.done)
+	swept := make(chan struct{})
+	go rd.sweep(h, swept)
+	defer func() { <-swept }()
 	delay := 10 * time.Millisecond
 	for !rd.stopped() {
 		parts, keys, ids := rd.snapshot(h)

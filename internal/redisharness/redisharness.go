@@ -9,6 +9,7 @@ package redisharness
 import (
 	"context"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func RunAll(t *testing.T, h storetest.Harness) {
 }
 
 // capabilities are those of redisstore's stores (see storetest.Capable).
-var capabilities = []storetest.Capability{storetest.Shared, storetest.FairQueue}
+var capabilities = []storetest.Capability{storetest.Shared, storetest.FairQueue, storetest.ExpiryEvents}
 
 // Capabilities implements storetest.Capable.
 func (h *Client) Capabilities() []storetest.Capability { return capabilities }
@@ -79,6 +80,11 @@ func (h *Client) Expire(t testing.TB, s coordinator.Store, r coordinator.Resourc
 	if err := h.Client.PExpire(t.Context(), key, time.Millisecond).Err(); err != nil {
 		t.Fatal(err)
 	}
+	now, err := h.Client.Time(t.Context()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	moveExpiry(t, h.Client, s, r, now.Add(time.Millisecond))
 	testutil.Eventually(t, 10*time.Second, key+" to expire", func() bool {
 		n, err := h.Client.Exists(t.Context(), key).Result()
 		if err != nil {
@@ -174,6 +180,31 @@ func (h *Mini) Expire(t testing.TB, s coordinator.Store, r coordinator.Resource)
 		t.Fatalf("no TTL on %s", r)
 	}
 	mr.FastForward(ttl + time.Millisecond)
+	c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer func() { _ = c.Close() }()
+	moveExpiry(t, c, s, r, time.Now()) // miniredis's TIME is the wall clock
+}
+
+// moveExpiry gives r's holds in the expiry index of its partition the
+// expiry at, as Expire cut the lease's life short: the index is the
+// scripts' record of when each hold ends (see lib.lua's expiry_member:
+// the member's third and fourth lines are the type and the id).
+func moveExpiry(t testing.TB, c redis.UniversalClient, s coordinator.Store, r coordinator.Resource, at time.Time) {
+	t.Helper()
+	l := s.(*redisstore.Store).Layout()
+	key := l.ExpiryKey(l.Partition(r))
+	members, err := c.ZRange(t.Context(), key, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		f := strings.SplitN(m, "\n", 5)
+		if len(f) == 5 && f[2] == r.Type && f[3] == r.ID {
+			if err := c.ZAddXX(t.Context(), key, redis.Z{Score: float64(at.UnixMilli()), Member: m}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }
 
 // RemainingTTL returns the lease's TTL, negative when there is no lease.

@@ -6,6 +6,7 @@
 -- KEYS[3] event stream   <prefix>:{p}:events
 -- KEYS[4] owner index    <prefix>:{p}:owner:<owner>  (set of "type/id")
 -- KEYS[5] waiter queue   <prefix>:{p}:waiters:<type>:<id>  (string: "<waiter>@<deadline_ms>" words, first queued first, space-separated)
+-- KEYS[6] expiry index   <prefix>:{p}:expiry  (sorted set, see lib.lua's expiry_member)
 -- ARGV[1] owner
 -- ARGV[2] ttl in milliseconds (integer >= 1)
 -- ARGV[3] request id (no spaces)
@@ -70,11 +71,13 @@
 -- Cost: every redis.call is a command for Redis to look up, run and
 -- convert back to Lua, so the script issues as few as it can: a conflict
 -- is HGETALL TIME (+ GET SET for a waiter), a fresh acquisition in
--- either mode HGETALL TIME GET SET XADD HSET PEXPIRE SADD PTTL (the GET
+-- either mode HGETALL TIME GET SET XADD HSET PEXPIRE SADD PTTL ZADD (the GET
 -- reads the waiter queue, for fairness; + SET|DEL for a waiter, + HDEL
 -- when expired shared holds are dropped), a re-entry HGETALL TIME XADD
--- HSET PEXPIRE PTTL, an upgrade HGETALL TIME SET XADD DEL HSET PEXPIRE
--- PTTL. The waiter queue is a plain string, so the scripts need no
+-- HSET PEXPIRE PTTL ZADD (+ ZREM when its metadata changes), an upgrade
+-- HGETALL TIME SET XADD DEL HSET PEXPIRE PTTL ZREM ZADD. The ZADD keeps
+-- the hold's expiry in the expiry index (lib.lua's expiry_member), for
+-- expire.lua; with the outbox off there is none. The waiter queue is a plain string, so the scripts need no
 -- command beyond those of the worker's ACL in docs/operations.md. The
 -- owner index keeps an empty-string member, so that it is not
 -- deleted and created again with each lease of an owner that holds one at
@@ -174,6 +177,7 @@ local function reenter()
   local count_s = fmt('%d', tonumber(mine[2]) + 1)
   local expires = math.max(tonumber(mine[5]), now + ttl)
   local expires_s = fmt('%d', expires)
+  local old = expiry_member(ARGV[4], ARGV[5], mine, st)
   if meta ~= '' then mine[7] = meta end
   why = append_event(KEYS[3], maxlen, hold_event('reentered', ARGV[4], ARGV[5], mine, st, count_s, now_s, expires_s, req))
   if why then return fail(why) end
@@ -188,6 +192,9 @@ local function reenter()
     redis.call('PEXPIRE', KEYS[1], fmt('%d', expires - now))
   end
   raise_ttl(KEYS[4], expires - now)
+  local member = expiry_member(ARGV[4], ARGV[5], mine, st)
+  if member ~= old then expiry_drop(KEYS[6], maxlen, old) end
+  expiry_set(KEYS[6], maxlen, member, expires_s)
   if waiter ~= '' then
     dequeue()
     save_queue()
@@ -217,6 +224,8 @@ local function upgrade()
   redis.call('HSET', KEYS[1], unpack(exclusive_fields(h)))
   redis.call('PEXPIRE', KEYS[1], fmt('%d', expires - now))
   raise_ttl(KEYS[4], expires - now)
+  expiry_drop(KEYS[6], maxlen, expiry_member(ARGV[4], ARGV[5], mine, st))
+  expiry_set(KEYS[6], maxlen, expiry_member(ARGV[4], ARGV[5], h, ex), h[5])
   if waiter ~= '' then
     dequeue()
     save_queue()
@@ -248,6 +257,7 @@ local function fresh()
   end
   index_add(KEYS[4], ARGV[4] .. '/' .. ARGV[5])
   raise_ttl(KEYS[4], ttl)
+  expiry_set(KEYS[6], maxlen, expiry_member(ARGV[4], ARGV[5], h, st), h[5])
   dequeue()
   if #queue() > 0 and st.shared and (st.cap == 0 or st.n < st.cap) and ARGV[15] ~= '0' then
     -- room for the next waiter too: tell it

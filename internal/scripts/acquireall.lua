@@ -5,7 +5,7 @@
 -- a function acquire_one(KEYS, ARGV), then this file: each claim is
 -- decided and taken exactly as acquire.lua takes one resource.
 --
--- KEYS five per claim, in the order of the claims: acquire.lua's KEYS[1] to KEYS[5] of the claim
+-- KEYS six per claim, in the order of the claims: acquire.lua's KEYS[1] to KEYS[6] of the claim
 -- ARGV seventeen per claim, in the same order: acquire.lua's ARGV[1] to ARGV[17] of the claim
 --      (its ARGV[17], decide only, is set by this script)
 -- Reply: {0, r1, ..., rn}: every claim taken, ri acquire.lua's reply of claim i;
@@ -26,11 +26,11 @@
 --
 -- Cost: per claim the decision's reads (HGETALL TIME, + GET for a fresh
 -- hold) and then acquire.lua's commands for it: a fresh exclusive claim
--- is 3 + 9 commands, in one round trip for the whole set, where the
+-- is 3 + 10 commands, in one round trip for the whole set, where the
 -- ordered path (one acquire.lua per claim, taken in partition order,
 -- plus a SET NX of the AcquireAll's nonce) sends 1 + n round trips.
 
-local per_k, per_a = 5, 17
+local per_k, per_a = 6, 17
 local n = #KEYS / per_k
 
 -- the KEYS of claim i, and its ARGV with ARGV[17] = dry

@@ -10,7 +10,10 @@
 //   - renew.lua sets the expiry of the owner's lease (Renew);
 //   - release.lua drops one hold, every hold, or forces a lease off, and
 //     tells the first queued waiter or every listener (Release);
-//   - unqueue.lua takes a waiter out of a resource's waiter queue (Unqueue).
+//   - unqueue.lua takes a waiter out of a resource's waiter queue (Unqueue);
+//   - expire.lua turns the holds of a partition whose expiry passed into
+//     "expired" events, reading the partition's expiry index, which the
+//     other scripts keep (Expire).
 //
 // lib.lua holds the helpers they share (finding and cutting a word of a
 // space-separated list, remembering the last request ids of a lease,

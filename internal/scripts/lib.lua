@@ -464,3 +464,40 @@ local function notify_first(l, note, channel, msg)
   return false, changed
 end
 
+
+-- The expiry index <prefix>:{p}:expiry is a sorted set with one member
+-- per hold, scored by the hold's expires_at (ms, Redis TIME): every
+-- script that changes a hold's expiry or ends it moves or removes its
+-- member in the same script, so a member whose score has passed is a
+-- hold that expired (expire.lua turns it into an "expired" event). The
+-- member carries what that event needs, the key being gone by then:
+-- "<token>\n<acquired_at>\n<type>\n<id>\n<owner>\n<cap>\n<meta>", cap
+-- "" for an exclusive hold (type, id and owner hold no control
+-- character; meta, last, may). It is kept only while the outbox is on
+-- (maxlen not "0"): without a stream there is no event to append.
+
+-- the expiry index member of hold h of resource typ/id in state st
+local function expiry_member(typ, id, h, st)
+  local cap = ''
+  if st.shared then cap = fmt('%d', st.cap) end
+  return h[3] .. '\n' .. h[4] .. '\n' .. typ .. '\n' .. id .. '\n' .. h[1] .. '\n' .. cap .. '\n' .. (h[7] or '')
+end
+
+-- score member at expires (a decimal string) in the expiry index key
+-- (ZADD), unless maxlen is "0"; a key of another type is replaced
+local function expiry_set(key, maxlen, member, expires)
+  if maxlen == '0' then return end
+  if failed(redis.pcall('ZADD', key, expires, member)) then
+    redis.call('DEL', key)
+    redis.call('ZADD', key, expires, member)
+  end
+end
+
+-- remove member from the expiry index key (ZREM), unless maxlen is "0";
+-- a key of another type is deleted
+local function expiry_drop(key, maxlen, member)
+  if maxlen == '0' then return end
+  if failed(redis.pcall('ZREM', key, member)) then
+    redis.call('DEL', key)
+  end
+end

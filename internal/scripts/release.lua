@@ -6,6 +6,7 @@
 -- KEYS[3] owner index    <prefix>:{p}:owner:<owner>
 -- KEYS[4] request memo   <prefix>:{p}:req:<type>:<id>/<request id>  (remembers a release that deleted the lease)
 -- KEYS[5] waiter queue   <prefix>:{p}:waiters:<type>:<id>  (see acquire.lua)
+-- KEYS[6] expiry index   <prefix>:{p}:expiry  (see lib.lua's expiry_member)
 -- ARGV[1] owner (for force: the holder the admin saw; a different holder is not touched)
 -- ARGV[2] request id (no spaces)
 -- ARGV[3] resource type
@@ -40,7 +41,7 @@
 -- The memo is a string "<token> <acquired_at> <expires_at> <owner>"
 -- written with one SET PX; it is the resource's, so that it answers only
 -- a retry of the same release of the same resource. A release that
--- deletes a lease runs GET HGETALL TIME XADD DEL SREM SET GET PUBLISH
+-- deletes a lease runs GET HGETALL TIME XADD DEL SREM ZREM SET GET PUBLISH
 -- (the end of one shared hold among others: HDEL PEXPIRE for DEL):
 -- every redis.call costs, see acquire.lua. With no queued waiter the
 -- message goes to the partition's channel, which every waiting
@@ -140,6 +141,7 @@ else
     redis.call('DEL', KEYS[1])
   end
   index_remove(KEYS[3], member)
+  expiry_drop(KEYS[6], maxlen, expiry_member(ARGV[3], ARGV[4], h, st))
   redis.call('SET', KEYS[4], h[3] .. ' ' .. h[4] .. ' ' .. h[5] .. ' ' .. held, 'PX', ARGV[7])
   local note = ARGV[8]
   if note ~= '0' then

@@ -4,6 +4,7 @@
 -- KEYS[1] lock hash      <prefix>:{p}:lock:<type>:<id>
 -- KEYS[2] event stream   <prefix>:{p}:events
 -- KEYS[3] owner index    <prefix>:{p}:owner:<owner>
+-- KEYS[4] expiry index   <prefix>:{p}:expiry  (see lib.lua's expiry_member)
 -- ARGV[1] owner
 -- ARGV[2] ttl in milliseconds (integer >= 1)
 -- ARGV[3] request id (no spaces)
@@ -21,7 +22,7 @@
 --   An error reply ("ERR lockcoord: ...") changed nothing: a corrupt
 --   lease hash, a stream that refused the event (see lib.lua).
 --
--- A renewal runs HGETALL TIME XADD HSET PEXPIRE PTTL (+ HDEL when
+-- A renewal runs HGETALL TIME XADD HSET PEXPIRE PTTL ZADD (+ HDEL when
 -- expired shared holds are dropped, see acquire.lua), in that order: the
 -- event goes first, so that a stream that refuses it leaves the lease as
 -- it was; the owner index's TTL is raised to twice the lease's when it
@@ -60,4 +61,5 @@ else
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 raise_ttl(KEYS[3], ttl)
+expiry_set(KEYS[4], ARGV[6], expiry_member(ARGV[4], ARGV[5], mine, st), expires_s)
 return hold_reply(1, mine, now, st)

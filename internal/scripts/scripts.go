@@ -19,6 +19,8 @@ var (
 	unqueueSrc string
 	//go:embed acquireall.lua
 	acquireAllSrc string
+	//go:embed expire.lua
+	expireSrc string
 )
 
 // The scripts, each built and wrapped once: lib.lua, then the script's
@@ -28,6 +30,7 @@ var (
 	renew   = build(renewSrc)
 	release = build(releaseSrc)
 	unqueue = build(unqueueSrc)
+	expire  = build(expireSrc)
 	// acquireall.lua calls acquire.lua, as a function, for each claim
 	acquireAll = redis.NewScript(libSrc + "local function acquire_one(KEYS, ARGV)\n" + acquireSrc + "\nend\n" + acquireAllSrc)
 )
@@ -55,5 +58,11 @@ func Unqueue() *redis.Script { return unqueue }
 // whose resources share a partition, all or nothing, in one script.
 func AcquireAll() *redis.Script { return acquireAll }
 
+// Expire returns expire.lua: turn the holds of a partition whose expiry
+// passed into "expired" events.
+func Expire() *redis.Script { return expire }
+
 // All returns every script, for preloading with Load.
-func All() []*redis.Script { return []*redis.Script{acquire, renew, release, unqueue, acquireAll} }
+func All() []*redis.Script {
+	return []*redis.Script{acquire, renew, release, unqueue, acquireAll, expire}
+}

@@ -58,8 +58,8 @@ func TestBuild(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("All() hashes %v, want those of lib.lua + each script file %v", got, want)
 	}
-	if !slices.Equal(All(), []*redis.Script{Acquire(), Renew(), Release(), Unqueue(), AcquireAll()}) {
-		t.Fatal("All() is not Acquire, Renew, Release, Unqueue, AcquireAll")
+	if !slices.Equal(All(), []*redis.Script{Acquire(), Renew(), Release(), Unqueue(), AcquireAll(), Expire()}) {
+		t.Fatal("All() is not Acquire, Renew, Release, Unqueue, AcquireAll, Expire")
 	}
 }
 
