@@ -254,7 +254,7 @@ func (r *ledgerRows) Err() error { return nil }
 func (r *ledgerRows) Values() ([]any, error) {
 	e := &r.evs[r.i]
 	mode, cp := e.ledgerMode()
-	r.row = [16]any{int32(e.partition), e.id, e.kind, e.typ, e.rid, e.owner, e.token, e.count,
+	r.row = [16]any{int32(e.partition), e.ledgerID(), e.kind, e.typ, e.rid, e.owner, e.token, e.count,
 		msTime(e.at), msTime(e.acquired), msTime(e.expires), e.req, e.by, mode, cp, e.meta}
 	return r.row[:], nil
 }
@@ -272,7 +272,7 @@ func ledgerArrays(evs []event) []any {
 	caps := make([]*int32, n)
 	for i := range evs {
 		e := &evs[i]
-		parts[i], ids[i], kinds[i], typs[i], rids[i] = int32(e.partition), e.id, e.kind, e.typ, e.rid
+		parts[i], ids[i], kinds[i], typs[i], rids[i] = int32(e.partition), e.ledgerID(), e.kind, e.typ, e.rid
 		owners[i], reqs[i], tokens[i], counts[i] = e.owner, e.req, e.token, e.count
 		ats[i], acquireds[i], expireds[i] = msTime(e.at), msTime(e.acquired), msTime(e.expires)
 		bys[i], metas[i] = e.by, e.meta

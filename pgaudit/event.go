@@ -11,9 +11,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The event kinds of the ledger. All but EventExpired are written by the
-// Lua scripts to the partition streams; EventExpired is written by Cleanup
-// for a lease that ended in Redis without an event.
+// The event kinds of the ledger, written by the Lua scripts to the
+// partition streams. EventExpired is also written by Cleanup for a lease
+// that ended in Redis without an event (no process swept its partition:
+// see redisstore's Store.ExpireDue); both write its ledger row under the
+// stream id "expired:<token>" (see ledgerID), so that one expiry is one
+// row whichever records it first.
 const (
 	EventAcquired    = "acquired"
 	EventReentered   = "reentered"
@@ -199,11 +202,21 @@ func parseEvent(partition int, msg redis.XMessage) (event, error) {
 		return e, r.err
 	}
 	switch e.kind {
-	case EventAcquired, EventReentered, EventRenewed, EventDecremented, EventReleased, EventForced:
+	case EventAcquired, EventReentered, EventRenewed, EventDecremented, EventReleased, EventForced, EventExpired:
 	default:
 		return e, fmt.Errorf("entry %s: unknown event %q", msg.ID, e.kind)
 	}
 	return e, nil
+}
+
+// ledgerID is the stream_id of e's ledger row: its stream entry id, but
+// "expired:<token>" for an expiry, the id Cleanup gives the expiry it
+// records, so that the event and Cleanup make one row, not two.
+func (e *event) ledgerID() string {
+	if e.kind == EventExpired {
+		return "expired:" + strconv.FormatInt(e.token, 10)
+	}
+	return e.id
 }
 
 func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }

@@ -1,0 +1,79 @@
+package pgaudit_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/lockcoord/lockcoord/coordinator"
+)
+
+// expireDue runs the store's ExpireDue on every partition and returns
+// the events it appended.
+func expireDue(t *testing.T, rd *redisEnv) int {
+	t.Helper()
+	n := 0
+	for p := range rd.store.Layout().Partitions() {
+		k, err := rd.store.ExpireDue(context.Background(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += k
+	}
+	return n
+}
+
+// TestExpiredEventsAreOneLedgerRow: an "expired" event from Redis ends
+// the mirror's row, and an expiry is one ledger row whether Cleanup or
+// the event records it first, or both.
+func TestExpiredEventsAreOneLedgerRow(t *testing.T) {
+	pg, rd := newDB(t), newMini(t)
+	ctx := context.Background()
+	m := mirror(pg.pool, rd)
+	expiredRows := func(l coordinator.Lease) int {
+		return pg.count(t, `SELECT count(*) FROM lock_events WHERE event = 'expired'
+			AND resource_type = $1 AND resource_id = $2 AND token = $3 AND owner_id = $4`,
+			l.Resource.Type, l.Resource.ID, int64(l.Token), l.Owner)
+	}
+
+	// the event first, then Cleanup: it finds nothing left to do
+	a := rd.mustAcquire(t, coordinator.Plan("a"), "w1", 5*time.Second)
+	keep := rd.mustAcquire(t, coordinator.Plan("keep"), "w1", time.Minute)
+	drain(t, m)
+	rd.advance(6 * time.Second)
+	if n := expireDue(t, rd); n != 1 {
+		t.Fatalf("ExpireDue appended %d events, want 1", n)
+	}
+	drain(t, m)
+	if n := expiredRows(a); n != 1 {
+		t.Fatalf("%d expired rows for %s after its event, want 1", n, a.Resource)
+	}
+	if removed, err := m.Cleanup(ctx); err != nil || len(removed) != 0 {
+		t.Fatalf("Cleanup after the event = %v, %v", removed, err)
+	}
+	sameLeases(t, rd, pg)
+
+	// Cleanup first, then the event: still one row
+	b := rd.mustAcquire(t, coordinator.Plan("b"), "w2", 5*time.Second)
+	drain(t, m)
+	rd.advance(6 * time.Second)
+	if removed, err := m.Cleanup(ctx); err != nil || len(removed) != 1 {
+		t.Fatalf("Cleanup = %v, %v, want b's row", removed, err)
+	}
+	if n := expireDue(t, rd); n != 1 {
+		t.Fatalf("ExpireDue appended %d events, want 1", n)
+	}
+	drain(t, m)
+	for _, l := range []coordinator.Lease{a, b} {
+		if n := expiredRows(l); n != 1 {
+			t.Errorf("%d expired rows for %s, want 1", n, l.Resource)
+		}
+	}
+	if n := pg.count(t, `SELECT count(*) FROM lock_events WHERE event = 'expired'`); n != 2 {
+		t.Errorf("%d expired rows in all, want 2 (keep %s lives)", n, keep.Resource)
+	}
+	if n := pg.count(t, `SELECT count(*) FROM lock_dead_letters`); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+	sameLeases(t, rd, pg)
+}
