@@ -2,10 +2,15 @@ package pgaudit_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/lockcoord/lockcoord/coordinator"
+	"github.com/lockcoord/lockcoord/internal/testutil"
+	"github.com/lockcoord/lockcoord/pgaudit"
 )
 
 // expireDue runs the store's ExpireDue on every partition and returns
@@ -76,4 +81,43 @@ func TestExpiredEventsAreOneLedgerRow(t *testing.T) {
 		t.Errorf("%d dead letters, want none", n)
 	}
 	sameLeases(t, rd, pg)
+}
+
+// TestMirrorSweepsExpiries: with WithExpirySweep, Run itself turns an
+// expired lease into its event, so the mirror's row ends without a
+// Cleanup; a failing sweep is logged and retried.
+func TestMirrorSweepsExpiries(t *testing.T) {
+	pg, rd := newDB(t), newMini(t)
+	var logs syncBuffer
+	m := mirror(pg.pool, rd, pgaudit.WithExpirySweep(time.Millisecond), pgaudit.WithBlock(10*time.Millisecond),
+		pgaudit.WithCleanupInterval(-1), pgaudit.WithLogger(zerolog.New(&logs)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	l := rd.mustAcquire(t, coordinator.Plan("swept"), "w1", 5*time.Second)
+	testutil.Eventually(t, 10*time.Second, "the row", func() bool { return pg.count(t, "SELECT count(*) FROM locks") == 1 })
+	idx := rd.store.Layout().ExpiryKey(rd.store.Layout().Partition(l.Resource))
+	member, err := rd.client.ZRange(ctx, idx, 0, 0).Result()
+	if err != nil || len(member) != 1 {
+		t.Fatalf("expiry index %v, %v", member, err)
+	}
+	if err := rd.client.Rename(ctx, idx, idx+"-aside").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rd.client.Set(ctx, idx, "not a sorted set", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "a failed sweep", func() bool { return strings.Contains(logs.String(), "expiry sweep failed") })
+	if err := rd.client.Rename(ctx, idx+"-aside", idx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rd.advance(6 * time.Second)
+	testutil.Eventually(t, 10*time.Second, "the expiry", func() bool {
+		return pg.count(t, "SELECT count(*) FROM locks") == 0 &&
+			pg.count(t, "SELECT count(*) FROM lock_events WHERE event = 'expired'") == 1
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

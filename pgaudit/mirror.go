@@ -197,8 +197,8 @@ func (m *Mirror) finish(work context.Context, log zerolog.Logger) {
 
 // timers are the times of Run's periodic work.
 type timers struct {
-	claim, trim, cleanup time.Time
-	claimEvery           time.Duration
+	claim, trim, cleanup, expire time.Time
+	claimEvery                   time.Duration
 }
 
 func (m *Mirror) newTimers() *timers {
@@ -217,6 +217,20 @@ func (m *Mirror) housekeeping(ctx context.Context, t *timers, log zerolog.Logger
 	if m.cfg.cleanupEvery > 0 && time.Since(t.cleanup) >= m.cfg.cleanupEvery {
 		m.cleanupLogged(ctx)
 		t.cleanup = time.Now()
+	}
+	if m.cfg.expireEvery > 0 && time.Since(t.expire) >= m.cfg.expireEvery {
+		m.expireDue(ctx, log)
+		t.expire = time.Now()
+	}
+}
+
+// expireDue runs the store's ExpireDue on every partition (see
+// WithExpirySweep); a failure is logged, and the next sweep retries.
+func (m *Mirror) expireDue(ctx context.Context, log zerolog.Logger) {
+	for p := range m.layout.Partitions() {
+		if _, err := m.store.ExpireDue(ctx, p); err != nil {
+			log.Warn().Err(err).Int("partition", p).Msg("pgaudit: expiry sweep failed")
+		}
 	}
 }
 

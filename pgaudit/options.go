@@ -48,6 +48,7 @@ type config struct {
 	drainTimeout time.Duration
 	trimEvery    time.Duration
 	cleanupEvery time.Duration
+	expireEvery  time.Duration
 	log          zerolog.Logger
 	registerer   prometheus.Registerer
 	err          error
@@ -210,6 +211,18 @@ func WithTrimInterval(d time.Duration) MirrorOption {
 // switches it off; zero runs it at the start only.
 func WithCleanupInterval(d time.Duration) MirrorOption {
 	return func(c *config) { c.cleanupEvery = d }
+}
+
+// WithExpirySweep makes Run turn the expired holds of every partition
+// into "expired" events (redisstore's Store.ExpireDue) about every d,
+// checked after each read (so at most once per WithBlock), for
+// deployments where no worker watches (a store with watchers sweeps its
+// watched partitions itself). Default 0: never; zero or a negative value
+// switches it off. The mirror's Redis user then needs what expire.lua
+// runs: EVALSHA, EVAL, TIME, ZRANGE, ZREM, XADD, with write access to
+// <prefix>:{*}:expiry (see docs/operations.md).
+func WithExpirySweep(d time.Duration) MirrorOption {
+	return func(c *config) { c.expireEvery = d }
 }
 
 // WithLogger sets the logger of the mirror, its cleanup and diagnostics
