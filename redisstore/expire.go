@@ -52,19 +52,27 @@ func (s *Store) ExpireDue(ctx context.Context, p int) (int, error) {
 		if err != nil {
 			return total, opError(op, err)
 		}
-		if len(v) != 2 {
-			return total, fmt.Errorf("redisstore: %s: reply %v", op, v)
+		n, more, err := expireReply(v)
+		if err != nil {
+			return total, fmt.Errorf("redisstore: %s: %w", op, err)
 		}
-		n, err1 := toInt(v[0])
-		more, err2 := toInt(v[1])
-		if err1 != nil || err2 != nil {
-			return total, fmt.Errorf("redisstore: %s: reply %v", op, v)
-		}
-		total += int(n)
-		if more == 0 {
+		total += n
+		if !more {
 			return total, nil
 		}
 	}
+}
+
+// expireReply reads expire.lua's reply {n, more}.
+func expireReply(v []any) (n int, more bool, err error) {
+	if len(v) == 2 {
+		a, err1 := toInt(v[0])
+		b, err2 := toInt(v[1])
+		if err1 == nil && err2 == nil {
+			return int(a), b != 0, nil
+		}
+	}
+	return 0, false, fmt.Errorf("reply %v: want {events, more}", v)
 }
 
 // sweep runs ExpireDue on the reader's partitions every expireEvery

@@ -134,6 +134,9 @@ func TestExpireDueFaults(t *testing.T) {
 			t.Fatalf("ExpireDue(%d): %v, want ErrInvalid", p, err)
 		}
 	}
+	if _, err := redisstore.New(b.client, redisstore.WithPrefix("")).ExpireDue(ctx, 0); !errors.Is(err, coordinator.ErrInvalid) {
+		t.Fatalf("ExpireDue of a misconfigured store: %v, want ErrInvalid", err)
+	}
 	off := b.newStore(t, redisstore.WithOutbox(false), redisstore.WithPartitions(1))
 	r := coordinator.Plan("1")
 	lease(t)(off.Acquire(ctx, request(r, "w1", "a", time.Millisecond)))
@@ -152,11 +155,27 @@ func TestExpireDueFaults(t *testing.T) {
 	if v := must[string](t)(b.client.Get(ctx, idx).Result()); v != "x" {
 		t.Fatalf("the index became %q", v)
 	}
+	// a watcher's store sweeps: the failure is counted, the watch goes on
+	wctx, stop := context.WithCancel(ctx)
+	if _, err := s.Watch(wctx, r); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "a failed sweep", func() bool { return s.WatchFailuresForTest() > 0 })
+	stop()
 	lease(t)(s.Acquire(ctx, request(r, "w1", "b", time.Hour)))
 	lease(t)(s.Release(ctx, request(r, "w1", "c", 0)))
 	must[int64](t)(b.client.ZAdd(ctx, idx, redis.Z{Score: 0, Member: "junk"}).Result())
 	if n := must[int](t)(s.ExpireDue(ctx, 0)); n != 0 || b.mini.Exists(idx) {
 		t.Fatalf("ExpireDue of a junk member = %d, index left: %v", n, b.mini.Exists(idx))
+	}
+
+	// more due holds than one run takes: ExpireDue runs again
+	defer redisstore.SetExpireBatchForTest(1)()
+	for i := range 3 {
+		must[int64](t)(b.client.ZAdd(ctx, idx, redis.Z{Score: 0, Member: strconv.Itoa(9+i) + "\n1\njob\n1\nw1\n\n"}).Result())
+	}
+	if n := must[int](t)(s.ExpireDue(ctx, 0)); n != 3 {
+		t.Fatalf("ExpireDue of 3 due holds, one per run = %d", n)
 	}
 
 	must[int64](t)(b.client.Del(ctx, stream).Result())

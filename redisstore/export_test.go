@@ -30,3 +30,11 @@ func PipelineAlwaysForTest() Option {
 // PipelinedForTest reports whether s runs its scripts through an
 // AutoPipeliner.
 func (s *Store) PipelinedForTest() bool { return s.pipe != nil }
+
+// SetExpireBatchForTest sets how many holds one expire.lua run takes;
+// the returned func restores it. Not for parallel tests.
+func SetExpireBatchForTest(n int64) (restore func()) {
+	old := expireBatch
+	expireBatch = n
+	return func() { expireBatch = old }
+}
