@@ -41,20 +41,22 @@ func evalArgs(script *redis.Script, nkeys, nargs int) []any {
 
 // runScript sends args, an EVALSHA of script built by evalArgs. When
 // Redis does not have the script (NOSCRIPT: after a SCRIPT FLUSH, a
-// restart or a failover), it loads it on c and sends args once more.
+// restart or a failover), it sends the script itself once, with EVAL on c,
+// which also caches it for the next EVALSHA: as redis.Script.Run does, and
+// with no more than the +evalsha +eval a worker's ACL user is granted
+// (SCRIPT LOAD would need +script|load).
 func runScript(ctx context.Context, c scripter, script *redis.Script, args []any) *redis.Cmd {
 	cmd := redis.NewCmd(ctx, args...)
 	_ = c.Process(ctx, cmd)
 	if err := cmd.Err(); err == nil || !redis.HasErrorPrefix(err, "NOSCRIPT") {
 		return cmd
 	}
-	if err := script.Load(ctx, c).Err(); err != nil {
-		cmd.SetErr(err)
-		return cmd
+	n, _ := args[2].(int)
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = argString(args[3+i])
 	}
-	cmd = redis.NewCmd(ctx, args...)
-	_ = c.Process(ctx, cmd)
-	return cmd
+	return script.Eval(ctx, c, keys, args[3+n:]...)
 }
 
 // runScript is runScript on the store's client, or with WithAutoPipeline

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -10,49 +11,75 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// failLoad fails every SCRIPT LOAD with errLoad.
-type failLoad struct{}
+// failEval fails every EVAL with errEval.
+type failEval struct{}
 
-var errLoad = errors.New("load refused")
+var errEval = errors.New("eval refused")
 
-func (failLoad) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (failLoad) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (failEval) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (failEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
-func (failLoad) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (failEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if strings.EqualFold(cmd.Name(), "script") {
-			cmd.SetErr(errLoad)
-			return errLoad
+		if strings.EqualFold(cmd.Name(), "eval") {
+			cmd.SetErr(errEval)
+			return errEval
 		}
 		return next(ctx, cmd)
 	}
 }
 
-// TestRunScript: runScript sends EVALSHA, and after NOSCRIPT loads the
-// script and sends it once more; a failed load is its error.
+// TestRunScript: runScript sends EVALSHA, and after NOSCRIPT sends the
+// script itself with EVAL (never SCRIPT LOAD, which a worker's ACL user
+// may not run), with its keys and arguments; a failed EVAL is its error.
 func TestRunScript(t *testing.T) {
 	mr := miniredis.RunT(t)
 	c := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = c.Close() })
 	ctx := t.Context()
-	script := redis.NewScript(`return KEYS[1] .. ARGV[1]`)
+	script := redis.NewScript(`return KEYS[1] .. KEYS[2] .. ARGV[1] .. ARGV[2]`)
+	v := "v"
 	run := func() (string, error) {
-		return runScript(ctx, c, script, append(evalArgs(script, 1, 1), "k", "v")).Text()
+		return runScript(ctx, c, script, append(evalArgs(script, 2, 2), "k", strArg{&v}, "a", strArg{&v})).Text()
 	}
-	if got, err := run(); err != nil || got != "kv" {
-		t.Fatalf("first run (NOSCRIPT, loaded) = %q, %v; want kv", got, err)
+	var sent []string
+	c.AddHook(record{&sent})
+	if got, err := run(); err != nil || got != "kvav" {
+		t.Fatalf("first run (NOSCRIPT, then EVAL) = %q, %v; want kvav", got, err)
 	}
-	if got, err := run(); err != nil || got != "kv" {
-		t.Fatalf("second run (EVALSHA) = %q, %v; want kv", got, err)
+	if got, err := run(); err != nil || got != "kvav" {
+		t.Fatalf("second run (EVALSHA) = %q, %v; want kvav", got, err)
+	}
+	if want := []string{"evalsha", "eval", "evalsha"}; !slices.Equal(sent, want) {
+		t.Fatalf("commands sent %v, want %v: no SCRIPT LOAD, which a worker may not run", sent, want)
 	}
 	if err := c.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	c.AddHook(failLoad{})
-	if _, err := run(); !errors.Is(err, errLoad) {
-		t.Fatalf("run with SCRIPT LOAD failing: %v, want %v", err, errLoad)
+	c.AddHook(failEval{})
+	if _, err := run(); !errors.Is(err, errEval) {
+		t.Fatalf("run with EVAL failing: %v, want %v", err, errEval)
 	}
+}
+
+// record is a hook that records the scripting commands sent (EVAL,
+// EVALSHA, SCRIPT), not a connection's own (HELLO, CLIENT).
+type record struct{ names *[]string }
+
+func (record) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (r record) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if n := cmd.Name(); strings.HasPrefix(n, "eval") || n == "script" {
+			*r.names = append(*r.names, n)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (record) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // TestStrArg: a strArg is written and printed as its string.
