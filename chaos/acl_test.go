@@ -36,7 +36,7 @@ func aclRules(prefix, password string) []any {
 		// inside the scripts (SPUBLISH on Cluster)
 		"+time", "+hgetall", "+hset", "+hdel", "+pexpire", "+pttl", "+sadd", "+del", "+xadd", "+publish", "+spublish",
 		// the expiry index and expire.lua
-		"+zadd", "+zrem", "+zrange",
+		"+zadd", "+zrem", "+zrange", "+zremrangebyscore",
 		// pgaudit: the mirror, cleanup, diagnostics
 		"+xreadgroup", "+xgroup|create", "+xack", "+xautoclaim", "+xinfo|groups", "+xpending",
 		"+xrange", "+xlen", "+xtrim", "+scan", "+hget",

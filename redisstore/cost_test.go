@@ -67,7 +67,8 @@ func total(c map[string]int) int {
 // pair whose holder is alone costs the same; beside another holder the
 // release keeps the hash (HDEL PEXPIRE for DEL): 19. The expiry index
 // (expiry events, expire.lua) adds a ZADD to the acquisition and a ZREM
-// to the release: 20 and 21.
+// to the release, and the acquisition's ZREMRANGEBYSCORE that drops
+// members a minute overdue (nobody sweeps their partition): 21 and 22.
 func TestCommandCounts(t *testing.T) {
 	b := newRealBackend(t)
 	ctx := t.Context()
@@ -91,10 +92,10 @@ func TestCommandCounts(t *testing.T) {
 		fn   func()
 		want int
 	}{
-		{"exclusive pair", pair(r, "w1", coordinator.ModeExclusive, 0), 20},
-		{"shared pair, alone", pair(r, "w1", coordinator.ModeShared, 0), 20},
-		{"counted pair, alone", pair(r, "w1", coordinator.ModeShared, 4), 20},
-		{"shared pair beside a holder", pair(other, "w1", coordinator.ModeShared, 0), 21},
+		{"exclusive pair", pair(r, "w1", coordinator.ModeExclusive, 0), 21},
+		{"shared pair, alone", pair(r, "w1", coordinator.ModeShared, 0), 21},
+		{"counted pair, alone", pair(r, "w1", coordinator.ModeShared, 4), 21},
+		{"shared pair beside a holder", pair(other, "w1", coordinator.ModeShared, 0), 22},
 	} {
 		c := commands(t, b, tc.fn)
 		t.Logf("%s: %d commands %v", tc.name, total(c), c)
@@ -107,9 +108,9 @@ func TestCommandCounts(t *testing.T) {
 // TestAcquireAllCost: what AcquireAll of two fresh exclusive claims costs
 // (INFO commandstats): in one partition, one script (acquireall.lua)
 // that decides both claims (HGETALL TIME GET each) and then takes them
-// (10 commands each, the ZADD of the expiry index included), in one round
-// trip; across partitions, a SET NX of the attempt's nonce and one
-// acquire.lua per claim (10 commands each), in three round trips.
+// (11 commands each, the expiry index's ZREMRANGEBYSCORE and ZADD
+// included), in one round trip; across partitions, a SET NX of the attempt's nonce and one
+// acquire.lua per claim (11 commands each), in three round trips.
 func TestAcquireAllCost(t *testing.T) {
 	b := newRealBackend(t)
 	ctx := t.Context()
@@ -136,8 +137,8 @@ func TestAcquireAllCost(t *testing.T) {
 		want  int
 		calls int // scripts run
 	}{
-		{"AcquireAll of 2 in one partition", one, 26, 1},
-		{"AcquireAll of 2 across partitions", spreadRs, 21, 2},
+		{"AcquireAll of 2 in one partition", one, 28, 1},
+		{"AcquireAll of 2 across partitions", spreadRs, 23, 2},
 	} {
 		c := commands(t, b, take(tc.rs))
 		t.Logf("%s: %d commands %v", tc.name, total(c), c)

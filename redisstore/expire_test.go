@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -250,6 +251,38 @@ func TestObserveVacancyOnExpiry(t *testing.T) {
 			case <-time.After(15 * time.Second):
 				t.Fatalf("no observation of %q", want)
 			}
+		}
+	})
+}
+
+// TestExpiryIndexStaysBounded: nobody sweeps a partition (no watcher, no
+// mirror sweep): each acquisition in it drops the index members more
+// than a minute overdue, whose events nobody waits for, and keeps those
+// overdue by less (a sweep may still come) and the live ones. Without
+// that the index grew by one member per expired hold, for good.
+func TestExpiryIndexStaysBounded(t *testing.T) {
+	onBoth(t, func(t *testing.T, b *backend) {
+		ctx := t.Context()
+		s := b.newStore(t, redisstore.WithPartitions(1))
+		idx := s.Layout().ExpiryKey(0)
+		now, err := b.client.Time(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms := now.UnixMilli()
+		stale, recent := "1\n1\njob\nstale\nw0\n\n", "2\n1\njob\nrecent\nw0\n\n"
+		if err := b.client.ZAdd(ctx, idx, redis.Z{Score: float64(ms - 61_000), Member: stale},
+			redis.Z{Score: float64(ms - 1_000), Member: recent}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		var ids reqIDs
+		lease(t)(s.Acquire(ctx, request(coordinator.Plan("bounded"), "w1", ids.next(), time.Minute)))
+		members, err := b.client.ZRange(ctx, idx, 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(members) != 2 || members[0] != recent || !strings.Contains(members[1], "bounded") {
+			t.Fatalf("index after an acquisition: %q; want the recent member and the new hold's, not the stale one", members)
 		}
 	})
 }

@@ -257,6 +257,7 @@ local function fresh()
   end
   index_add(KEYS[4], ARGV[4] .. '/' .. ARGV[5])
   raise_ttl(KEYS[4], ttl)
+  expiry_prune(KEYS[6], maxlen, now)
   expiry_set(KEYS[6], maxlen, expiry_member(ARGV[4], ARGV[5], h, st), h[5])
   dequeue()
   if #queue() > 0 and st.shared and (st.cap == 0 or st.n < st.cap) and ARGV[15] ~= '0' then

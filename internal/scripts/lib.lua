@@ -493,6 +493,21 @@ local function expiry_set(key, maxlen, member, expires)
   end
 end
 
+-- drop from the expiry index key the members of holds that expired more
+-- than expiry_grace ms before now and that no sweep turned into events
+-- (ZREMRANGEBYSCORE), unless maxlen is "0". A process that watches a
+-- partition, or a mirror with its expiry sweep, sweeps it every 250 ms,
+-- so a member a minute overdue means nobody sweeps the partition and
+-- nobody waits for its event: without this the index would grow by one
+-- member per expired hold for as long as nobody sweeps. The mirror's
+-- cleanup still records such an expiry in the ledger. A key of another
+-- type is left to expiry_set.
+local expiry_grace = 60000
+local function expiry_prune(key, maxlen, now)
+  if maxlen == '0' then return end
+  redis.pcall('ZREMRANGEBYSCORE', key, '-inf', fmt('(%d', now - expiry_grace))
+end
+
 -- remove member from the expiry index key (ZREM), unless maxlen is "0";
 -- a key of another type is deleted
 local function expiry_drop(key, maxlen, member)
