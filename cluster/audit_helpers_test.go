@@ -158,6 +158,54 @@ func (a *auditFollower) stop() {
 	}
 }
 
+// rowsAndLedger describes every row of the mirror's locks table, each
+// with the ledger's events of its resource (at most 12, the latest), for
+// a test that finds rows Redis does not hold.
+func (a *auditFollower) rowsAndLedger(t testing.TB) []string {
+	t.Helper()
+	ctx := context.WithoutCancel(t.Context())
+	rows, err := a.pool.Query(ctx, `SELECT resource_type, resource_id, owner_id, token, last_event_id FROM locks ORDER BY 1, 2, 3`)
+	if err != nil {
+		return []string{"rows: " + err.Error()}
+	}
+	type row struct {
+		typ, id, owner, last string
+		token                int64
+	}
+	var rs []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.typ, &r.id, &r.owner, &r.token, &r.last); err != nil {
+			rows.Close()
+			return []string{"rows: " + err.Error()}
+		}
+		rs = append(rs, r)
+	}
+	rows.Close()
+	var out []string
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("row %s/%s owner %s token %d last event %s; ledger:", r.typ, r.id, r.owner, r.token, r.last))
+		evs, err := a.pool.Query(ctx, `SELECT * FROM (SELECT partition, stream_id, event, owner_id, token, hold_count FROM lock_events
+			WHERE resource_type = $1 AND resource_id = $2 ORDER BY at DESC, stream_id DESC LIMIT 12) e ORDER BY 2`, r.typ, r.id)
+		if err != nil {
+			out = append(out, "  "+err.Error())
+			continue
+		}
+		for evs.Next() {
+			var part, count int
+			var sid, ev, owner string
+			var token int64
+			if err := evs.Scan(&part, &sid, &ev, &owner, &token, &count); err != nil {
+				out = append(out, "  "+err.Error())
+				break
+			}
+			out = append(out, fmt.Sprintf("  %d/%s %s %s token %d count %d", part, sid, ev, owner, token, count))
+		}
+		evs.Close()
+	}
+	return out
+}
+
 // catchUp waits until the mirror has applied every entry of the streams
 // (none undelivered, none pending), stops it, and returns how long after
 // from that was and the diagnostics then.

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,6 +76,9 @@ func clusterFailover(t *testing.T, fault func(ctx context.Context, master string
 	t.Logf("master %s failed over in %v; %s", victim, recovered.Sub(t0).Round(time.Millisecond), rep)
 	t.Logf("workload errors: %s", w.errorSummary())
 	rep.mirrorLag, rep.mirror = audit.catchUp(t, w.ended)
+	if rep.mirror.RowsMirrored != rep.mirror.LeasesHeld {
+		rep.rows = audit.rowsAndLedger(t)
+	}
 	t.Logf("the mirror caught up %v after the workload ended: %d leases held, %d missing from the mirror, %d rows left for cleanup",
 		rep.mirrorLag.Round(time.Millisecond), rep.mirror.LeasesHeld, rep.mirror.MissingCount, rep.mirror.RowsMirrored-rep.mirror.LeasesHeld)
 	if rep.mirror.MissingCount != 0 {
@@ -100,7 +104,8 @@ func TestClusterManualFailover(t *testing.T) {
 	}
 	// nothing was lost: the mirror holds exactly what Redis holds
 	if rep.mirror.RowsMirrored != rep.mirror.LeasesHeld {
-		t.Errorf("after a manual failover the mirror has %d rows, Redis %d leases", rep.mirror.RowsMirrored, rep.mirror.LeasesHeld)
+		t.Errorf("after a manual failover the mirror has %d rows, Redis %d leases; the rows and their resources' ledger:\n%s",
+			rep.mirror.RowsMirrored, rep.mirror.LeasesHeld, strings.Join(rep.rows, "\n"))
 	}
 }
 

@@ -185,6 +185,7 @@ type report struct {
 
 	mirrorLag time.Duration  // from the workload's end until the mirror had applied every entry
 	mirror    pgaudit.Report // diagnostics then
+	rows      []string       // the mirror's rows and their resources' ledger, when they differ from Redis
 }
 
 func (r report) String() string {
