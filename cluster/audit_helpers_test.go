@@ -208,7 +208,7 @@ func (a *auditFollower) rowsAndLedger(t testing.TB) []string {
 
 // catchUp waits until the mirror has applied every entry of the streams
 // (none undelivered, none pending), stops it, and returns how long after
-// from that was and the diagnostics then.
+// from that was and the diagnostics of the stopped mirror.
 func (a *auditFollower) catchUp(t testing.TB, from time.Time) (time.Duration, pgaudit.Report) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -233,5 +233,13 @@ func (a *auditFollower) catchUp(t testing.TB, from time.Time) (time.Duration, pg
 	}
 	took := time.Since(from)
 	a.stop()
+	// the report that found no lag may have counted the rows before the
+	// last batch committed (it reads the rows, then the streams, and the
+	// batch committed and was acknowledged in between): read them again
+	// now that the mirror is stopped and nothing changes
+	rep, err = a.m.Diagnose(ctx, pgaudit.DiagnoseOptions{MissingGrace: -1})
+	if err != nil {
+		t.Fatalf("diagnostics after the mirror caught up: %v", err)
+	}
 	return took, rep
 }
