@@ -16,6 +16,8 @@
 //	BenchmarkMirrorDrain the audit mirror draining a backlog into Postgres (case 7)
 //	BenchmarkMemory      Redis memory per held lease over 100,000 leases, Inspect (case 8)
 //	BenchmarkList        lockctl list over 100,000 leases (case 8)
+//	BenchmarkFailover    an election's leader process killed, until the next leads (issue 14)
+//	BenchmarkExpiryEvent a lease left to expire, until its watcher has the event (issue 14)
 //
 // Each benchmark starts a throwaway redis-server on a free loopback port
 // (one per test binary, flushed between cases); the audit case creates and

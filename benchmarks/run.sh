@@ -5,7 +5,8 @@
 #                                   about 11 minutes on 2 busy CPUs; writes results/latest.txt
 #                                   (raw go test output), results/benchstat.txt
 #                                   and rewrites the tables of docs/benchmarks.md
-#   bash benchmarks/run.sh smoke    CI's short form: every case, -benchtime=100x,
+#   bash benchmarks/run.sh smoke    CI's short form: every case, -benchtime=100x
+#                                   (issue 14's failover and expiry cases: 1x),
 #                                   1,000 leases instead of 100,000, one run; checks
 #                                   that the benchmarks compile and work, writes
 #                                   nothing, asserts no timing
@@ -47,9 +48,13 @@ run() {
 	"$bin" -test.run '^$' -test.bench "$pattern" "$@" | tee -a "$out"
 }
 
+# issue 14's cases wait for leases to expire: ops of 0.2 to 1 s
+slow='^Benchmark(Failover|ExpiryEvent)$'
+
 if [[ $mode == smoke ]]; then
 	# every benchmark once, small; run.sh exits non-zero if any fails
-	LOCKCOORD_REQUIRE_SERVICES=1 run . -test.benchtime 100x -leases 1000
+	LOCKCOORD_REQUIRE_SERVICES=1 run . -test.skip "$slow" -test.benchtime 100x -leases 1000
+	LOCKCOORD_REQUIRE_SERVICES=1 run "$slow" -test.benchtime 1x
 	$GO run ./cmd/benchtable "$out" >/dev/null
 	echo "run.sh: smoke run passed"
 	exit 0
@@ -68,6 +73,9 @@ for round in $(seq "$count"); do
 	# the audit mirror, a backlog per run
 	run '^BenchmarkMirrorDrain$' -test.benchtime 20000x
 done
+# issue 14: failovers and expiry events, one run of many ops (~50 s)
+run '^BenchmarkFailover$' -test.count 1 -test.benchtime 16x
+run '^BenchmarkExpiryEvent$' -test.count 1 -test.benchtime 40x
 # 100,000 leases per case: memory figures do not vary, one run
 run '^Benchmark(Memory|List)$' -test.count 1 -test.benchtime 1s
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
