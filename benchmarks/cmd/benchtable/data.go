@@ -133,8 +133,8 @@ func (d *data) samples() int {
 }
 
 // primary is the unit a case's ratios compare: its rate (a unit per
-// second), else the memory per lease, else the median latency, else the
-// time per op.
+// second), else the memory per lease, else the median latency (of a
+// failover, of an expiry event), else the time per op.
 func primary(rows []*bench) string {
 	for _, b := range rows {
 		for _, u := range b.units {
@@ -143,7 +143,7 @@ func primary(rows []*bench) string {
 			}
 		}
 	}
-	for _, u := range []string{"B/lease", "p50-µs"} {
+	for _, u := range []string{"B/lease", "p50-µs", "failover-p50-ms", "event-p50-ms"} {
 		for _, b := range rows {
 			if _, ok := b.vals[u]; ok {
 				return u
@@ -155,7 +155,9 @@ func primary(rows []*bench) string {
 
 // unitOrder is the order of the columns after the primary one.
 var unitOrder = []string{"p50-µs", "p99-µs", "wasted-trips/op", "trips/op", "hold-µs",
-	"redis-µs/op", "B/lease", "key-B/lease", "sec/op", "B/op", "allocs/op"}
+	"redis-µs/op", "B/lease", "key-B/lease",
+	"failover-p99-ms", "after-expiry-p50-ms", "event-p99-ms", "ttl-ms", // issue 14
+	"sec/op", "B/op", "allocs/op"}
 
 // columns returns the units of a case's rows, primary first.
 func columns(rows []*bench) []string {

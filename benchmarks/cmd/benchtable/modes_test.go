@@ -31,7 +31,7 @@ func TestIssue13Targets(t *testing.T) {
 	}
 	got := out.String()
 	for _, want := range []string{
-		"### Targets (issues 6 and 13)",
+		"### Targets (issues 6, 13 and 14)",
 		"| pairs/s, 1 goroutine: shared / exclusive (issue 13) | ≥ 0.80 | 0.90 × (9,000 vs 10,000 pairs/s) | met |",
 		"| pairs/s, 1 goroutine: counted / exclusive (issue 13) | ≥ 0.80 | 0.70 × (7,000 vs 10,000 pairs/s) | missed |",
 		"| 2 resources, one partition: AcquireAll / two Acquires, ops/s (issue 13) | > 1.00 | 1.00 × (4,000 vs 4,000 ops/s) | missed |",

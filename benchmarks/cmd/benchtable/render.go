@@ -33,6 +33,8 @@ var caseTitles = []struct{ prefix, title string }{
 	{"MirrorDrain", "Case 7: audit mirror draining a backlog into Postgres"},
 	{"Memory", "Case 8: Redis memory per held lease; reading one lease"},
 	{"List", "Case 8: `lockctl list --json` over the held leases"},
+	{"Failover", "Issue 14: election failover, the leader's process killed (SIGKILL) until the next leader's function runs; 3 candidates, a process each"},
+	{"ExpiryEvent", "Issue 14: expiry events, a lease's expiry until its watcher has the `expired` event"},
 }
 
 func title(group string) string {

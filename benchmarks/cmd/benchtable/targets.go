@@ -53,8 +53,9 @@ func atMost(name, unit string, max float64) func(d *data) (string, bool, bool) {
 	}
 }
 
-// targets are those of issue 6, issue 3's hand-off target and issue
-// 13's targets for modes and AcquireAll.
+// targets are those of issue 6, issue 3's hand-off target, issue 13's
+// targets for modes and AcquireAll and issue 14's for elections and
+// expiry events.
 var targets = []target{
 	{"pairs/s, 1 goroutine: lockcoord / floor", "≥ 0.95",
 		ratioAtLeast("Pairs/goroutines=1/lib=lockcoord", "Pairs/goroutines=1/lib=floor", "pairs/s", 0.95)},
@@ -88,6 +89,27 @@ var targets = []target{
 		ratioAtLeast("Modes/goroutines=64/lib=lockcoord-counted", "Modes/goroutines=64/lib=lockcoord", "pairs/s", 0.80)},
 	{"2 resources, one partition: AcquireAll / two Acquires, ops/s (issue 13)", "> 1.00",
 		ratioAbove("Multi/claims=2/lib=lockcoord-all-partition", "Multi/claims=2/lib=lockcoord-acquires-partition", "ops/s", 1)},
+	// issue 14: a failover is the office's TTL, a sweep and the hand-off;
+	// an expiry event arrives within a second of the expiry
+	{"election failover p99, SIGKILL to the next leader, TTL 1 s (issue 14)", "≤ TTL + 1 s",
+		failoverWithin("Failover/ttl=1s/lib=lockcoord", 1000)},
+	{"election failover p99, SIGKILL to the next leader, TTL 200 ms (issue 14)", "≤ TTL + 1 s",
+		failoverWithin("Failover/ttl=200ms/lib=lockcoord", 1000)},
+	{"expiry event p50, expiry to the watcher's event (issue 14)", "≤ 1 s",
+		atMost("ExpiryEvent/lib=lockcoord", "event-p50-ms", 1000)},
+}
+
+// failoverWithin checks an election's failover p99 against its TTL plus
+// slack milliseconds.
+func failoverWithin(name string, slack float64) func(d *data) (string, bool, bool) {
+	return func(d *data) (string, bool, bool) {
+		x, ok1 := d.value(name, "failover-p99-ms")
+		ttl, ok2 := d.value(name, "ttl-ms")
+		if !ok1 || !ok2 {
+			return "", false, false
+		}
+		return fmt.Sprintf("%s ms (TTL %s ms)", format(x), format(ttl)), x <= ttl+slack, true
+	}
 }
 
 func renderTargets(w io.Writer, d *data) {
@@ -106,7 +128,7 @@ func renderTargets(w io.Writer, d *data) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "### Targets (issues 6 and 13)\n\n| target | wanted | measured (medians) | |\n|---|---|---|---|\n")
+	fmt.Fprintf(w, "### Targets (issues 6, 13 and 14)\n\n| target | wanted | measured (medians) | |\n|---|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Fprintln(w, r)
 	}
