@@ -17,9 +17,14 @@
 //
 // lib.lua holds the helpers they share (finding and cutting a word of a
 // space-separated list, remembering the last request ids of a lease,
-// telling the first live waiter, raising an owner index's TTL, reading
-// Redis time); each script is built as lib.lua followed by its own file
-// (acquireall.lua also by acquire.lua).
+// telling the first live waiter), core.lua the few that a fast path
+// needs (reading Redis time, appending an event, raising an owner
+// index's TTL). Each script is built as core.lua, the script's fast path
+// (its text before a line "--@lib": acquire.lua's and release.lua's
+// common case), lib.lua, then the rest of the script, so that a call
+// taking the fast path never pays for defining lib.lua's helpers, which
+// Redis makes anew on every call (acquireall.lua is built with
+// acquire.lua as a function it calls per claim).
 // Each file begins with its KEYS / ARGV / reply / cost contract. Every key
 // a script touches shares the partition's hash tag, so each script runs on
 // one Redis Cluster slot; every change appends its event to the

@@ -53,14 +53,59 @@
 -- cannot fail once the reads succeeded (a memo, owner index or queue key
 -- of another type is read as absent and replaced).
 --
--- The helpers it calls (find, cut, remember, read_state, ...) are those
--- of lib.lua, which package scripts prepends when it builds the script.
+-- The helpers it calls (find, cut, remember, read_state, ...) are those of
+-- core.lua and lib.lua (see package scripts: the fast path below runs
+-- before lib.lua's are defined).
 
 local owner, req, mode = ARGV[1], ARGV[2], ARGV[6]
 local maxlen = ARGV[5]
 local member = ARGV[3] .. '/' .. ARGV[4]
 
-local memo = redis.pcall('GET', KEYS[4])
+-- Fast path: the end of the owner's exclusive lease (its last hold, or
+-- every hold), no request memo, the request id not applied, nobody
+-- queued: the common case, done with core.lua's helpers alone, command
+-- for command as below (GET HGETALL GET TIME XADD DEL SREM ZREM SET
+-- PUBLISH). When the case does not apply, what it read goes to the
+-- general path (pre_memo, pre_all, pre_queue), which decides as if the
+-- fast path had not run: it wrote nothing.
+local pre_memo, pre_all, pre_queue
+if mode ~= 'force' then
+  pre_memo = redis.pcall('GET', KEYS[4])
+  if pre_memo == false then pre_all = redis.pcall('HGETALL', KEYS[1]) end
+end
+local fast
+if pre_all and not failed(pre_all) and #pre_all > 0 then
+  fast = {}
+  for i = 1, #pre_all, 2 do fast[pre_all[i]] = pre_all[i + 1] end
+  fast = {fast.owner, fast.count, fast.token, fast.acquired_at, fast.expires_at, fast.req or '', fast.meta, mode = fast.mode}
+  if fast.mode or fast[1] ~= owner or (fast[2] ~= '1' and mode ~= 'all') or find(fast[6], req) or lease_fault(KEYS[1], fast) then
+    fast = nil
+  else
+    pre_queue = redis.pcall('GET', KEYS[5])
+  end
+end
+if fast and pre_queue == false then
+  local now = redis_time()
+  local why = append_event(KEYS[2], maxlen,
+    event_fields('released', ARGV[3], ARGV[4], owner, fast[3], '0', fmt('%d', now), fast[4], fast[5], req, fast[7]))
+  if why then return fail(why) end
+  redis.call('DEL', KEYS[1])
+  index_remove(KEYS[3], member)
+  expiry_drop(KEYS[6], maxlen, expiry_member(ARGV[3], ARGV[4], fast, {}))
+  redis.call('SET', KEYS[4], fast[3] .. ' ' .. fast[4] .. ' ' .. fast[5] .. ' ' .. owner, 'PX', ARGV[7])
+  if ARGV[8] == '1' then
+    redis.call('PUBLISH', ARGV[9], member)
+  elseif ARGV[8] ~= '0' then
+    redis.call('SPUBLISH', ARGV[9], member)
+  end
+  local r = reply(1, owner, 0, fast[3], tonumber(fast[4]), tonumber(fast[5]), nil, fast[7])
+  r[11] = 0
+  return r
+end
+--@lib
+
+local memo = pre_memo
+if memo == nil then memo = redis.pcall('GET', KEYS[4]) end
 if type(memo) == 'string' then
   local token, acq, exp, holder = string.match(memo, '^(%d+) (%d+) (%d+) (.*)$')
   if token then
@@ -68,7 +113,7 @@ if type(memo) == 'string' then
   end
 end
 
-local st, why = read_state(KEYS[1])
+local st, why = read_state(KEYS[1], pre_all)
 local now -- Redis TIME, read once it is needed (shared holds expire by it)
 local h, count, list
 local raw -- force of a corrupt lease: its fields as they were
@@ -147,7 +192,7 @@ else
   if note ~= '0' then
     local msg = member
     local sent = false
-    local l = queue_list(read_queue(KEYS[5]), now)
+    local l = queue_list(read_queue(KEYS[5], pre_queue), now)
     if #l > 0 then
       -- the releaser's own waiters get the turn if it is the first queued
       -- (status 4: it wakes them itself), else the first queued waiter is

@@ -2,11 +2,14 @@ package scripts
 
 import (
 	_ "embed"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
 
 var (
+	//go:embed core.lua
+	coreSrc string
 	//go:embed lib.lua
 	libSrc string
 	//go:embed acquire.lua
@@ -23,8 +26,7 @@ var (
 	expireSrc string
 )
 
-// The scripts, each built and wrapped once: lib.lua, then the script's
-// own file.
+// The scripts, each built and wrapped once (see build).
 var (
 	acquire = build(acquireSrc)
 	renew   = build(renewSrc)
@@ -32,11 +34,26 @@ var (
 	unqueue = build(unqueueSrc)
 	expire  = build(expireSrc)
 	// acquireall.lua calls acquire.lua, as a function, for each claim
-	acquireAll = redis.NewScript(libSrc + "local function acquire_one(KEYS, ARGV)\n" + acquireSrc + "\nend\n" + acquireAllSrc)
+	acquireAll = redis.NewScript(coreSrc + libSrc + "local function acquire_one(KEYS, ARGV)\n" +
+		strings.Replace(acquireSrc, libMark, "\n", 1) + "\nend\n" + acquireAllSrc)
 )
 
-// build returns src with the shared helpers of lib.lua in front.
-func build(src string) *redis.Script { return redis.NewScript(libSrc + src) }
+// libMark is the line of a script that ends its fast path: what comes
+// before it runs before lib.lua's helpers are defined.
+const libMark = "\n--@lib\n"
+
+// build returns the script of src: the helpers of core.lua, src's fast
+// path (its text before its libMark line, if it has one), the helpers
+// of lib.lua, then the rest of src. A call that takes the fast path
+// returns before Redis has defined lib.lua's helpers, each a closure
+// made anew on every call of the script.
+func build(src string) *redis.Script {
+	fast, rest, ok := strings.Cut(src, libMark)
+	if !ok {
+		return redis.NewScript(coreSrc + libSrc + src)
+	}
+	return redis.NewScript(coreSrc + fast + "\n" + libSrc + rest)
+}
 
 // Acquire returns acquire.lua: take a free resource or re-enter the
 // owner's lease. Run it with Run: EVALSHA, falling back to EVAL when

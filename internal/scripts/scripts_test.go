@@ -35,16 +35,21 @@ func TestBuild(t *testing.T) {
 		if !strings.Contains(string(doc), f) {
 			t.Errorf("the package doc does not name %s", f)
 		}
-		if f == "lib.lua" {
+		if f == "lib.lua" || f == "core.lua" {
 			continue
 		}
 		src, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		body := libSrc + string(src)
+		// core.lua, the fast path (up to a line "--@lib"), lib.lua, the rest
+		body := coreSrc + libSrc + string(src)
+		if i := strings.Index(string(src), "\n--@lib\n"); i >= 0 {
+			body = coreSrc + string(src[:i]) + "\n" + libSrc + string(src[i+len("\n--@lib\n"):])
+		}
 		if f == "acquireall.lua" {
-			body = libSrc + "local function acquire_one(KEYS, ARGV)\n" + acquireSrc + "\nend\n" + string(src)
+			one := strings.Replace(acquireSrc, "\n--@lib\n", "\n", 1)
+			body = coreSrc + libSrc + "local function acquire_one(KEYS, ARGV)\n" + one + "\nend\n" + string(src)
 		}
 		sum := sha1.Sum([]byte(body))
 		want = append(want, hex.EncodeToString(sum[:]))
@@ -56,7 +61,7 @@ func TestBuild(t *testing.T) {
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
-		t.Fatalf("All() hashes %v, want those of lib.lua + each script file %v", got, want)
+		t.Fatalf("All() hashes %v, want those of core.lua, lib.lua and each script file %v", got, want)
 	}
 	if !slices.Equal(All(), []*redis.Script{Acquire(), Renew(), Release(), Unqueue(), AcquireAll(), Expire()}) {
 		t.Fatal("All() is not Acquire, Renew, Release, Unqueue, AcquireAll, Expire")
@@ -67,12 +72,14 @@ func TestBuild(t *testing.T) {
 // each script's header alone documents its KEYS and ARGV.
 func TestLibReadsNoSlots(t *testing.T) {
 	slot := regexp.MustCompile(`\b(KEYS|ARGV)\[`)
-	for i, l := range strings.Split(libSrc, "\n") {
-		if c := strings.Index(l, "--"); c >= 0 {
-			l = l[:c]
-		}
-		if slot.MatchString(l) {
-			t.Errorf("lib.lua:%d reads a script's KEYS or ARGV: %s", i+1, l)
+	for name, src := range map[string]string{"core.lua": coreSrc, "lib.lua": libSrc} {
+		for i, l := range strings.Split(src, "\n") {
+			if c := strings.Index(l, "--"); c >= 0 {
+				l = l[:c]
+			}
+			if slot.MatchString(l) {
+				t.Errorf("%s:%d reads a script's KEYS or ARGV: %s", name, i+1, l)
+			}
 		}
 	}
 }
@@ -89,12 +96,12 @@ func onBoth(t *testing.T, fn func(t *testing.T, c *redis.Client)) {
 	t.Run("redis", func(t *testing.T) { fn(t, testredis.Start(t).Client(t)) })
 }
 
-// lua runs body after lib.lua and returns its reply.
+// lua runs body after core.lua and lib.lua and returns its reply.
 func lua(t *testing.T, c *redis.Client, body string, keys ...string) any {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	v, err := c.Eval(ctx, libSrc+body, keys).Result()
+	v, err := c.Eval(ctx, coreSrc+libSrc+body, keys).Result()
 	if err != nil {
 		t.Fatalf("%s: %v", body, err)
 	}
@@ -375,7 +382,7 @@ func TestLibChecks(t *testing.T) {
 			t.Errorf("read_queue = %v", got)
 		}
 		// fail: an error reply
-		if _, err := c.Eval(ctx, libSrc+`return fail('x')`, nil).Result(); err == nil || err.Error() != "ERR lockcoord: x" {
+		if _, err := c.Eval(ctx, coreSrc+libSrc+`return fail('x')`, nil).Result(); err == nil || err.Error() != "ERR lockcoord: x" {
 			t.Errorf("fail = %v", err)
 		}
 	})
