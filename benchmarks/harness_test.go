@@ -45,8 +45,14 @@ const poolSize = 128
 // pool is filled before it is returned, so no benchmark pays for dials.
 func newClient(tb testing.TB) (*redis.Client, *counter) {
 	tb.Helper()
-	srv := server(tb)
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: poolSize})
+	return newClientAt(tb, server(tb).Addr)
+}
+
+// newClientAt is newClient connecting to addr (the benchmark server, or
+// a proxy in front of it).
+func newClientAt(tb testing.TB, addr string) (*redis.Client, *counter) {
+	tb.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: poolSize})
 	tb.Cleanup(func() { _ = c.Close() })
 	var wg sync.WaitGroup
 	for range 64 {
