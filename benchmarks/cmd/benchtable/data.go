@@ -154,7 +154,7 @@ func primary(rows []*bench) string {
 }
 
 // unitOrder is the order of the columns after the primary one.
-var unitOrder = []string{"p50-µs", "p99-µs", "wasted-trips/op", "trips/op", "hold-µs",
+var unitOrder = []string{"delay-µs", "p50-µs", "p99-µs", "wasted-trips/op", "trips/op", "hold-µs",
 	"redis-µs/op", "B/lease", "key-B/lease",
 	"failover-p99-ms", "after-expiry-p50-ms", "event-p99-ms", "ttl-ms", // issue 14
 	"sec/op", "B/op", "allocs/op"}

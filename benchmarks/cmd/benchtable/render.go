@@ -18,6 +18,8 @@ var caseTitles = []struct{ prefix, title string }{
 	{"Floor", "Loopback round trip: one PING (what `redis-cli --latency` shows)"},
 	{"Pairs/goroutines=1", "Cases 1-2: acquire+release pairs, 1 goroutine, distinct keys"},
 	{"Pairs/goroutines=64", "Cases 3 and 7: acquire+release pairs, 64 goroutines, distinct keys"},
+	{"NetPairs/delay=200us/goroutines=1", "Issue 15: acquire+release pairs over a link with 200 µs added each way, 1 goroutine, distinct keys"},
+	{"NetPairs/delay=200us/goroutines=64", "Issue 15: acquire+release pairs over a link with 200 µs added each way, 64 goroutines, distinct keys"},
 	{"Reentrant", "Case 4: re-entrant acquire (count 2) and two releases, 1 goroutine"},
 	{"Renew", "Case 4: renewal of a held lease, 1 goroutine"},
 	{"Modes/goroutines=1", "Issue 13: exclusive, shared and counted (4 permits) acquire+release pairs, 1 goroutine, distinct keys"},
@@ -75,6 +77,7 @@ func render(w io.Writer, d *data, m meta) {
 		fmt.Fprintf(w, "Command: `%s`\n\n", m.command)
 	}
 
+	renderIssue15(w, d)
 	renderTargets(w, d)
 
 	for _, rows := range d.groups() {
