@@ -7,8 +7,10 @@
 #   make lint        gofmt, go vet, golangci-lint (pinned), README example compiles,
 #                    every package builds for Windows and macOS, the dashboard and
 #                    alerting rules in deploy/ check (deploy-check)
-#   make bench       every benchmark against the peers (~10 min); rewrites docs/benchmarks.md
-#   make bench-smoke the benchmarks once each, -benchtime=100x (CI: they compile and work)
+#   make bench       every benchmark against the peers (~12 min); rewrites docs/benchmarks.md
+#                    when the machine was quiet (FORCE=1 make bench: also when not)
+#   make bench-smoke the benchmarks once each, -benchtime=100x (CI: they compile and work),
+#                    then the benchmark bar: lockcoord/floor ratios, never failing on them
 #   make chaos       the safety scenarios (chaos/) at full size
 #   make ci          what .ci/run runs: lint, demo-check, test, coverage gate (all stages run)
 #   make services    only make sure Redis and Postgres are up
