@@ -11,6 +11,7 @@ import (
 	"github.com/lockcoord/lockcoord/internal/testcluster"
 	"github.com/lockcoord/lockcoord/internal/testredis"
 	"github.com/lockcoord/lockcoord/internal/testutil"
+	"github.com/lockcoord/lockcoord/redisstore"
 )
 
 // TestFeaturesOnCluster runs the scenarios on a real Redis Cluster of
@@ -50,23 +51,33 @@ func TestFeaturesOnCluster(t *testing.T) {
 
 // TestFeaturesOnRedis runs the scenarios on a real standalone Redis
 // (started for the test on a loopback port), its clock handled as on the
-// Cluster. Without redis-server it skips (fails under CI=true).
+// Cluster, with a store as shipped and with the configuration the README
+// recommends for many goroutines (redisstore.WithAutoPipeline). Without
+// redis-server it skips (fails under CI=true).
 func TestFeaturesOnRedis(t *testing.T) {
 	if _, err := testredis.LookPath("redis-server"); err != nil {
 		testutil.Unavailable(t, "no redis-server: %v", err)
 	}
-	newBackend := newServerBackend(testredis.Start(t).Addr)
-	suite := godog.TestSuite{
-		Name:                "lockcoord-redis",
-		ScenarioInitializer: func(sc *godog.ScenarioContext) { initScenarioOn(sc, newBackend) },
-		Options: &godog.Options{
-			Format:   "progress",
-			Paths:    []string{"."},
-			Strict:   true,
-			TestingT: t,
-		},
-	}
-	if suite.Run() != 0 {
-		t.Fatal("godog: scenarios failed on Redis")
+	addr := testredis.Start(t).Addr
+	for _, tc := range []struct {
+		name string
+		opts []redisstore.Option
+	}{{"plain", nil}, {"autopipeline", []redisstore.Option{redisstore.WithAutoPipeline()}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			newBackend := newServerBackend(addr)
+			suite := godog.TestSuite{
+				Name:                "lockcoord-redis-" + tc.name,
+				ScenarioInitializer: func(sc *godog.ScenarioContext) { initScenarioOn(sc, newBackend, tc.opts...) },
+				Options: &godog.Options{
+					Format:   "progress",
+					Paths:    []string{"."},
+					Strict:   true,
+					TestingT: t,
+				},
+			}
+			if suite.Run() != 0 {
+				t.Fatalf("godog: scenarios failed on Redis (%s)", tc.name)
+			}
+		})
 	}
 }

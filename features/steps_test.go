@@ -67,6 +67,7 @@ type world struct {
 	audit *audit // the Postgres mirror, for the scenarios that ask for it
 
 	newBackend func(now time.Time) (redisBackend, error) // the Redis of each scenario
+	storeOpts  []redisstore.Option                       // the options of the scenario's store
 }
 
 func holdKey(owner string, r coordinator.Resource) string { return owner + "|" + r.String() }
@@ -85,8 +86,9 @@ func (w *world) reset() error {
 		tokens:     map[string]uint64{},
 		maxToken:   map[coordinator.Resource]uint64{},
 		newBackend: w.newBackend,
+		storeOpts:  w.storeOpts,
 	}
-	w.store = redisstore.New(w.client)
+	w.store = redisstore.New(w.client, w.storeOpts...)
 	w.resetLifecycle()
 	return nil
 }
@@ -701,9 +703,9 @@ func (w *world) redisUntouched() error {
 func initScenario(sc *godog.ScenarioContext) { initScenarioOn(sc, newMiniBackend) }
 
 // initScenarioOn is initScenario on the Redis newBackend gives each
-// scenario.
-func initScenarioOn(sc *godog.ScenarioContext, newBackend func(time.Time) (redisBackend, error)) {
-	w := &world{newBackend: newBackend}
+// scenario, its store made with opts.
+func initScenarioOn(sc *godog.ScenarioContext, newBackend func(time.Time) (redisBackend, error), opts ...redisstore.Option) {
+	w := &world{newBackend: newBackend, storeOpts: opts}
 	sc.Before(func(ctx context.Context, _ *godog.Scenario) (context.Context, error) {
 		return ctx, w.reset()
 	})
