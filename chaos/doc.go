@@ -15,7 +15,10 @@
 //
 //	go test -count=1 -timeout 60m -v ./chaos/ -chaos.full
 //
-// or LOCKCOORD_CHAOS=full in the environment. The tests need redis-server
+// or LOCKCOORD_CHAOS=full in the environment. With -chaos.autopipeline
+// (or LOCKCOORD_CHAOS_AUTOPIPELINE=1) the scenarios' stores are made with
+// redisstore.WithAutoPipeline, the configuration the README recommends
+// for many goroutines. The tests need redis-server
 // on the PATH and, for the ledger and the Postgres row, the Postgres named
 // by LOCKCOORD_TEST_DATABASE_URL; they skip what is missing (fail under
 // CI=true).

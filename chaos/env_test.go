@@ -93,9 +93,14 @@ func (w *world) client() *redis.Client {
 	return c
 }
 
-// store returns a store of the scenario on c.
+// store returns a store of the scenario on c, pipelined when the run
+// asks for it (autoPipeline) and c is a client WithAutoPipeline takes.
 func (w *world) store(c redis.UniversalClient) *redisstore.Store {
-	return redisstore.New(c, append([]redisstore.Option{redisstore.WithPrefix(w.prefix)}, w.cfg.store...)...)
+	opts := append([]redisstore.Option{redisstore.WithPrefix(w.prefix)}, w.cfg.store...)
+	if _, ok := c.(*redis.Client); ok && autoPipeline() {
+		opts = append(opts, redisstore.WithAutoPipeline())
+	}
+	return redisstore.New(c, opts...)
 }
 
 // layout returns the key layout of the scenario's stores.

@@ -15,7 +15,12 @@ import (
 var (
 	fullFlag     = flag.Bool("chaos.full", false, "run the scenarios at full size (also LOCKCOORD_CHAOS=full)")
 	checkTimeout = flag.Duration("chaos.check-timeout", 0, "bound of the history check of one resource (default 1m, 10m at full size)")
+	pipeFlag     = flag.Bool("chaos.autopipeline", false, "make the scenarios' stores with redisstore.WithAutoPipeline (also LOCKCOORD_CHAOS_AUTOPIPELINE=1)")
 )
+
+// autoPipeline reports whether the scenarios' stores pipeline their
+// scripts (redisstore.WithAutoPipeline).
+func autoPipeline() bool { return *pipeFlag || os.Getenv("LOCKCOORD_CHAOS_AUTOPIPELINE") == "1" }
 
 // full reports whether the scenarios run at full size.
 func full() bool { return *fullFlag || os.Getenv("LOCKCOORD_CHAOS") == "full" }
