@@ -39,6 +39,13 @@ type faultPlan struct {
 // limits.
 func TestRedisFaults(t *testing.T) {
 	parallel(t)
+	eachPersistence(t, redisFaults)
+}
+
+// eachPersistence runs scenario as subtests on a Redis without
+// persistence and on one with appendonly (kill -9 then loses nothing
+// acknowledged), in parallel at the short size.
+func eachPersistence(t *testing.T, scenario func(t *testing.T, args []string, persistent bool)) {
 	for _, mode := range []struct {
 		name       string
 		args       []string
@@ -49,7 +56,7 @@ func TestRedisFaults(t *testing.T) {
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			parallel(t)
-			redisFaults(t, mode.args, mode.persistent)
+			scenario(t, mode.args, mode.persistent)
 		})
 	}
 }
@@ -81,12 +88,7 @@ func redisFaults(t *testing.T, args []string, persistent bool) {
 			faults = append(faults, plan[i])
 		}
 	}
-	during := size(4*time.Second, 20*time.Second)
-	var busy time.Duration
-	for _, f := range faults {
-		busy += f.d
-	}
-	gap := max((during-busy)/time.Duration(len(faults)), 100*time.Millisecond)
+	gap := faultGap(faults, size(4*time.Second, 20*time.Second), 100*time.Millisecond)
 
 	w := newWorld(t, worldConfig{serverArgs: args, proxy: true, client: clientOptions(300 * time.Millisecond), noRetries: true})
 	// at full size the workers spread over more resources: the history
@@ -129,37 +131,8 @@ func redisFaults(t *testing.T, args []string, persistent bool) {
 	// the faults, on a schedule: each sleep is how long a fault, a gap
 	// between faults or the calm around them lasts while the workers run
 	time.Sleep(before)
-	var injected []fault
 	faultsStart := time.Now()
-	for _, f := range faults {
-		fs := time.Now()
-		switch f.kind {
-		case "kill":
-			if err := w.kill(f.d, persistent); err != nil {
-				t.Fatalf("restart: %v", err)
-			}
-		case "pause":
-			if err := w.srv.Pause(context.Background(), f.d); err != nil {
-				t.Errorf("client pause: %v", err)
-			}
-			time.Sleep(f.d)
-		case "delay":
-			w.proxy.Delay(75*time.Millisecond, 50*time.Millisecond)
-			time.Sleep(f.d)
-		case "drop":
-			w.proxy.Drop(0.05)
-			time.Sleep(f.d)
-		case "cut":
-			w.proxy.Cut()
-			time.Sleep(f.d)
-		case "blackhole":
-			w.proxy.Blackhole()
-			time.Sleep(f.d)
-		}
-		w.proxy.Heal()
-		injected = append(injected, fault{f.kind, fs, time.Now()})
-		time.Sleep(gap)
-	}
+	injected := w.injectAll(t, faults, gap, persistent, faultHooks{})
 	faultsEnd := time.Now()
 	time.Sleep(after)
 	cancel()
@@ -171,18 +144,8 @@ func redisFaults(t *testing.T, args []string, persistent bool) {
 	for _, r := range rs {
 		fsum = fsum.Add(trs[r].Stats())
 	}
-	lastFault := func(at time.Time) (fault, bool) {
-		var found fault
-		ok := false
-		for _, f := range injected {
-			if !f.start.After(at) {
-				found, ok = f, true
-			}
-		}
-		return found, ok
-	}
 	hs := summarize(holds, w.rec, w.stalls, ttl/10, func(h *holdRecord) time.Time {
-		if f, ok := lastFault(h.toldAt); ok {
+		if f, ok := lastFault(injected, h.toldAt); ok {
 			return f.start
 		}
 		return time.Time{}
@@ -197,7 +160,7 @@ func redisFaults(t *testing.T, args []string, persistent bool) {
 			atRelease++
 			continue
 		}
-		f, _ := lastFault(h.toldAt)
+		f, _ := lastFault(injected, h.toldAt)
 		lostByFault[f.kind]++
 	}
 	ops := w.rec.Ops()
@@ -259,4 +222,93 @@ func describeFaults(fs []fault) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, ", ")
+}
+
+// faultGap spreads faults over during: the calm after each fault, at
+// least least.
+func faultGap(faults []faultPlan, during, least time.Duration) time.Duration {
+	var busy time.Duration
+	for _, f := range faults {
+		busy += f.d
+	}
+	return max((during-busy)/time.Duration(len(faults)), least)
+}
+
+// inject injects f, waits as long as it lasts and heals it. The kinds:
+// kill (kill -9, restarted after f.d; persistent says whether Redis keeps
+// its data), pause (CLIENT PAUSE ALL), freeze (SIGSTOP, then SIGCONT),
+// and the proxy's delay (75 ± 50 ms), drop (5%), cut and blackhole.
+func (w *world) inject(f faultPlan, persistent bool) error {
+	var err error
+	switch f.kind {
+	case "kill":
+		err = w.kill(f.d, persistent)
+	case "pause":
+		err = w.srv.Pause(context.Background(), f.d)
+		time.Sleep(f.d)
+	case "freeze":
+		if err = w.srv.Freeze(); err == nil {
+			time.Sleep(f.d)
+			err = w.srv.Thaw()
+		}
+	case "delay":
+		w.proxy.Delay(75*time.Millisecond, 50*time.Millisecond)
+		time.Sleep(f.d)
+	case "drop":
+		w.proxy.Drop(0.05)
+		time.Sleep(f.d)
+	case "cut":
+		w.proxy.Cut()
+		time.Sleep(f.d)
+	case "blackhole":
+		w.proxy.Blackhole()
+		time.Sleep(f.d)
+	default:
+		err = fmt.Errorf("no fault %q", f.kind)
+	}
+	if w.proxy != nil {
+		w.proxy.Heal()
+	}
+	return err
+}
+
+// faultHooks let a scenario take part in its faults: before, if not nil,
+// runs ahead of each fault (its time is not the fault's); own, if not
+// nil, injects the scenario's own kinds and reports whether it knew f's.
+type faultHooks struct {
+	before func(f faultPlan)
+	own    func(f faultPlan) bool
+}
+
+// injectAll injects faults one after the other, each followed by gap of
+// calm, and returns them as injected.
+func (w *world) injectAll(t *testing.T, faults []faultPlan, gap time.Duration, persistent bool, hooks faultHooks) []fault {
+	t.Helper()
+	var injected []fault
+	for _, f := range faults {
+		if hooks.before != nil {
+			hooks.before(f)
+		}
+		start := time.Now()
+		if hooks.own == nil || !hooks.own(f) {
+			if err := w.inject(f, persistent); err != nil {
+				t.Fatalf("%s: %v", f.kind, err)
+			}
+		}
+		injected = append(injected, fault{f.kind, start, time.Now()})
+		time.Sleep(gap) // the calm between faults: part of the scenario
+	}
+	return injected
+}
+
+// lastFault returns the last of injected that began by at.
+func lastFault(injected []fault, at time.Time) (fault, bool) {
+	var found fault
+	ok := false
+	for _, f := range injected {
+		if !f.start.After(at) {
+			found, ok = f, true
+		}
+	}
+	return found, ok
 }

@@ -23,13 +23,14 @@ type holdRecord struct {
 	token    uint64
 	shared   bool // a shared hold: it reads, fenced, instead of writing
 	stalled  bool
-	start    time.Time // Hold called
-	entered  time.Time // fn started
-	checked  time.Time // fn looked at its context before writing
-	toldAt   time.Time // fn's context cancelled by a loss (zero: not told)
-	cause    error     // the cancellation's cause
-	accepted bool      // the fenced write was accepted
-	wrote    bool      // a fenced write was sent
+	start    time.Time  // Hold called
+	entered  time.Time  // fn started
+	checked  time.Time  // fn looked at its context before writing
+	toldAt   time.Time  // fn's context cancelled by a loss (zero: not told)
+	cause    error      // the cancellation's cause
+	mu       sync.Mutex // guards toldAt and cause while the hold runs
+	accepted bool       // the fenced write was accepted
+	wrote    bool       // a fenced write was sent
 	end      time.Time
 	err      error // Hold's error
 }
@@ -61,19 +62,11 @@ func hold(ctx context.Context, wk *worker, tr *fenced.Tracker, r coordinator.Res
 // the resource as a reader and ends with a fenced read, not a write.
 func holdIn(ctx context.Context, wk *worker, tr *fenced.Tracker, r coordinator.Resource, work, stall time.Duration, shared bool, opts ...coordinator.AcquireOption) *holdRecord {
 	h := &holdRecord{worker: wk, r: r, shared: shared, stalled: stall > 0, start: time.Now()}
-	var mu sync.Mutex
 	id := holdSeq.Add(1)
 	h.id = id
 	h.err = wk.c.Hold(ctx, r, wk.owner, func(hctx context.Context, l coordinator.Lease) error {
 		h.token, h.entered = l.Token, time.Now()
-		stop := context.AfterFunc(hctx, func() {
-			mu.Lock()
-			defer mu.Unlock()
-			if errors.Is(context.Cause(hctx), coordinator.ErrLeaseLost) {
-				h.toldAt, h.cause = time.Now(), context.Cause(hctx)
-			}
-		})
-		defer stop()
+		defer noticeLoss(hctx, h)()
 		defer tr.Exit(id)
 		enter := tr.Enter
 		if shared {
@@ -108,10 +101,22 @@ func holdIn(ctx context.Context, wk *worker, tr *fenced.Tracker, r coordinator.R
 		h.accepted = ok
 		return err
 	}, opts...)
-	mu.Lock()
+	h.mu.Lock()
 	h.end = time.Now()
-	mu.Unlock()
+	h.mu.Unlock()
 	return h
+}
+
+// noticeLoss records in h when and why ctx, the context of h's work, is
+// cancelled by a loss, until the function it returns is called.
+func noticeLoss(ctx context.Context, h *holdRecord) (stop func() bool) {
+	return context.AfterFunc(ctx, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if errors.Is(context.Cause(ctx), coordinator.ErrLeaseLost) {
+			h.toldAt, h.cause = time.Now(), context.Cause(ctx)
+		}
+	})
 }
 
 // holdStats sums up holds.
