@@ -7,7 +7,10 @@
 // $token, in memory or in Postgres) and counts overlapping holds and
 // stale writes; the recorded history of every store operation, checked
 // with porcupine against a sequential model of a lease; and the Postgres
-// ledger of pgaudit for the fencing tokens.
+// ledger of pgaudit for the fencing tokens. An election (issue 14: Lead
+// and Observe) runs through the same faults, checked for terms that
+// rise, fencing of deposed leaders, and observers that miss no term
+// outside a gap they were told of.
 //
 // The package has no code outside its tests. go test ./chaos/ runs every
 // scenario at a short size (well under a minute); the full size, whose
