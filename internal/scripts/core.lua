@@ -24,6 +24,20 @@ local function find(l, w)
   end
 end
 
+-- the request id list l of a lease with req in front, keeping the last 8
+-- request ids applied to the lease, newest first
+local function remember(l, req)
+  local at, n = 0, 1
+  while n < 8 do
+    at = string.find(l, ' ', at + 1, true)
+    if not at then break end
+    n = n + 1
+  end
+  if at then l = string.sub(l, 1, at - 1) end
+  if l ~= '' then return req .. ' ' .. l end
+  return req
+end
+
 -- an error reply. Each script reads and checks everything that can fail
 -- before its first write, so an error reply means the script changed
 -- nothing.
@@ -67,6 +81,19 @@ local function lease_fault(key, f)
   local v = f[({owner = 1, count = 2, token = 3, acquired_at = 4, expires_at = 5})[bad]]
   if type(v) ~= 'string' then return 'corrupt lease ' .. key .. ': field ' .. bad .. ' missing' end
   return 'corrupt lease ' .. key .. ': field ' .. bad .. ' = ' .. fmt('%q', v)
+end
+
+-- the exclusive hold {owner, count, token, acquired_at, expires_at,
+-- request ids, meta} of lease key, all its HGETALL (request ids "" when
+-- none); nil when all is an error or empty, or the lease is shared or
+-- not well formed: a fast path then leaves the case to the general one
+local function exclusive_hold(key, all)
+  if failed(all) or #all == 0 then return nil end
+  local f = {}
+  for i = 1, #all, 2 do f[all[i]] = all[i + 1] end
+  local h = {f.owner, f.count, f.token, f.acquired_at, f.expires_at, f.req or '', f.meta}
+  if f.mode or lease_fault(key, h) then return nil end
+  return h
 end
 
 -- the reply {status, owner, count, token, acquired_at_ms, expires_at_ms,

@@ -20,8 +20,8 @@
 // telling the first live waiter), core.lua the few that a fast path
 // needs (reading Redis time, appending an event, raising an owner
 // index's TTL). Each script is built as core.lua, the script's fast path
-// (its text before a line "--@lib": acquire.lua's and release.lua's
-// common case), lib.lua, then the rest of the script, so that a call
+// (its text before a line "--@lib": the common case of acquire.lua,
+// renew.lua and release.lua, an exclusive lease), lib.lua, then the rest of the script, so that a call
 // taking the fast path never pays for defining lib.lua's helpers, which
 // Redis makes anew on every call (acquireall.lua is built with
 // acquire.lua as a function it calls per claim).

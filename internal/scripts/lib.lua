@@ -14,20 +14,6 @@ local function cut(l, s, e)
   return string.sub(l, 1, s - 2) .. string.sub(l, e + 1)
 end
 
--- the request id list l of a lease with req in front, keeping the last 8
--- request ids applied to the lease, newest first
-local function remember(l, req)
-  local at, n = 0, 1
-  while n < 8 do
-    at = string.find(l, ' ', at + 1, true)
-    if not at then break end
-    n = n + 1
-  end
-  if at then l = string.sub(l, 1, at - 1) end
-  if l ~= '' then return req .. ' ' .. l end
-  return req
-end
-
 -- the lease in lock hash key: {owner, count, token, acquired_at,
 -- expires_at, request ids, meta}, owner false when the resource is free
 -- (HMGET); or nil and why the key is corrupt (not a hash, or a field that

@@ -73,17 +73,9 @@ if mode ~= 'force' then
   pre_memo = redis.pcall('GET', KEYS[4])
   if pre_memo == false then pre_all = redis.pcall('HGETALL', KEYS[1]) end
 end
-local fast
-if pre_all and not failed(pre_all) and #pre_all > 0 then
-  fast = {}
-  for i = 1, #pre_all, 2 do fast[pre_all[i]] = pre_all[i + 1] end
-  fast = {fast.owner, fast.count, fast.token, fast.acquired_at, fast.expires_at, fast.req or '', fast.meta, mode = fast.mode}
-  if fast.mode or fast[1] ~= owner or (fast[2] ~= '1' and mode ~= 'all') or find(fast[6], req) or lease_fault(KEYS[1], fast) then
-    fast = nil
-  else
-    pre_queue = redis.pcall('GET', KEYS[5])
-  end
-end
+local fast = pre_all and exclusive_hold(KEYS[1], pre_all)
+if fast and (fast[1] ~= owner or (fast[2] ~= '1' and mode ~= 'all') or find(fast[6], req)) then fast = nil end
+if fast then pre_queue = redis.pcall('GET', KEYS[5]) end
 if fast and pre_queue == false then
   local now = redis_time()
   local why = append_event(KEYS[2], maxlen,

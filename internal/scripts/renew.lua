@@ -28,12 +28,35 @@
 -- it was; the owner index's TTL is raised to twice the lease's when it
 -- falls below it (see acquire.lua).
 --
--- The helpers it calls (find, cut, remember, read_lease, ...) are those
--- of lib.lua, which package scripts prepends when it builds the script.
+-- The helpers it calls (find, remember, read_state, ...) are those of
+-- core.lua and lib.lua (see package scripts: the fast path below runs
+-- before lib.lua's are defined).
 
 local owner, req = ARGV[1], ARGV[3]
 
-local st, why = read_state(KEYS[1])
+-- Fast path: the owner's exclusive lease, its token the one expected
+-- (or any, ARGV[7] "0"), the request id not applied: the keep-alive's
+-- case, done with core.lua's helpers alone, command for command as
+-- below. Otherwise the HGETALL goes to the general path (pre_all), which
+-- decides as if the fast path had not run: it wrote nothing.
+local pre_all = redis.pcall('HGETALL', KEYS[1])
+local fast = exclusive_hold(KEYS[1], pre_all)
+if fast and fast[1] == owner and (ARGV[7] == '0' or fast[3] == ARGV[7]) and not find(fast[6], req) then
+  local now = redis_time()
+  local ttl = tonumber(ARGV[2])
+  local expires_s = fmt('%d', now + ttl)
+  local why = append_event(KEYS[2], ARGV[6],
+    event_fields('renewed', ARGV[4], ARGV[5], owner, fast[3], fast[2], fmt('%d', now), fast[4], expires_s, req, fast[7]))
+  if why then return fail(why) end
+  redis.call('HSET', KEYS[1], 'expires_at', expires_s, 'req', remember(fast[6], req))
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  raise_ttl(KEYS[3], ttl)
+  expiry_set(KEYS[4], ARGV[6], expiry_member(ARGV[4], ARGV[5], fast, {}), expires_s)
+  return reply(1, owner, tonumber(fast[2]), fast[3], tonumber(fast[4]), now + ttl, now, fast[7])
+end
+--@lib
+
+local st, why = read_state(KEYS[1], pre_all)
 if not st then return fail(why) end
 local now = redis_time()
 prune(st, now)
