@@ -34,19 +34,7 @@ func TestFeaturesOnCluster(t *testing.T) {
 		t.Fatalf("Redis Cluster did not start: %v", err)
 	}
 	newBackend := newClusterBackend(cl.Addrs())
-	suite := godog.TestSuite{
-		Name:                "lockcoord-cluster",
-		ScenarioInitializer: func(sc *godog.ScenarioContext) { initScenarioOn(sc, newBackend) },
-		Options: &godog.Options{
-			Format:   "progress",
-			Paths:    []string{"."},
-			Strict:   true,
-			TestingT: t,
-		},
-	}
-	if suite.Run() != 0 {
-		t.Fatal("godog: scenarios failed on the Cluster")
-	}
+	runSuite(t, "lockcoord-cluster", "progress", func(sc *godog.ScenarioContext) { initScenarioOn(sc, newBackend) })
 }
 
 // TestFeaturesOnRedis runs the scenarios on a real standalone Redis
@@ -65,19 +53,7 @@ func TestFeaturesOnRedis(t *testing.T) {
 	}{{"plain", nil}, {"autopipeline", []redisstore.Option{redisstore.WithAutoPipeline()}}} {
 		t.Run(tc.name, func(t *testing.T) {
 			newBackend := newServerBackend(addr)
-			suite := godog.TestSuite{
-				Name:                "lockcoord-redis-" + tc.name,
-				ScenarioInitializer: func(sc *godog.ScenarioContext) { initScenarioOn(sc, newBackend, tc.opts...) },
-				Options: &godog.Options{
-					Format:   "progress",
-					Paths:    []string{"."},
-					Strict:   true,
-					TestingT: t,
-				},
-			}
-			if suite.Run() != 0 {
-				t.Fatalf("godog: scenarios failed on Redis (%s)", tc.name)
-			}
+			runSuite(t, "lockcoord-redis-"+tc.name, "progress", func(sc *godog.ScenarioContext) { initScenarioOn(sc, newBackend, tc.opts...) })
 		})
 	}
 }

@@ -2,7 +2,6 @@ package redisstore_test
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"sync"
 	"testing"
@@ -133,21 +132,7 @@ func TestAutoPipelineRecovers(t *testing.T) {
 		if _, err := s.Acquire(ctx, request(coordinator.Plan("down"), "w1", "down", time.Minute)); !isNetworkError(err) {
 			t.Fatalf("acquire while Redis is down: %v, want a network error", err)
 		}
-		if err := b.srv.Restart(); err != nil {
-			t.Fatal(err)
-		}
-		testutil.Eventually(t, 10*time.Second, "the store to reach the restarted server", func() bool {
-			_, err := s.Inspect(ctx, r)
-			if err != nil && !errors.Is(err, coordinator.ErrNotHeld) && !isNetworkError(err) {
-				t.Fatalf("after a restart without persistence: %v, want ErrNotHeld", err)
-			}
-			return errors.Is(err, coordinator.ErrNotHeld)
-		})
-		l := lease(t)(s.Acquire(ctx, request(r, "w2", "after", time.Minute)))
-		if l.Token <= old.Token {
-			t.Fatalf("token %d after the restart, %d before", l.Token, old.Token)
-		}
-		lease(t)(s.Release(ctx, request(r, "w2", "after-release", 0)))
+		restartedWorks(t, b, s, r, old)
 		// the subscription came back too
 		notifiedAgain(t, s, sub, coordinator.Plan("notified-after"), &ids)
 	})

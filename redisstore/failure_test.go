@@ -106,24 +106,33 @@ func TestRedisGoesAway(t *testing.T) {
 		old := lease(t)(s.Acquire(ctx, request(r, "w1", "a", time.Minute)))
 		b.srv.Kill()
 		checkNetworkErrors(t, everyCall(ctx, s), false)
-		if err := b.srv.Restart(); err != nil {
-			t.Fatal(err)
-		}
-		// go-redis probes a failed server once a second before it dials
-		// again: wait for the connection, not for any TTL
-		testutil.Eventually(t, 10*time.Second, "the store to reach the restarted server", func() bool {
-			_, err := s.Inspect(ctx, r)
-			if err != nil && !errors.Is(err, coordinator.ErrNotHeld) && !isNetworkError(err) {
-				t.Fatalf("after a restart without persistence: %v, want ErrNotHeld", err)
-			}
-			return errors.Is(err, coordinator.ErrNotHeld)
-		})
-		l := lease(t)(s.Acquire(ctx, request(r, "w2", "b", time.Minute)))
-		if l.Token <= old.Token {
-			t.Fatalf("token %d after the restart, %d before", l.Token, old.Token)
-		}
-		lease(t)(s.Release(ctx, request(r, "w2", "c", 0)))
+		restartedWorks(t, b, s, r, old)
 	})
+}
+
+// restartedWorks restarts b's server, killed without persistence after
+// old was taken on r, and checks that s reaches it, that r is free and
+// that a new lease of r has a greater token.
+func restartedWorks(t *testing.T, b *backend, s *redisstore.Store, r coordinator.Resource, old coordinator.Lease) {
+	t.Helper()
+	ctx := t.Context()
+	if err := b.srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// go-redis probes a failed server once a second before it dials
+	// again: wait for the connection, not for any TTL
+	testutil.Eventually(t, 10*time.Second, "the store to reach the restarted server", func() bool {
+		_, err := s.Inspect(ctx, r)
+		if err != nil && !errors.Is(err, coordinator.ErrNotHeld) && !isNetworkError(err) {
+			t.Fatalf("after a restart without persistence: %v, want ErrNotHeld", err)
+		}
+		return errors.Is(err, coordinator.ErrNotHeld)
+	})
+	l := lease(t)(s.Acquire(ctx, request(r, "w2", "after-restart", time.Minute)))
+	if l.Token <= old.Token {
+		t.Fatalf("token %d after the restart, %d before", l.Token, old.Token)
+	}
+	lease(t)(s.Release(ctx, request(r, "w2", "after-restart-release", 0)))
 }
 
 // TestCorruptLease: a lease hash written by something else (by hand, an
