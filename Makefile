@@ -7,7 +7,7 @@
 #   make lint        gofmt, go vet, golangci-lint (pinned), README example compiles,
 #                    every package builds for Windows and macOS, the dashboard and
 #                    alerting rules in deploy/ check (deploy-check)
-#   make bench       every benchmark against the peers (~12 min); rewrites docs/benchmarks.md
+#   make bench       every benchmark against the peers (~8 min alone); rewrites docs/benchmarks.md
 #                    when the machine was quiet (FORCE=1 make bench: also when not)
 #   make bench-smoke the benchmarks once each, -benchtime=100x (CI: they compile and work),
 #                    then the benchmark bar: lockcoord/floor ratios, never failing on them
