@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -181,6 +182,48 @@ func TestSharedForceRelease(t *testing.T) {
 		ls := must[[]coordinator.Lease](t)(s.Holders(ctx, r))
 		if len(ls) != 1 || ls[0].Owner != "b" {
 			t.Fatalf("holders after the force: %+v", ls)
+		}
+	})
+}
+
+// TestSharedReacquireAfterExpiry: an owner whose shared hold expired,
+// while another holder kept the hash, takes the resource again, and its
+// new hold is kept. Before, the script wrote the new hold's fields, then
+// deleted them with the expired hold's: the acquisition said ok, the
+// resource did not have the owner, and its release said not held (found
+// by the retried-requests fault scenario at full size). The expired
+// hold's metadata does not pass to the new hold.
+func TestSharedReacquireAfterExpiry(t *testing.T) {
+	onBoth(t, func(t *testing.T, b *backend) {
+		ctx := t.Context()
+		s := b.newStore(t)
+		r := coordinator.Plan("reacquired")
+		var ids reqIDs
+		lease(t)(s.Acquire(ctx, sharedReq(r, "w1", ids.next(), time.Hour, 0)))
+		old := sharedReq(r, "w2", ids.next(), 20*time.Millisecond, 0)
+		old.Meta = "old"
+		lease(t)(s.Acquire(ctx, old))
+		// w2's hold expires by Redis TIME; w1's keeps the key
+		time.Sleep(60 * time.Millisecond)
+		l := lease(t)(s.Acquire(ctx, sharedReq(r, "w2", ids.next(), time.Minute, 0)))
+		if l.Count != 1 || l.Meta != "" {
+			t.Fatalf("w2 again: %+v, want a fresh hold (count 1) without the old metadata", l)
+		}
+		hs := must[[]coordinator.Lease](t)(s.Holders(ctx, r))
+		var owners []string
+		for _, h := range hs {
+			owners = append(owners, h.Owner)
+			if h.Owner == "w2" && (h.Token != l.Token || h.Meta != "") {
+				t.Fatalf("w2's hold as read: %+v, want token %d and no metadata", h, l.Token)
+			}
+		}
+		slices.Sort(owners)
+		if !slices.Equal(owners, []string{"w1", "w2"}) {
+			t.Fatalf("holders %v after w2 took the resource again, want w1 and w2", owners)
+		}
+		rel := lease(t)(s.Release(ctx, request(r, "w2", ids.next(), 0)))
+		if rel.Token != l.Token {
+			t.Fatalf("release of w2: %+v, want its new hold (token %d)", rel, l.Token)
 		}
 	})
 }

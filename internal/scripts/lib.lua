@@ -137,10 +137,19 @@ end
 -- with all their fields, mode and cap when new, delete the fields of the
 -- holders in st.gone and of drop (an owner or nil), then set the key's
 -- TTL to its latest expiry (or delete it when no holder is left). HSET
--- [HDEL] PEXPIRE, or DEL.
+-- [HDEL] PEXPIRE, or DEL. An owner both in st.gone and in set (its hold
+-- expired, and it takes the resource again) keeps the fields written for
+-- its new hold: only a metadata field the new hold lacks is deleted.
 local function write_shared(key, st, now, set, new, drop)
-  local del = {}
-  local function gone(o) for _, f in ipairs(hold_fields(o)) do del[#del + 1] = f end end
+  local del, setting = {}, {}
+  for _, o in ipairs(set) do setting[o] = true end
+  local function gone(o)
+    if not setting[o] then
+      for _, f in ipairs(hold_fields(o)) do del[#del + 1] = f end
+    elseif not (st.holders[o][7] and st.holders[o][7] ~= '') then
+      del[#del + 1] = 'meta:' .. o
+    end
+  end
   for _, o in ipairs(st.gone) do gone(o) end
   if drop then gone(drop) end
   if st.n == 0 then
