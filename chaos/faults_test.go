@@ -210,8 +210,12 @@ func redisFaults(t *testing.T, args []string, persistent bool) {
 	if hs.toldLate != 0 {
 		t.Errorf("%d losses signalled after the lease's expiry: %v", hs.toldLate, hs.lateDetail)
 	}
-	if fsum.Accepted == 0 {
-		t.Errorf("no write accepted: the workers did nothing")
+	// the workers did something: a fenced write (exclusive holders, one
+	// worker in four at the short size) or a fenced read (shared holders);
+	// the short form's one exclusive worker can end with no write when
+	// the faults refuse its few acquisitions
+	if fsum.Accepted+fsum.ReadsAccepted == 0 {
+		t.Errorf("no fenced write or read accepted: the workers did nothing")
 	}
 }
 
