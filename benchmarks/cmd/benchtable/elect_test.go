@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -22,15 +19,7 @@ BenchmarkExpiryEvent/lib=lockcoord-2          	      40	 130000000 ns/op	       
 `
 
 func TestIssue14(t *testing.T) {
-	in := filepath.Join(t.TempDir(), "bench.txt")
-	if err := os.WriteFile(in, []byte(electSample), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := run([]string{in}, &out); err != nil {
-		t.Fatal(err)
-	}
-	got := out.String()
+	got := renderText(t, electSample)
 	for _, want := range []string{
 		"### Targets (issues 6, 13 and 14)",
 		// medians: p99 1,200 ms against 1,000 + 1,000; 1,400 against 200 + 1,000

@@ -42,8 +42,15 @@ ok  	github.com/lockcoord/lockcoord/benchmarks	10.0s
 
 func generate(t *testing.T, args ...string) string {
 	t.Helper()
+	return renderText(t, sample, args...)
+}
+
+// renderText runs benchtable with args on go test output text (written to a
+// file of the test's own) and returns what it printed.
+func renderText(t *testing.T, text string, args ...string) string {
+	t.Helper()
 	in := filepath.Join(t.TempDir(), "bench.txt")
-	if err := os.WriteFile(in, []byte(sample), 0o644); err != nil {
+	if err := os.WriteFile(in, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -21,15 +18,7 @@ BenchmarkMulti/claims=2/lib=redislock-2                     	    1000	    125000
 `
 
 func TestIssue13Targets(t *testing.T) {
-	in := filepath.Join(t.TempDir(), "bench.txt")
-	if err := os.WriteFile(in, []byte(modesSample), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := run([]string{in}, &out); err != nil {
-		t.Fatal(err)
-	}
-	got := out.String()
+	got := renderText(t, modesSample)
 	for _, want := range []string{
 		"### Targets (issues 6, 13 and 14)",
 		"| pairs/s, 1 goroutine: shared / exclusive (issue 13) | ≥ 0.80 | 0.90 × (9,000 vs 10,000 pairs/s) | met |",

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -30,21 +27,8 @@ BenchmarkNetPairs/delay=200us/goroutines=1/lib=floor-2     	 300	1200000 ns/op	 
 BenchmarkNetPairs/delay=200us/goroutines=1/lib=lockcoord-2 	 300	1300000 ns/op	  769.0 pairs/s	250.0 delay-µs	1300 p50-µs
 `
 
-func render15(t *testing.T, sample string) string {
-	t.Helper()
-	in := filepath.Join(t.TempDir(), "bench.txt")
-	if err := os.WriteFile(in, []byte(sample), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := run([]string{in}, &out); err != nil {
-		t.Fatal(err)
-	}
-	return out.String()
-}
-
 func TestIssue15Targets(t *testing.T) {
-	got := render15(t, issue15Sample)
+	got := renderText(t, issue15Sample)
 	for _, want := range []string{
 		"### Targets of issue 15 (this run)",
 		"| pairs/s, 64 goroutines, distinct keys, audit outbox on: lockcoord as recommended / floor | ≥ 2.00 | lockcoord-autopipeline: 2.00 × (50,000 vs 25,000 pairs/s) | met |",
@@ -79,7 +63,7 @@ func TestIssue15Targets(t *testing.T) {
 // rows say they were not run; the plain lockcoord, faster at 64
 // goroutines, is the recommended one.
 func TestIssue15TargetsPartial(t *testing.T) {
-	got := render15(t, `pkg: github.com/lockcoord/lockcoord/benchmarks
+	got := renderText(t, `pkg: github.com/lockcoord/lockcoord/benchmarks
 BenchmarkPairs/goroutines=64/lib=floor-2                   	1000	 40000 ns/op	10000 pairs/s
 BenchmarkPairs/goroutines=64/lib=lockcoord-2               	1000	100000 ns/op	 9000 pairs/s
 BenchmarkPairs/goroutines=64/lib=lockcoord-autopipeline-2  	1000	 20000 ns/op	 8000 pairs/s
@@ -97,7 +81,7 @@ BenchmarkPairs/goroutines=1/lib=lockcoord-2                	1000	110000 ns/op	 9
 		}
 	}
 	// a run without any of the cases has no issue 15 table
-	if got := render15(t, modesSample); strings.Contains(got, "issue 15") {
+	if got := renderText(t, modesSample); strings.Contains(got, "issue 15") {
 		t.Errorf("an issue 15 table without its cases:\n%s", got)
 	}
 }
@@ -105,7 +89,7 @@ BenchmarkPairs/goroutines=1/lib=lockcoord-2                	1000	110000 ns/op	 9
 // TestRecommendedAtOneGoroutine: a run of 1 goroutine only picks the
 // faster configuration there.
 func TestRecommendedAtOneGoroutine(t *testing.T) {
-	got := render15(t, `pkg: github.com/lockcoord/lockcoord/benchmarks
+	got := renderText(t, `pkg: github.com/lockcoord/lockcoord/benchmarks
 BenchmarkPairs/goroutines=1/lib=floor-2                    	1000	100000 ns/op	10000 pairs/s
 BenchmarkPairs/goroutines=1/lib=lockcoord-2                	1000	110000 ns/op	 8000 pairs/s
 BenchmarkPairs/goroutines=1/lib=lockcoord-autopipeline-2   	1000	120000 ns/op	 9000 pairs/s
